@@ -1,0 +1,69 @@
+"""The audit trail: append-only events for every routing decision and every human action."""
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+
+
+class AuditAction(models.TextChoices):
+    ROUTING_DECISION = "routing.decision", "Routing decision"
+    EXCEPTION_OPENED = "exception.opened", "Exception opened"
+    RULE_SAVED = "rule.saved", "Rule saved"
+    RULES_IMPORTED = "rules.imported", "Rules imported"
+    SOURCE_CREATED = "source.created", "Capture source created"
+
+
+class AppendOnlyError(Exception):
+    pass
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("Audit events are append-only.")
+
+    def delete(self):
+        raise AppendOnlyError("Audit events are append-only.")
+
+
+class AuditEvent(models.Model):
+    """One thing that happened. On PostgreSQL a trigger also refuses UPDATE and DELETE (migration 0002)."""
+
+    ENGINE = "engine"
+
+    action = models.CharField(max_length=40, choices=AuditAction.choices)
+    occurred_at = models.DateTimeField(db_index=True)
+    # Who decided or acted: a person, or nobody (the engine or the system).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, help_text="'engine', or the person's username.")
+    lead = models.ForeignKey(
+        "routing.Lead", null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    rule = models.ForeignKey("routing.Rule", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    rule_version = models.PositiveIntegerField(null=True, blank=True)
+    rule_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    inputs = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="What the decision read.")
+    outcome = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(
+        default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="Details: target, before/after, reasons."
+    )
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        indexes = [models.Index(fields=["lead", "action"], name="audit_lead_action_idx")]
+
+    def __str__(self):
+        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.action} by {self.actor_label}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise AppendOnlyError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Audit events are append-only.")

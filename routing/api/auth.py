@@ -1,0 +1,64 @@
+"""Capture sources authenticate with `Authorization: Token <key>`; only the key's hash is stored."""
+
+from rest_framework import authentication, exceptions, permissions
+
+from routing.models import Source
+
+
+class SourcePrincipal:
+    """request.user for a capture source: authenticated, but not a person and never staff."""
+
+    is_authenticated = True
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, source: Source):
+        self.source = source
+
+    def __str__(self):
+        return f"source:{self.source.name}"
+
+    def has_perm(self, perm, obj=None):
+        return False
+
+
+class SourceTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Token"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid token header: use 'Authorization: Token <key>'.")
+        try:
+            key = header[1].decode()
+        except UnicodeError:
+            raise exceptions.AuthenticationFailed("Invalid token: it must be plain ASCII.") from None
+        source = Source.objects.filter(token_hash=Source.hash_token(key)).first()
+        if source is None or not source.is_active:
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        return SourcePrincipal(source), source
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class IsCaptureSource(permissions.BasePermission):
+    message = "Only capture sources post leads: authenticate with 'Authorization: Token <key>'."
+
+    def has_permission(self, request, view):
+        return isinstance(request.auth, Source)
+
+
+class IsSourceOrStaff(permissions.BasePermission):
+    """A source reads its own leads (the view narrows the queryset); console staff read all."""
+
+    message = "Reading leads needs a capture-source token or a console account."
+
+    def has_permission(self, request, view):
+        if isinstance(request.auth, Source):
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff)

@@ -1,0 +1,67 @@
+"""Output shapes of the lead API (input is validated by routing.intake.LeadIn)."""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from audit.models import AuditAction
+from routing.models import Lead
+
+
+class AcceptedLeadSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    lead_id = serializers.CharField()
+    status = serializers.CharField()
+    url = serializers.URLField()
+
+
+class BatchResultSerializer(serializers.Serializer):
+    lead_id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["accepted", "duplicate", "invalid"])
+    id = serializers.IntegerField(allow_null=True)
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), allow_null=True)
+
+
+class BatchResponseSerializer(serializers.Serializer):
+    results = BatchResultSerializer(many=True)
+
+
+class DecisionSerializer(serializers.Serializer):
+    rule = serializers.CharField(source="rule.name", allow_null=True, default=None)
+    rule_version = serializers.IntegerField(allow_null=True)
+    outcome = serializers.CharField()
+    decided_at = serializers.DateTimeField(source="occurred_at")
+    decided_by = serializers.CharField(source="actor_label")
+
+
+class LeadExceptionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    reason = serializers.CharField()
+    status = serializers.CharField()
+
+
+class LeadDetailSerializer(serializers.ModelSerializer):
+    origin = serializers.CharField(source="origin.name")
+    queue = serializers.CharField(source="queue.name", allow_null=True, default=None)
+    assignee = serializers.CharField(source="assignee.username", allow_null=True, default=None)
+    decisions = serializers.SerializerMethodField()
+    exceptions = LeadExceptionSerializer(many=True)
+
+    class Meta:
+        model = Lead
+        fields = [
+            "id",
+            "lead_id",
+            "origin",
+            "status",
+            "queue",
+            "assignee",
+            "received_at",
+            "assigned_at",
+            "decisions",
+            "exceptions",
+        ]
+
+    @extend_schema_field(DecisionSerializer(many=True))
+    def get_decisions(self, lead):
+        events = [e for e in lead.audit_events.all() if e.action == AuditAction.ROUTING_DECISION]
+        return DecisionSerializer(events, many=True).data

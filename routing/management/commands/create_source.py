@@ -1,0 +1,18 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from routing.sources import source_create
+
+
+class Command(BaseCommand):
+    help = "Create a capture source and print its token (last line). The token is shown only once."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+
+    def handle(self, *args, name, **options):
+        try:
+            source, token = source_create(name=name)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Created capture source {source.name!r}. Send 'Authorization: Token <token>'. Token:")
+        self.stdout.write(token)

@@ -1,0 +1,96 @@
+"""Run the console with demo data: web server, a real Celery worker and beat, and a trickle of leads."""
+
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from routing.demo.leads import synthetic_lead
+from routing.management.commands.seed_demo import DEMO_LOGIN
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--every", type=float, default=3.0, help="Seconds between synthetic leads (0: none).")
+
+    def handle(self, *args, port, every, **options):
+        call_command("migrate", verbosity=0)
+        out = io.StringIO()
+        call_command("seed_demo", stdout=out)
+        token = out.getvalue().strip().splitlines()[-1]
+        base = f"http://127.0.0.1:{port}"
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        celery = [sys.executable, "-m", "celery", "-A", "config"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        children = [
+            subprocess.Popen([*celery, "worker", "--loglevel=INFO", "--concurrency=2"], env=env),
+            subprocess.Popen([*celery, "beat", "--loglevel=INFO"], env=env),
+            subprocess.Popen([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"], env=env),
+        ]
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            _wait_for(f"{base}/healthz")
+            username, password = DEMO_LOGIN
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"\nHandoff console: {base}/admin/  login: {username} / {password}\n"
+                    f"API docs: {base}/api/docs/   Ctrl-C stops everything.\n"
+                )
+            )
+            if every > 0:
+                threading.Thread(target=_trickle, args=(base, token, every, stop), daemon=True).start()
+            while not stop.is_set() and all(child.poll() is None for child in children):
+                stop.wait(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop.set()
+            for child in children:
+                child.terminate()
+            for child in children:
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+
+def _wait_for(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def _trickle(base: str, token: str, every: float, stop: threading.Event) -> None:
+    """Post synthetic leads through the real intake API, as a capture system would."""
+    rng = random.Random()
+    while not stop.wait(rng.uniform(0.5, 1.5) * every):
+        request = urllib.request.Request(
+            f"{base}/api/v1/leads/",
+            data=json.dumps(synthetic_lead(rng)).encode(),
+            method="POST",
+            headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=10).close()
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"demo trickle: {exc}", file=sys.stderr)

@@ -1,0 +1,37 @@
+import json
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from routing.models import Source
+from routing.rules import rules_import
+from routing.sources import source_create
+
+DEMO_RULES = Path(__file__).resolve().parents[2] / "demo" / "rules.json"
+DEMO_SOURCE = "demo-web-form"
+DEMO_LOGIN = ("admin", "handoff-demo")
+
+
+class Command(BaseCommand):
+    help = "Load demo owners, queues and rules, a console login, and a demo capture source (prints its token)."
+
+    def handle(self, *args, **options):
+        counts = rules_import(document=json.loads(DEMO_RULES.read_text()))
+        username, password = DEMO_LOGIN
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        user.is_staff = user.is_superuser = True
+        user.first_name, user.last_name = "Demo", "Admin"
+        user.set_password(password)
+        user.save()
+        source = Source.objects.filter(name=DEMO_SOURCE).first()
+        if source is None:
+            source, token = source_create(name=DEMO_SOURCE)
+        else:  # tokens are stored hashed: issue a fresh one so the trickle can post
+            token = source.set_new_token()
+            source.save()
+        self.stdout.write(
+            f"Demo data: {counts['owners']} owners, {counts['queues']} queues, {counts['rules']} rules; "
+            f"login {username} / {password}; source {DEMO_SOURCE}. Token:"
+        )
+        self.stdout.write(token)

@@ -1,0 +1,200 @@
+"""Routing domain: capture sources, queues and their members, rules, and leads."""
+
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from simple_history.models import HistoricalRecords
+
+from audit.history import history_person
+
+
+class Source(models.Model):
+    """A capture system (web form, chat widget, marketing tool) that posts leads; the lead's origin."""
+
+    TOKEN_PREFIX_LENGTH = 8
+
+    name = models.CharField(max_length=100, unique=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(
+        max_length=TOKEN_PREFIX_LENGTH, editable=False, help_text="First characters of the token, to tell tokens apart."
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        # Tokens are 256 random bits, so a fast hash is safe here and keeps the per-request lookup cheap.
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def set_new_token(self) -> str:
+        """Give the source a fresh token; returns it in clear, the only time it is ever seen."""
+        token = secrets.token_urlsafe(32)
+        self.token_hash = self.hash_token(token)
+        self.token_prefix = token[: self.TOKEN_PREFIX_LENGTH]
+        return token
+
+
+class AssignmentStrategy(models.TextChoices):
+    ROUND_ROBIN = "round_robin", "Round robin"
+    WEIGHTED_ROUND_ROBIN = "weighted_round_robin", "Weighted round robin"
+    LEAST_LOADED = "least_loaded", "Least loaded (fewest open leads)"
+
+
+class Queue(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    ack_sla_minutes = models.PositiveIntegerField(default=30)
+    resolve_sla_minutes = models.PositiveIntegerField(default=240)
+    strategy = models.CharField(
+        max_length=32, choices=AssignmentStrategy.choices, default=AssignmentStrategy.ROUND_ROBIN
+    )
+    max_open_per_member = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Members holding this many open leads are skipped. Empty: no cap."
+    )
+    overflow_queue = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="overflow_for"
+    )
+    # Fair-share clock of the rotation (see routing/assignment.py); advanced under the queue's row lock.
+    virtual_time = models.FloatField(default=0.0, editable=False)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="QueueMembership", related_name="routing_queues")
+    history = HistoricalRecords(get_user=history_person, excluded_fields=["virtual_time"])
+
+    def __str__(self):
+        return self.name
+
+
+class QueueMembership(models.Model):
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_memberships")
+    is_available = models.BooleanField(default=True)
+    weight = models.PositiveIntegerField(default=1, help_text="Share of leads under weighted round robin.")
+    # Where this member stands in the rotation: the lowest pass is served next.
+    rotation_pass = models.FloatField(default=0.0, editable=False)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "user"], name="membership_unique_queue_user"),
+            models.CheckConstraint(condition=Q(weight__gte=1), name="membership_weight_positive"),
+        ]
+        ordering = ["queue", "id"]
+
+    def __str__(self):
+        return f"{self.user} in {self.queue}"
+
+
+class RuleStage(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+
+
+class Rule(models.Model):
+    name = models.CharField(max_length=150, unique=True)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="owned_rules"
+    )
+    priority = models.IntegerField(default=100, help_text="Lower numbers are evaluated first.")
+    stage = models.CharField(max_length=16, choices=RuleStage.choices, default=RuleStage.DRAFT)
+    condition = models.JSONField(help_text="Condition JSON; see the README's rule format.")
+    queue = models.ForeignKey(
+        Queue, on_delete=models.PROTECT, related_name="rules", help_text="Action: assign matching leads to this queue."
+    )
+    sla_minutes = models.PositiveIntegerField(default=15, help_text="Assign within this many minutes.")
+    inputs = models.TextField(blank=True)
+    outputs = models.TextField(blank=True)
+    rollback_plan = models.TextField(blank=True)
+    # Bumped whenever what the rule decides can change; decisions record it.
+    version = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(get_user=history_person)
+
+    DECIDING_FIELDS = ("priority", "stage", "condition", "queue_id")
+
+    class Meta:
+        ordering = ["priority", "id"]
+        indexes = [models.Index(fields=["stage", "priority"], name="rule_stage_priority_idx")]
+
+    def __str__(self):
+        return self.name
+
+
+class LeadStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    ASSIGNED = "assigned", "Assigned"
+    EXCEPTION = "exception", "Exception"
+
+
+class Lead(models.Model):
+    origin = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="leads")
+    lead_id = models.CharField(max_length=128, help_text="The capture system's stable id.")
+    email = models.CharField(max_length=254, null=True, blank=True)
+    phone = models.CharField(max_length=32, null=True, blank=True)
+    first_name = models.CharField(max_length=150, null=True, blank=True)
+    last_name = models.CharField(max_length=150, null=True, blank=True)
+    company = models.CharField(max_length=200, null=True, blank=True)
+    company_size = models.PositiveIntegerField(null=True, blank=True)
+    country = models.CharField(max_length=2, null=True, blank=True)
+    lifecycle_stage = models.CharField(max_length=64, null=True, blank=True)
+    engagement_score = models.FloatField(null=True, blank=True)
+    intent_score = models.FloatField(null=True, blank=True)
+    occurred_at = models.DateTimeField()
+    attributes = models.JSONField(default=dict, blank=True)
+
+    received_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=LeadStatus.choices, default=LeadStatus.RECEIVED)
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.PROTECT, related_name="leads")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_leads"
+    )
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    rule = models.ForeignKey(Rule, null=True, blank=True, on_delete=models.PROTECT, related_name="leads")
+    rule_version = models.PositiveIntegerField(null=True, blank=True)
+    routed_at = models.DateTimeField(null=True, blank=True)
+    # Set by the sweeper each time it publishes the lead again.
+    requeued_at = models.DateTimeField(null=True, blank=True)
+    requeue_count = models.PositiveIntegerField(default=0)
+    history = HistoricalRecords(get_user=history_person, excluded_fields=["requeued_at", "requeue_count"])
+
+    ROUTABLE_FIELDS = (
+        "lead_id",
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "company",
+        "company_size",
+        "country",
+        "lifecycle_stage",
+        "engagement_score",
+        "intent_score",
+        "occurred_at",
+        "attributes",
+    )
+
+    class Meta:
+        constraints = [
+            # Natural dedup: the same capture-system id from the same source is one lead, even under races.
+            models.UniqueConstraint(fields=["origin", "lead_id"], name="lead_unique_origin_lead_id"),
+        ]
+        indexes = [
+            # requeue_stuck_leads: leads still waiting for routing, oldest first.
+            models.Index(fields=["received_at"], condition=Q(status="received"), name="lead_pending_idx"),
+            # least-loaded assignment and per-member caps: open leads per assignee.
+            models.Index(fields=["assignee"], condition=Q(status="assigned"), name="lead_open_by_assignee_idx"),
+            models.Index(fields=["received_at"], name="lead_received_at_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.origin}:{self.lead_id}"
+
+    def routing_view(self) -> dict:
+        """The lead as the rules engine sees it: field name -> value."""
+        return {name: getattr(self, name) for name in self.ROUTABLE_FIELDS}

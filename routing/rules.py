@@ -1,0 +1,301 @@
+"""Rule writes and the rules file: `import_rules` / `export_rules` (README: Rules file)."""
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from jsonschema import Draft202012Validator
+
+from audit.models import AuditAction
+from audit.services import audit_record
+from routing.conditions import ConditionError, validate_condition
+from routing.models import AssignmentStrategy, Queue, QueueMembership, Rule, RuleStage
+
+User = get_user_model()
+
+
+class RulesFileError(ValueError):
+    """Every problem in a rules document, each with where it is."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def rule_save(*, rule: Rule, by=None) -> Rule:
+    """Validate and save a rule; a change to what it decides bumps its version. Writes an audit event."""
+    validate_condition(rule.condition)
+    before = None
+    if rule.pk is not None:
+        before = Rule.objects.filter(pk=rule.pk).values(*Rule.DECIDING_FIELDS, "version").first()
+    if before is not None and any(before[f] != getattr(rule, f) for f in Rule.DECIDING_FIELDS):
+        rule.version = before["version"] + 1
+    with transaction.atomic():
+        rule.save()
+        audit_record(
+            action=AuditAction.RULE_SAVED,
+            actor=by,
+            rule=rule,
+            outcome="created" if before is None else "changed",
+            data={"before": before, "after": {f: getattr(rule, f) for f in Rule.DECIDING_FIELDS}},
+        )
+    return rule
+
+
+_text = {"type": "string"}
+_minutes = {"type": "integer", "minimum": 1}
+RULES_FILE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "owners": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["username", "name"],
+                "additionalProperties": False,
+                "properties": {
+                    "username": {"type": "string", "pattern": r"^[\w.@+-]{1,150}$"},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 300},
+                    "email": {"type": "string"},
+                },
+            },
+        },
+        "queues": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "members": {
+                        "type": "array",
+                        "items": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "object",
+                                    "required": ["username"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "username": _text,
+                                        "weight": {"type": "integer", "minimum": 1},
+                                        "available": {"type": "boolean"},
+                                    },
+                                },
+                            ]
+                        },
+                    },
+                    "ack_sla_minutes": _minutes,
+                    "resolve_sla_minutes": _minutes,
+                    "strategy": {"enum": list(AssignmentStrategy.values)},
+                    "max_open_per_member": {"type": ["integer", "null"], "minimum": 1},
+                    "overflow_queue": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "rules": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "priority", "when", "then"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 150},
+                    "owner": {"type": ["string", "null"]},
+                    "priority": {"type": "integer"},
+                    "stage": {"enum": list(RuleStage.values)},
+                    "when": {"type": "object"},
+                    "then": {
+                        "type": "object",
+                        "required": ["queue"],
+                        "additionalProperties": False,
+                        "properties": {"queue": _text},
+                    },
+                    "sla_minutes": _minutes,
+                    "description": _text,
+                    "inputs": _text,
+                    "outputs": _text,
+                    "rollback_plan": _text,
+                },
+            },
+        },
+    },
+}
+_file_validator = Draft202012Validator(RULES_FILE_SCHEMA)
+
+
+def _where(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def _check_document(doc: Any) -> None:
+    problems = [f"{_where(e.absolute_path)}: {e.message}" for e in _file_validator.iter_errors(doc)]
+    if problems:
+        raise RulesFileError(problems)
+    owners = {o["username"] for o in doc.get("owners", [])}
+    queues = {q["name"] for q in doc.get("queues", [])}
+    known_users = owners | set(User.objects.filter(username__in=_usernames_in(doc)).values_list("username", flat=True))
+    known_queues = queues | set(Queue.objects.filter(name__in=_queue_names_in(doc)).values_list("name", flat=True))
+    for kind, items in (
+        ("owners", doc.get("owners", [])),
+        ("queues", doc.get("queues", [])),
+        ("rules", doc.get("rules", [])),
+    ):
+        key = "username" if kind == "owners" else "name"
+        seen = set()
+        for i, item in enumerate(items):
+            if item[key] in seen:
+                problems.append(f"{kind}[{i}].{key}: {item[key]!r} appears twice")
+            seen.add(item[key])
+    for i, queue in enumerate(doc.get("queues", [])):
+        for j, member in enumerate(queue.get("members", [])):
+            username = member if isinstance(member, str) else member["username"]
+            if username not in known_users:
+                problems.append(f"queues[{i}].members[{j}]: unknown user {username!r}; list it under owners")
+        overflow = queue.get("overflow_queue")
+        if overflow is not None and overflow not in known_queues:
+            problems.append(f"queues[{i}].overflow_queue: unknown queue {overflow!r}")
+        if overflow == queue["name"]:
+            problems.append(f"queues[{i}].overflow_queue: a queue cannot overflow into itself")
+    for i, rule in enumerate(doc.get("rules", [])):
+        try:
+            validate_condition(rule["when"], root=f"rules[{i}].when")
+        except ConditionError as exc:
+            problems.append(str(exc))
+        if rule["then"]["queue"] not in known_queues:
+            problems.append(f"rules[{i}].then.queue: unknown queue {rule['then']['queue']!r}")
+        owner = rule.get("owner")
+        if owner is not None and owner not in known_users:
+            problems.append(f"rules[{i}].owner: unknown owner {owner!r}; list it under owners")
+        if rule.get("stage") == RuleStage.PRODUCTION and not owner:
+            problems.append(f"rules[{i}].owner: a production rule needs a named owner")
+    if problems:
+        raise RulesFileError(problems)
+
+
+def _usernames_in(doc) -> set[str]:
+    names = {r["owner"] for r in doc.get("rules", []) if r.get("owner")}
+    for queue in doc.get("queues", []):
+        names |= {m if isinstance(m, str) else m["username"] for m in queue.get("members", [])}
+    return names
+
+
+def _queue_names_in(doc) -> set[str]:
+    names = {r["then"]["queue"] for r in doc.get("rules", [])}
+    return names | {q["overflow_queue"] for q in doc.get("queues", []) if q.get("overflow_queue")}
+
+
+def rules_import(*, document: Any, by=None) -> dict[str, int]:
+    """Create or update owners, queues and rules from one document, all or nothing.
+    Raises RulesFileError listing every problem; writes nothing in that case."""
+    _check_document(document)
+    counts = {"owners": 0, "queues": 0, "rules": 0}
+    with transaction.atomic():
+        for item in document.get("owners", []):
+            first, _, last = item["name"].strip().partition(" ")
+            user, created = User.objects.get_or_create(username=item["username"])
+            user.first_name, user.last_name = first, last.strip()
+            if "email" in item:
+                user.email = item["email"]
+            if created:
+                user.set_unusable_password()  # people sign in once an admin gives them a password
+            user.save()
+            counts["owners"] += 1
+        queues = {}
+        for item in document.get("queues", []):
+            queue, _ = Queue.objects.get_or_create(name=item["name"])
+            for key in ("ack_sla_minutes", "resolve_sla_minutes", "strategy", "max_open_per_member"):
+                if key in item:
+                    setattr(queue, key, item[key])
+            queue.save()
+            queues[queue.name] = queue
+            if "members" in item:
+                _set_members(queue, item["members"])
+            counts["queues"] += 1
+        for item in document.get("queues", []):
+            if "overflow_queue" in item:
+                queue = queues[item["name"]]
+                queue.overflow_queue = (
+                    Queue.objects.get(name=item["overflow_queue"]) if item["overflow_queue"] else None
+                )
+                queue.save()
+        for item in document.get("rules", []):
+            rule = Rule.objects.filter(name=item["name"]).first() or Rule(name=item["name"])
+            rule.owner = User.objects.get(username=item["owner"]) if item.get("owner") else None
+            rule.priority = item["priority"]
+            rule.stage = item.get("stage", RuleStage.DRAFT)
+            rule.condition = item["when"]
+            rule.queue = Queue.objects.get(name=item["then"]["queue"])
+            rule.sla_minutes = item.get("sla_minutes", 15)
+            for key in ("description", "inputs", "outputs", "rollback_plan"):
+                setattr(rule, key, item.get(key, ""))
+            rule_save(rule=rule, by=by)
+            counts["rules"] += 1
+        audit_record(action=AuditAction.RULES_IMPORTED, actor=by, outcome="imported", data=counts)
+    return counts
+
+
+def _set_members(queue: Queue, members: list) -> None:
+    wanted = {}
+    for member in members:
+        spec = {"username": member} if isinstance(member, str) else member
+        wanted[spec["username"]] = spec
+    users = {u.username: u for u in User.objects.filter(username__in=wanted)}
+    queue.memberships.exclude(user__username__in=wanted).delete()
+    current = {m.user.username: m for m in queue.memberships.select_related("user")}
+    for username, spec in wanted.items():
+        membership = current.get(username) or QueueMembership(queue=queue, user=users[username])
+        membership.weight = spec.get("weight", membership.weight)
+        membership.is_available = spec.get("available", membership.is_available)
+        membership.save()
+
+
+def rules_export() -> dict:
+    """Owners, queues and rules as one document that `rules_import` reads back to the same state."""
+    rules = list(Rule.objects.select_related("owner", "queue").order_by("priority", "name"))
+    queues = list(Queue.objects.select_related("overflow_queue").prefetch_related("memberships__user").order_by("name"))
+    people = {r.owner for r in rules if r.owner} | {m.user for q in queues for m in q.memberships.all()}
+    return {
+        "owners": [
+            {"username": u.username, "name": u.get_full_name(), "email": u.email}
+            for u in sorted(people, key=lambda u: u.username)
+        ],
+        "queues": [
+            {
+                "name": q.name,
+                "members": [
+                    m.user.username
+                    if (m.weight == 1 and m.is_available)
+                    else {"username": m.user.username, "weight": m.weight, "available": m.is_available}
+                    for m in q.memberships.all()
+                ],
+                "ack_sla_minutes": q.ack_sla_minutes,
+                "resolve_sla_minutes": q.resolve_sla_minutes,
+                "strategy": q.strategy,
+                "max_open_per_member": q.max_open_per_member,
+                "overflow_queue": q.overflow_queue.name if q.overflow_queue else None,
+            }
+            for q in queues
+        ],
+        "rules": [
+            {
+                "name": r.name,
+                "owner": r.owner.username if r.owner else None,
+                "priority": r.priority,
+                "stage": r.stage,
+                "when": r.condition,
+                "then": {"queue": r.queue.name},
+                "sla_minutes": r.sla_minutes,
+                "description": r.description,
+                "inputs": r.inputs,
+                "outputs": r.outputs,
+                "rollback_plan": r.rollback_plan,
+            }
+            for r in rules
+        ],
+    }

@@ -1,0 +1,51 @@
+"""Celery tasks: thin wrappers that fetch by id and call the routing services."""
+
+import logging
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from routing.dispatch import routing_enqueue
+from routing.services import lead_fail_routing, lead_route, leads_claim_stuck
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=6,
+)
+def route_leads(self, lead_ids: list[int]) -> None:
+    """Route each lead; idempotent, so a redelivered or retried task routes nothing twice."""
+    for lead_id in lead_ids:
+        try:
+            lead_route(lead_id=lead_id)
+        except TRANSIENT:
+            if self.request.retries >= self.max_retries:
+                # Leave the lead `received`: requeue_stuck_leads publishes it again later.
+                logger.error(
+                    "Routing lead %s failed after %d retries; left for the sweeper.", lead_id, self.request.retries
+                )
+                continue
+            raise
+        except Exception as exc:
+            logger.exception("Routing lead %s failed; opening a routing_failed exception.", lead_id)
+            lead_fail_routing(lead_id=lead_id, error=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def requeue_stuck_leads() -> int:
+    """Beat: publish again leads still `received` past the grace period (lost publish, broker outage)."""
+    lead_ids = leads_claim_stuck()
+    if lead_ids:
+        logger.warning("Re-queueing %d leads still waiting for routing.", len(lead_ids))
+        routing_enqueue(lead_ids)
+    return len(lead_ids)
