@@ -98,6 +98,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise scans it at start-up; collectstatic fills it
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -128,6 +129,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Handoff API",
     "DESCRIPTION": "Lead intake for capture systems and lead lookup.",
     "VERSION": "1.0.0",
+    "OAS_VERSION": "3.1.0",  # the intake schema comes from pydantic, which writes JSON Schema 2020-12 (nullable via null)
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

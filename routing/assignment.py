@@ -1,12 +1,12 @@
 """Who gets the lead: the queue's strategy over its eligible members, following overflow queues.
 
-Fairness is stride scheduling (start-time fair queueing): each member carries a `rotation_pass`, the
-queue a `virtual_time`. The eligible member whose start tag max(pass, virtual_time) is lowest is served
-and its pass moves on by 1/weight (weight 1 under plain round robin). Ties go to the earlier member.
-So the rotation is exact, a member who joins or returns from unavailability starts at the queue's
-current virtual time (no burst to "catch up", no reset of everyone else's counts), and a member who
-leaves changes nothing for the rest. The queue row is locked for the pick, so concurrent workers
-serialise per queue and never hand out the same turn twice.
+Fairness is stride scheduling: each member carries a `rotation_pass`, the queue a `virtual_time`
+(the lowest pass among its available members, i.e. the round being served). The available member whose
+start tag max(pass, virtual_time) is lowest is served, ties to the earlier member, and its pass moves on
+by 1/weight (weight 1 under plain round robin). So the rotation is exact; a member who joins or returns
+from unavailability enters the current round in its usual place (no burst to "catch up", no reset of
+everyone else's counts); a member who leaves changes nothing for the rest. The queue row is locked for
+the pick, so concurrent workers serialise per queue and never hand out the same turn twice.
 """
 
 from dataclasses import dataclass
@@ -69,7 +69,7 @@ def _pick_in_queue(queue: Queue) -> QueueMembership | None:
     for member in order:
         if cap is not None and not _under_cap(member, cap, load):
             continue
-        _advance(queue, member, start(member))
+        _advance(queue, member, start(member), members)
         return member
     return None
 
@@ -83,9 +83,9 @@ def _under_cap(member: QueueMembership, cap: int, load: dict[int, int]) -> bool:
     return open_lead_counts([member.user_id]).get(member.user_id, 0) < cap
 
 
-def _advance(queue: Queue, member: QueueMembership, start_tag: float) -> None:
+def _advance(queue: Queue, member: QueueMembership, start_tag: float, available: list[QueueMembership]) -> None:
     weighted = queue.strategy == AssignmentStrategy.WEIGHTED_ROUND_ROBIN
     member.rotation_pass = start_tag + 1.0 / (member.weight if weighted else 1)
     member.save(update_fields=["rotation_pass"])
-    queue.virtual_time = start_tag
-    Queue.objects.filter(pk=queue.pk).update(virtual_time=start_tag)
+    queue.virtual_time = min(max(m.rotation_pass, queue.virtual_time) for m in available)
+    Queue.objects.filter(pk=queue.pk).update(virtual_time=queue.virtual_time)

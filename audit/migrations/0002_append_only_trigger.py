@@ -27,7 +27,7 @@ SQLITE_DROP = ["DROP TRIGGER IF EXISTS audit_event_no_update;", "DROP TRIGGER IF
 
 def forwards(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(CREATE)
+        schema_editor.execute(CREATE, params=None)
     elif schema_editor.connection.vendor == "sqlite":
         for statement in SQLITE_CREATE:
             schema_editor.execute(statement)

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEvent
+from routing.api import schema  # noqa: F401  (registers the token scheme for the OpenAPI docs)
 from routing.api.auth import IsCaptureSource, IsSourceOrStaff
 from routing.api.serializers import AcceptedLeadSerializer, BatchResponseSerializer, LeadDetailSerializer
 from routing.dispatch import routing_enqueue_on_commit
@@ -90,7 +91,9 @@ class LeadBatchIntakeView(APIView):
     @extend_schema(
         operation_id="leads_batch_create",
         summary="Post up to 500 leads",
-        request=list[LeadIn],
+        request={
+            "application/json": {"type": "array", "maxItems": 500, "items": {"$ref": "#/components/schemas/LeadIn"}}
+        },
         responses={
             200: OpenApiResponse(BatchResponseSerializer, description="One result per item, in input order."),
             400: OpenApiResponse(description="Not a JSON list, or more than 500 items."),

@@ -1,0 +1,134 @@
+"""Shared fixtures: personas, an API client per capture source, and a real Celery worker process."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from tests.factories import SourceFactory, UserFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def source(db):
+    return SourceFactory(name="web-form")
+
+
+@pytest.fixture
+def source_client(source):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {source.token}")
+    client.source = source
+    return client
+
+
+@pytest.fixture
+def ops_person(db):
+    user = UserFactory(username="olga", first_name="Olga", last_name="Ops", is_staff=True)
+    user.groups.add(Group.objects.get_or_create(name="ops")[0])
+    return user
+
+
+@pytest.fixture
+def rule_owner(db):
+    return UserFactory(username="rowan", first_name="Rowan", last_name="Owner")
+
+
+@pytest.fixture
+def outsider(db):
+    return UserFactory(username="otto", first_name="Otto", last_name="Outsider")
+
+
+def broker() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+
+def wait_until(predicate, *, timeout=30.0, interval=0.05, what="condition"):
+    """Poll until predicate() is truthy; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def queue_drained() -> bool:
+    """Nothing waiting and nothing in flight (acks_late keeps running tasks in `unacked`)."""
+    client = broker()
+    return client.llen(settings.CELERY_TASK_DEFAULT_QUEUE) == 0 and client.hlen("unacked") == 0
+
+
+def database_url_for_tests() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def service_env(**overrides) -> dict:
+    """Environment for a subprocess (worker, web server) that shares the test database and broker."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": database_url_for_tests(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, tmp_path_factory):
+    """A real `celery -A config worker` process on the real Redis broker and the test database."""
+    client = broker()
+    client.flushdb()  # the test broker database holds nothing but this run's tasks
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=2",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-Q",
+                settings.CELERY_TASK_DEFAULT_QUEUE,
+            ],
+            cwd=ROOT,
+            env=service_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(
+            lambda: "ready." in log.read_text() or process.poll() is not None,
+            timeout=60,
+            what="the Celery worker to start",
+        )
+        if process.poll() is not None:
+            raise RuntimeError(f"Celery worker exited:\n{log.read_text()}")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()

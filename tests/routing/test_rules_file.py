@@ -1,0 +1,190 @@
+"""import_rules / export_rules: one JSON document, all or nothing, round-trips."""
+
+import io
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+
+from routing.models import Queue, QueueMembership, Rule
+from routing.rules import RulesFileError, rule_save, rules_export, rules_import
+from tests.factories import RuleFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def document(**overrides):
+    doc = {
+        "owners": [
+            {"username": "ada", "name": "Ada Lovelace", "email": "ada@example.com"},
+            {"username": "alan", "name": "Alan Turing", "email": "alan@example.com"},
+        ],
+        "queues": [
+            {
+                "name": "AE",
+                "members": ["alan", {"username": "ada", "weight": 2, "available": False}],
+                "ack_sla_minutes": 20,
+                "resolve_sla_minutes": 120,
+                "strategy": "weighted_round_robin",
+                "max_open_per_member": 10,
+                "overflow_queue": "SDR",
+            },
+            {"name": "SDR", "members": ["ada"], "ack_sla_minutes": 30, "resolve_sla_minutes": 240},
+        ],
+        "rules": [
+            {
+                "name": "MQL to AE",
+                "owner": "ada",
+                "priority": 10,
+                "stage": "production",
+                "when": {
+                    "all": [
+                        {"field": "lifecycle_stage", "op": "eq", "value": "mql"},
+                        {"field": "engagement_score", "op": "gt", "value": 50},
+                        {"field": "company_size", "op": "gt", "value": 50},
+                    ]
+                },
+                "then": {"queue": "AE"},
+                "sla_minutes": 15,
+                "description": "Seed rule.",
+                "inputs": "stage, scores",
+                "outputs": "AE assignment",
+                "rollback_plan": "Demote.",
+            }
+        ],
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_import_creates_owners_queues_and_rules():
+    assert rules_import(document=document()) == {"owners": 2, "queues": 2, "rules": 1}
+    ada = get_user_model().objects.get(username="ada")
+    assert (ada.get_full_name(), ada.email, ada.has_usable_password()) == ("Ada Lovelace", "ada@example.com", False)
+    ae = Queue.objects.get(name="AE")
+    assert (ae.ack_sla_minutes, ae.resolve_sla_minutes, ae.strategy, ae.overflow_queue.name) == (
+        20,
+        120,
+        "weighted_round_robin",
+        "SDR",
+    )
+    assert QueueMembership.objects.get(queue=ae, user=ada).weight == 2
+    rule = Rule.objects.get()
+    assert (rule.owner, rule.queue, rule.priority, rule.stage, rule.version) == (ada, ae, 10, "production", 1)
+
+
+def test_export_then_import_gives_the_same_rules():
+    rules_import(document=document())
+    exported = rules_export()
+    rules_import(document=json.loads(json.dumps(exported)))
+    assert rules_export() == exported
+    assert Rule.objects.get().version == 1  # re-importing the same rule is not a change
+
+
+def test_reimport_updates_in_place_and_bumps_version_on_change():
+    rules_import(document=document())
+    changed = document()
+    changed["rules"][0]["priority"] = 5
+    changed["queues"][0]["members"] = ["ada"]
+    rules_import(document=changed)
+    rule = Rule.objects.get()
+    assert (rule.priority, rule.version) == (5, 2)
+    assert [m.user.username for m in Queue.objects.get(name="AE").memberships.all()] == ["ada"]
+
+
+def test_import_is_all_or_nothing_and_lists_every_problem():
+    bad = document()
+    bad["rules"].append(
+        {
+            "name": "Broken",
+            "owner": "nobody",
+            "priority": 20,
+            "stage": "production",
+            "when": {"field": "email", "op": "bigger", "value": 1},
+            "then": {"queue": "Nowhere"},
+        }
+    )
+    with pytest.raises(RulesFileError) as caught:
+        rules_import(document=bad)
+    assert caught.value.problems == [
+        "rules[1].when.op: unknown op 'bigger'; use one of eq, ne, gt, gte, lt, lte, in, not_in, contains, "
+        "startswith, endswith, matches, exists, missing",
+        "rules[1].then.queue: unknown queue 'Nowhere'",
+        "rules[1].owner: unknown owner 'nobody'; list it under owners",
+    ]
+    assert not Rule.objects.exists() and not Queue.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("doc", "problem"),
+    [
+        ({"rules": [{"name": "x"}]}, "rules[0]: 'priority' is a required property"),
+        ({"owners": [{"username": "a b", "name": "A"}]}, "owners[0].username: 'a b' does not match"),
+        ({"queues": [{"name": "Q", "strategy": "random"}]}, "queues[0].strategy: 'random' is not one of"),
+        ({"queues": [{"name": "Q", "members": ["ghost"]}]}, "queues[0].members[0]: unknown user 'ghost'"),
+        ({"queues": [{"name": "Q"}, {"name": "Q"}]}, "queues[1].name: 'Q' appears twice"),
+        ({"queues": [{"name": "Q", "overflow_queue": "Q"}]}, "queues[0].overflow_queue: a queue cannot overflow"),
+        ({"surprise": 1}, "(document): Additional properties are not allowed"),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "r",
+                        "priority": 1,
+                        "stage": "production",
+                        "when": {"field": "email", "op": "exists"},
+                        "then": {"queue": "Q"},
+                    }
+                ],
+                "queues": [{"name": "Q"}],
+            },
+            "rules[0].owner: a production rule needs a named owner",
+        ),
+    ],
+)
+def test_each_kind_of_problem_is_reported_with_its_location(doc, problem):
+    with pytest.raises(RulesFileError) as caught:
+        rules_import(document=doc)
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_import_rules_command_reports_errors_and_writes_nothing(tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps({"rules": [{"name": "x", "priority": 1, "when": {}, "then": {"queue": "Q"}}]}))
+    with pytest.raises(CommandError) as caught:
+        call_command("import_rules", str(path))
+    assert "Nothing was imported" in str(caught.value)
+    assert "rules[0].when: empty condition" in str(caught.value)
+    assert not Rule.objects.exists()
+
+
+def test_import_rules_command_refuses_bad_json(tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text("{not json")
+    with pytest.raises(CommandError, match="is not valid UTF-8 JSON"):
+        call_command("import_rules", str(path))
+
+
+def test_import_rules_command_refuses_missing_file(tmp_path):
+    with pytest.raises(CommandError, match="Cannot read"):
+        call_command("import_rules", str(tmp_path / "absent.json"))
+
+
+def test_export_and_import_commands_round_trip(tmp_path):
+    rules_import(document=document())
+    path = tmp_path / "export.json"
+    call_command("export_rules", "--output", str(path))
+    rule = Rule.objects.get()
+    rule.priority = 99
+    rule_save(rule=rule)
+    out = io.StringIO()
+    call_command("import_rules", str(path), stdout=out)
+    assert "Imported 2 owners, 2 queues, 1 rules." in out.getvalue()
+    assert rules_export() == json.loads(path.read_text())
+
+
+def test_rule_save_refuses_an_invalid_condition():
+    rule = RuleFactory.build(condition={"field": "nope", "op": "eq", "value": 1})
+    with pytest.raises(ValueError, match="unknown field 'nope'"):
+        rule_save(rule=rule)
