@@ -129,7 +129,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Handoff API",
     "DESCRIPTION": "Lead intake for capture systems and lead lookup.",
     "VERSION": "1.0.0",
-    "OAS_VERSION": "3.1.0",  # the intake schema comes from pydantic, which writes JSON Schema 2020-12 (nullable via null)
+    # The intake schema comes from pydantic, which writes JSON Schema 2020-12 (null as a type): OpenAPI 3.1.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

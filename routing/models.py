@@ -1,5 +1,6 @@
 """Routing domain: capture sources, queues and their members, rules, and leads."""
 
+import datetime as dt
 import hashlib
 import secrets
 
@@ -196,5 +197,9 @@ class Lead(models.Model):
         return f"{self.origin}:{self.lead_id}"
 
     def routing_view(self) -> dict:
-        """The lead as the rules engine sees it: field name -> value."""
-        return {name: getattr(self, name) for name in self.ROUTABLE_FIELDS}
+        """The lead as the rules engine sees it: field name -> value. occurred_at is an ISO 8601 UTC string,
+        so conditions compare it with string values such as "2026-11-01"."""
+        view = {name: getattr(self, name) for name in self.ROUTABLE_FIELDS}
+        if self.occurred_at is not None:
+            view["occurred_at"] = self.occurred_at.astimezone(dt.UTC).isoformat()
+        return view

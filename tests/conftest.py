@@ -89,9 +89,12 @@ def service_env(**overrides) -> dict:
     return env
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, tmp_path_factory):
-    """A real `celery -A config worker` process on the real Redis broker and the test database."""
+@pytest.fixture(scope="module")
+def celery_worker_process(django_db_setup, tmp_path_factory):
+    """A real `celery -A config worker` process on the real Redis broker and the test database.
+
+    Module-scoped: it runs only while its module's tests do, so it never routes leads that other
+    modules' transactional tests are flushing."""
     client = broker()
     client.flushdb()  # the test broker database holds nothing but this run's tasks
     log = tmp_path_factory.mktemp("worker") / "worker.log"
@@ -132,3 +135,10 @@ def celery_worker(django_db_setup, tmp_path_factory):
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture
+def celery_worker(celery_worker_process, transactional_db):
+    """The worker, for one transactional test; waits for its tasks to finish before the tables are flushed."""
+    yield celery_worker_process
+    wait_until(queue_drained, what="the worker to finish this test's tasks")

@@ -1,6 +1,7 @@
 """Synthetic leads for the demo trickle and the benchmarks: plausible, varied, some deliberately broken."""
 
 import random
+import unicodedata
 import uuid
 
 FIRST = ["Ana", "Ben", "Chloé", "Dmitri", "Emeka", "Fatima", "Goran", "Hana", "Ivan", "Jun", "Kofi", "Lena"]
@@ -32,7 +33,8 @@ def synthetic_lead(rng: random.Random | None = None) -> dict:
     }
     roll = rng.random()
     if roll > 0.08:
-        lead["email"] = f"{first}.{last}@{company}.example".lower()
+        local = unicodedata.normalize("NFKD", f"{first}.{last}").encode("ascii", "ignore").decode()
+        lead["email"] = f"{local}@{company}.example".lower()
     if roll < 0.5:
         lead["phone"] = f"+1 555 {rng.randint(1000000, 9999999)}"
     return lead

@@ -1,0 +1,60 @@
+"""Shared set-up for the benchmarks: Django on the bench database, and a few statistics helpers."""
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BENCH_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "DJANGO_DEBUG": "0",
+    "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+    "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/handoff_bench"),
+    "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14"),
+    "CELERY_TASK_DEFAULT_QUEUE": "handoff-bench",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def setup_django():
+    os.environ.update(BENCH_ENV)
+    import django
+
+    django.setup()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
+    )
+
+
+def percentile(values, pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def run(cmd, **kwargs):
+    return subprocess.run(cmd, check=True, cwd=ROOT, **kwargs)

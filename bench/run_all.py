@@ -1,0 +1,11 @@
+"""Run every benchmark in turn and print its figures (record them in docs/benchmarks.md)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+for script in ("engine.py", "intake.py"):
+    print(f"\n== {script}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script)], cwd=HERE, check=True)
