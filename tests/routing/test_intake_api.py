@@ -286,3 +286,33 @@ class TestLeadDetail:
 
     def test_anonymous_is_401(self):
         assert APIClient().get(reverse("lead-detail", args=[LeadFactory().id])).status_code == 401
+
+
+def test_batch_body_over_8_mib_is_413(source_client):
+    items = [LeadPayloadFactory(attributes={"notes": "x" * 60_000}) for _ in range(150)]
+    response = post_json(source_client, BATCH, items)
+    assert response.status_code == 413
+    assert Lead.objects.count() == 0
+
+
+class TestQueryCounts:
+    def test_single_intake_is_one_lookup_and_one_insert(self, source_client, django_assert_num_queries):
+        # token lookup; the insert of lead and history row is one statement (inside the test's transaction)
+        with django_assert_num_queries(2):
+            assert post_json(source_client, INTAKE, LeadPayloadFactory()).status_code == 202
+
+    def test_batch_intake_costs_the_same_for_500_leads(self, source_client, django_assert_num_queries):
+        with django_assert_num_queries(2):
+            assert post_json(source_client, BATCH, LeadPayloadFactory.build_batch(500)).status_code == 200
+
+    def test_lead_detail_query_count_does_not_grow_with_decisions(self, source_client, django_assert_num_queries):
+        from audit.models import AuditAction
+        from audit.services import audit_record
+
+        lead = LeadFactory(origin=source_client.source)
+        for _ in range(5):
+            audit_record(action=AuditAction.ROUTING_DECISION, lead=lead, outcome="no_matching_rule")
+        # token, lead with origin/queue/assignee, audit events with rules, exceptions
+        with django_assert_num_queries(4):
+            body = source_client.get(reverse("lead-detail", args=[lead.id])).json()
+        assert len(body["decisions"]) == 5
