@@ -10,6 +10,7 @@ from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
 from audit.history import history_person
+from routing.conditions import LEAD_FIELDS
 
 
 class Source(models.Model):
@@ -164,21 +165,8 @@ class Lead(models.Model):
     requeue_count = models.PositiveIntegerField(default=0)
     history = HistoricalRecords(get_user=history_person, excluded_fields=["requeued_at", "requeue_count"])
 
-    ROUTABLE_FIELDS = (
-        "lead_id",
-        "email",
-        "phone",
-        "first_name",
-        "last_name",
-        "company",
-        "company_size",
-        "country",
-        "lifecycle_stage",
-        "engagement_score",
-        "intent_score",
-        "occurred_at",
-        "attributes",
-    )
+    # What the rules engine reads: every lead field a condition may name, plus the attributes object.
+    ROUTABLE_FIELDS = (*LEAD_FIELDS, "attributes")
 
     class Meta:
         constraints = [
