@@ -8,6 +8,17 @@ from django.db import models
 class AuditAction(models.TextChoices):
     ROUTING_DECISION = "routing.decision", "Routing decision"
     EXCEPTION_OPENED = "exception.opened", "Exception opened"
+    EXCEPTION_ACKNOWLEDGED = "exception.acknowledged", "Exception acknowledged"
+    EXCEPTION_ASSIGNED = "exception.assigned", "Exception assigned"
+    EXCEPTION_RESOLVED = "exception.resolved", "Exception resolved"
+    EXCEPTION_REOPENED = "exception.reopened", "Exception reopened"
+    EXCEPTION_WAITING = "exception.waiting", "Exception set to waiting"
+    EXCEPTION_RESUMED = "exception.resumed", "Exception resumed"
+    EXCEPTION_ESCALATED = "exception.escalated", "Exception escalated"
+    EXCEPTION_REASSIGNED = "exception.reassigned", "Exception reassigned by the SLA sweep"
+    LEAD_EDITED = "lead.edited", "Lead data edited"
+    LEAD_REROUTED = "lead.rerouted", "Lead re-routed"
+    LEAD_OVERRIDE = "lead.override", "Lead assigned manually (override)"
     RULE_SAVED = "rule.saved", "Rule saved"
     RULES_IMPORTED = "rules.imported", "Rules imported"
     SOURCE_CREATED = "source.created", "Capture source created"
@@ -40,6 +51,9 @@ class AuditEvent(models.Model):
     lead = models.ForeignKey(
         "routing.Lead", null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
     )
+    exception = models.ForeignKey(
+        "exceptions.ExceptionItem", null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
     rule = models.ForeignKey("routing.Rule", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     rule_version = models.PositiveIntegerField(null=True, blank=True)
     rule_owner = models.ForeignKey(
@@ -67,3 +81,29 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("Audit events are append-only.")
+
+
+class Override(models.Model):
+    """A person assigned a lead by hand: counted against the rule (and version) that had decided."""
+
+    lead = models.ForeignKey("routing.Lead", on_delete=models.PROTECT, related_name="overrides")
+    rule = models.ForeignKey("routing.Rule", null=True, blank=True, on_delete=models.PROTECT, related_name="overrides")
+    rule_version = models.PositiveIntegerField(null=True, blank=True)
+    from_queue = models.ForeignKey("routing.Queue", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    from_assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_queue = models.ForeignKey("routing.Queue", on_delete=models.PROTECT, related_name="+")
+    to_assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="overrides_made")
+    at = models.DateTimeField(db_index=True)
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["rule", "at"], name="override_rule_at_idx")]
+
+    def __str__(self):
+        return f"Override of {self.lead} by {self.by} at {self.at:%Y-%m-%d %H:%M}"

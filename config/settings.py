@@ -177,6 +177,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.tasks.requeue_stuck_leads",
         "schedule": env_int("HANDOFF_REQUEUE_EVERY_SECONDS", 30),
     },
+    "sla-sweep": {"task": "exceptions.tasks.sla_sweep_task", "schedule": 60.0},
+    "send-notifications": {"task": "exceptions.tasks.send_notifications_task", "schedule": 60.0},
 }
 
 # Product settings.
@@ -190,7 +192,20 @@ HANDOFF = {
     "MAX_BATCH_BODY_BYTES": 8 * 1024 * 1024,
     # Leads per routing task published by the batch endpoint.
     "ROUTE_CHUNK_SIZE": 100,
+    # An exception on a lead with intent_score above this escalates at level 2 as soon as it breaches.
+    "HIGH_INTENT_THRESHOLD": env_int("HANDOFF_HIGH_INTENT_THRESHOLD", 80),
+    # Reminders go out this many minutes before an acknowledge or resolve due time.
+    "REMINDER_MINUTES": env_int("HANDOFF_REMINDER_MINUTES", 10),
+    # Links in notification emails point here.
+    "CONSOLE_URL": env_str("HANDOFF_CONSOLE_URL", "http://127.0.0.1:8000"),
 }
+DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "handoff@localhost")
+EMAIL_BACKEND = env_str(
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
 
 LOGGING = {
     "version": 1,

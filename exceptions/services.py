@@ -1,12 +1,53 @@
+"""Exception writes: open an item, and every action a person takes on one.
+
+Each action is a conditional UPDATE on the states it is allowed from, checked by row count, so when
+two people act at once exactly one wins and the other gets an ExceptionConflict saying what happened.
+The change, its audit event and its SLA events are written in one transaction.
+"""
+
 import datetime as dt
+from collections.abc import Iterable
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from audit.models import AuditAction
+from audit.models import AuditAction, AuditEvent
 from audit.services import audit_record
-from exceptions.models import UNRESOLVED, ExceptionItem
+from exceptions.models import (
+    UNRESOLVED,
+    UNRESOLVED_STATUSES,
+    ExceptionItem,
+    ExceptionStatus,
+    Resolution,
+    SlaClock,
+    SlaEvent,
+    SlaEventKind,
+)
+from exceptions.sla import add_business_time, business_time_between
 from routing.models import Queue
+
+OPEN, ACKNOWLEDGED, WAITING, RESOLVED = (
+    ExceptionStatus.OPEN,
+    ExceptionStatus.ACKNOWLEDGED,
+    ExceptionStatus.WAITING,
+    ExceptionStatus.RESOLVED,
+)
+
+
+class ExceptionConflict(Exception):
+    """The item is not in a state that allows the action (someone else acted first, or it changed)."""
+
+    def __init__(self, item: ExceptionItem, message: str):
+        self.item = item
+        self.message = message
+        super().__init__(message)
+
+
+class InvalidAction(ValueError):
+    """The request itself is wrong (unknown resolution, missing reason); nothing was changed."""
 
 
 def triage_queue() -> Queue:
@@ -14,10 +55,17 @@ def triage_queue() -> Queue:
     return queue
 
 
-def exception_due_times(*, queue: Queue, opened_at: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def exception_due_times(*, queue: Queue, start: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    hours = queue.business_hours()
     return (
-        opened_at + dt.timedelta(minutes=queue.ack_sla_minutes),
-        opened_at + dt.timedelta(minutes=queue.resolve_sla_minutes),
+        add_business_time(start, dt.timedelta(minutes=queue.ack_sla_minutes), hours),
+        add_business_time(start, dt.timedelta(minutes=queue.resolve_sla_minutes), hours),
+    )
+
+
+def _sla_events(item: ExceptionItem, at: dt.datetime, *pairs: tuple[str, str], **data) -> None:
+    SlaEvent.objects.bulk_create(
+        [SlaEvent(item=item, clock=clock, kind=kind, at=at, data=data) for clock, kind in pairs]
     )
 
 
@@ -30,7 +78,7 @@ def exception_open(
         return current
     queue = queue or triage_queue()
     opened_at = at or timezone.now()
-    ack_due_at, resolve_due_at = exception_due_times(queue=queue, opened_at=opened_at)
+    ack_due_at, resolve_due_at = exception_due_times(queue=queue, start=opened_at)
     item = ExceptionItem.objects.create(
         lead=lead,
         reason=reason,
@@ -40,17 +88,306 @@ def exception_open(
         ack_due_at=ack_due_at,
         resolve_due_at=resolve_due_at,
     )
+    _sla_events(item, opened_at, (SlaClock.ACKNOWLEDGE, SlaEventKind.STARTED), (SlaClock.RESOLVE, SlaEventKind.STARTED))
     audit_record(
         action=AuditAction.EXCEPTION_OPENED,
         lead=lead,
+        exception=item,
         outcome=reason,
         at=opened_at,
-        data={
-            "exception_id": item.id,
-            "queue": queue.name,
-            "detail": detail,
-            "ack_due_at": ack_due_at,
-            "resolve_due_at": resolve_due_at,
-        },
+        data={"queue": queue.name, "detail": detail, "ack_due_at": ack_due_at, "resolve_due_at": resolve_due_at},
     )
     return item
+
+
+def describe_state(item: ExceptionItem) -> str:
+    """What an item's state is and who put it there, for conflict messages."""
+
+    def who(user):
+        return user.get_full_name() or user.get_username() if user else "the system"
+
+    if item.status == RESOLVED:
+        return (
+            f"already resolved ({item.get_resolution_display()}) by {who(item.resolved_by)} "
+            f"at {item.resolved_at:%Y-%m-%d %H:%M} UTC"
+        )
+    if item.status == ACKNOWLEDGED:
+        return f"already acknowledged by {who(item.acknowledged_by)} at {item.acknowledged_at:%Y-%m-%d %H:%M} UTC"
+    if item.status == WAITING:
+        return f"waiting since {item.waiting_since:%Y-%m-%d %H:%M} UTC"
+    return "open"
+
+
+def _apply(
+    item: ExceptionItem,
+    *,
+    allowed: Iterable[str],
+    changes: dict,
+    by,
+    action: str,
+    verb: str,
+    expected_version: int | None = None,
+    data: dict | None = None,
+) -> ExceptionItem:
+    """The one write path for actions: conditional update, conflict on no row, audit event."""
+    rows = ExceptionItem.objects.filter(pk=item.pk, status__in=list(allowed))
+    if expected_version is not None:
+        rows = rows.filter(version=expected_version)
+    updated = rows.update(**changes, version=F("version") + 1)
+    fresh = ExceptionItem.objects.select_related("lead", "queue", "assignee", "acknowledged_by", "resolved_by").get(
+        pk=item.pk
+    )
+    if updated != 1:
+        if fresh.status in allowed and expected_version is not None:
+            raise ExceptionConflict(fresh, f"Item #{fresh.pk} changed since you opened it; reload and try again.")
+        raise ExceptionConflict(fresh, f"Cannot {verb} item #{fresh.pk}: it is {describe_state(fresh)}.")
+    audit_record(action=action, actor=by, lead=fresh.lead, exception=fresh, outcome=fresh.status, data=data or {})
+    return fresh
+
+
+@transaction.atomic
+def exception_acknowledge(*, item: ExceptionItem, by) -> ExceptionItem:
+    now = timezone.now()
+    fresh = _apply(
+        item,
+        allowed=[OPEN],
+        changes={
+            "status": ACKNOWLEDGED,
+            "acknowledged_at": now,
+            "acknowledged_by": by,
+            "assignee": Coalesce(F("assignee"), Value(by.pk)),
+        },
+        by=by,
+        action=AuditAction.EXCEPTION_ACKNOWLEDGED,
+        verb="acknowledge",
+    )
+    _sla_events(fresh, now, (SlaClock.ACKNOWLEDGE, SlaEventKind.FULFILLED), within_sla=now <= fresh.ack_due_at)
+    return fresh
+
+
+@transaction.atomic
+def exception_assign(*, item: ExceptionItem, to, by, expected_version: int | None = None) -> ExceptionItem:
+    if to is not None and not to.is_active:
+        raise InvalidAction(f"{to.get_username()} is not an active account.")
+    before = item.assignee.get_username() if item.assignee else None
+    return _apply(
+        item,
+        allowed=UNRESOLVED_STATUSES,
+        changes={"assignee": to},
+        by=by,
+        action=AuditAction.EXCEPTION_ASSIGNED,
+        verb="assign",
+        expected_version=expected_version,
+        data={"before": before, "after": to.get_username() if to else None},
+    )
+
+
+@transaction.atomic
+def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "") -> ExceptionItem:
+    if resolution not in Resolution.values:
+        raise InvalidAction(f"Unknown resolution {resolution!r}; use one of {', '.join(Resolution.values)}.")
+    now = timezone.now()
+    was_acknowledged = item.acknowledged_at is not None
+    fresh = _apply(
+        item,
+        allowed=UNRESOLVED_STATUSES,
+        changes={
+            "status": RESOLVED,
+            "resolved_at": now,
+            "resolved_by": by,
+            "resolution": resolution,
+            "resolution_note": note,
+            "waiting_since": None,
+            "acknowledged_at": Coalesce(F("acknowledged_at"), Value(now)),
+            "acknowledged_by": Coalesce(F("acknowledged_by"), Value(by.pk)),
+        },
+        by=by,
+        action=AuditAction.EXCEPTION_RESOLVED,
+        verb="resolve",
+        data={"resolution": resolution, "note": note},
+    )
+    pairs = [(SlaClock.RESOLVE, SlaEventKind.FULFILLED)]
+    if not was_acknowledged and fresh.acknowledged_at == now:
+        pairs.insert(0, (SlaClock.ACKNOWLEDGE, SlaEventKind.FULFILLED))
+    _sla_events(fresh, now, *pairs, within_sla=now <= fresh.resolve_due_at)
+    return fresh
+
+
+@transaction.atomic
+def exception_reopen(*, item: ExceptionItem, by) -> ExceptionItem:
+    """Back to open with fresh clocks, as if it had just arrived."""
+    now = timezone.now()
+    ack_due_at, resolve_due_at = exception_due_times(queue=item.queue, start=now)
+    cleared = dict.fromkeys(
+        [
+            "acknowledged_at",
+            "acknowledged_by",
+            "resolved_at",
+            "resolved_by",
+            "waiting_since",
+            "resolve_remaining_seconds",
+            "ack_breached_at",
+            "resolve_breached_at",
+            "ack_reminded_at",
+            "resolve_reminded_at",
+            "escalated_at",
+        ],
+    )
+    try:
+        with transaction.atomic():
+            fresh = _apply(
+                item,
+                allowed=[RESOLVED],
+                changes={
+                    **cleared,
+                    "status": OPEN,
+                    "resolution": "",
+                    "resolution_note": "",
+                    "escalation_level": 0,
+                    "ack_due_at": ack_due_at,
+                    "resolve_due_at": resolve_due_at,
+                },
+                by=by,
+                action=AuditAction.EXCEPTION_REOPENED,
+                verb="reopen",
+            )
+    except IntegrityError:
+        other = ExceptionItem.objects.filter(UNRESOLVED, lead=item.lead_id, reason=item.reason).first()
+        raise ExceptionConflict(
+            item, f"Cannot reopen item #{item.pk}: the lead already has an open {item.reason} item #{other.pk}."
+        ) from None
+    _sla_events(fresh, now, (SlaClock.ACKNOWLEDGE, SlaEventKind.STARTED), (SlaClock.RESOLVE, SlaEventKind.STARTED))
+    return fresh
+
+
+@transaction.atomic
+def exception_mark_waiting(*, item: ExceptionItem, by, note: str = "") -> ExceptionItem:
+    """Pause the resolve clock (waiting on the customer or another team); the open time left is kept."""
+    now = timezone.now()
+    remaining = business_time_between(now, item.resolve_due_at, item.queue.business_hours())
+    fresh = _apply(
+        item,
+        allowed=[OPEN, ACKNOWLEDGED],
+        changes={
+            "status": WAITING,
+            "waiting_since": now,
+            "resolve_remaining_seconds": int(remaining.total_seconds()),
+            "acknowledged_at": Coalesce(F("acknowledged_at"), Value(now)),
+            "acknowledged_by": Coalesce(F("acknowledged_by"), Value(by.pk)),
+        },
+        by=by,
+        action=AuditAction.EXCEPTION_WAITING,
+        verb="set to waiting",
+        data={"note": note, "resolve_time_left_seconds": int(remaining.total_seconds())},
+    )
+    _sla_events(fresh, now, (SlaClock.RESOLVE, SlaEventKind.PAUSED), remaining_seconds=int(remaining.total_seconds()))
+    return fresh
+
+
+@transaction.atomic
+def exception_resume(*, item: ExceptionItem, by) -> ExceptionItem:
+    """Restart the resolve clock with the open time that was left when waiting began."""
+    now = timezone.now()
+    left = dt.timedelta(seconds=item.resolve_remaining_seconds or 0)
+    resolve_due_at = add_business_time(now, left, item.queue.business_hours())
+    fresh = _apply(
+        item,
+        allowed=[WAITING],
+        changes={
+            "status": ACKNOWLEDGED,
+            "waiting_since": None,
+            "resolve_remaining_seconds": None,
+            "resolve_due_at": resolve_due_at,
+        },
+        by=by,
+        action=AuditAction.EXCEPTION_RESUMED,
+        verb="resume",
+        data={"resolve_due_at": resolve_due_at},
+    )
+    _sla_events(fresh, now, (SlaClock.RESOLVE, SlaEventKind.RESUMED), resolve_due_at=resolve_due_at)
+    return fresh
+
+
+@transaction.atomic
+def exceptions_bulk_acknowledge(*, item_ids: list[int], by) -> tuple[list[int], list[str]]:
+    """Acknowledge every open item of the list; returns (acknowledged ids, messages for the others)."""
+    now = timezone.now()
+    open_ids = list(
+        ExceptionItem.objects.filter(pk__in=item_ids, status=OPEN)
+        .select_for_update(skip_locked=True)
+        .values_list("pk", flat=True)
+    )
+    ExceptionItem.objects.filter(pk__in=open_ids, status=OPEN).update(
+        status=ACKNOWLEDGED,
+        acknowledged_at=now,
+        acknowledged_by=by,
+        assignee=Coalesce(F("assignee"), Value(by.pk)),
+        version=F("version") + 1,
+    )
+    items = list(ExceptionItem.objects.filter(pk__in=open_ids).only("pk", "lead_id", "ack_due_at", "status"))
+    _bulk_trail(items, by=by, action=AuditAction.EXCEPTION_ACKNOWLEDGED, at=now, data={"bulk": True})
+    SlaEvent.objects.bulk_create(
+        SlaEvent(
+            item=i,
+            clock=SlaClock.ACKNOWLEDGE,
+            kind=SlaEventKind.FULFILLED,
+            at=now,
+            data={"within_sla": now <= i.ack_due_at},
+        )
+        for i in items
+    )
+    skipped = [
+        f"Item #{other.pk} was not acknowledged: it is {describe_state(other)}."
+        for other in ExceptionItem.objects.filter(pk__in=set(item_ids) - set(open_ids)).select_related(
+            "acknowledged_by", "resolved_by"
+        )
+    ]
+    return open_ids, skipped
+
+
+@transaction.atomic
+def exceptions_bulk_assign(*, item_ids: list[int], to, by) -> tuple[list[int], list[str]]:
+    if not to.is_active:
+        raise InvalidAction(f"{to.get_username()} is not an active account.")
+    now = timezone.now()
+    targets = list(
+        ExceptionItem.objects.filter(UNRESOLVED, pk__in=item_ids)
+        .select_for_update(skip_locked=True)
+        .select_related("assignee")
+    )
+    ExceptionItem.objects.filter(pk__in=[i.pk for i in targets]).update(assignee=to, version=F("version") + 1)
+    for item in targets:
+        item.before = item.assignee.get_username() if item.assignee else None
+    AuditEvent.objects.bulk_create(
+        _trail_event(
+            item,
+            by=by,
+            action=AuditAction.EXCEPTION_ASSIGNED,
+            at=now,
+            data={"before": item.before, "after": to.get_username(), "bulk": True},
+        )
+        for item in targets
+    )
+    done = {i.pk for i in targets}
+    skipped = [
+        f"Item #{other.pk} was not assigned: it is {describe_state(other)}."
+        for other in ExceptionItem.objects.filter(pk__in=set(item_ids) - done).select_related("resolved_by")
+    ]
+    return sorted(done), skipped
+
+
+def _trail_event(item, *, by, action, at, data) -> AuditEvent:
+    return AuditEvent(
+        action=action,
+        occurred_at=at,
+        actor=by,
+        actor_label=by.get_username(),
+        lead_id=item.lead_id,
+        exception_id=item.pk,
+        outcome=getattr(item, "status", ""),
+        data=data,
+    )
+
+
+def _bulk_trail(items, *, by, action, at, data) -> None:
+    AuditEvent.objects.bulk_create(_trail_event(i, by=by, action=action, at=at, data=data) for i in items)

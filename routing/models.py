@@ -3,13 +3,16 @@
 import datetime as dt
 import hashlib
 import secrets
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from simple_history.models import HistoricalRecords
 
 from audit.history import history_person
+from exceptions.sla import BusinessHours
 from routing.conditions import LEAD_FIELDS
 
 
@@ -64,10 +67,45 @@ class Queue(models.Model):
     # Fair-share clock of the rotation (see routing/assignment.py); advanced under the queue's row lock.
     virtual_time = models.FloatField(default=0.0, editable=False)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="QueueMembership", related_name="routing_queues")
+
+    # Escalation: level 1 goes to the owner, level 2 (still breached this much later) to the contact.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="owned_queues"
+    )
+    escalation_contact = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="escalation_queues"
+    )
+    escalation_interval_minutes = models.PositiveIntegerField(
+        default=30, help_text="Business minutes between escalation level 1 and level 2."
+    )
+    reassign_unacknowledged = models.BooleanField(
+        default=False, help_text="When an item's acknowledge time runs out, hand it to the next available member."
+    )
+    # Business hours: SLA clocks and notifications run only inside them. No start/end: around the clock.
+    business_timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin.")
+    business_days = models.CharField(
+        max_length=13, default="0,1,2,3,4", help_text="Weekdays the queue works, 0 = Monday … 6 = Sunday."
+    )
+    business_start = models.TimeField(null=True, blank=True)
+    business_end = models.TimeField(null=True, blank=True)
     history = HistoricalRecords(get_user=history_person, excluded_fields=["virtual_time"])
 
     def __str__(self):
         return self.name
+
+    def business_hours(self) -> BusinessHours | None:
+        if self.business_start is None or self.business_end is None:
+            return None
+        days = frozenset(int(day) for day in self.business_days.split(",") if day.strip())
+        return BusinessHours(ZoneInfo(self.business_timezone), days, self.business_start, self.business_end)
+
+    def clean(self):
+        if (self.business_start is None) != (self.business_end is None):
+            raise ValidationError("Set both business start and end, or neither (around the clock).")
+        try:
+            self.business_hours()
+        except (ValueError, ZoneInfoNotFoundError) as exc:
+            raise ValidationError(f"Business hours: {exc}") from None
 
 
 class QueueMembership(models.Model):

@@ -1,0 +1,29 @@
+"""Beat tasks for the exception queues: thin wrappers around the sweep and the notification sender."""
+
+import logging
+
+from celery import shared_task
+
+from exceptions.notifications import notifications_send_due
+from exceptions.sweep import sla_sweep
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def sla_sweep_task() -> dict:
+    report = sla_sweep()
+    if report.ack_breached or report.resolve_breached or any(report.escalated.values()):
+        logger.info("SLA sweep: %s", report)
+    return {
+        "ack_breached": report.ack_breached,
+        "resolve_breached": report.resolve_breached,
+        "escalated": report.escalated,
+        "reminded": report.reminded,
+        "reassigned": report.reassigned,
+    }
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def send_notifications_task() -> int:
+    return notifications_send_due()
