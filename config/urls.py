@@ -6,7 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from config import health
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="console:overview", permanent=False)),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("console/", include("exceptions.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("routing.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),

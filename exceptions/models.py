@@ -46,6 +46,9 @@ class ExceptionItem(models.Model):
     opened_at = models.DateTimeField()
     ack_due_at = models.DateTimeField()
     resolve_due_at = models.DateTimeField()
+    # The clock that runs now: ack_due_at while open, resolve_due_at once acknowledged; NULL while
+    # waiting or resolved. Kept by the services so lists sort by it through an index.
+    due_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -85,8 +88,9 @@ class ExceptionItem(models.Model):
                 condition=Q(status__in=["open", "acknowledged"]),
                 name="exception_running_resolve_idx",
             ),
-            # Queue overview and list: unresolved items per queue, by due time.
-            models.Index(fields=["queue", "status", "ack_due_at"], name="exception_queue_status_due_idx"),
+            # Item list (default sort): unresolved items by the due time that runs, per queue and overall.
+            models.Index(fields=["queue", "due_at"], condition=UNRESOLVED, name="exception_queue_due_idx"),
+            models.Index(fields=["due_at"], condition=UNRESOLVED, name="exception_due_idx"),
             # Escalation level 2: breached items escalated once, by when.
             models.Index(fields=["escalated_at"], condition=Q(escalation_level=1), name="exception_level1_idx"),
         ]

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,20 +22,33 @@ SUBJECTS = {
 }
 
 
-def notify(*, item: ExceptionItem, key: str, kind: str, recipient, now: dt.datetime) -> Notification | None:
-    """Record a notification unless this item already has one with this key. recipient None: the queue."""
-    try:
-        with transaction.atomic():
-            return Notification.objects.create(
-                item=item,
-                key=key[:64],
-                kind=kind,
-                recipient=recipient,
-                created_at=now,
-                deliver_after=next_open(now, item.queue.business_hours()),
-            )
-    except IntegrityError:
-        return None
+def notify(*, items, key, kind: str, recipient, now: dt.datetime) -> int:
+    """Record one notification per item, unless the item already has one with that key.
+
+    `key(item)` and `recipient(item)` are functions of the item (recipient None: the whole queue).
+    Delivery is held until the item's queue is open; one INSERT per queue, duplicates skipped."""
+    by_queue: dict[int, list[ExceptionItem]] = defaultdict(list)
+    for item in items:
+        by_queue[item.queue_id].append(item)
+    created = 0
+    for group in by_queue.values():
+        deliver_after = next_open(now, group[0].queue.business_hours())
+        rows = Notification.objects.bulk_create(
+            [
+                Notification(
+                    item=item,
+                    key=key(item)[:64],
+                    kind=kind,
+                    recipient=recipient(item),
+                    created_at=now,
+                    deliver_after=deliver_after,
+                )
+                for item in group
+            ],
+            ignore_conflicts=True,
+        )
+        created += len(rows)
+    return created
 
 
 def _addresses(notification: Notification) -> list[str]:

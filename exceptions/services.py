@@ -87,6 +87,7 @@ def exception_open(
         opened_at=opened_at,
         ack_due_at=ack_due_at,
         resolve_due_at=resolve_due_at,
+        due_at=ack_due_at,
     )
     _sla_events(item, opened_at, (SlaClock.ACKNOWLEDGE, SlaEventKind.STARTED), (SlaClock.RESOLVE, SlaEventKind.STARTED))
     audit_record(
@@ -156,6 +157,7 @@ def exception_acknowledge(*, item: ExceptionItem, by) -> ExceptionItem:
             "acknowledged_at": now,
             "acknowledged_by": by,
             "assignee": Coalesce(F("assignee"), Value(by.pk)),
+            "due_at": F("resolve_due_at"),
         },
         by=by,
         action=AuditAction.EXCEPTION_ACKNOWLEDGED,
@@ -198,6 +200,7 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
             "resolution": resolution,
             "resolution_note": note,
             "waiting_since": None,
+            "due_at": None,
             "acknowledged_at": Coalesce(F("acknowledged_at"), Value(now)),
             "acknowledged_by": Coalesce(F("acknowledged_by"), Value(by.pk)),
         },
@@ -246,6 +249,7 @@ def exception_reopen(*, item: ExceptionItem, by) -> ExceptionItem:
                     "escalation_level": 0,
                     "ack_due_at": ack_due_at,
                     "resolve_due_at": resolve_due_at,
+                    "due_at": ack_due_at,
                 },
                 by=by,
                 action=AuditAction.EXCEPTION_REOPENED,
@@ -271,6 +275,7 @@ def exception_mark_waiting(*, item: ExceptionItem, by, note: str = "") -> Except
         changes={
             "status": WAITING,
             "waiting_since": now,
+            "due_at": None,
             "resolve_remaining_seconds": int(remaining.total_seconds()),
             "acknowledged_at": Coalesce(F("acknowledged_at"), Value(now)),
             "acknowledged_by": Coalesce(F("acknowledged_by"), Value(by.pk)),
@@ -298,6 +303,7 @@ def exception_resume(*, item: ExceptionItem, by) -> ExceptionItem:
             "waiting_since": None,
             "resolve_remaining_seconds": None,
             "resolve_due_at": resolve_due_at,
+            "due_at": resolve_due_at,
         },
         by=by,
         action=AuditAction.EXCEPTION_RESUMED,
@@ -322,6 +328,7 @@ def exceptions_bulk_acknowledge(*, item_ids: list[int], by) -> tuple[list[int], 
         acknowledged_at=now,
         acknowledged_by=by,
         assignee=Coalesce(F("assignee"), Value(by.pk)),
+        due_at=F("resolve_due_at"),
         version=F("version") + 1,
     )
     items = list(ExceptionItem.objects.filter(pk__in=open_ids).only("pk", "lead_id", "ack_due_at", "status"))
@@ -352,7 +359,7 @@ def exceptions_bulk_assign(*, item_ids: list[int], to, by) -> tuple[list[int], l
     now = timezone.now()
     targets = list(
         ExceptionItem.objects.filter(UNRESOLVED, pk__in=item_ids)
-        .select_for_update(skip_locked=True)
+        .select_for_update(skip_locked=True, of=("self",))
         .select_related("assignee")
     )
     ExceptionItem.objects.filter(pk__in=[i.pk for i in targets]).update(assignee=to, version=F("version") + 1)

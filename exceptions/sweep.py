@@ -120,12 +120,19 @@ def _escalate_second(now: dt.datetime) -> int:
 
 
 def _notify_escalated(now: dt.datetime) -> None:
+    escalated = ExceptionItem.objects.filter(escalated_at=now).select_related(
+        "queue__owner", "queue__escalation_contact"
+    )
     for level, kind in ((1, NotificationKind.ESCALATION_1), (2, NotificationKind.ESCALATION_2)):
-        items = ExceptionItem.objects.filter(escalated_at=now, escalation_level=level).select_related("queue")
-        for item in items:
-            queue = item.queue
-            recipient = queue.owner if level == 1 else (queue.escalation_contact or queue.owner)
-            notify(item=item, key=kind, kind=kind, recipient=recipient, now=now)
+        notify(
+            items=[item for item in escalated if item.escalation_level == level],
+            key=lambda item, kind=kind: kind,
+            kind=kind,
+            recipient=lambda item, level=level: (
+                item.queue.owner if level == 1 else (item.queue.escalation_contact or item.queue.owner)
+            ),
+            now=now,
+        )
 
 
 def _remind(now: dt.datetime) -> int:
@@ -143,14 +150,13 @@ def _remind(now: dt.datetime) -> int:
             continue
         count += stamped
         _sla_events_for_stamp(stamp, now, clock, SlaEventKind.REMINDED)
-        for item in ExceptionItem.objects.filter(**{stamp: now}).select_related("queue", "assignee"):
-            notify(
-                item=item,
-                key=f"reminder:{clock}:{getattr(item, due).isoformat()}",
-                kind=NotificationKind.REMINDER,
-                recipient=item.assignee,
-                now=now,
-            )
+        notify(
+            items=ExceptionItem.objects.filter(**{stamp: now}).select_related("queue", "assignee"),
+            key=lambda item, clock=clock, due=due: f"reminder:{clock}:{getattr(item, due).isoformat()}",
+            kind=NotificationKind.REMINDER,
+            recipient=lambda item: item.assignee,
+            now=now,
+        )
     return count
 
 
@@ -161,8 +167,8 @@ def _reassign_unacknowledged(now: dt.datetime) -> int:
     ).select_related("queue", "assignee")
     count = 0
     for item in items:
-        pick = pick_assignee(queue_id=item.queue_id)
-        if pick.assignee is None or pick.assignee == item.assignee:
+        pick = pick_assignee(queue_id=item.queue_id, exclude_user_id=item.assignee_id, follow_overflow=False)
+        if pick.assignee is None:
             continue
         ExceptionItem.objects.filter(pk=item.pk, status=OPEN).update(assignee=pick.assignee, version=F("version") + 1)
         SlaEvent.objects.create(
@@ -172,11 +178,12 @@ def _reassign_unacknowledged(now: dt.datetime) -> int:
             at=now,
             data={"from": item.assignee.get_username() if item.assignee else None, "to": pick.assignee.get_username()},
         )
+        new_assignee = pick.assignee
         notify(
-            item=item,
-            key=f"reassigned:{now.isoformat()}",
+            items=[item],
+            key=lambda _: f"reassigned:{now.isoformat()}",
             kind=NotificationKind.REASSIGNED,
-            recipient=pick.assignee,
+            recipient=lambda _, to=new_assignee: to,
             now=now,
         )
         count += 1

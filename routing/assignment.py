@@ -24,17 +24,18 @@ class Pick:
     overflowed_from: tuple[str, ...] = ()
 
 
-def pick_assignee(*, queue_id: int) -> Pick:
-    """Call inside a transaction: locks each queue it tries until commit."""
+def pick_assignee(*, queue_id: int, exclude_user_id: int | None = None, follow_overflow: bool = True) -> Pick:
+    """Call inside a transaction: locks each queue it tries until commit. `exclude_user_id` skips one
+    person (handing an item on to someone else); `follow_overflow=False` stays in this queue."""
     tried: list[Queue] = []
     next_id: int | None = queue_id
     while next_id is not None and next_id not in {q.id for q in tried}:
         queue = Queue.objects.select_for_update().get(pk=next_id)
-        member = _pick_in_queue(queue)
+        member = _pick_in_queue(queue, exclude_user_id)
         if member is not None:
             return Pick(queue=queue, assignee=member.user, overflowed_from=tuple(q.name for q in tried))
         tried.append(queue)
-        next_id = queue.overflow_queue_id
+        next_id = queue.overflow_queue_id if follow_overflow else None
     return Pick(queue=tried[0], assignee=None, overflowed_from=tuple(q.name for q in tried[1:]))
 
 
@@ -48,9 +49,12 @@ def open_lead_counts(user_ids) -> dict[int, int]:
     return dict(rows)
 
 
-def _pick_in_queue(queue: Queue) -> QueueMembership | None:
+def _pick_in_queue(queue: Queue, exclude_user_id: int | None = None) -> QueueMembership | None:
     members = list(
-        queue.memberships.filter(is_available=True, user__is_active=True).select_related("user").order_by("id")
+        queue.memberships.filter(is_available=True, user__is_active=True)
+        .exclude(user_id=exclude_user_id)
+        .select_related("user")
+        .order_by("id")
     )
     if not members:
         return None

@@ -114,3 +114,11 @@ class LeadPayloadFactory(factory.DictFactory):
     engagement_score = 75
     intent_score = 40.5
     attributes = factory.Dict({"form": "demo"})
+
+
+def open_exception(*, queue=None, lead=None, reason=ExceptionReason.NO_MATCHING_RULE, **lead_fields):
+    """An exception opened the way routing opens one (due times from the queue, SLA events, audit)."""
+    from exceptions.services import exception_open
+
+    lead = lead or LeadFactory(status=LeadStatus.EXCEPTION, **lead_fields)
+    return exception_open(lead=lead, reason=reason, queue=queue or QueueFactory(name="Triage"))

@@ -42,5 +42,5 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("audit", "0001_initial")]
+    dependencies = [("audit", "0002_initial")]
     operations = [migrations.RunPython(forwards, backwards)]

@@ -1,0 +1,56 @@
+import django_filters
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+
+from exceptions.models import ExceptionItem, ExceptionReason, ExceptionStatus
+from exceptions.permissions import CONSOLE_GROUPS
+from routing.models import Queue, Source
+
+SORTS = {
+    "due": ("due_at", "id"),
+    "-due": ("-due_at", "-id"),
+    "age": ("opened_at", "id"),
+    "-age": ("-opened_at", "-id"),
+}
+
+
+def console_people():
+    return (
+        get_user_model()
+        .objects.filter(Q(groups__name__in=CONSOLE_GROUPS) | Q(is_superuser=True), is_active=True)
+        .distinct()
+        .order_by("username")
+    )
+
+
+class ExceptionFilter(django_filters.FilterSet):
+    """The item list's filters, shared by the console screen and the API."""
+
+    queue = django_filters.ModelChoiceFilter(queryset=Queue.objects.order_by("name"))
+    status = django_filters.MultipleChoiceFilter(choices=ExceptionStatus.choices, widget=forms.CheckboxSelectMultiple)
+    reason = django_filters.ChoiceFilter(choices=ExceptionReason.choices)
+    assignee = django_filters.ModelChoiceFilter(queryset=console_people(), null_label="Nobody")
+    breached = django_filters.BooleanFilter(method="filter_breached", label="Breached")
+    origin = django_filters.ModelChoiceFilter(field_name="lead__origin", queryset=Source.objects.order_by("name"))
+    received = django_filters.IsoDateTimeFromToRangeFilter(field_name="lead__received_at", label="Received between")
+    sort = django_filters.ChoiceFilter(
+        choices=[("due", "Due soonest"), ("-due", "Due latest"), ("age", "Oldest"), ("-age", "Newest")],
+        method="filter_sort",
+        empty_label=None,
+    )
+
+    class Meta:
+        model = ExceptionItem
+        fields = ["queue", "status", "reason", "assignee", "breached", "origin", "received"]
+
+    def filter_breached(self, queryset, name, value):
+        breached = Q(ack_breached_at__isnull=False) | Q(resolve_breached_at__isnull=False)
+        return queryset.filter(breached) if value else queryset.exclude(breached)
+
+    def filter_sort(self, queryset, name, value):
+        return queryset  # applied last, in `ordered`
+
+    def ordered(self):
+        order = SORTS.get(self.form.cleaned_data.get("sort") or "due", SORTS["due"])
+        return self.qs.order_by(*order)

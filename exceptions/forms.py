@@ -1,0 +1,93 @@
+from django import forms
+from django.contrib.auth import get_user_model
+
+from exceptions.filters import console_people
+from exceptions.models import Resolution
+from routing.models import Queue
+
+
+class VersionedForm(forms.Form):
+    """Carries the item version the person saw, so a change made meanwhile is refused, not overwritten."""
+
+    version = forms.IntegerField(widget=forms.HiddenInput)
+
+
+class AssignForm(VersionedForm):
+    assignee = forms.ModelChoiceField(queryset=console_people(), required=False, empty_label="Nobody")
+
+
+class ResolveForm(forms.Form):
+    resolution = forms.ChoiceField(choices=Resolution.choices)
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
+
+
+class WaitingForm(forms.Form):
+    note = forms.CharField(required=False, max_length=2000, help_text="What are you waiting for?")
+
+
+class LeadEditForm(VersionedForm):
+    email = forms.CharField(required=False, max_length=254)
+    phone = forms.CharField(required=False, max_length=32)
+    first_name = forms.CharField(required=False, max_length=150)
+    last_name = forms.CharField(required=False, max_length=150)
+    company = forms.CharField(required=False, max_length=200)
+    company_size = forms.IntegerField(required=False, min_value=0)
+    country = forms.CharField(required=False, max_length=2)
+    lifecycle_stage = forms.CharField(required=False, max_length=64)
+    engagement_score = forms.FloatField(required=False, min_value=0, max_value=100)
+    intent_score = forms.FloatField(required=False, min_value=0, max_value=100)
+
+    LEAD_FIELDS = (
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "company",
+        "company_size",
+        "country",
+        "lifecycle_stage",
+        "engagement_score",
+        "intent_score",
+    )
+
+    def changes(self, lead) -> dict:
+        """Only the fields the person changed, with blanks meaning 'clear it'."""
+        out = {}
+        for name in self.LEAD_FIELDS:
+            value = self.cleaned_data.get(name)
+            value = None if value == "" else value
+            current = getattr(lead, name)
+            if value != current and not (value is None and current in ("", None)):
+                out[name] = value
+        return out
+
+
+class ManualAssignForm(forms.Form):
+    queue = forms.ModelChoiceField(queryset=Queue.objects.order_by("name"))
+    assignee = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
+        required=False,
+        empty_label="Queue only",
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, help_text="Required: counted against the rule."
+    )
+
+
+class BulkForm(forms.Form):
+    ACTIONS = [("acknowledge", "Acknowledge"), ("assign", "Assign to")]
+
+    items = forms.TypedMultipleChoiceField(coerce=int, choices=[], error_messages={"required": "Select some items."})
+    action = forms.ChoiceField(choices=ACTIONS)
+    assignee = forms.ModelChoiceField(queryset=console_people(), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # ids are checked by the services (only existing, unresolved items change); accept any number here
+        self.fields["items"].valid_value = lambda value: True
+
+    def clean(self):
+        data = super().clean()
+        if data.get("action") == "assign" and not data.get("assignee"):
+            raise forms.ValidationError("Choose who to assign the selected items to.")
+        return data

@@ -1,0 +1,94 @@
+// Console behaviour: live countdowns to due times, keyboard triage (j/k/o/a/r/x/?), select-all for bulk.
+(function () {
+  "use strict";
+  const SOON_MS = 10 * 60 * 1000;
+
+  function describe(ms) {
+    const total = Math.round(Math.abs(ms) / 1000);
+    const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
+    const text = h ? `${h}h ${m}m` : m ? `${m}m ${s}s` : `${s}s`;
+    return ms < 0 ? `overdue ${text}` : `in ${text}`;
+  }
+
+  function tick() {
+    const now = Date.now();
+    document.querySelectorAll("time[data-due]").forEach((el) => {
+      const left = Date.parse(el.dataset.due) - now;
+      el.textContent = describe(left);
+      el.classList.toggle("past", left < 0);
+      el.classList.toggle("soon", left >= 0 && left <= SOON_MS);
+    });
+  }
+
+  function rows() { return Array.from(document.querySelectorAll("tr[data-item]")); }
+  function selected() { return document.querySelector("tr[data-item].selected"); }
+
+  function select(row) {
+    rows().forEach((r) => r.classList.remove("selected"));
+    if (row) { row.classList.add("selected"); row.scrollIntoView({ block: "nearest" }); }
+  }
+
+  function move(step) {
+    const all = rows();
+    if (!all.length) return;
+    const index = all.indexOf(selected());
+    select(all[Math.min(all.length - 1, Math.max(0, index + step))] || all[0]);
+  }
+
+  function csrf() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function postAndReload(url) {
+    const form = document.createElement("form");
+    form.method = "post"; form.action = url;
+    form.innerHTML = `<input type="hidden" name="csrfmiddlewaretoken" value="${csrf()}">` +
+      `<input type="hidden" name="next" value="${location.pathname + location.search}">`;
+    document.body.appendChild(form);
+    form.submit();
+  }
+
+  function onKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const tag = (event.target.tagName || "").toLowerCase();
+    if (["input", "textarea", "select"].includes(tag)) return;
+    const page = document.body.dataset.page;
+    const help = document.getElementById("help");
+    if (event.key === "?") { help.hidden = !help.hidden; event.preventDefault(); return; }
+    if (page === "list") {
+      const row = selected();
+      if (event.key === "j") move(1);
+      else if (event.key === "k") move(-1);
+      else if ((event.key === "o" || event.key === "Enter") && row) location.href = row.dataset.url;
+      else if (event.key === "a" && row) postAndReload(row.dataset.ackUrl);
+      else if (event.key === "r" && row) location.href = row.dataset.url + "#resolve";
+      else if (event.key === "x" && row) { const box = row.querySelector("input[type=checkbox]"); box.checked = !box.checked; }
+      else return;
+      event.preventDefault();
+    } else if (page === "detail") {
+      const head = document.querySelector(".detail-head");
+      if (event.key === "j" && head.dataset.next) location.href = head.dataset.next;
+      else if (event.key === "k" && head.dataset.previous) location.href = head.dataset.previous;
+      else if (event.key === "a" && document.getElementById("acknowledge")) document.getElementById("acknowledge").submit();
+      else if (event.key === "r" && document.getElementById("resolve")) document.querySelector("#resolve select").focus();
+      else return;
+      event.preventDefault();
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    tick();
+    setInterval(tick, 1000);
+    document.addEventListener("keydown", onKey);
+    document.querySelectorAll("[data-help-toggle]").forEach((b) => b.addEventListener("click", () => {
+      const help = document.getElementById("help"); help.hidden = !help.hidden;
+    }));
+    const all = document.querySelector("[data-select-all]");
+    if (all) all.addEventListener("change", () => {
+      document.querySelectorAll("input[name=items]").forEach((box) => { box.checked = all.checked; });
+    });
+    if (location.hash === "#resolve" && document.querySelector("#resolve select")) document.querySelector("#resolve select").focus();
+    if (document.body.dataset.page === "list") select(rows()[0]);
+  });
+})();

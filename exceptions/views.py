@@ -1,0 +1,239 @@
+"""The exception console: thin views that read through selectors and act through services."""
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+
+from exceptions import services, triage
+from exceptions.filters import ExceptionFilter, console_people
+from exceptions.forms import AssignForm, BulkForm, LeadEditForm, ManualAssignForm, ResolveForm, WaitingForm
+from exceptions.models import ExceptionItem
+from exceptions.permissions import ConsoleAccessMixin
+from exceptions.selectors import (
+    exception_list_queryset,
+    item_timeline,
+    lead_decisions,
+    lead_trail,
+    notifications_for,
+    queue_overview,
+)
+
+PAGE_SIZE = 50
+
+
+class OverviewView(ConsoleAccessMixin, View):
+    def get(self, request):
+        template = "console/_queue_rows.html" if request.htmx else "console/overview.html"
+        return render(request, template, {"rows": queue_overview(), "now": timezone.now()})
+
+
+class ItemListView(ConsoleAccessMixin, View):
+    def get(self, request):
+        filters = ExceptionFilter(
+            request.GET or {"status": ["open", "acknowledged", "waiting"]}, queryset=exception_list_queryset()
+        )
+        items = filters.ordered() if filters.is_valid() else exception_list_queryset().none()
+        page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+        query = request.GET.copy()
+        query.pop("page", None)
+        return render(
+            request,
+            "console/item_list.html",
+            {
+                "filters": filters,
+                "page": page,
+                "now": timezone.now(),
+                "query": query.urlencode(),
+                "bulk_form": BulkForm(),
+                "people": console_people(),
+            },
+        )
+
+
+class BulkActionView(ConsoleAccessMixin, View):
+    def post(self, request):
+        form = BulkForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, " ".join(m for errors in form.errors.values() for m in errors))
+            return _back(request, reverse("console:items"))
+        ids, by = form.cleaned_data["items"], request.user
+        if form.cleaned_data["action"] == "acknowledge":
+            done, skipped = services.exceptions_bulk_acknowledge(item_ids=ids, by=by)
+            verb = "Acknowledged"
+        else:
+            done, skipped = services.exceptions_bulk_assign(item_ids=ids, to=form.cleaned_data["assignee"], by=by)
+            verb = f"Assigned to {form.cleaned_data['assignee'].get_username()}:"
+        if done:
+            messages.success(request, f"{verb} {len(done)} item(s).")
+        for message in skipped:
+            messages.warning(request, message)
+        return _back(request, reverse("console:items"))
+
+
+class ItemDetailView(ConsoleAccessMixin, View):
+    def get(self, request, pk):
+        item = get_object_or_404(
+            ExceptionItem.objects.select_related(
+                "lead",
+                "lead__origin",
+                "lead__queue",
+                "lead__assignee",
+                "lead__rule",
+                "queue",
+                "assignee",
+                "acknowledged_by",
+                "resolved_by",
+            ),
+            pk=pk,
+        )
+        trail = lead_trail(item.lead)
+        return render(
+            request,
+            "console/item_detail.html",
+            {
+                "item": item,
+                "lead": item.lead,
+                "decisions": lead_decisions(trail),
+                "trail": trail,
+                "timeline": item_timeline(item),
+                "now": timezone.now(),
+                "assign_form": AssignForm(initial={"version": item.version, "assignee": item.assignee_id}),
+                "resolve_form": ResolveForm(),
+                "waiting_form": WaitingForm(),
+                "edit_form": LeadEditForm(
+                    initial={
+                        "version": item.version,
+                        **{name: getattr(item.lead, name) for name in LeadEditForm.LEAD_FIELDS},
+                    }
+                ),
+                "manual_form": ManualAssignForm(initial={"queue": item.lead.queue_id}),
+                "neighbours": _neighbours(item),
+            },
+        )
+
+
+def _neighbours(item):
+    """Previous and next unresolved item of the same queue by due time, for j/k on the detail page."""
+    same = ExceptionItem.objects.filter(queue=item.queue_id, status__in=["open", "acknowledged", "waiting"])
+    if item.due_at is None:
+        return {"previous": None, "next": None}
+    previous = same.filter(due_at__lt=item.due_at).order_by("-due_at", "-id").values_list("pk", flat=True).first()
+    following = same.filter(due_at__gt=item.due_at).order_by("due_at", "id").values_list("pk", flat=True).first()
+    return {"previous": previous, "next": following}
+
+
+class ItemActionView(ConsoleAccessMixin, View):
+    """POST /console/items/<pk>/<action>/: one form per action; the outcome comes back as a message."""
+
+    def post(self, request, pk, action):
+        item = get_object_or_404(ExceptionItem.objects.select_related("lead", "queue", "assignee"), pk=pk)
+        handler = getattr(self, f"do_{action}", None)
+        if handler is None:
+            messages.error(request, f"Unknown action {action!r}.")
+        else:
+            try:
+                success = handler(request, item)
+            except services.ExceptionConflict as conflict:
+                messages.error(request, conflict.message)
+            except triage.InvalidLeadData as invalid:
+                messages.error(request, f"The lead was not changed: {invalid}")
+            except services.InvalidAction as invalid:
+                messages.error(request, str(invalid))
+            else:
+                if success:
+                    messages.success(request, success)
+        return _back(request, reverse("console:item", args=[pk]))
+
+    def do_acknowledge(self, request, item):
+        services.exception_acknowledge(item=item, by=request.user)
+        return f"Acknowledged item #{item.pk}."
+
+    def do_assign_to_me(self, request, item):
+        services.exception_assign(item=item, to=request.user, by=request.user, expected_version=_version(request))
+        return f"Item #{item.pk} is yours."
+
+    def do_assign(self, request, item):
+        form = AssignForm(request.POST)
+        if not form.is_valid():
+            raise services.InvalidAction(_form_errors(form))
+        to = form.cleaned_data["assignee"]
+        services.exception_assign(item=item, to=to, by=request.user, expected_version=form.cleaned_data["version"])
+        return f"Item #{item.pk} assigned to {to.get_username()}." if to else f"Item #{item.pk} is unassigned."
+
+    def do_resolve(self, request, item):
+        form = ResolveForm(request.POST)
+        if not form.is_valid():
+            raise services.InvalidAction(_form_errors(form))
+        resolved = services.exception_resolve(item=item, by=request.user, **form.cleaned_data)
+        return f"Resolved item #{item.pk} as {resolved.get_resolution_display()}."
+
+    def do_reopen(self, request, item):
+        services.exception_reopen(item=item, by=request.user)
+        return f"Reopened item #{item.pk}; its clocks start again."
+
+    def do_waiting(self, request, item):
+        form = WaitingForm(request.POST)
+        if not form.is_valid():
+            raise services.InvalidAction(_form_errors(form))
+        services.exception_mark_waiting(item=item, by=request.user, note=form.cleaned_data["note"])
+        return f"Item #{item.pk} is waiting; its resolve clock is paused."
+
+    def do_resume(self, request, item):
+        services.exception_resume(item=item, by=request.user)
+        return f"Item #{item.pk} resumed; its resolve clock runs again."
+
+    def do_reroute(self, request, item):
+        form = LeadEditForm(request.POST)
+        if not form.is_valid():
+            raise services.InvalidAction(_form_errors(form))
+        lead, after = triage.lead_edit_and_reroute(
+            item=item, by=request.user, changes=form.changes(item.lead), expected_version=form.cleaned_data["version"]
+        )
+        if lead.status == "assigned":
+            return f"Re-routed: assigned to {lead.assignee or 'nobody'} in {lead.queue}. Item #{item.pk} resolved."
+        if after.status == "resolved":
+            return f"Data fixed; the lead now needs other attention ({lead.exceptions.filter(status='open').first()})."
+        return f"Re-routed, but the lead is still in exception: {after.get_reason_display()}. The item stays open."
+
+    def do_manual_assign(self, request, item):
+        form = ManualAssignForm(request.POST)
+        if not form.is_valid():
+            raise services.InvalidAction(_form_errors(form))
+        lead, _ = triage.lead_assign_manually(lead=item.lead, item=item, by=request.user, **form.cleaned_data)
+        return f"Assigned by hand to {lead.assignee or lead.queue}; the override is recorded."
+
+
+class NotificationsView(ConsoleAccessMixin, View):
+    def get(self, request):
+        notes = notifications_for(request.user).select_related("item__lead", "item__queue", "recipient")[:200]
+        return render(request, "console/notifications.html", {"notifications": notes})
+
+    def post(self, request):
+        notifications_for(request.user).filter(read_at__isnull=True).update(read_at=timezone.now())
+        messages.success(request, "All notifications marked read.")
+        return HttpResponseRedirect(reverse("console:notifications"))
+
+
+def _version(request) -> int | None:
+    raw = request.POST.get("version", "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _form_errors(form) -> str:
+    return " ".join(
+        f"{form.fields[name].label or name.replace('_', ' ').capitalize() if name in form.fields else ''}: "
+        f"{' '.join(errors)}".lstrip(": ")
+        for name, errors in form.errors.items()
+    )
+
+
+def _back(request, default: str):
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+        return HttpResponseRedirect(target)
+    return HttpResponseRedirect(default)

@@ -1,0 +1,202 @@
+"""The SLA sweep: breaches, escalation levels (each sent once), reminders, reassignment, business hours."""
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.conf import settings
+from django.core import mail
+from django.test import override_settings
+
+from exceptions.models import ExceptionItem, Notification, SlaEvent
+from exceptions.notifications import notifications_send_due
+from exceptions.services import exception_acknowledge, exception_mark_waiting
+from exceptions.sweep import sla_sweep
+from tests.factories import MembershipFactory, QueueFactory, UserFactory, open_exception
+
+pytestmark = pytest.mark.django_db
+T0 = dt.datetime(2026, 11, 18, 9, 0, tzinfo=dt.UTC)  # a Wednesday
+
+
+def at(minutes):
+    return T0 + dt.timedelta(minutes=minutes)
+
+
+@pytest.fixture
+def queue():
+    return QueueFactory(
+        name="Triage",
+        ack_sla_minutes=30,
+        resolve_sla_minutes=240,
+        escalation_interval_minutes=30,
+        owner=UserFactory(username="owner", email="owner@example.com"),
+        escalation_contact=UserFactory(username="boss", email="boss@example.com"),
+    )
+
+
+def opened(queue, minutes=0, **lead_fields):
+    with time_machine.travel(at(minutes), tick=False):
+        return open_exception(queue=queue, **lead_fields)
+
+
+def sweep(minutes):
+    with time_machine.travel(at(minutes), tick=False):
+        return sla_sweep()
+
+
+def test_nothing_breaches_before_its_due_time(queue):
+    opened(queue)
+    report = sweep(29)
+    assert (report.ack_breached, report.resolve_breached, report.escalated) == (0, 0, {1: 0, 2: 0})
+
+
+def test_an_unacknowledged_item_breaches_once_and_escalates_to_the_owner(queue):
+    item = opened(queue, intent_score=10)
+    report = sweep(31)
+    assert (report.ack_breached, report.escalated) == (1, {1: 1, 2: 0})
+    item.refresh_from_db()
+    assert (item.ack_breached_at, item.escalation_level) == (at(31), 1)
+    assert [(e.clock, e.kind) for e in SlaEvent.objects.filter(item=item, at=at(31))] == [
+        ("ack", "breached"),
+        ("resolve", "escalated"),
+    ]
+    assert list(Notification.objects.values_list("kind", "recipient__username")) == [("escalation_1", "owner")]
+    # the next sweep (a minute later, or a duplicate beat tick) finds nothing new
+    again = sweep(32)
+    assert (again.ack_breached, again.escalated) == (0, {1: 0, 2: 0})
+    assert Notification.objects.count() == 1 and SlaEvent.objects.filter(kind="breached").count() == 1
+
+
+def test_still_breached_after_the_interval_escalates_to_level_two_once(queue):
+    item = opened(queue, intent_score=10)
+    sweep(31)
+    assert sweep(60).escalated == {1: 0, 2: 0}
+    assert sweep(61).escalated == {1: 0, 2: 1}
+    assert sweep(95).escalated == {1: 0, 2: 0}
+    item.refresh_from_db()
+    assert item.escalation_level == 2
+    assert list(Notification.objects.order_by("id").values_list("kind", "recipient__username")) == [
+        ("escalation_1", "owner"),
+        ("escalation_2", "boss"),
+    ]
+
+
+def test_a_high_intent_lead_escalates_at_level_two_right_away(queue):
+    opened(queue, intent_score=95)
+    assert sweep(31).escalated == {1: 0, 2: 1}
+    assert list(Notification.objects.values_list("kind", "recipient__username")) == [("escalation_2", "boss")]
+
+
+def test_acknowledged_items_breach_on_the_resolve_clock(queue, ops_person):
+    item = opened(queue, intent_score=10)
+    with time_machine.travel(at(5), tick=False):
+        exception_acknowledge(item=item, by=ops_person)
+    assert sweep(200).ack_breached == 0
+    report = sweep(241)
+    assert (report.resolve_breached, report.escalated[1]) == (1, 1)
+
+
+def test_waiting_items_do_not_breach_the_resolve_clock(queue, ops_person):
+    item = opened(queue, intent_score=10)
+    with time_machine.travel(at(5), tick=False):
+        exception_mark_waiting(item=item, by=ops_person)
+    assert sweep(600).resolve_breached == 0
+
+
+def test_reminder_goes_to_the_assignee_ten_minutes_before_and_only_once(queue, ops_person):
+    item = opened(queue)
+    ExceptionItem.objects.filter(pk=item.pk).update(assignee=ops_person)
+    assert sweep(19).reminded == 0
+    assert sweep(20).reminded == 1
+    assert sweep(21).reminded == 0
+    reminder = Notification.objects.get()
+    assert (reminder.kind, reminder.recipient) == ("reminder", ops_person)
+
+
+def test_reminder_without_an_assignee_goes_to_the_queue(queue):
+    member = MembershipFactory(queue=queue, user=UserFactory(username="m", email="m@example.com")).user
+    opened(queue)
+    sweep(22)
+    reminder = Notification.objects.get()
+    assert reminder.recipient is None
+    notifications_send_due(now=at(22))
+    assert mail.outbox[0].to == [member.email]
+
+
+def test_queue_may_reassign_an_unacknowledged_item_to_the_next_member(queue):
+    queue.reassign_unacknowledged = True
+    queue.save()
+    first, second = (MembershipFactory(queue=queue, user=UserFactory(username=n)).user for n in ("first", "second"))
+    item = opened(queue)
+    ExceptionItem.objects.filter(pk=item.pk).update(assignee=first)
+    assert sweep(31).reassigned == 1
+    item.refresh_from_db()
+    assert item.assignee == second
+    assert SlaEvent.objects.get(item=item, kind="reassigned").data == {"from": "first", "to": "second"}
+    assert Notification.objects.get(kind="reassigned").recipient == second
+    assert sweep(32).reassigned == 0  # only when the acknowledge time has just run out
+
+
+def test_queues_that_do_not_ask_keep_the_assignee(queue):
+    first = MembershipFactory(queue=queue, user=UserFactory(username="first")).user
+    MembershipFactory(queue=queue, user=UserFactory(username="second"))
+    item = opened(queue)
+    ExceptionItem.objects.filter(pk=item.pk).update(assignee=first)
+    assert sweep(31).reassigned == 0
+    item.refresh_from_db()
+    assert item.assignee == first
+
+
+def test_escalation_email_is_sent_once_and_names_the_item(queue):
+    item = opened(queue, intent_score=10)
+    sweep(31)
+    assert notifications_send_due(now=at(31)) == 1
+    assert notifications_send_due(now=at(32)) == 0
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["owner@example.com"]
+    assert f"#{item.pk}" in message.body and "SLA breached" in message.body
+
+
+def test_escalations_noticed_after_closing_wait_for_business_hours():
+    owner = UserFactory(username="owner", email="owner@example.com")
+    berlin = QueueFactory(
+        name="Berlin desk", ack_sla_minutes=30, business_timezone="Europe/Berlin", business_start=dt.time(9),
+        business_end=dt.time(17), owner=owner,
+    )
+    # opened Friday 16:30 Berlin (15:30 UTC): acknowledge due at closing, 17:00 Berlin
+    with time_machine.travel(dt.datetime(2026, 11, 20, 15, 30, tzinfo=dt.UTC), tick=False):
+        item = open_exception(queue=berlin, intent_score=10)
+    assert item.ack_due_at == dt.datetime(2026, 11, 20, 16, 0, tzinfo=dt.UTC)
+    friday_night = dt.datetime(2026, 11, 20, 23, 0, tzinfo=dt.UTC)  # midnight in Berlin
+    with time_machine.travel(friday_night, tick=False):
+        assert sla_sweep().escalated[1] == 1
+    notification = Notification.objects.get(kind="escalation_1")
+    monday_opening = dt.datetime(2026, 11, 23, 8, 0, tzinfo=dt.UTC)  # 09:00 Berlin
+    assert notification.deliver_after == monday_opening
+    assert notifications_send_due(now=friday_night) == 0
+    assert mail.outbox == []
+    assert notifications_send_due(now=monday_opening) == 1
+    assert mail.outbox[0].to == ["owner@example.com"]
+
+
+def test_escalation_inside_business_hours_is_delivered_at_once():
+    berlin = QueueFactory(
+        name="Berlin desk", ack_sla_minutes=30, business_timezone="Europe/Berlin", business_start=dt.time(9),
+        business_end=dt.time(17), owner=UserFactory(username="owner", email="owner@example.com"),
+    )
+    with time_machine.travel(dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC), tick=False):  # 10:00 Berlin
+        open_exception(queue=berlin, intent_score=10)
+    breached = dt.datetime(2026, 11, 20, 9, 31, tzinfo=dt.UTC)
+    with time_machine.travel(breached, tick=False):
+        sla_sweep()
+    assert Notification.objects.get().deliver_after == breached
+
+
+@override_settings(HANDOFF={**settings.HANDOFF, "REMINDER_MINUTES": 0})
+def test_a_sweep_over_many_items_is_set_based(queue, django_assert_max_num_queries):
+    for _ in range(30):
+        opened(queue, intent_score=10)
+    with django_assert_max_num_queries(20):
+        report = sweep(31)
+    assert report.ack_breached == 30 and report.escalated[1] == 30
