@@ -38,6 +38,7 @@ class ExceptionFilter(django_filters.FilterSet):
         choices=[("due", "Due soonest"), ("-due", "Due latest"), ("age", "Oldest"), ("-age", "Newest")],
         method="filter_sort",
         empty_label=None,
+        label="Sort",
     )
 
     class Meta:
