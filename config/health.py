@@ -1,9 +1,13 @@
 """Liveness and readiness probes for load balancers and the demo runner."""
 
+import logging
+
 from django.db import connection
 from django.http import JsonResponse
 
 from config.celery import app as celery_app
+
+logger = logging.getLogger(__name__)
 
 
 def healthz(request):
@@ -21,8 +25,9 @@ def _database_ok() -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return "ok"
-    except Exception as exc:
-        return f"error: {exc}"
+    except Exception:
+        logger.exception("Readiness: the database does not answer.")
+        return "error"  # details go to the log, not to whoever asks the probe
 
 
 def _broker_ok() -> str:
@@ -30,5 +35,6 @@ def _broker_ok() -> str:
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         return "ok"
-    except Exception as exc:
-        return f"error: {exc}"
+    except Exception:
+        logger.exception("Readiness: the broker does not answer.")
+        return "error"

@@ -3,7 +3,7 @@ from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
 from routing.conditions import ConditionError, validate_condition
-from routing.models import Lead, Queue, QueueMembership, Rule, Source
+from routing.models import Lead, Queue, QueueMembership, Rule, RuleStage, Source
 from routing.rules import rule_save
 
 
@@ -55,6 +55,12 @@ class RuleForm(forms.ModelForm):
             "outputs",
             "rollback_plan",
         ]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("stage") == RuleStage.PRODUCTION and not data.get("owner"):
+            raise forms.ValidationError("A production rule needs a named owner.")
+        return data
 
     def clean_condition(self):
         condition = self.cleaned_data["condition"]

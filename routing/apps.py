@@ -10,6 +10,7 @@ class RoutingConfig(AppConfig):
         from simple_history import register
 
         from audit.history import history_person
+        from routing import signals  # noqa: F401  (connects the rule-set cache invalidation)
 
         # Owners and queue members are user accounts; track their changes with the routing models.
         user_model = get_user_model()

@@ -1,7 +1,7 @@
 """Who gets the lead: the queue's strategy over its eligible members, following overflow queues.
 
 Fairness is stride scheduling: each member carries a `rotation_pass`, the queue a `virtual_time`
-(the lowest pass among its available members, i.e. the round being served). The available member whose
+(the lowest pass among the members eligible for the last pick, i.e. the round being served). The available member whose
 start tag max(pass, virtual_time) is lowest is served, ties to the earlier member, and its pass moves on
 by 1/weight (weight 1 under plain round robin). So the rotation is exact; a member who joins or returns
 from unavailability enters the current round in its usual place (no burst to "catch up", no reset of
@@ -65,15 +65,17 @@ def _pick_in_queue(queue: Queue, exclude_user_id: int | None = None) -> QueueMem
     def start(member):
         return max(member.rotation_pass, queue.virtual_time)
 
+    # Members at the cap sit this pick out, and do not hold the round back for everyone else.
+    eligible = [m for m in members if cap is None or load.get(m.user_id, 0) < cap]
     if least_loaded:
-        order = sorted(members, key=lambda m: (load.get(m.user_id, 0), start(m), m.id))
+        order = sorted(eligible, key=lambda m: (load.get(m.user_id, 0), start(m), m.id))
     else:
-        order = sorted(members, key=lambda m: (start(m), m.id))
+        order = sorted(eligible, key=lambda m: (start(m), m.id))
 
     for member in order:
         if cap is not None and not _under_cap(member, cap, load):
             continue
-        _advance(queue, member, start(member), members)
+        _advance(queue, member, start(member), eligible)
         return member
     return None
 
@@ -87,9 +89,9 @@ def _under_cap(member: QueueMembership, cap: int, load: dict[int, int]) -> bool:
     return open_lead_counts([member.user_id]).get(member.user_id, 0) < cap
 
 
-def _advance(queue: Queue, member: QueueMembership, start_tag: float, available: list[QueueMembership]) -> None:
+def _advance(queue: Queue, member: QueueMembership, start_tag: float, eligible: list[QueueMembership]) -> None:
     weighted = queue.strategy == AssignmentStrategy.WEIGHTED_ROUND_ROBIN
     member.rotation_pass = start_tag + 1.0 / (member.weight if weighted else 1)
     member.save(update_fields=["rotation_pass"])
-    queue.virtual_time = min(max(m.rotation_pass, queue.virtual_time) for m in available)
+    queue.virtual_time = min(max(m.rotation_pass, queue.virtual_time) for m in eligible)
     Queue.objects.filter(pk=queue.pk).update(virtual_time=queue.virtual_time)

@@ -190,23 +190,38 @@ def _dig(value, keys):
     return value
 
 
-_NUMBER = (int, float)
-_SCALAR = (str, int, float, bool)
-
-
 class _Compiler:
-    """Turns conditions into Python expression source over `L` (the lead view), constants kept in `K`.
+    """Turns a list of conditions into the source of one Python function over a lead view `L`.
 
-    Values never enter the source text: they are referenced as K[i], and field names are checked against
-    FIELD_PATTERN first, so the generated code cannot be steered by rule content.
+    Each field a condition reads is looked up once per evaluation into a local, with typed views of it
+    (number, string, hashable scalar, container, list) computed only where a leaf needs them, so a leaf
+    is a couple of local-variable tests. Values never enter the source text: they are bound as constants
+    k0, k1, … of the function's namespace, and field names are checked against FIELD_PATTERN first, so the
+    generated code cannot be steered by rule content.
     """
+
+    VIEWS = {
+        "n": "{f} if {t} is int or {t} is float else None",
+        "s": "{f} if {t} is str else None",
+        "h": "{f} if {t} is str or {t} is int or {t} is float or {t} is bool else None",
+        "c": "{f} if {t} is str or {t} is list else None",
+        "l": "{f} if {t} is list else None",
+    }
 
     def __init__(self):
         self.constants: list[Any] = []
+        self.fields: dict[str, int] = {}
+        self.views: set[tuple[str, int]] = set()
 
     def const(self, value) -> str:
         self.constants.append(value)
-        return f"K[{len(self.constants) - 1}]"
+        return f"k{len(self.constants) - 1}"
+
+    def view(self, field: str, kind: str) -> str:
+        index = self.fields.setdefault(field, len(self.fields))
+        if kind != "f":
+            self.views.add((kind, index))
+        return f"{kind}{index}"
 
     def expression(self, node: dict) -> str:
         if "all" in node:
@@ -217,36 +232,48 @@ class _Compiler:
             return f"(not {self.expression(node['not'])})"
         return self.leaf(node)
 
-    def value_of(self, field: str) -> str:
-        if field.startswith("attributes."):
-            return f"_dig(L.get('attributes'), {self.const(tuple(field.split('.')[1:]))})"
-        return f"L.get({field!r})"
-
     def leaf(self, node: dict) -> str:
-        op, read = node["op"], self.value_of(node["field"])
-        if op == "exists":
-            return f"({read} is not None)"
-        if op == "missing":
-            return f"({read} is None)"
+        op, field = node["op"], node["field"]
+        if op in ("exists", "missing"):
+            return f"({self.view(field, 'f')} is {'not ' if op == 'exists' else ''}None)"
         value = node["value"]
-        get = f"(v := {read}) is not None"
         if op in ("eq", "ne"):
-            return f"({get} and v {'==' if op == 'eq' else '!='} {self.const(value)})"
+            f = self.view(field, "f")
+            return f"({f} is not None and {f} {'==' if op == 'eq' else '!='} {self.const(value)})"
         if op in ("gt", "gte", "lt", "lte"):
+            typed = self.view(field, "n" if isinstance(value, int | float) else "s")
             symbol = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
-            kind = "type(v) in _NUMBER" if isinstance(value, _NUMBER) else "type(v) is str"
-            return f"({get} and {kind} and v {symbol} {self.const(value)})"
+            return f"({typed} is not None and {typed} {symbol} {self.const(value)})"
         if op in ("in", "not_in"):
-            members = self.const(frozenset(value))
-            return f"({get} and type(v) in _SCALAR and v {'in' if op == 'in' else 'not in'} {members})"
+            h = self.view(field, "h")
+            return f"({h} is not None and {h} {'in' if op == 'in' else 'not in'} {self.const(frozenset(value))})"
         if op == "contains":
-            holder = "type(v) in (str, list)" if isinstance(value, str) else "type(v) is list"
-            return f"({get} and {holder} and {self.const(value)} in v)"
+            holder = self.view(field, "c" if isinstance(value, str) else "l")
+            return f"({holder} is not None and {self.const(value)} in {holder})"
         if op in ("startswith", "endswith"):
-            return f"({get} and type(v) is str and v.{op}({self.const(value)}))"
+            s = self.view(field, "s")
+            return f"({s} is not None and {s}.{op}({self.const(value)}))"
         if op == "matches":
-            return f"({get} and type(v) is str and {self.const(re.compile(value))}.search(v) is not None)"
+            s = self.view(field, "s")
+            return f"({s} is not None and {self.const(re.compile(value).search)}({s}) is not None)"
         raise ConditionError("op", f"unknown op {op!r}")  # unreachable after validation
+
+    def prelude(self) -> list[str]:
+        lines = ["    g = L.get"]
+        if any(field.startswith("attributes.") for field in self.fields):
+            lines.append("    A = g('attributes')")
+        for field, index in self.fields.items():
+            if field.startswith("attributes."):
+                keys = tuple(field.split(".")[1:])
+                lines.append(f"    f{index} = _dig(A, {self.const(keys)})")
+            else:
+                lines.append(f"    f{index} = g({field!r})")
+            kinds = [kind for kind, i in sorted(self.views) if i == index]
+            if kinds:
+                lines.append(f"    t{index} = type(f{index})")
+            for kind in kinds:
+                lines.append(f"    {kind}{index} = " + self.VIEWS[kind].format(f=f"f{index}", t=f"t{index}"))
+        return lines
 
 
 def compile_first_match(conditions: Sequence[dict]) -> Callable[[dict], int]:
@@ -256,12 +283,13 @@ def compile_first_match(conditions: Sequence[dict]) -> Callable[[dict], int]:
     not a walk over JSON (the engine benchmark in bench/ measures it).
     """
     compiler = _Compiler()
-    lines = ["def first_match(L):"]
-    for index, condition in enumerate(conditions):
-        lines.append(f"    if {compiler.expression(condition)}: return {index}")
-    lines.append("    return -1")
-    namespace = {"K": tuple(compiler.constants), "_dig": _dig, "_NUMBER": _NUMBER, "_SCALAR": _SCALAR}
-    exec(compile("\n".join(lines), "<rules>", "exec"), namespace)  # noqa: S102 - source built above
+    tests = [f"    if {compiler.expression(condition)}: return {index}" for index, condition in enumerate(conditions)]
+    source = "\n".join(["def first_match(L):", *compiler.prelude(), *tests, "    return -1"])
+    # Constants are globals of the function's own namespace: specialised global loads cost about as much as
+    # locals, and unlike closure cells or defaults they are not copied into every call's frame.
+    namespace: dict[str, Any] = {f"k{i}": value for i, value in enumerate(compiler.constants)}
+    namespace["_dig"] = _dig
+    exec(compile(source, "<rules>", "exec"), namespace)  # noqa: S102 - source built above from checked parts
     return namespace["first_match"]
 
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+from django.db import models
 from django.utils import timezone
 from iso3166 import countries_by_alpha2
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
@@ -20,6 +21,8 @@ from routing.models import Lead, LeadStatus, Source
 # Django's EmailValidator rules for ASCII addresses, compiled once (its lazy regexes cost ~10 µs a call).
 _EMAIL_LOCAL = re.compile(r"^[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*\Z", re.IGNORECASE)
 _EMAIL_DOMAIN = re.compile(r"^((?:[A-Z0-9](?:[A-Z0-9-]{0,61}[A-Z0-9])?\.)+)(?:[A-Z0-9-]{2,63}(?<!-))\Z", re.IGNORECASE)
+_ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?$")
+_NUL_MESSAGE = "Must not contain NUL (\\u0000) characters."
 MAX_ATTRIBUTE_DEPTH = 5
 MAX_ATTRIBUTE_KEYS = 200
 
@@ -47,6 +50,13 @@ class LeadIn(BaseModel):
     intent_score: Score
     occurred_at: Annotated[dt.datetime | None, Field(default=None, description="ISO 8601; default: receipt.")]
     attributes: Annotated[dict[str, Any] | None, Field(default=None, description="Further fields.")]
+
+    @field_validator("lead_id", "email", "phone", "first_name", "last_name", "company", "country", "lifecycle_stage")
+    @classmethod
+    def no_nul(cls, value):
+        if value is not None and "\x00" in value:
+            raise ValueError(_NUL_MESSAGE)
+        return value
 
     @field_validator("email", "phone", "first_name", "last_name", "company", "country", "lifecycle_stage")
     @classmethod
@@ -91,7 +101,7 @@ class LeadIn(BaseModel):
     @field_validator("occurred_at", mode="before")
     @classmethod
     def iso_only(cls, value):
-        if value is not None and not isinstance(value, str):
+        if value is not None and not (isinstance(value, str) and _ISO_8601.match(value)):
             raise ValueError("Use an ISO 8601 date-time string, e.g. 2026-11-21T09:30:00Z.")
         return value
 
@@ -117,6 +127,8 @@ def _check_attribute_shape(value, depth: int) -> None:
     if isinstance(value, dict):
         if len(value) > MAX_ATTRIBUTE_KEYS:
             raise ValueError(f"More than {MAX_ATTRIBUTE_KEYS} keys in one object.")
+        if any("\x00" in key for key in value):
+            raise ValueError(_NUL_MESSAGE)
         children = value.values()
     elif isinstance(value, list):
         children = value
@@ -125,6 +137,8 @@ def _check_attribute_shape(value, depth: int) -> None:
     for child in children:
         if isinstance(child, dict | list):
             _check_attribute_shape(child, depth + 1)
+        elif isinstance(child, str) and "\x00" in child:
+            raise ValueError(_NUL_MESSAGE)
 
 
 _MESSAGES = {
@@ -157,7 +171,7 @@ def validate_lead(payload: Any) -> tuple[LeadIn | None, dict[str, list[str]] | N
         return None, validation_errors(exc)
 
 
-class IntakeStatus:
+class IntakeStatus(models.TextChoices):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     INVALID = "invalid"

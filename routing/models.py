@@ -93,6 +93,9 @@ class Queue(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        _save_without(self, {"virtual_time"}, args, kwargs)
+
     def business_hours(self) -> BusinessHours | None:
         if self.business_start is None or self.business_end is None:
             return None
@@ -116,6 +119,7 @@ class QueueMembership(models.Model):
     # Where this member stands in the rotation: the lowest pass is served next.
     rotation_pass = models.FloatField(default=0.0, editable=False)
     joined_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(get_user=history_person, excluded_fields=["rotation_pass"])
 
     class Meta:
         constraints = [
@@ -126,6 +130,19 @@ class QueueMembership(models.Model):
 
     def __str__(self):
         return f"{self.user} in {self.queue}"
+
+    def save(self, *args, **kwargs):
+        _save_without(self, {"rotation_pass"}, args, kwargs)
+
+
+def _save_without(instance: models.Model, rotation_fields: set[str], args, kwargs) -> None:
+    """Save an existing row without its rotation state. That state is written only by routing/assignment.py
+    under the queue's row lock; a form or an import saving the copy it read earlier must not put it back."""
+    if not instance._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+        kwargs["update_fields"] = [
+            f.name for f in instance._meta.concrete_fields if not f.primary_key and f.name not in rotation_fields
+        ]
+    models.Model.save(instance, *args, **kwargs)
 
 
 class RuleStage(models.TextChoices):
@@ -213,9 +230,11 @@ class Lead(models.Model):
         ]
         indexes = [
             # requeue_stuck_leads: leads still waiting for routing, oldest first.
-            models.Index(fields=["received_at"], condition=Q(status="received"), name="lead_pending_idx"),
+            models.Index(fields=["received_at"], condition=Q(status=LeadStatus.RECEIVED), name="lead_pending_idx"),
             # least-loaded assignment and per-member caps: open leads per assignee.
-            models.Index(fields=["assignee"], condition=Q(status="assigned"), name="lead_open_by_assignee_idx"),
+            models.Index(
+                fields=["assignee"], condition=Q(status=LeadStatus.ASSIGNED), name="lead_open_by_assignee_idx"
+            ),
             models.Index(fields=["received_at"], name="lead_received_at_idx"),
         ]
 
@@ -229,3 +248,15 @@ class Lead(models.Model):
         if self.occurred_at is not None:
             view["occurred_at"] = self.occurred_at.astimezone(dt.UTC).isoformat()
         return view
+
+
+class RuleSetGeneration(models.Model):
+    """One row whose counter goes up, inside the same transaction, with every change to a rule.
+
+    The engine caches compiled rules by it: an edit that commits late still moves the counter when it
+    commits, which a timestamp taken at save time would not (routing/engine.py)."""
+
+    value = models.BigIntegerField(default=0)
+
+    def __str__(self):
+        return f"rule set generation {self.value}"

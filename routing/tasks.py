@@ -3,6 +3,7 @@
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import InterfaceError, OperationalError
 
 from routing.dispatch import routing_enqueue
@@ -28,6 +29,8 @@ def route_leads(self, lead_ids: list[int]) -> None:
     for lead_id in lead_ids:
         try:
             lead_route(lead_id=lead_id)
+        except SoftTimeLimitExceeded:
+            raise  # slow is not broken: the lead stays `received` and is re-queued, not sent to a person
         except TRANSIENT:
             if self.request.retries >= self.max_retries:
                 # Leave the lead `received`: requeue_stuck_leads publishes it again later.

@@ -161,8 +161,12 @@ def test_escalation_email_is_sent_once_and_names_the_item(queue):
 def test_escalations_noticed_after_closing_wait_for_business_hours():
     owner = UserFactory(username="owner", email="owner@example.com")
     berlin = QueueFactory(
-        name="Berlin desk", ack_sla_minutes=30, business_timezone="Europe/Berlin", business_start=dt.time(9),
-        business_end=dt.time(17), owner=owner,
+        name="Berlin desk",
+        ack_sla_minutes=30,
+        business_timezone="Europe/Berlin",
+        business_start=dt.time(9),
+        business_end=dt.time(17),
+        owner=owner,
     )
     # opened Friday 16:30 Berlin (15:30 UTC): acknowledge due at closing, 17:00 Berlin
     with time_machine.travel(dt.datetime(2026, 11, 20, 15, 30, tzinfo=dt.UTC), tick=False):
@@ -182,8 +186,12 @@ def test_escalations_noticed_after_closing_wait_for_business_hours():
 
 def test_escalation_inside_business_hours_is_delivered_at_once():
     berlin = QueueFactory(
-        name="Berlin desk", ack_sla_minutes=30, business_timezone="Europe/Berlin", business_start=dt.time(9),
-        business_end=dt.time(17), owner=UserFactory(username="owner", email="owner@example.com"),
+        name="Berlin desk",
+        ack_sla_minutes=30,
+        business_timezone="Europe/Berlin",
+        business_start=dt.time(9),
+        business_end=dt.time(17),
+        owner=UserFactory(username="owner", email="owner@example.com"),
     )
     with time_machine.travel(dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC), tick=False):  # 10:00 Berlin
         open_exception(queue=berlin, intent_score=10)

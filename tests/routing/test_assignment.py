@@ -87,6 +87,16 @@ def test_cap_of_open_leads_is_respected():
     assert picks(queue, 3) == ["free", "free", "free"]
 
 
+def test_a_member_at_the_cap_does_not_hold_the_round_back():
+    queue = QueueFactory(max_open_per_member=5)
+    a, b, capped = members(queue, "a", "b", "capped")
+    LeadFactory.create_batch(5, assignee=capped.user, status=LeadStatus.ASSIGNED)
+    assert Counter(picks(queue, 20)) == {"a": 10, "b": 10}
+    members(queue, "newcomer")
+    # the newcomer joins the current round: no run of leads to catch up with a and b
+    assert Counter(picks(queue, 6)) == {"a": 2, "b": 2, "newcomer": 2}
+
+
 def test_inactive_accounts_are_not_eligible():
     queue = QueueFactory()
     gone, here = members(queue, "gone", "here")

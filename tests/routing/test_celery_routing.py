@@ -167,7 +167,7 @@ def test_a_lead_accepted_while_the_broker_is_down_is_routed_once_it_is_back(
         urllib.request.urlopen(f"{web_with_broker_down}/readyz", timeout=10)
     assert unready.value.code == 503
     checks = json.loads(unready.value.read())["checks"]
-    assert checks["database"] == "ok" and checks["broker"].startswith("error")
+    assert checks == {"database": "ok", "broker": "error"}
     lead = Lead.objects.get(pk=lead_id)
     assert lead.status == LeadStatus.RECEIVED  # committed, though its routing task could not be published
 

@@ -122,8 +122,14 @@ class TestSingleIntake:
         ({"country": "XX"}, "country", "not an ISO 3166-1 alpha-2 country code"),
         ({"engagement_score": 101}, "engagement_score", "less than or equal to 100"),
         ({"intent_score": "high"}, "intent_score", "Must be a number."),
-        ({"occurred_at": "yesterday"}, "occurred_at", "Input should be a valid datetime"),
+        ({"occurred_at": "yesterday"}, "occurred_at", "Use an ISO 8601 date-time string"),
+        ({"occurred_at": "2026-13-45T99:00:00Z"}, "occurred_at", "Input should be a valid datetime"),
         ({"occurred_at": 1700000000}, "occurred_at", "Use an ISO 8601 date-time string"),
+        ({"occurred_at": "1700000000"}, "occurred_at", "Use an ISO 8601 date-time string"),
+        ({"lead_id": "a\x00b"}, "lead_id", "Must not contain NUL"),
+        ({"company": "Acme\x00"}, "company", "Must not contain NUL"),
+        ({"attributes": {"k\x00": 1}}, "attributes", "Must not contain NUL"),
+        ({"attributes": {"notes": ["ok", "bad\x00"]}}, "attributes", "Must not contain NUL"),
         ({"attributes": ["a"]}, "attributes", "Must be a JSON object."),
         ({"attributes": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}}, "attributes", "Nested deeper than 5 levels"),
         ({"favourite_colour": "blue"}, "favourite_colour", "Unknown field."),
@@ -219,6 +225,12 @@ class TestBatchIntake:
         with django_capture_on_commit_callbacks() as callbacks:
             post_json(source_client, BATCH, [LeadPayloadFactory(lead_id="old"), LeadPayloadFactory()])
         assert len(callbacks) == 1
+
+    def test_an_item_the_database_cannot_store_is_invalid_and_the_rest_are_kept(self, source_client):
+        items = [LeadPayloadFactory(lead_id="fine"), LeadPayloadFactory(lead_id="nul", company="bad\x00")]
+        results = post_json(source_client, BATCH, items).json()["results"]
+        assert [(r["lead_id"], r["status"]) for r in results] == [("fine", "accepted"), ("nul", "invalid")]
+        assert list(Lead.objects.values_list("lead_id", flat=True)) == ["fine"]
 
     def test_500_items_are_accepted(self, source_client):
         response = post_json(source_client, BATCH, LeadPayloadFactory.build_batch(500))
