@@ -193,6 +193,8 @@ HANDOFF = {
     "TRIAGE_QUEUE": env_str("HANDOFF_TRIAGE_QUEUE", "Triage"),
     # A lead still `received` this long after intake (or its last re-queue) is published again.
     "REQUEUE_GRACE_SECONDS": env_int("HANDOFF_REQUEUE_GRACE_SECONDS", 120),
+    # ... unless this many routing tasks are already waiting in the broker (workers are behind, not gone).
+    "REQUEUE_MAX_BACKLOG": env_int("HANDOFF_REQUEUE_MAX_BACKLOG", 10000),
     "MAX_BODY_BYTES": 64 * 1024,
     "MAX_BATCH_ITEMS": 500,
     "MAX_BATCH_BODY_BYTES": 8 * 1024 * 1024,

@@ -36,3 +36,19 @@ def routing_enqueue_on_commit(lead_ids: Sequence[int]) -> None:
     if lead_ids:
         ids = list(lead_ids)
         transaction.on_commit(lambda: routing_enqueue(ids), robust=True)
+
+
+def routing_backlog() -> int | None:
+    """Routing tasks waiting in the broker, or None when the broker cannot say."""
+    from config.celery import app
+
+    try:
+        with app.connection_for_read() as conn:
+            return conn.default_channel.queue_declare(
+                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
+            ).message_count
+    except Exception as exc:  # unknown is not zero: the caller decides
+        if str(getattr(exc, "reply_code", "")) == "404":
+            return 0  # Redis keeps no key for an empty queue
+        logger.warning("Could not read the routing backlog: %s", exc)
+        return None

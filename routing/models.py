@@ -215,10 +215,11 @@ class Lead(models.Model):
     rule = models.ForeignKey(Rule, null=True, blank=True, on_delete=models.PROTECT, related_name="leads")
     rule_version = models.PositiveIntegerField(null=True, blank=True)
     routed_at = models.DateTimeField(null=True, blank=True)
-    # Set by the sweeper each time it publishes the lead again.
-    requeued_at = models.DateTimeField(null=True, blank=True)
+    # Set by the sweeper each time it publishes the lead again: how often, and when it may do so next
+    # (the wait doubles each time, so a long backlog is not flooded with copies).
     requeue_count = models.PositiveIntegerField(default=0)
-    history = HistoricalRecords(get_user=history_person, excluded_fields=["requeued_at", "requeue_count"])
+    requeue_after = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords(get_user=history_person, excluded_fields=["requeue_after", "requeue_count"])
 
     # What the rules engine reads: every lead field a condition may name, plus the attributes object.
     ROUTABLE_FIELDS = (*LEAD_FIELDS, "attributes")

@@ -5,7 +5,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from audit.models import AuditAction
@@ -17,6 +17,7 @@ from routing.engine import CONTACT_FIELDS, CompiledRule, production_ruleset
 from routing.models import Lead, LeadStatus
 
 logger = logging.getLogger(__name__)
+MAX_REQUEUE_DOUBLINGS = 5
 
 
 def lead_route(*, lead_id: int) -> Lead | None:
@@ -121,18 +122,24 @@ def _to_exception(lead: Lead, *, reason: str, at, inputs: dict, detail: str, rul
 
 
 def leads_claim_stuck(*, limit: int = 5000) -> list[int]:
-    """Claim leads still `received` past the grace period (since intake or their last re-queue) for
-    publishing again. Claimed rows are stamped in the same transaction, and locked rows are skipped, so
-    two sweeps at once never claim the same lead."""
+    """Claim leads still `received` past the grace period for publishing again.
+
+    A lead becomes due `grace` after intake, then 2, 4, … 32 × `grace` after each re-queue, so a backlog
+    that is merely slow is not flooded with copies. Claimed rows are stamped in the same transaction and
+    locked rows are skipped, so two sweeps at once never claim the same lead."""
     now = timezone.now()
-    cutoff = now - dt.timedelta(seconds=settings.HANDOFF["REQUEUE_GRACE_SECONDS"])
+    grace = dt.timedelta(seconds=settings.HANDOFF["REQUEUE_GRACE_SECONDS"])
     with transaction.atomic():
         lead_ids = list(
-            Lead.objects.filter(status=LeadStatus.RECEIVED, received_at__lt=cutoff)
-            .filter(Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
+            Lead.objects.filter(status=LeadStatus.RECEIVED, received_at__lt=now - grace)
+            .filter(Q(requeue_after__isnull=True) | Q(requeue_after__lte=now))
             .order_by("received_at")
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)[:limit]
         )
-        Lead.objects.filter(pk__in=lead_ids).update(requeued_at=now, requeue_count=F("requeue_count") + 1)
+        backoff = Case(
+            *(When(requeue_count=n, then=Value(now + grace * 2 ** (n + 1))) for n in range(MAX_REQUEUE_DOUBLINGS)),
+            default=Value(now + grace * 2**MAX_REQUEUE_DOUBLINGS),
+        )
+        Lead.objects.filter(pk__in=lead_ids).update(requeue_after=backoff, requeue_count=F("requeue_count") + 1)
     return lead_ids

@@ -4,9 +4,10 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from routing.dispatch import routing_enqueue
+from routing.dispatch import routing_backlog, routing_enqueue
 from routing.services import lead_fail_routing, lead_route, leads_claim_stuck
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,12 @@ def route_leads(self, lead_ids: list[int]) -> None:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def requeue_stuck_leads() -> int:
-    """Beat: publish again leads still `received` past the grace period (lost publish, broker outage)."""
+    """Beat: publish again leads still `received` past the grace period (lost publish, broker outage).
+    Skipped while the routing queue is long: then the leads are waiting their turn, not lost."""
+    backlog = routing_backlog()
+    if backlog is not None and backlog > settings.HANDOFF["REQUEUE_MAX_BACKLOG"]:
+        logger.info("Routing backlog is %d tasks; not re-queueing this time.", backlog)
+        return 0
     lead_ids = leads_claim_stuck()
     if lead_ids:
         logger.warning("Re-queueing %d leads still waiting for routing.", len(lead_ids))

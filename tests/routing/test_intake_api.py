@@ -1,12 +1,15 @@
 """The intake API contract that capture systems integrate against (README: Intake API)."""
 
+import base64
 import json
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from routing.models import Lead, LeadStatus, Source
+from tests.conftest import broker
 from tests.factories import LeadFactory, LeadPayloadFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,10 +76,19 @@ class TestSingleIntake:
         assert lead.history.count() == 1
 
     def test_routing_is_queued_after_commit(self, source_client, django_capture_on_commit_callbacks):
+        queue = settings.CELERY_TASK_DEFAULT_QUEUE
+        broker().delete(queue)
         with django_capture_on_commit_callbacks() as callbacks:
             response = post_json(source_client, INTAKE, LeadPayloadFactory())
+            assert broker().llen(queue) == 0  # nothing is published before the commit
         assert response.status_code == 202
-        assert len(callbacks) == 1
+        for callback in callbacks:  # what the commit runs
+            callback()
+        (raw,) = broker().lrange(queue, 0, -1)
+        message = json.loads(raw)
+        args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+        assert message["headers"]["task"] == "routing.tasks.route_leads"
+        assert args == [[response.json()["id"]]]
 
     def test_occurred_at_defaults_to_receipt_and_naive_means_utc(self, source_client):
         post_json(source_client, INTAKE, LeadPayloadFactory(lead_id="a"))

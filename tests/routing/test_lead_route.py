@@ -3,6 +3,8 @@
 import datetime as dt
 
 import pytest
+import time_machine
+from django.conf import settings
 from django.test import override_settings
 
 from audit.models import AuditAction, AuditEvent
@@ -170,9 +172,17 @@ class TestClaimStuck:
         LeadFactory(received_at=now - dt.timedelta(minutes=10), status=LeadStatus.ASSIGNED)
         assert leads_claim_stuck() == [stuck.id]
         stuck.refresh_from_db()
-        assert stuck.requeue_count == 1 and stuck.requeued_at is not None
+        assert stuck.requeue_count == 1
 
-    def test_a_claimed_lead_waits_a_grace_period_before_the_next_claim(self):
-        LeadFactory(received_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10))
-        assert len(leads_claim_stuck()) == 1
-        assert leads_claim_stuck() == []
+    def test_each_requeue_doubles_the_wait_before_the_next(self):
+        grace = dt.timedelta(seconds=settings.HANDOFF["REQUEUE_GRACE_SECONDS"])
+        start = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
+        LeadFactory(received_at=start - grace - dt.timedelta(seconds=1))
+        claims, at = [], start
+        with time_machine.travel(at, tick=False) as clock:
+            for _ in range(40):  # one sweep every 30 s for 20 minutes
+                claims.append(len(leads_claim_stuck()))
+                clock.shift(30)
+        # due at 0, then 2, 4, 8 graces later (grace 120 s: 4, 8, 16 minutes on): 3 claims in 20 minutes
+        seconds = [i * 30 for i, n in enumerate(claims) if n]
+        assert seconds == [0, 240, 720]

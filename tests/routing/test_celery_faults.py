@@ -1,0 +1,120 @@
+"""Faults in the middle of routing, with a real worker: its process killed, its database connection cut,
+a rule corrupted in the database. Every lead still ends assigned exactly once, or in front of a person."""
+
+import contextlib
+import os
+import signal
+import subprocess
+
+import psycopg
+import pytest
+from django.db import connection
+
+from audit.models import AuditAction, AuditEvent
+from exceptions.models import ExceptionReason
+from routing.models import Lead, LeadStatus, Rule, RuleStage
+from routing.tasks import requeue_stuck_leads, route_leads
+from tests.conftest import wait_until
+from tests.factories import LeadFactory, MembershipFactory, QueueFactory, RuleFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery_worker]
+
+
+@pytest.fixture
+def routable_lead(rule_owner):
+    queue = QueueFactory(name="AE")
+    MembershipFactory(queue=queue, user=UserFactory(username="alan"))
+    RuleFactory(condition={"field": "email", "op": "exists"}, queue=queue, owner=rule_owner)
+    return LeadFactory()
+
+
+def raw_connection():
+    db = connection.settings_dict
+    return psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=False)
+
+
+@contextlib.contextmanager
+def lead_locked(lead):
+    """Hold the lead's row lock from another session, so the worker blocks inside lead_route."""
+    with raw_connection() as holder:
+        holder.execute("SELECT id FROM routing_lead WHERE id = %s FOR UPDATE", [lead.id])
+        try:
+            yield holder
+        finally:
+            holder.rollback()
+
+
+def backends_waiting_for_a_lock(holder) -> list[int]:
+    holder.execute("SELECT pg_stat_clear_snapshot()")  # statistics views are otherwise frozen per transaction
+    rows = holder.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' "
+        "AND pid <> pg_backend_pid()"
+    ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def decisions(lead_id):
+    return AuditEvent.objects.filter(lead_id=lead_id, action=AuditAction.ROUTING_DECISION).count()
+
+
+def test_a_worker_process_killed_mid_routing_is_redelivered_and_assigns_once(celery_worker, routable_lead):
+    with lead_locked(routable_lead) as holder:
+        route_leads.delay([routable_lead.id])
+        wait_until(lambda: backends_waiting_for_a_lock(holder), what="the worker to block on the lead")
+        children = subprocess.run(["pgrep", "-P", str(celery_worker.pid)], capture_output=True, text=True)
+        for pid in map(int, children.stdout.split()):
+            os.kill(pid, signal.SIGKILL)  # the pool process dies mid-task, its transaction never commits
+        # acks_late + reject_on_worker_lost: the message goes back to the queue and a new process takes it
+        wait_until(lambda: len(backends_waiting_for_a_lock(holder)) >= 2, what="the task to be delivered again")
+    wait_until(
+        lambda: Lead.objects.filter(pk=routable_lead.id, status=LeadStatus.ASSIGNED).exists(),
+        what="the redelivered task to assign the lead",
+    )
+    assert decisions(routable_lead.id) == 1
+
+
+def test_a_database_connection_cut_mid_routing_is_retried(celery_worker, routable_lead):
+    with lead_locked(routable_lead) as holder:
+        route_leads.delay([routable_lead.id])
+        (waiting,) = wait_until(lambda: backends_waiting_for_a_lock(holder), what="the worker to block on the lead")
+        holder.execute("SELECT pg_terminate_backend(%s)", [waiting])  # the worker's connection drops
+        holder.commit()
+    wait_until(
+        lambda: Lead.objects.filter(pk=routable_lead.id, status=LeadStatus.ASSIGNED).exists(),
+        what="the retried task to assign the lead",
+    )
+    assert decisions(routable_lead.id) == 1
+
+
+def test_a_corrupted_production_rule_sends_leads_to_a_person_not_limbo(celery_worker, rule_owner):
+    queue = QueueFactory(name="AE")
+    # written around the validation, as a bad migration or a hand-edit in the database would
+    Rule.objects.bulk_create(
+        [
+            Rule(
+                name="broken",
+                owner=rule_owner,
+                priority=1,
+                stage=RuleStage.PRODUCTION,
+                condition={"field": "email", "op": "matches", "value": "("},
+                queue=queue,
+            )
+        ]
+    )
+    lead = LeadFactory()
+    route_leads.delay([lead.id])
+    wait_until(
+        lambda: Lead.objects.filter(pk=lead.id, status=LeadStatus.EXCEPTION).exists(),
+        what="the lead to land in an exception queue",
+    )
+    item = Lead.objects.get(pk=lead.id).exceptions.get()
+    assert item.reason == ExceptionReason.ROUTING_FAILED
+    assert "missing )" in item.detail
+
+
+def test_the_sweeper_holds_back_while_the_routing_queue_is_long(celery_worker, settings):
+    settings.HANDOFF = {**settings.HANDOFF, "REQUEUE_GRACE_SECONDS": 0, "REQUEUE_MAX_BACKLOG": -1}
+    LeadFactory()
+    assert requeue_stuck_leads() == 0
+    settings.HANDOFF = {**settings.HANDOFF, "REQUEUE_MAX_BACKLOG": 10_000}
+    assert requeue_stuck_leads() == 1
