@@ -11,6 +11,7 @@ urlpatterns = [
     path("console/", include("exceptions.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("routing.api.urls")),
+    path("api/v1/", include("exceptions.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[]), name="api-docs"),
     path("healthz", health.healthz, name="healthz"),

@@ -24,7 +24,7 @@ def test_openapi_schema_documents_the_intake_contract():
     assert {"200", "202", "400", "401", "413"} <= set(intake["responses"])
     assert "/api/v1/leads/batch/" in schema["paths"] and "/api/v1/leads/{id}/" in schema["paths"]
     assert set(schema["components"]["schemas"]["LeadIn"]["properties"]) >= {"lead_id", "email", "attributes"}
-    assert "sourceToken" in schema["components"]["securitySchemes"]
+    assert "tokenAuth" in schema["components"]["securitySchemes"]
 
 
 @pytest.mark.django_db

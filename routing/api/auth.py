@@ -1,6 +1,7 @@
 """Capture sources authenticate with `Authorization: Token <key>`; only the key's hash is stored."""
 
 from rest_framework import authentication, exceptions, permissions
+from rest_framework.authtoken.models import Token
 
 from routing.models import Source
 
@@ -23,7 +24,10 @@ class SourcePrincipal:
         return False
 
 
-class SourceTokenAuthentication(authentication.BaseAuthentication):
+class TokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Token <key>`: a capture source's token (only its hash is stored), or a person's
+    API token (`manage.py drf_create_token USERNAME`) for the console's API."""
+
     keyword = "Token"
 
     def authenticate(self, request):
@@ -37,9 +41,14 @@ class SourceTokenAuthentication(authentication.BaseAuthentication):
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Invalid token: it must be plain ASCII.") from None
         source = Source.objects.filter(token_hash=Source.hash_token(key)).first()
-        if source is None or not source.is_active:
+        if source is not None:
+            if not source.is_active:
+                raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            return SourcePrincipal(source), source
+        person = Token.objects.select_related("user").filter(key=key).first()
+        if person is None or not person.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
-        return SourcePrincipal(source), source
+        return person.user, person
 
     def authenticate_header(self, request):
         return self.keyword

@@ -1,0 +1,70 @@
+from rest_framework import serializers
+
+from exceptions.models import ExceptionItem, Resolution
+
+
+class ItemLeadSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    lead_id = serializers.CharField()
+    origin = serializers.CharField(source="origin.name")
+    status = serializers.CharField()
+    email = serializers.CharField(allow_null=True)
+    phone = serializers.CharField(allow_null=True)
+    company = serializers.CharField(allow_null=True)
+    intent_score = serializers.FloatField(allow_null=True)
+
+
+class ExceptionItemSerializer(serializers.ModelSerializer):
+    lead = ItemLeadSerializer()
+    queue = serializers.CharField(source="queue.name")
+    assignee = serializers.CharField(source="assignee.username", allow_null=True, default=None)
+    acknowledged_by = serializers.CharField(source="acknowledged_by.username", allow_null=True, default=None)
+    resolved_by = serializers.CharField(source="resolved_by.username", allow_null=True, default=None)
+    breached = serializers.BooleanField(source="is_breached")
+
+    class Meta:
+        model = ExceptionItem
+        fields = [
+            "id",
+            "lead",
+            "reason",
+            "detail",
+            "queue",
+            "status",
+            "assignee",
+            "opened_at",
+            "ack_due_at",
+            "resolve_due_at",
+            "due_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "resolved_at",
+            "resolved_by",
+            "resolution",
+            "resolution_note",
+            "breached",
+            "ack_breached_at",
+            "resolve_breached_at",
+            "escalation_level",
+            "version",
+        ]
+
+
+class ResolveSerializer(serializers.Serializer):
+    resolution = serializers.ChoiceField(choices=Resolution.choices)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class RerouteSerializer(serializers.Serializer):
+    lead = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text='Corrections to the lead before it is routed again, e.g. {"email": "jo@acme.example"}; '
+        "validated like intake.",
+    )
+    version = serializers.IntegerField(required=False, help_text="The item version you saw; a newer one is a 409.")
+
+
+class ConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    item = ExceptionItemSerializer()

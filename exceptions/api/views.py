@@ -1,0 +1,118 @@
+"""The exceptions API: the console's work for people with API tokens or sessions (never capture sources)."""
+
+from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exceptions import services, triage
+from exceptions.api.serializers import (
+    ConflictSerializer,
+    ExceptionItemSerializer,
+    RerouteSerializer,
+    ResolveSerializer,
+)
+from exceptions.filters import ExceptionFilter
+from exceptions.models import ExceptionItem
+from exceptions.permissions import IsConsoleUser
+from exceptions.selectors import exception_list_queryset
+
+CONFLICT = OpenApiResponse(ConflictSerializer, description="The item's state forbids it; says who did what.")
+
+
+class Pages(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class ExceptionListView(generics.ListAPIView):
+    permission_classes = [IsConsoleUser]
+    serializer_class = ExceptionItemSerializer
+    pagination_class = Pages
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ExceptionFilter
+
+    def get_queryset(self):
+        return exception_list_queryset().select_related("acknowledged_by", "resolved_by")
+
+    def filter_queryset(self, queryset):
+        filters = ExceptionFilter(self.request.query_params, queryset=queryset, request=self.request)
+        if not filters.is_valid():
+            raise ValidationError(filters.errors)
+        return filters.ordered()
+
+
+class ExceptionDetailView(generics.RetrieveAPIView):
+    permission_classes = [IsConsoleUser]
+    serializer_class = ExceptionItemSerializer
+
+    def get_queryset(self):
+        return exception_list_queryset().select_related("acknowledged_by", "resolved_by")
+
+
+class ItemAction(APIView):
+    permission_classes = [IsConsoleUser]
+
+    def item(self, pk) -> ExceptionItem:
+        return get_object_or_404(ExceptionItem.objects.select_related("lead", "queue", "assignee"), pk=pk)
+
+    def respond(self, action):
+        try:
+            item = action()
+        except services.ExceptionConflict as conflict:
+            body = {"detail": conflict.message, "item": ExceptionItemSerializer(self.fresh(conflict.item)).data}
+            return Response(body, status=status.HTTP_409_CONFLICT)
+        except triage.InvalidLeadData as invalid:
+            return Response({"lead": invalid.errors}, status=status.HTTP_400_BAD_REQUEST)
+        except services.InvalidAction as invalid:
+            return Response({"detail": str(invalid)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(ExceptionItemSerializer(self.fresh(item)).data)
+
+    @staticmethod
+    def fresh(item):
+        return exception_list_queryset().select_related("acknowledged_by", "resolved_by").get(pk=item.pk)
+
+
+class AcknowledgeView(ItemAction):
+    @extend_schema(request=None, responses={200: ExceptionItemSerializer, 409: CONFLICT}, summary="Acknowledge")
+    def post(self, request, pk):
+        item = self.item(pk)
+        return self.respond(lambda: services.exception_acknowledge(item=item, by=request.user))
+
+
+class ResolveView(ItemAction):
+    @extend_schema(
+        request=ResolveSerializer,
+        responses={200: ExceptionItemSerializer, 409: CONFLICT},
+        summary="Resolve with a resolution code and a note",
+    )
+    def post(self, request, pk):
+        item = self.item(pk)
+        body = ResolveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self.respond(lambda: services.exception_resolve(item=item, by=request.user, **body.validated_data))
+
+
+class RerouteView(ItemAction):
+    @extend_schema(
+        request=RerouteSerializer,
+        responses={200: ExceptionItemSerializer, 409: CONFLICT},
+        summary="Correct the lead's data and route it again through the engine",
+    )
+    def post(self, request, pk):
+        item = self.item(pk)
+        body = RerouteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return self.respond(
+            lambda: triage.lead_edit_and_reroute(
+                item=item,
+                by=request.user,
+                changes=body.validated_data["lead"],
+                expected_version=body.validated_data.get("version"),
+            )[1]
+        )

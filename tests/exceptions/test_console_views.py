@@ -1,0 +1,220 @@
+"""The console screens: access control, CSRF, escaping, actions and their messages, and query counts."""
+
+import pytest
+from django.contrib.messages import get_messages
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from exceptions.models import ExceptionItem, ExceptionStatus
+from exceptions.services import exception_acknowledge
+from routing.models import LeadStatus
+from tests.factories import MembershipFactory, QueueFactory, RuleFactory, UserFactory, open_exception
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def item():
+    return open_exception(queue=QueueFactory(name="Triage"), lifecycle_stage="customer")
+
+
+@pytest.fixture
+def ops_client(ops_person):
+    client = Client()
+    client.force_login(ops_person)
+    return client
+
+
+def screens(item):
+    return [
+        reverse("console:overview"),
+        reverse("console:items"),
+        reverse("console:item", args=[item.pk]),
+        reverse("console:notifications"),
+    ]
+
+
+def messages_of(response):
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def test_every_screen_needs_login(item):
+    for url in screens(item):
+        response = Client().get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), url
+
+
+def test_a_person_outside_the_groups_gets_403_not_a_crash(item, outsider):
+    client = Client()
+    client.force_login(outsider)
+    for url in screens(item):
+        assert client.get(url).status_code == 403, url
+    assert client.post(reverse("console:item-action", args=[item.pk, "acknowledge"])).status_code == 403
+    assert ExceptionItem.objects.get(pk=item.pk).status == ExceptionStatus.OPEN
+
+
+def test_rule_owners_and_admins_can_work_the_queues(item, rule_owner):
+    from django.contrib.auth.models import Group
+
+    rule_owner.groups.add(Group.objects.get(name="rule_owners"))
+    admin = UserFactory(username="root", is_superuser=True, is_staff=True)
+    for person in (rule_owner, admin):
+        client = Client()
+        client.force_login(person)
+        assert all(client.get(url).status_code == 200 for url in screens(item))
+
+
+def test_screens_render_for_ops(item, ops_client):
+    assert b"Exception queues" in ops_client.get(reverse("console:overview")).content
+    listing = ops_client.get(reverse("console:items")).content.decode()
+    assert f'data-item="{item.pk}"' in listing and item.lead.lead_id in listing
+    detail = ops_client.get(reverse("console:item", args=[item.pk])).content.decode()
+    assert "No matching rule" in detail and "Acknowledge clock started" in detail
+
+
+def test_the_overview_partial_is_served_to_htmx_polling(item, ops_client):
+    response = ops_client.get(reverse("console:overview"), HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert "<html" not in body and 'data-queue="Triage"' in body
+
+
+def test_forms_are_csrf_protected(item, ops_person):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(ops_person)
+    response = client.post(reverse("console:item-action", args=[item.pk, "acknowledge"]))
+    assert response.status_code == 403
+    assert ExceptionItem.objects.get(pk=item.pk).status == ExceptionStatus.OPEN
+
+
+def test_hostile_lead_data_is_escaped(ops_client):
+    hostile = open_exception(
+        queue=QueueFactory(name="Triage"), first_name='<script>alert("x")</script>', company='"quoted" & <b>bold</b>'
+    )
+    for url in (reverse("console:items"), reverse("console:item", args=[hostile.pk])):
+        body = ops_client.get(url).content.decode()
+        assert "<script>alert" not in body and "<b>bold</b>" not in body
+    detail = ops_client.get(reverse("console:item", args=[hostile.pk])).content.decode()
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in detail
+
+
+def test_acknowledge_then_again_says_who_did_it(item, ops_client, ops_person):
+    url = reverse("console:item-action", args=[item.pk, "acknowledge"])
+    first = ops_client.post(url, follow=True)
+    assert f"Acknowledged item #{item.pk}." in messages_of(first) or b"Acknowledged item" in first.content
+    second = ops_client.post(url, follow=True)
+    assert f"already acknowledged by {ops_person.get_full_name()}" in second.content.decode()
+
+
+def test_resolve_needs_a_resolution_code(item, ops_client):
+    response = ops_client.post(
+        reverse("console:item-action", args=[item.pk, "resolve"]), {"resolution": "meh"}, follow=True
+    )
+    assert "Select a valid choice" in response.content.decode()
+    assert ExceptionItem.objects.get(pk=item.pk).status == ExceptionStatus.OPEN
+
+
+def test_manual_assignment_needs_a_reason(item, ops_client):
+    queue = QueueFactory(name="AE")
+    response = ops_client.post(
+        reverse("console:item-action", args=[item.pk, "manual_assign"]), {"queue": queue.pk, "reason": ""}, follow=True
+    )
+    assert "Reason: This field is required." in response.content.decode()
+    assert item.lead.overrides.count() == 0
+
+
+def test_manual_assignment_records_an_override_and_resolves(item, ops_client, ops_person):
+    queue = QueueFactory(name="AE")
+    person = MembershipFactory(queue=queue, user=UserFactory(username="alan")).user
+    response = ops_client.post(
+        reverse("console:item-action", args=[item.pk, "manual_assign"]),
+        {"queue": queue.pk, "assignee": person.pk, "reason": "Known account"},
+        follow=True,
+    )
+    assert "the override is recorded" in response.content.decode()
+    override = item.lead.overrides.get()
+    assert (override.to_queue, override.to_assignee, override.by, override.reason) == (
+        queue,
+        person,
+        ops_person,
+        "Known account",
+    )
+    item.refresh_from_db()
+    assert (item.status, item.resolution) == ("resolved", "rerouted")
+    item.lead.refresh_from_db()
+    assert (item.lead.status, item.lead.assignee) == (LeadStatus.ASSIGNED, person)
+
+
+def test_fix_data_and_reroute(item, ops_client):
+    queue = QueueFactory(name="AE")
+    MembershipFactory(queue=queue, user=UserFactory(username="alan"))
+    RuleFactory(condition={"field": "lifecycle_stage", "op": "eq", "value": "mql"}, queue=queue)
+    form = {"version": item.version, "email": item.lead.email, "lifecycle_stage": "mql"}
+    response = ops_client.post(reverse("console:item-action", args=[item.pk, "reroute"]), form, follow=True)
+    assert "Re-routed: assigned to alan in AE" in response.content.decode()
+    item.refresh_from_db()
+    assert (item.status, item.resolution) == ("resolved", "rerouted")
+
+
+def test_reroute_with_bad_data_changes_nothing_and_says_why(item, ops_client):
+    form = {"version": item.version, "email": "not-an-email", "lifecycle_stage": "mql"}
+    response = ops_client.post(reverse("console:item-action", args=[item.pk, "reroute"]), form, follow=True)
+    assert "The lead was not changed: email: Enter a valid email address." in response.content.decode()
+    item.lead.refresh_from_db()
+    assert item.lead.lifecycle_stage == "customer"
+
+
+def test_reroute_from_a_stale_page_is_refused(item, ops_client, ops_person):
+    stale_version = item.version
+    exception_acknowledge(item=item, by=UserFactory(username="pat"))
+    form = {"version": stale_version, "email": item.lead.email, "lifecycle_stage": "mql"}
+    response = ops_client.post(reverse("console:item-action", args=[item.pk, "reroute"]), form, follow=True)
+    assert "changed since you opened it" in response.content.decode()
+
+
+def test_bulk_acknowledge_reports_what_it_did(ops_client):
+    queue = QueueFactory(name="Triage")
+    items = [open_exception(queue=queue) for _ in range(3)]
+    response = ops_client.post(
+        reverse("console:bulk"), {"items": [i.pk for i in items], "action": "acknowledge"}, follow=True
+    )
+    assert "Acknowledged 3 item(s)." in response.content.decode()
+    assert set(ExceptionItem.objects.values_list("status", flat=True)) == {"acknowledged"}
+
+
+def test_bulk_assign_needs_a_person(ops_client, item):
+    response = ops_client.post(reverse("console:bulk"), {"items": [item.pk], "action": "assign"}, follow=True)
+    assert "Choose who to assign the selected items to." in response.content.decode()
+
+
+def test_bulk_without_a_selection_says_so(ops_client):
+    response = ops_client.post(reverse("console:bulk"), {"action": "acknowledge"}, follow=True)
+    assert "Select some items." in response.content.decode()
+
+
+def list_queries(client, url) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_the_item_list_costs_the_same_queries_for_5_or_50_rows(ops_client):
+    queue = QueueFactory(name="Triage")
+    plain = reverse("console:items")
+    filtered = plain + f"?queue={queue.pk}&breached=false&sort=-age"
+    for _ in range(5):
+        open_exception(queue=queue)
+    few = (list_queries(ops_client, plain), list_queries(ops_client, filtered))
+    for _ in range(60):
+        open_exception(queue=queue)
+    many = (list_queries(ops_client, plain), list_queries(ops_client, filtered))
+    assert few == many == (9, 10)  # session, user, groups check, count, page, and the filter form's choices
+
+
+def test_the_overview_costs_the_same_queries_for_any_number_of_queues(ops_client):
+    open_exception(queue=QueueFactory(name="Triage"))
+    few = list_queries(ops_client, reverse("console:overview"))
+    for n in range(10):
+        open_exception(queue=QueueFactory(name=f"Queue {n}"))
+    assert list_queries(ops_client, reverse("console:overview")) == few
