@@ -1,6 +1,8 @@
 """Rule writes and the rules file: `import_rules` / `export_rules` (README: Rules file)."""
 
+import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -8,6 +10,7 @@ from jsonschema import Draft202012Validator
 
 from audit.models import AuditAction
 from audit.services import audit_record
+from exceptions.sla import BusinessHours
 from routing.conditions import ConditionError, validate_condition
 from routing.models import AssignmentStrategy, Queue, QueueMembership, Rule, RuleStage
 
@@ -44,6 +47,7 @@ def rule_save(*, rule: Rule, by=None) -> Rule:
 
 _text = {"type": "string"}
 _minutes = {"type": "integer", "minimum": 1}
+_HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 RULES_FILE_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -92,6 +96,31 @@ RULES_FILE_SCHEMA = {
                     "strategy": {"enum": list(AssignmentStrategy.values)},
                     "max_open_per_member": {"type": ["integer", "null"], "minimum": 1},
                     "overflow_queue": {"type": ["string", "null"]},
+                    "owner": {"type": ["string", "null"]},
+                    "escalation_contact": {"type": ["string", "null"]},
+                    "escalation_interval_minutes": _minutes,
+                    "reassign_unacknowledged": {"type": "boolean"},
+                    "business_hours": {
+                        "oneOf": [
+                            {"type": "null"},
+                            {
+                                "type": "object",
+                                "required": ["timezone", "days", "start", "end"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "timezone": {"type": "string"},
+                                    "days": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "uniqueItems": True,
+                                        "items": {"type": "integer", "minimum": 0, "maximum": 6},
+                                    },
+                                    "start": {"type": "string", "pattern": _HHMM},
+                                    "end": {"type": "string", "pattern": _HHMM},
+                                },
+                            },
+                        ]
+                    },
                 },
             },
         },
@@ -157,6 +186,20 @@ def _check_document(doc: Any) -> None:
             username = member if isinstance(member, str) else member["username"]
             if username not in known_users:
                 problems.append(f"queues[{i}].members[{j}]: unknown user {username!r}; list it under owners")
+        for key in ("owner", "escalation_contact"):
+            if queue.get(key) is not None and queue[key] not in known_users:
+                problems.append(f"queues[{i}].{key}: unknown user {queue[key]!r}; list it under owners")
+        hours = queue.get("business_hours")
+        if hours:
+            try:
+                BusinessHours(
+                    ZoneInfo(hours["timezone"]),
+                    frozenset(hours["days"]),
+                    dt.time.fromisoformat(hours["start"]),
+                    dt.time.fromisoformat(hours["end"]),
+                )
+            except (ValueError, ZoneInfoNotFoundError) as exc:
+                problems.append(f"queues[{i}].business_hours: {exc}")
         overflow = queue.get("overflow_queue")
         if overflow is not None and overflow not in known_queues:
             problems.append(f"queues[{i}].overflow_queue: unknown queue {overflow!r}")
@@ -180,6 +223,7 @@ def _check_document(doc: Any) -> None:
 
 def _usernames_in(doc) -> set[str]:
     names = {r["owner"] for r in doc.get("rules", []) if r.get("owner")}
+    names |= {q[key] for q in doc.get("queues", []) for key in ("owner", "escalation_contact") if q.get(key)}
     for queue in doc.get("queues", []):
         names |= {m if isinstance(m, str) else m["username"] for m in queue.get("members", [])}
     return names
@@ -209,9 +253,14 @@ def rules_import(*, document: Any, by=None) -> dict[str, int]:
         queues = {}
         for item in document.get("queues", []):
             queue, _ = Queue.objects.get_or_create(name=item["name"])
-            for key in ("ack_sla_minutes", "resolve_sla_minutes", "strategy", "max_open_per_member"):
+            for key in QUEUE_SETTINGS:
                 if key in item:
                     setattr(queue, key, item[key])
+            for key in ("owner", "escalation_contact"):
+                if key in item:
+                    setattr(queue, key, User.objects.get(username=item[key]) if item[key] else None)
+            if "business_hours" in item:
+                _set_business_hours(queue, item["business_hours"])
             queue.save()
             queues[queue.name] = queue
             if "members" in item:
@@ -240,6 +289,37 @@ def rules_import(*, document: Any, by=None) -> dict[str, int]:
     return counts
 
 
+QUEUE_SETTINGS = (
+    "ack_sla_minutes",
+    "resolve_sla_minutes",
+    "strategy",
+    "max_open_per_member",
+    "escalation_interval_minutes",
+    "reassign_unacknowledged",
+)
+
+
+def _set_business_hours(queue: Queue, hours: dict | None) -> None:
+    if hours is None:
+        queue.business_start = queue.business_end = None
+        return
+    queue.business_timezone = hours["timezone"]
+    queue.business_days = ",".join(str(day) for day in sorted(hours["days"]))
+    queue.business_start = dt.time.fromisoformat(hours["start"])
+    queue.business_end = dt.time.fromisoformat(hours["end"])
+
+
+def _business_hours_of(queue: Queue) -> dict | None:
+    if queue.business_start is None or queue.business_end is None:
+        return None
+    return {
+        "timezone": queue.business_timezone,
+        "days": [int(day) for day in queue.business_days.split(",") if day],
+        "start": queue.business_start.strftime("%H:%M"),
+        "end": queue.business_end.strftime("%H:%M"),
+    }
+
+
 def _set_members(queue: Queue, members: list) -> None:
     wanted = {}
     for member in members:
@@ -260,6 +340,7 @@ def rules_export() -> dict:
     rules = list(Rule.objects.select_related("owner", "queue").order_by("priority", "name"))
     queues = list(Queue.objects.select_related("overflow_queue").prefetch_related("memberships__user").order_by("name"))
     people = {r.owner for r in rules if r.owner} | {m.user for q in queues for m in q.memberships.all()}
+    people |= {person for q in queues for person in (q.owner, q.escalation_contact) if person}
     return {
         "owners": [
             {"username": u.username, "name": u.get_full_name(), "email": u.email}
@@ -279,6 +360,11 @@ def rules_export() -> dict:
                 "strategy": q.strategy,
                 "max_open_per_member": q.max_open_per_member,
                 "overflow_queue": q.overflow_queue.name if q.overflow_queue else None,
+                "owner": q.owner.username if q.owner else None,
+                "escalation_contact": q.escalation_contact.username if q.escalation_contact else None,
+                "escalation_interval_minutes": q.escalation_interval_minutes,
+                "reassign_unacknowledged": q.reassign_unacknowledged,
+                "business_hours": _business_hours_of(q),
             }
             for q in queues
         ],

@@ -1,5 +1,6 @@
 """import_rules / export_rules: one JSON document, all or nothing, round-trips."""
 
+import datetime as dt
 import io
 import json
 
@@ -29,6 +30,16 @@ def document(**overrides):
                 "strategy": "weighted_round_robin",
                 "max_open_per_member": 10,
                 "overflow_queue": "SDR",
+                "owner": "ada",
+                "escalation_contact": "alan",
+                "escalation_interval_minutes": 45,
+                "reassign_unacknowledged": True,
+                "business_hours": {
+                    "timezone": "Europe/Berlin",
+                    "days": [0, 1, 2, 3, 4],
+                    "start": "09:00",
+                    "end": "17:30",
+                },
             },
             {"name": "SDR", "members": ["ada"], "ack_sla_minutes": 30, "resolve_sla_minutes": 240},
         ],
@@ -70,6 +81,14 @@ def test_import_creates_owners_queues_and_rules():
         "SDR",
     )
     assert QueueMembership.objects.get(queue=ae, user=ada).weight == 2
+    assert (ae.owner, ae.escalation_contact.username, ae.escalation_interval_minutes) == (ada, "alan", 45)
+    hours = ae.business_hours()
+    assert (str(hours.timezone), hours.weekdays, hours.start, hours.end) == (
+        "Europe/Berlin",
+        frozenset(range(5)),
+        dt.time(9),
+        dt.time(17, 30),
+    )
     rule = Rule.objects.get()
     assert (rule.owner, rule.queue, rule.priority, rule.stage, rule.version) == (ada, ae, 10, "production", 1)
 
@@ -125,6 +144,26 @@ def test_import_is_all_or_nothing_and_lists_every_problem():
         ({"queues": [{"name": "Q", "members": ["ghost"]}]}, "queues[0].members[0]: unknown user 'ghost'"),
         ({"queues": [{"name": "Q"}, {"name": "Q"}]}, "queues[1].name: 'Q' appears twice"),
         ({"queues": [{"name": "Q", "overflow_queue": "Q"}]}, "queues[0].overflow_queue: a queue cannot overflow"),
+        ({"queues": [{"name": "Q", "owner": "ghost"}]}, "queues[0].owner: unknown user 'ghost'"),
+        (
+            {
+                "queues": [
+                    {
+                        "name": "Q",
+                        "business_hours": {"timezone": "Mars/Olympus", "days": [0], "start": "09:00", "end": "17:00"},
+                    }
+                ]
+            },
+            "queues[0].business_hours: ",
+        ),
+        (
+            {
+                "queues": [
+                    {"name": "Q", "business_hours": {"timezone": "UTC", "days": [0], "start": "17:00", "end": "09:00"}}
+                ]
+            },
+            "queues[0].business_hours: Business hours",
+        ),
         ({"surprise": 1}, "(document): Additional properties are not allowed"),
         (
             {
