@@ -52,6 +52,12 @@
   function onKey(event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const tag = (event.target.tagName || "").toLowerCase();
+    // Browsers do not submit a form on Enter in a <select>: resolve does, once a code is chosen.
+    if (event.key === "Enter" && event.target.matches("#resolve select")) {
+      event.preventDefault();
+      document.getElementById("resolve").requestSubmit();
+      return;
+    }
     if (["input", "textarea", "select"].includes(tag)) return;
     const page = document.body.dataset.page;
     const help = document.getElementById("help");
