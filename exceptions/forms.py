@@ -3,6 +3,7 @@ from django.contrib.auth import get_user_model
 
 from exceptions.filters import console_people
 from exceptions.models import Resolution
+from routing.conditions import LEAD_FIELDS as CONDITION_FIELDS
 from routing.models import Queue
 
 
@@ -37,18 +38,8 @@ class LeadEditForm(VersionedForm):
     engagement_score = forms.FloatField(required=False, min_value=0, max_value=100)
     intent_score = forms.FloatField(required=False, min_value=0, max_value=100)
 
-    LEAD_FIELDS = (
-        "email",
-        "phone",
-        "first_name",
-        "last_name",
-        "company",
-        "company_size",
-        "country",
-        "lifecycle_stage",
-        "engagement_score",
-        "intent_score",
-    )
+    # The lead fields a person may correct: all but the capture system's id and the event time.
+    LEAD_FIELDS = tuple(name for name in CONDITION_FIELDS if name not in ("lead_id", "occurred_at"))
 
     def changes(self, lead) -> dict:
         """Only the fields the person changed, with blanks meaning 'clear it'."""
