@@ -25,5 +25,12 @@ def sla_sweep_task() -> dict:
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def send_notifications_task() -> int:
-    return notifications_send_due()
+def send_notifications_task(max_batches: int = 50) -> int:
+    """Send what is due in batches of 1,000 until nothing is left (or 50 batches, then the next tick)."""
+    sent = 0
+    for _ in range(max_batches):
+        batch = notifications_send_due()
+        sent += batch
+        if batch == 0:
+            break
+    return sent

@@ -208,3 +208,16 @@ def test_a_sweep_over_many_items_is_set_based(queue, django_assert_max_num_queri
     with django_assert_max_num_queries(20):
         report = sweep(31)
     assert report.ack_breached == 30 and report.escalated[1] == 30
+
+
+def test_the_send_task_drains_every_due_notification(queue):
+    from exceptions.tasks import send_notifications_task
+
+    for _ in range(5):
+        opened(queue, intent_score=10)
+    sweep(31)
+    with time_machine.travel(at(31), tick=False):
+        assert send_notifications_task(max_batches=3) == 5
+        assert send_notifications_task() == 0
+    assert len(mail.outbox) == 1  # one message to the owner listing the five items
+    assert mail.outbox[0].body.count("SLA breached") == 5
