@@ -1,0 +1,370 @@
+"""Exception console and SLA sweep at 100,000 unresolved exception items.
+
+1. The console pages, rendered in-process through Django's test Client, logged in as an `ops` user:
+   the queue overview (/console/) and the item list (/console/items/, 50 per page, default sort by due
+   time), overall and for one queue, on page 1 and on a deep page. Median and P95 wall time over
+   --requests requests after a warm-up, and the SQL queries per request. Goal: < 150 ms per page.
+2. The SLA breach sweep (`exceptions.sweep.sla_sweep`) when every one of the 100,000 open items has just
+   passed its acknowledge due time: it stamps 100,000 breaches, writes their SLA events, escalates them
+   and writes the escalation notifications. Then an immediate second sweep, which has nothing to do.
+   Goal: < 3 s. Optionally (--send-batches) a few `notifications_send_due` batches after it.
+
+Items are seeded with set-based SQL (INSERT … SELECT FROM generate_series) into a fresh database of its
+own (handoff_bench_exceptions), so this never touches the other benchmarks' database.
+
+The list's deep pages and its one-queue links carry a query string, and the view applies its default
+"unresolved" status filter only to a bare /console/items/; so the bench also times the one-queue list
+with the three unresolved statuses ticked. Two of the five queues keep office hours (Berlin 9-17,
+New York 8-18), which changes how the sweep computes escalation level 2.
+
+    python bench/exceptions.py [--items 100000] [--queues 5] [--business-hours-queues 2]
+                               [--requests 30] [--send-batches 3] [--explain] [--only pages|sweep]
+"""
+
+import os
+
+os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/handoff_bench_exceptions")
+# notifications_send_due sends mail: keep it in memory (BENCH_ENV sets no mail server).
+os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import functools  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from _setup import BENCH_ENV, ROOT, machine, median, percentile, setup_django  # noqa: E402
+
+ACK_MINUTES = 30
+RESOLVE_MINUTES = 240
+BURST_SECONDS = 60  # every item's acknowledge due time falls in the minute before the sweep
+
+
+def prepare_database() -> None:
+    db = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
+    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", db], check=True)
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", db], check=True)
+    env = {**os.environ, **BENCH_ENV}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    setup_django()
+    from django.test.utils import override_settings
+
+    # As in config/settings_test.py: the manifest storage needs `collectstatic`, which a bench should not
+    # run into the shared staticfiles/ folder; plain storage renders the same tags.
+    override_settings(
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+    ).enable()
+
+
+def seed(*, items: int, queues: int, business_hours_queues: int, people: int) -> dict:
+    """People, one source, queues with owners, then `items` leads and one open exception item each."""
+    from django.contrib.auth.models import Group, User
+    from django.db import connection, transaction
+
+    from routing.models import Queue, Source
+
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    with transaction.atomic():
+        ops = Group.objects.get(name="ops")
+        staff = [User.objects.create_user(f"ops-{i}", email=f"ops-{i}@example.com") for i in range(people)]
+        for user in staff:
+            user.groups.add(ops)
+        contact = User.objects.create_user("escalations", email="escalations@example.com")
+        source = Source(name="bench")
+        source.set_new_token()
+        source.save()
+        hours = [("Europe/Berlin", dt.time(9), dt.time(17)), ("America/New_York", dt.time(8), dt.time(18))]
+        queue_ids = []
+        for q in range(queues):
+            zone, start, end = hours[q % 2] if q >= queues - business_hours_queues else ("UTC", None, None)
+            queue = Queue.objects.create(
+                name=f"Queue {q + 1}",
+                ack_sla_minutes=ACK_MINUTES,
+                resolve_sla_minutes=RESOLVE_MINUTES,
+                owner=staff[q % people],
+                escalation_contact=contact,
+                business_timezone=zone,
+                business_start=start,
+                business_end=end,
+            )
+            queue_ids.append(queue.pk)
+    params = {
+        "n": items,
+        "source": source.pk,
+        "t0": t0,
+        "queues": queue_ids,
+        "people": [u.pk for u in staff],
+        "burst": dt.timedelta(seconds=BURST_SECONDS),
+        "ack": dt.timedelta(minutes=ACK_MINUTES),
+        "resolve": dt.timedelta(minutes=RESOLVE_MINUTES),
+    }
+    began = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Leads that no rule matched; intent_score 0..99, so ~19% are high-intent (> 80: level 2 at once).
+        cursor.execute(
+            """
+            INSERT INTO routing_lead (origin_id, lead_id, email, first_name, last_name, company, company_size,
+                country, lifecycle_stage, engagement_score, intent_score, occurred_at, attributes, received_at,
+                status, requeue_count)
+            SELECT %(source)s, 'bench-' || g, 'lead-' || g || '@example.com', 'Ada', 'Byron',
+                'Company ' || (g %% 997), 10 + g %% 5000, (ARRAY['US','GB','DE','FR','IN'])[1 + g %% 5], 'lead',
+                (g * 7919 %% 100)::float, (g * 37 %% 100)::float,
+                %(t0)s - %(ack)s - %(burst)s + g * %(burst)s / %(n)s - interval '5 seconds', '{}'::jsonb,
+                %(t0)s - %(ack)s - %(burst)s + g * %(burst)s / %(n)s, 'exception', 0
+            FROM generate_series(1, %(n)s) AS g
+            """,
+            params,
+        )
+        # One open item per lead, round-robin over the queues, a third of them assigned to someone.
+        # Acknowledge due times are spread over the minute before t0; resolve due times are hours away.
+        cursor.execute(
+            """
+            INSERT INTO exceptions_exceptionitem (lead_id, reason, detail, queue_id, status, assignee_id,
+                opened_at, ack_due_at, resolve_due_at, due_at, resolution, resolution_note, escalation_level,
+                version)
+            SELECT l.id, 'no_matching_rule', '', (%(queues)s::bigint[])[1 + s.g %% cardinality(%(queues)s::bigint[])],
+                'open',
+                CASE WHEN s.g %% 3 = 0 THEN (%(people)s::int[])[1 + s.g %% cardinality(%(people)s::int[])] END,
+                l.received_at, l.received_at + %(ack)s, l.received_at + %(resolve)s, l.received_at + %(ack)s,
+                '', '', 0, 1
+            FROM routing_lead AS l
+            CROSS JOIN LATERAL (SELECT substr(l.lead_id, 7)::int AS g) AS s
+            WHERE l.origin_id = %(source)s
+            """,
+            params,
+        )
+    inserted = time.perf_counter() - began
+    began = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE)")  # as autovacuum would: statistics and the visibility map
+    vacuumed = time.perf_counter() - began
+    return {
+        "t0": t0,
+        "queues": queue_ids,
+        "viewer": staff[0],
+        "inserted": inserted,
+        "vacuumed": vacuumed,
+    }
+
+
+def time_requests(client, url: str, requests: int, warmup: int = 3) -> tuple[list[float], int, float, int]:
+    """Wall times of `requests` GETs after a warm-up; then one more under query capture."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(warmup):
+        response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url}: {response.status_code}")
+    times = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        response = client.get(url)
+        times.append(time.perf_counter() - began)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    slowest = max((float(q["time"]) for q in captured.captured_queries), default=0.0)
+    return times, len(captured.captured_queries), slowest, len(response.content)
+
+
+def explain(client, url: str) -> None:
+    """EXPLAIN ANALYZE of the slowest query behind one request."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        client.get(url)
+    queries = [q for q in captured.captured_queries if not q["sql"].startswith("DECLARE")]  # named cursors
+    sql = max(queries, key=lambda q: float(q["time"]))["sql"]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    print(f"    slowest query: {sql[:300]}{'…' if len(sql) > 300 else ''}\n" + indent(plan, "      "))
+
+
+def indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def bench_pages(seeded: dict, items: int, queues: int, requests: int, show_plans: bool) -> None:
+    from django.test import Client
+
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(seeded["viewer"])
+    queue = seeded["queues"][0]
+    per_queue = -(-items // queues)
+    deep_all = min(1000, max(1, items // 50))
+    deep_queue = min(300, max(1, per_queue // 50))
+    unresolved = "status=open&status=acknowledged&status=waiting"
+    pages = [
+        ("queue overview", "/console/"),
+        ("items, page 1", "/console/items/"),
+        (f"items, page {deep_all} (offset {(deep_all - 1) * 50:,})", f"/console/items/?page={deep_all}"),
+        ("one queue, page 1", f"/console/items/?queue={queue}"),
+        (
+            f"one queue, page {deep_queue} (offset {(deep_queue - 1) * 50:,})",
+            f"/console/items/?queue={queue}&page={deep_queue}",
+        ),
+        ("one queue + unresolved statuses, page 1", f"/console/items/?queue={queue}&{unresolved}"),
+        (
+            f"one queue + unresolved statuses, page {deep_queue}",
+            f"/console/items/?queue={queue}&{unresolved}&page={deep_queue}",
+        ),
+    ]
+    print(f"console pages, {requests} requests each after 3 warm-ups (test Client, in-process):")
+    for label, url in pages:
+        times, queries, slowest, size = time_requests(client, url, requests)
+        print(
+            f"  {label:<44} median {median(times) * 1000:6.1f} ms, P95 {percentile(times, 95) * 1000:6.1f} ms; "
+            f"{queries} queries (slowest {slowest * 1000:.1f} ms); {size / 1024:.0f} KiB  [{url}]"
+        )
+        if show_plans:
+            explain(client, url)
+
+
+class PhaseTimer:
+    """Wraps the sweep's steps (module functions, looked up at call time) to time each one."""
+
+    NAMES = (
+        "_mark_breaches",
+        "_reassign_unacknowledged",
+        "_escalate",
+        "_escalate_second",
+        "_notify_escalated",
+        "_remind",
+    )
+    TOP_LEVEL = ("_mark_breaches", "_reassign_unacknowledged", "_escalate", "_remind")  # what sla_sweep calls
+
+    def __init__(self):
+        from exceptions import sweep
+
+        self.module = sweep
+        self.originals = {name: getattr(sweep, name) for name in self.NAMES}
+        self.totals: dict[str, float] = {}
+
+    def __enter__(self):
+        for name, original in self.originals.items():
+            setattr(self.module, name, self._timed(name, original))
+        return self
+
+    def __exit__(self, *exc):
+        for name, original in self.originals.items():
+            setattr(self.module, name, original)
+
+    def _timed(self, name, original):
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - began
+
+        return wrapper
+
+    def summary(self) -> str:
+        t = {name.lstrip("_"): self.totals.get(name, 0.0) for name in self.NAMES}
+        return (
+            f"mark_breaches {t['mark_breaches']:.2f} s, reassign_unacknowledged {t['reassign_unacknowledged']:.2f} s, "
+            f"escalate {t['escalate']:.2f} s (of which escalate_second {t['escalate_second']:.2f} s, "
+            f"notify_escalated {t['notify_escalated']:.2f} s), remind {t['remind']:.2f} s"
+        )
+
+
+def counts() -> dict:
+    from exceptions.models import ExceptionItem, Notification, SlaEvent
+
+    return {
+        "breached": ExceptionItem.objects.filter(ack_breached_at__isnull=False).count(),
+        "sla events": SlaEvent.objects.count(),
+        "notifications": Notification.objects.count(),
+    }
+
+
+def bench_sweep(seeded: dict, send_batches: int) -> None:
+    from django.core import mail
+
+    from exceptions.notifications import notifications_send_due
+    from exceptions.sweep import sla_sweep
+
+    now = seeded["t0"] + dt.timedelta(seconds=1)
+    print(f"SLA sweep at t0 + 1 s; every acknowledge due time is in the minute before t0 ({seeded['t0']:%a %H:%M}):")
+    for label, at in (("first sweep", now), ("second sweep", now + dt.timedelta(seconds=1))):
+        with PhaseTimer() as phases:
+            began = time.perf_counter()
+            report = sla_sweep(now=at)
+            elapsed = time.perf_counter() - began
+        print(
+            f"  {label}: {elapsed:.2f} s; ack breached {report.ack_breached:,}, resolve breached "
+            f"{report.resolve_breached:,}, escalated {report.escalated}, reminded {report.reminded:,}, "
+            f"reassigned {report.reassigned:,}"
+        )
+        steps = sum(phases.totals.get(name, 0.0) for name in phases.TOP_LEVEL)
+        print(f"    steps: {phases.summary()}; commit and the rest {elapsed - steps:.2f} s")
+        print("    after it: " + ", ".join(f"{k} {v:,}" for k, v in counts().items()))
+    for batch in range(send_batches):
+        mail.outbox = []
+        began = time.perf_counter()
+        sent = notifications_send_due(now=now)
+        elapsed = time.perf_counter() - began
+        print(
+            f"  notifications_send_due batch {batch + 1}: {sent:,} notifications in {len(mail.outbox)} emails, "
+            f"{elapsed * 1000:.0f} ms"
+        )
+
+
+def contention() -> str:
+    """Load average and CPU pressure: the machine is shared, so say how busy it was."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    try:
+        some = open("/proc/pressure/cpu").readline().split()
+        pressure = "; CPU pressure " + ", ".join(f"{field.split('=')[0]} {field.split('=')[1]}%" for field in some[1:4])
+    except OSError:
+        pressure = ""
+    return f"load average {load}{pressure}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--queues", type=int, default=5)
+    parser.add_argument("--business-hours-queues", type=int, default=2, help="queues with Mon-Fri office hours")
+    parser.add_argument("--people", type=int, default=20, help="ops users (queue owners, assignees)")
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--send-batches", type=int, default=3, help="notifications_send_due calls; 0 skips")
+    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE each page's slowest query")
+    parser.add_argument("--only", choices=["pages", "sweep"], help="run one half (the seed is the same)")
+    args = parser.parse_args()
+
+    # Celery's Django fixup puts the working directory first on sys.path; run from bench/ (as run_all.py
+    # does), this file would then shadow the `exceptions` app it measures.
+    os.chdir(ROOT)
+    prepare_database()
+    db = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
+    print(f"Exceptions benchmark on {machine()}; PostgreSQL on loopback, database {db}")
+    print(f"before: {contention()}")
+    seeded = seed(
+        items=args.items,
+        queues=args.queues,
+        business_hours_queues=args.business_hours_queues,
+        people=args.people,
+    )
+    print(
+        f"seeded {args.items:,} leads and open items over {args.queues} queues "
+        f"({args.business_hours_queues} with business hours) in {seeded['inserted']:.1f} s "
+        f"(+ VACUUM ANALYZE {seeded['vacuumed']:.1f} s)"
+    )
+    if args.only != "sweep":
+        bench_pages(seeded, args.items, args.queues, args.requests, args.explain)
+        print(f"between: {contention()}")
+    if args.only != "pages":
+        bench_sweep(seeded, args.send_batches)
+    print(f"after: {contention()}")
+
+
+if __name__ == "__main__":
+    main()
