@@ -2,11 +2,13 @@ import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.http import QueryDict
 
 from exceptions.models import ExceptionItem, ExceptionReason, ExceptionStatus
 from exceptions.permissions import CONSOLE_GROUPS
 from routing.models import Queue, Source
 
+UNRESOLVED_DEFAULT = ["open", "acknowledged", "waiting"]
 SORTS = {
     "due": ("due_at", "id"),
     "-due": ("-due_at", "-id"),
@@ -25,7 +27,14 @@ def console_people():
 
 
 class ExceptionFilter(django_filters.FilterSet):
-    """The item list's filters, shared by the console screen and the API."""
+    """The item list's filters, shared by the console screen and the API. Without a `status` the list
+    shows unresolved items (tick Resolved, or all four, to see the rest)."""
+
+    def __init__(self, data=None, *args, **kwargs):
+        data = data.copy() if data is not None else QueryDict(mutable=True)
+        if not data.getlist("status"):
+            data.setlist("status", UNRESOLVED_DEFAULT)
+        super().__init__(data, *args, **kwargs)
 
     queue = django_filters.ModelChoiceFilter(queryset=Queue.objects.order_by("name"))
     status = django_filters.MultipleChoiceFilter(choices=ExceptionStatus.choices, widget=forms.CheckboxSelectMultiple)

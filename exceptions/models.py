@@ -89,8 +89,8 @@ class ExceptionItem(models.Model):
                 name="exception_running_resolve_idx",
             ),
             # Item list (default sort): unresolved items by the due time that runs, per queue and overall.
-            models.Index(fields=["queue", "due_at"], condition=UNRESOLVED, name="exception_queue_due_idx"),
-            models.Index(fields=["due_at"], condition=UNRESOLVED, name="exception_due_idx"),
+            models.Index(fields=["queue", "due_at", "id"], condition=UNRESOLVED, name="exception_queue_due_idx"),
+            models.Index(fields=["due_at", "id"], condition=UNRESOLVED, name="exception_due_idx"),
             # Escalation level 2: breached items escalated once, by when.
             models.Index(fields=["escalated_at"], condition=Q(escalation_level=1), name="exception_level1_idx"),
         ]

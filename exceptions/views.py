@@ -34,11 +34,12 @@ class OverviewView(ConsoleAccessMixin, View):
 
 class ItemListView(ConsoleAccessMixin, View):
     def get(self, request):
-        filters = ExceptionFilter(
-            request.GET or {"status": ["open", "acknowledged", "waiting"]}, queryset=exception_list_queryset()
-        )
-        items = filters.ordered() if filters.is_valid() else exception_list_queryset().none()
-        page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+        filters = ExceptionFilter(request.GET, queryset=ExceptionItem.objects.all())
+        ids = filters.ordered().values_list("pk", flat=True) if filters.is_valid() else ExceptionItem.objects.none()
+        # Page through ids alone (an index-only walk, however deep the page), then load the 50 rows.
+        page = Paginator(ids, PAGE_SIZE).get_page(request.GET.get("page"))
+        rows = exception_list_queryset().in_bulk(list(page.object_list))
+        page.object_list = [rows[pk] for pk in page.object_list if pk in rows]
         query = request.GET.copy()
         query.pop("page", None)
         return render(
@@ -51,6 +52,7 @@ class ItemListView(ConsoleAccessMixin, View):
                 "query": query.urlencode(),
                 "bulk_form": BulkForm(),
                 "people": console_people(),
+                "items_url": reverse("console:items"),
             },
         )
 

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from exceptions.models import ExceptionItem, ExceptionStatus
-from exceptions.services import exception_acknowledge
+from exceptions.services import exception_acknowledge, exception_resolve
 from routing.models import LeadStatus
 from tests.factories import MembershipFactory, QueueFactory, RuleFactory, UserFactory, open_exception
 
@@ -209,7 +209,19 @@ def test_the_item_list_costs_the_same_queries_for_5_or_50_rows(ops_client):
     for _ in range(60):
         open_exception(queue=queue)
     many = (list_queries(ops_client, plain), list_queries(ops_client, filtered))
-    assert few == many == (9, 10)  # session, user, groups check, count, page, and the filter form's choices
+    # session, user, group check, count, page of ids, its 50 rows, the filter form's choices (+ the queue)
+    assert few == many == (10, 11)
+
+
+def test_the_list_shows_unresolved_items_unless_asked_otherwise(ops_client, ops_person):
+    queue = QueueFactory(name="Triage")
+    done, pending = open_exception(queue=queue), open_exception(queue=queue)
+    exception_resolve(item=done, by=ops_person, resolution="spam")
+    for query in ("", f"?queue={queue.pk}", "?page=1", "?sort=-age"):
+        body = ops_client.get(reverse("console:items") + query).content.decode()
+        assert f'data-item="{pending.pk}"' in body and f'data-item="{done.pk}"' not in body, query
+    body = ops_client.get(reverse("console:items") + "?status=resolved").content.decode()
+    assert f'data-item="{done.pk}"' in body and f'data-item="{pending.pk}"' not in body
 
 
 def test_the_overview_costs_the_same_queries_for_any_number_of_queues(ops_client):
