@@ -162,7 +162,9 @@ class Notification(models.Model):
         constraints = [models.UniqueConstraint(fields=["item", "key"], name="notification_once_per_item_key")]
         indexes = [
             # send_due_notifications: unsent notifications by delivery time.
-            models.Index(fields=["deliver_after"], condition=Q(sent_at__isnull=True), name="notification_unsent_idx"),
+            models.Index(
+                fields=["deliver_after", "id"], condition=Q(sent_at__isnull=True), name="notification_unsent_idx"
+            ),
             models.Index(fields=["recipient", "read_at"], name="notification_recipient_idx"),
         ]
 

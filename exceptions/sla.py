@@ -39,6 +39,26 @@ class BusinessHours:
                 yield opens, closes
 
 
+def subtract_business_time(end: dt.datetime, amount: dt.timedelta, hours: BusinessHours | None) -> dt.datetime:
+    """The latest instant from which `amount` of open time has passed by `end`."""
+    if hours is None:
+        return end - amount
+    remaining = amount
+    day = end.astimezone(hours.timezone).date()
+    for offset in range(MAX_DAYS_AHEAD):
+        date = day - dt.timedelta(days=offset)
+        if date.weekday() not in hours.weekdays:
+            continue
+        opens = dt.datetime.combine(date, hours.start, tzinfo=hours.timezone).astimezone(dt.UTC)
+        closes = min(dt.datetime.combine(date, hours.end, tzinfo=hours.timezone).astimezone(dt.UTC), end)
+        if closes <= opens:
+            continue
+        if remaining <= closes - opens:
+            return closes - remaining
+        remaining -= closes - opens
+    raise ValueError("Business hours leave no time to look back over.")
+
+
 def add_business_time(start: dt.datetime, amount: dt.timedelta, hours: BusinessHours | None) -> dt.datetime:
     """The instant `amount` of open time after `start`."""
     if hours is None:

@@ -22,8 +22,8 @@ from exceptions.models import (
     SlaEvent,
     SlaEventKind,
 )
-from exceptions.notifications import notify
-from exceptions.sla import add_business_time
+from exceptions.notifications import db_time, notify, notify_stamped
+from exceptions.sla import subtract_business_time
 from routing.assignment import pick_assignee
 from routing.models import Queue
 
@@ -60,7 +60,7 @@ def _sla_events_for_stamp(column: str, now: dt.datetime, clock: str, kind: str, 
             f"INSERT INTO {quote(SlaEvent._meta.db_table)} (item_id, clock, kind, at, data) "
             f"SELECT id, %s, %s, %s, %s FROM {quote(ExceptionItem._meta.db_table)} "
             f"WHERE {quote(column)} = %s {extra_where}",
-            [clock, kind, now, '{"by": "sweep"}', now],
+            [clock, kind, db_time(now), '{"by": "sweep"}', db_time(now)],
         )
 
 
@@ -99,39 +99,31 @@ def _escalate(now: dt.datetime) -> dict[int, int]:
 
 
 def _escalate_second(now: dt.datetime) -> int:
-    due_ids = []
-    for queue in Queue.objects.filter(exception_items__escalation_level=1).distinct():
-        interval = dt.timedelta(minutes=queue.escalation_interval_minutes)
-        hours = queue.business_hours()
-        level_1 = ExceptionItem.objects.filter(
-            queue=queue, escalation_level=1, status__in=[OPEN, ACKNOWLEDGED, WAITING]
+    """Level 1 items still breached a further interval (business time) later: one indexed UPDATE per queue."""
+    count = 0
+    for queue in Queue.objects.all():
+        cutoff = subtract_business_time(
+            now, dt.timedelta(minutes=queue.escalation_interval_minutes), queue.business_hours()
         )
-        if hours is None:
-            due_ids += list(level_1.filter(escalated_at__lte=now - interval).values_list("pk", flat=True))
-        else:
-            due_ids += [
-                pk
-                for pk, at in level_1.values_list("pk", "escalated_at")
-                if add_business_time(at, interval, hours) <= now
-            ]
-    if not due_ids:
-        return 0
-    return ExceptionItem.objects.filter(pk__in=due_ids, escalation_level=1).update(escalation_level=2, escalated_at=now)
+        count += ExceptionItem.objects.filter(
+            queue=queue, escalation_level=1, escalated_at__lte=cutoff, status__in=[OPEN, ACKNOWLEDGED, WAITING]
+        ).update(escalation_level=2, escalated_at=now)
+    return count
 
 
 def _notify_escalated(now: dt.datetime) -> None:
-    escalated = ExceptionItem.objects.filter(escalated_at=now).select_related(
-        "queue__owner", "queue__escalation_contact"
-    )
-    for level, kind in ((1, NotificationKind.ESCALATION_1), (2, NotificationKind.ESCALATION_2)):
-        notify(
-            items=[item for item in escalated if item.escalation_level == level],
-            key=lambda item, kind=kind: kind,
-            kind=kind,
-            recipient=lambda item, level=level: (
-                item.queue.owner if level == 1 else (item.queue.escalation_contact or item.queue.owner)
-            ),
+    """Level 1 goes to the queue's owner, level 2 to its escalation contact (else the owner); no one: the queue."""
+    for level, kind, recipient in (
+        (1, NotificationKind.ESCALATION_1, "q.owner_id"),
+        (2, NotificationKind.ESCALATION_2, "COALESCE(q.escalation_contact_id, q.owner_id)"),
+    ):
+        notify_stamped(
+            stamp="escalated_at",
             now=now,
+            kind=kind,
+            key_sql=f"'{kind}'",
+            recipient_sql=recipient,
+            where=f"AND i.escalation_level = {level}",
         )
 
 
@@ -150,14 +142,21 @@ def _remind(now: dt.datetime) -> int:
             continue
         count += stamped
         _sla_events_for_stamp(stamp, now, clock, SlaEventKind.REMINDED)
-        notify(
-            items=ExceptionItem.objects.filter(**{stamp: now}).select_related("queue", "assignee"),
-            key=lambda item, clock=clock, due=due: f"reminder:{clock}:{getattr(item, due).isoformat()}",
-            kind=NotificationKind.REMINDER,
-            recipient=lambda item: item.assignee,
+        # key: one reminder per clock and due time (a resumed or reopened clock earns a new one)
+        notify_stamped(
+            stamp=stamp,
             now=now,
+            kind=NotificationKind.REMINDER,
+            recipient_sql="i.assignee_id",
+            key_sql=f"'reminder:{clock}:' || {_timestamp_text('i.' + due)}",
         )
     return count
+
+
+def _timestamp_text(column: str) -> str:
+    if connection.vendor == "postgresql":
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+    return f"strftime('%%Y-%%m-%%dT%%H:%%M:%%S', {column})"  # %% survives the placeholder substitution
 
 
 def _reassign_unacknowledged(now: dt.datetime) -> int:

@@ -81,3 +81,16 @@ def test_business_time_between_inverts_add_business_time():
 def test_impossible_calendars_are_refused(days, start, end, message):
     with pytest.raises(ValueError, match=message):
         BusinessHours(ZoneInfo("UTC"), days, start, end)
+
+
+def test_subtract_business_time_is_the_inverse_of_add():
+    from exceptions.sla import subtract_business_time
+
+    # Monday 10:00 Berlin (09:00 UTC) minus 2 h of open time: 1 h Monday, 1 h Friday → Friday 16:00 Berlin
+    assert subtract_business_time(utc(2026, 11, 23, 9, 0), minutes(120), BERLIN) == utc(2026, 11, 20, 15, 0)
+    # from a closed time, it looks back from the last closing
+    assert subtract_business_time(utc(2026, 11, 21, 12, 0), minutes(30), BERLIN) == utc(2026, 11, 20, 15, 30)
+    for start in (utc(2026, 11, 19, 14, 7), utc(2026, 3, 27, 15, 30)):
+        for amount in (minutes(1), minutes(90), minutes(600)):
+            end = add_business_time(start, amount, BERLIN)
+            assert subtract_business_time(end, amount, BERLIN) == start
