@@ -37,7 +37,10 @@ class ExceptionFilter(django_filters.FilterSet):
         super().__init__(data, *args, **kwargs)
 
     queue = django_filters.ModelChoiceFilter(queryset=Queue.objects.order_by("name"))
-    status = django_filters.MultipleChoiceFilter(choices=ExceptionStatus.choices, widget=forms.CheckboxSelectMultiple)
+    # distinct=False: the filter joins nothing, and DISTINCT made counting 100,000 items cost ~100 ms.
+    status = django_filters.MultipleChoiceFilter(
+        choices=ExceptionStatus.choices, widget=forms.CheckboxSelectMultiple, distinct=False
+    )
     reason = django_filters.ChoiceFilter(choices=ExceptionReason.choices)
     assignee = django_filters.ModelChoiceFilter(queryset=console_people(), null_label="Nobody")
     breached = django_filters.BooleanFilter(method="filter_breached", label="Breached")
