@@ -3,6 +3,7 @@ by email inside the queue's business hours (held until it opens, so nobody is pa
 queue that works 9 to 5)."""
 
 import datetime as dt
+import logging
 from collections import defaultdict
 
 from django.conf import settings
@@ -14,6 +15,8 @@ from django.utils import timezone
 from exceptions.models import ExceptionItem, Notification, NotificationKind
 from exceptions.sla import next_open
 from routing.models import Queue, QueueMembership
+
+logger = logging.getLogger(__name__)
 
 SUBJECTS = {
     NotificationKind.REMINDER: "Due soon",
@@ -103,6 +106,12 @@ def notifications_send_due(*, now: dt.datetime | None = None, limit: int = 1000)
                 addresses = [notification.recipient.email] if notification.recipient.email else []
             else:  # addressed to the queue: its available members
                 addresses = queues[notification.item.queue_id]
+            if not addresses:
+                logger.warning(
+                    "Notification %s about item %s has nobody to email; it stays in the console only.",
+                    notification.pk,
+                    notification.item_id,
+                )
             for address in addresses:
                 by_address[address].append(notification)
         for address, notes in by_address.items():

@@ -209,10 +209,13 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
         verb="resolve",
         data={"resolution": resolution, "note": note},
     )
-    pairs = [(SlaClock.RESOLVE, SlaEventKind.FULFILLED)]
     if not was_acknowledged and fresh.acknowledged_at == now:
-        pairs.insert(0, (SlaClock.ACKNOWLEDGE, SlaEventKind.FULFILLED))
-    _sla_events(fresh, now, *pairs, within_sla=now <= fresh.resolve_due_at)
+        _sla_events(fresh, now, (SlaClock.ACKNOWLEDGE, SlaEventKind.FULFILLED), within_sla=now <= fresh.ack_due_at)
+    if item.status == WAITING:  # the clock was paused: met if time was left when it stopped
+        in_time = (item.resolve_remaining_seconds or 0) > 0
+    else:
+        in_time = now <= fresh.resolve_due_at
+    _sla_events(fresh, now, (SlaClock.RESOLVE, SlaEventKind.FULFILLED), within_sla=in_time)
     return fresh
 
 
@@ -285,6 +288,8 @@ def exception_mark_waiting(*, item: ExceptionItem, by, note: str = "") -> Except
         verb="set to waiting",
         data={"note": note, "resolve_time_left_seconds": int(remaining.total_seconds())},
     )
+    if item.status == OPEN:  # waiting on someone means someone has the item: that acknowledges it
+        _sla_events(fresh, now, (SlaClock.ACKNOWLEDGE, SlaEventKind.FULFILLED), within_sla=now <= fresh.ack_due_at)
     _sla_events(fresh, now, (SlaClock.RESOLVE, SlaEventKind.PAUSED), remaining_seconds=int(remaining.total_seconds()))
     return fresh
 
@@ -304,6 +309,9 @@ def exception_resume(*, item: ExceptionItem, by) -> ExceptionItem:
             "resolve_remaining_seconds": None,
             "resolve_due_at": resolve_due_at,
             "due_at": resolve_due_at,
+            # a new due time: it earns its own reminder, and it is breached only if missed again
+            "resolve_reminded_at": None,
+            "resolve_breached_at": None,
         },
         by=by,
         action=AuditAction.EXCEPTION_RESUMED,
@@ -344,7 +352,7 @@ def exceptions_bulk_acknowledge(*, item_ids: list[int], by) -> tuple[list[int], 
         for i in items
     )
     skipped = [
-        f"Item #{other.pk} was not acknowledged: it is {describe_state(other)}."
+        f"Item #{other.pk} was not acknowledged: it is {_skipped_state(other, [OPEN])}."
         for other in ExceptionItem.objects.filter(pk__in=set(item_ids) - set(open_ids)).select_related(
             "acknowledged_by", "resolved_by"
         )
@@ -377,10 +385,16 @@ def exceptions_bulk_assign(*, item_ids: list[int], to, by) -> tuple[list[int], l
     )
     done = {i.pk for i in targets}
     skipped = [
-        f"Item #{other.pk} was not assigned: it is {describe_state(other)}."
+        f"Item #{other.pk} was not assigned: it is {_skipped_state(other, UNRESOLVED_STATUSES)}."
         for other in ExceptionItem.objects.filter(pk__in=set(item_ids) - done).select_related("resolved_by")
     ]
     return sorted(done), skipped
+
+
+def _skipped_state(item: ExceptionItem, allowed) -> str:
+    if item.status in allowed:  # skipped because someone else's change held its row at that moment
+        return "being changed by someone else right now; try again"
+    return describe_state(item)
 
 
 def _trail_event(item, *, by, action, at, data) -> AuditEvent:

@@ -14,6 +14,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from exceptions.models import (
     ExceptionItem,
     ExceptionStatus,
@@ -52,16 +54,37 @@ def sla_sweep(*, now: dt.datetime | None = None) -> SweepReport:
     return report
 
 
-def _sla_events_for_stamp(column: str, now: dt.datetime, clock: str, kind: str, extra_where: str = "") -> None:
-    """INSERT … SELECT one SLA event for each item this sweep stamped in `column`."""
+def _sla_events_for_stamp(column: str, now: dt.datetime, clock: str, kind: str) -> None:
+    """INSERT … SELECT one SLA event for each item this sweep stamped in `column`.
+
+    `clock` is a clock name, or SQL over the item (escalations name the clock that breached); the data
+    says the sweep did it and, for escalations, the level reached."""
     quote = connection.ops.quote_name
+    clock_sql = clock if clock.startswith("CASE") else "%s"
+    if kind == SlaEventKind.ESCALATED:
+        data_sql = """'{"by": "sweep", "level": ' || escalation_level || '}'"""
+    else:
+        data_sql = """'{"by": "sweep"}'"""
+    if connection.vendor == "postgresql":
+        data_sql = f"CAST({data_sql} AS jsonb)"
+    params = ([] if clock_sql != "%s" else [clock]) + [kind, db_time(now), db_time(now)]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(SlaEvent._meta.db_table)} (item_id, clock, kind, at, data) "
-            f"SELECT id, %s, %s, %s, %s FROM {quote(ExceptionItem._meta.db_table)} "
-            f"WHERE {quote(column)} = %s {extra_where}",
-            [clock, kind, db_time(now), '{"by": "sweep"}', db_time(now)],
+            f"SELECT id, {clock_sql}, %s, %s, {data_sql} FROM {quote(ExceptionItem._meta.db_table)} "
+            f"WHERE {quote(column)} = %s",
+            params,
         )
+
+
+# Breached and still running: a clock stops counting against the item once it is met or paused.
+STILL_BREACHED = Q(ack_breached_at__isnull=False, status=OPEN) | Q(
+    resolve_breached_at__isnull=False, status__in=RUNNING_RESOLVE
+)
+BREACHED_CLOCK_SQL = (
+    f"CASE WHEN ack_breached_at IS NOT NULL AND status = '{OPEN}' THEN '{SlaClock.ACKNOWLEDGE}' "
+    f"ELSE '{SlaClock.RESOLVE}' END"
+)
 
 
 def _mark_breaches(clock: str, now: dt.datetime) -> int:
@@ -84,16 +107,12 @@ def _escalate(now: dt.datetime) -> dict[int, int]:
     """Level 2 for items still breached a further interval after level 1; then level 1 for newly breached
     items (high-intent leads straight to level 2). Events and notifications follow from the stamp."""
     second = _escalate_second(now)
-    breached = ExceptionItem.objects.filter(
-        Q(ack_breached_at__isnull=False) | Q(resolve_breached_at__isnull=False),
-        status__in=[OPEN, ACKNOWLEDGED, WAITING],
-        escalation_level=0,
-    )
+    breached = ExceptionItem.objects.filter(STILL_BREACHED, escalation_level=0)
     threshold = settings.HANDOFF["HIGH_INTENT_THRESHOLD"]
     urgent = breached.filter(lead__intent_score__gt=threshold).update(escalation_level=2, escalated_at=now)
     first = breached.update(escalation_level=1, escalated_at=now)
     if first or urgent or second:
-        _sla_events_for_stamp("escalated_at", now, SlaClock.RESOLVE, SlaEventKind.ESCALATED)
+        _sla_events_for_stamp("escalated_at", now, BREACHED_CLOCK_SQL, SlaEventKind.ESCALATED)
         _notify_escalated(now)
     return {1: first, 2: second + urgent}
 
@@ -106,7 +125,7 @@ def _escalate_second(now: dt.datetime) -> int:
             now, dt.timedelta(minutes=queue.escalation_interval_minutes), queue.business_hours()
         )
         count += ExceptionItem.objects.filter(
-            queue=queue, escalation_level=1, escalated_at__lte=cutoff, status__in=[OPEN, ACKNOWLEDGED, WAITING]
+            STILL_BREACHED, queue=queue, escalation_level=1, escalated_at__lte=cutoff
         ).update(escalation_level=2, escalated_at=now)
     return count
 
@@ -117,11 +136,12 @@ def _notify_escalated(now: dt.datetime) -> None:
         (1, NotificationKind.ESCALATION_1, "q.owner_id"),
         (2, NotificationKind.ESCALATION_2, "COALESCE(q.escalation_contact_id, q.owner_id)"),
     ):
+        # key: one per level and escalation, so a reopened item that breaches again is escalated again
         notify_stamped(
             stamp="escalated_at",
             now=now,
             kind=kind,
-            key_sql=f"'{kind}'",
+            key_sql=f"'{kind}:' || {_timestamp_text('i.escalated_at')}",
             recipient_sql=recipient,
             where=f"AND i.escalation_level = {level}",
         )
@@ -163,19 +183,24 @@ def _reassign_unacknowledged(now: dt.datetime) -> int:
     """Queues that ask for it: an item whose acknowledge time just ran out goes to the next available member."""
     items = ExceptionItem.objects.filter(
         status=OPEN, ack_breached_at=now, queue__reassign_unacknowledged=True
-    ).select_related("queue", "assignee")
+    ).select_related("queue", "assignee", "lead")
     count = 0
     for item in items:
         pick = pick_assignee(queue_id=item.queue_id, exclude_user_id=item.assignee_id, follow_overflow=False)
         if pick.assignee is None:
             continue
         ExceptionItem.objects.filter(pk=item.pk, status=OPEN).update(assignee=pick.assignee, version=F("version") + 1)
+        handover = {"from": item.assignee.get_username() if item.assignee else None, "to": pick.assignee.get_username()}
         SlaEvent.objects.create(
-            item=item,
-            clock=SlaClock.ACKNOWLEDGE,
-            kind=SlaEventKind.REASSIGNED,
+            item=item, clock=SlaClock.ACKNOWLEDGE, kind=SlaEventKind.REASSIGNED, at=now, data=handover
+        )
+        audit_record(
+            action=AuditAction.EXCEPTION_REASSIGNED,
+            lead=item.lead,
+            exception=item,
             at=now,
-            data={"from": item.assignee.get_username() if item.assignee else None, "to": pick.assignee.get_username()},
+            outcome="reassigned",
+            data={**handover, "why": "acknowledge time ran out"},
         )
         new_assignee = pick.assignee
         notify(

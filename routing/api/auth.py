@@ -62,12 +62,14 @@ class IsCaptureSource(permissions.BasePermission):
 
 
 class IsSourceOrStaff(permissions.BasePermission):
-    """A source reads its own leads (the view narrows the queryset); console staff read all."""
+    """A source reads its own leads (the view narrows the queryset); console people (ops, rule owners,
+    admins) read all."""
 
-    message = "Reading leads needs a capture-source token or a console account."
+    message = "Reading leads needs a capture-source token or a console account (ops or rule_owners group)."
 
     def has_permission(self, request, view):
         if isinstance(request.auth, Source):
             return True
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_staff)
+        from exceptions.permissions import has_console_access
+
+        return has_console_access(request.user)

@@ -189,3 +189,20 @@ def test_two_people_acknowledging_at_once_exactly_one_wins():
     assert sorted(outcomes)[-1] == "won" and outcomes.count("won") == 1
     assert "already acknowledged by" in sorted(outcomes)[0]
     assert AuditEvent.objects.filter(exception=item, action=AuditAction.EXCEPTION_ACKNOWLEDGED).count() == 1
+
+
+def test_sla_flags_judge_each_clock_by_its_own_due_time(item, ops_person):
+    with time_machine.travel(T0 + dt.timedelta(minutes=100), tick=False):  # acknowledge was due at 30
+        exception_resolve(item=item, by=ops_person, resolution="spam")
+    flags = dict(SlaEvent.objects.filter(item=item, kind="fulfilled").values_list("clock", "data__within_sla"))
+    assert flags == {"ack": False, "resolve": True}
+
+
+def test_resolving_a_waiting_item_is_in_time_if_time_was_left(item, ops_person):
+    with time_machine.travel(T0 + dt.timedelta(minutes=10), tick=False):
+        waiting = exception_mark_waiting(item=item, by=ops_person)
+    with time_machine.travel(T0 + dt.timedelta(hours=6), tick=False):  # past the old due time, but paused
+        exception_resolve(item=waiting, by=ops_person, resolution="fixed_data")
+    event = SlaEvent.objects.get(item=item, clock="resolve", kind="fulfilled")
+    assert event.data == {"within_sla": True}
+    assert SlaEvent.objects.filter(item=item, clock="ack", kind="fulfilled").count() == 1  # waiting acknowledged it

@@ -58,7 +58,7 @@ def test_an_unacknowledged_item_breaches_once_and_escalates_to_the_owner(queue):
     assert (item.ack_breached_at, item.escalation_level) == (at(31), 1)
     assert [(e.clock, e.kind) for e in SlaEvent.objects.filter(item=item, at=at(31))] == [
         ("ack", "breached"),
-        ("resolve", "escalated"),
+        ("ack", "escalated"),
     ]
     assert list(Notification.objects.values_list("kind", "recipient__username")) == [("escalation_1", "owner")]
     # the next sweep (a minute later, or a duplicate beat tick) finds nothing new
@@ -221,3 +221,63 @@ def test_the_send_task_drains_every_due_notification(queue):
         assert send_notifications_task() == 0
     assert len(mail.outbox) == 1  # one message to the owner listing the five items
     assert mail.outbox[0].body.count("SLA breached") == 5
+
+
+def test_an_item_acknowledged_after_its_breach_is_not_escalated_further(queue, ops_person):
+    item = opened(queue, intent_score=10)
+    sweep(31)
+    with time_machine.travel(at(32), tick=False):
+        exception_acknowledge(item=item, by=ops_person)
+    assert sweep(70).escalated == {1: 0, 2: 0}  # its resolve clock is well within time
+    assert not Notification.objects.filter(kind="escalation_2").exists()
+
+
+def test_a_waiting_item_is_not_escalated_further(queue, ops_person):
+    item = opened(queue, intent_score=10)
+    sweep(31)
+    with time_machine.travel(at(32), tick=False):
+        exception_mark_waiting(item=item, by=ops_person)
+    assert sweep(70).escalated == {1: 0, 2: 0}
+
+
+def test_a_reopened_item_that_breaches_again_is_escalated_again(queue, ops_person):
+    from exceptions.services import exception_reopen, exception_resolve
+
+    item = opened(queue, intent_score=10)
+    sweep(31)
+    with time_machine.travel(at(40), tick=False):
+        exception_resolve(item=item, by=ops_person, resolution="spam")
+    with time_machine.travel(at(50), tick=False):
+        exception_reopen(item=item, by=ops_person)
+    assert sweep(81).escalated == {1: 1, 2: 0}
+    assert Notification.objects.filter(kind="escalation_1", item=item).count() == 2
+    assert SlaEvent.objects.filter(item=item, kind="escalated").count() == 2
+
+
+def test_a_resumed_clock_gets_its_own_reminder(queue, ops_person):
+    from exceptions.services import exception_resume
+
+    item = opened(queue)
+    with time_machine.travel(at(5), tick=False):
+        exception_acknowledge(item=item, by=ops_person)
+    assert sweep(231).reminded == 1  # 10 minutes before the 240-minute resolve due time
+    with time_machine.travel(at(232), tick=False):
+        waiting = exception_mark_waiting(item=item, by=ops_person)
+    with time_machine.travel(at(300), tick=False):
+        exception_resume(item=waiting, by=ops_person)  # 8 minutes were left: due at 308
+    assert sweep(297).reminded == 0
+    assert sweep(299).reminded == 1  # 10 minutes before the new due time
+    assert Notification.objects.filter(kind="reminder", item=item).count() == 2
+
+
+def test_sweep_reassignment_is_in_the_audit_trail(queue):
+    from audit.models import AuditAction, AuditEvent
+
+    queue.reassign_unacknowledged = True
+    queue.save()
+    first, second = (MembershipFactory(queue=queue, user=UserFactory(username=n)).user for n in ("first", "second"))
+    item = opened(queue)
+    ExceptionItem.objects.filter(pk=item.pk).update(assignee=first)
+    sweep(31)
+    event = AuditEvent.objects.get(exception=item, action=AuditAction.EXCEPTION_REASSIGNED)
+    assert (event.actor_label, event.data["from"], event.data["to"]) == ("engine", "first", "second")

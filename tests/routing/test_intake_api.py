@@ -303,6 +303,20 @@ class TestLeadDetail:
         client.force_login(ops_person)
         assert client.get(reverse("lead-detail", args=[LeadFactory().id])).status_code == 200
 
+    def test_ops_people_read_any_lead_without_being_staff(self, ops_person):
+        ops_person.is_staff = False
+        ops_person.save()
+        client = APIClient()
+        client.force_login(ops_person)
+        assert client.get(reverse("lead-detail", args=[LeadFactory().id])).status_code == 200
+
+    def test_staff_outside_the_console_groups_cannot_read_leads(self, outsider):
+        outsider.is_staff = True
+        outsider.save()
+        client = APIClient()
+        client.force_login(outsider)
+        assert client.get(reverse("lead-detail", args=[LeadFactory().id])).status_code == 403
+
     def test_person_without_console_access_is_403(self, outsider):
         client = APIClient()
         client.force_login(outsider)
