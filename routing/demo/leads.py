@@ -26,13 +26,13 @@ def synthetic_lead(rng: random.Random | None = None) -> dict:
         "engagement_score": rng.randint(0, 100),
         "intent_score": round(rng.uniform(0, 100), 1),
         "attributes": {
-            "form": rng.choice(["demo", "pricing", "support", "newsletter"]),
+            "form": rng.choice(["demo", "pricing", "support", "newsletter", "newsletter"]),
             "message": rng.choice(MESSAGES),
             "utm": {"source": rng.choice(["google", "linkedin", "direct"])},
         },
     }
     roll = rng.random()
-    if roll > 0.08:
+    if roll > 0.12:  # some leads arrive with no email (and half of those with no phone either)
         local = unicodedata.normalize("NFKD", f"{first}.{last}").encode("ascii", "ignore").decode()
         lead["email"] = f"{local}@{company}.example".lower()
     if roll < 0.5:

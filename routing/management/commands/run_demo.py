@@ -48,8 +48,8 @@ class Command(BaseCommand):
             username, password = DEMO_LOGIN
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"\nHandoff console: {base}/admin/  login: {username} / {password}\n"
-                    f"API docs: {base}/api/docs/   Ctrl-C stops everything.\n"
+                    f"\nHandoff console: {base}/console/  login: {username} / {password}\n"
+                    f"Admin: {base}/admin/   API docs: {base}/api/docs/   Ctrl-C stops everything.\n"
                 )
             )
             if every > 0:
