@@ -5,6 +5,9 @@ import sys
 
 def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    # manage.py is the developer's entry point: debug settings unless DJANGO_DEBUG says otherwise.
+    # The servers (config/wsgi.py, the Celery app) default to production and need DJANGO_SECRET_KEY.
+    os.environ.setdefault("DJANGO_DEBUG", "1")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)
