@@ -1,7 +1,8 @@
 // Console behaviour: live countdowns to due times, keyboard triage (j/k/o/a/r/x/?), select-all for bulk.
 (function () {
   "use strict";
-  const SOON_MS = 10 * 60 * 1000;
+  // "Due soon" starts when the reminder goes out (HANDOFF_REMINDER_MINUTES).
+  let SOON_MS = 10 * 60 * 1000;
 
   function describe(ms) {
     const total = Math.round(Math.abs(ms) / 1000);
@@ -84,6 +85,8 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    const soon = parseFloat(document.body.dataset.soonMinutes);
+    if (!Number.isNaN(soon)) SOON_MS = soon * 60 * 1000;
     tick();
     setInterval(tick, 1000);
     document.addEventListener("keydown", onKey);
