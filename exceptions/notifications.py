@@ -101,6 +101,7 @@ def notifications_send_due(*, now: dt.datetime | None = None, limit: int = 1000)
             return 0
         by_address: dict[str, list[Notification]] = defaultdict(list)
         queues = _queue_addresses({n.item.queue_id for n in due if n.recipient is None})
+        unreachable: list[int] = []
         for notification in due:
             if notification.recipient is not None:
                 addresses = [notification.recipient.email] if notification.recipient.email else []
@@ -120,6 +121,12 @@ def notifications_send_due(*, now: dt.datetime | None = None, limit: int = 1000)
                 message="\n".join(_line(n) for n in notes),
                 from_email=settings.DEFAULT_FROM_EMAIL,
                 recipient_list=[address],
+            )
+        if unreachable:
+            logger.warning(
+                "%d notifications have nobody to email (items %s…); they stay in the console only.",
+                len(unreachable),
+                ", ".join(map(str, unreachable[:5])),
             )
         Notification.objects.filter(pk__in=[n.pk for n in due]).update(sent_at=now)
     return len(due)
