@@ -25,7 +25,7 @@ from exceptions.models import (
     SlaEventKind,
 )
 from exceptions.notifications import db_time, notify, notify_stamped
-from exceptions.sla import subtract_business_time
+from exceptions.sla import add_business_time, subtract_business_time
 from routing.assignment import pick_assignee
 from routing.models import Queue
 
@@ -180,17 +180,35 @@ def _timestamp_text(column: str) -> str:
 
 
 def _reassign_unacknowledged(now: dt.datetime) -> int:
-    """Queues that ask for it: an item whose acknowledge time just ran out goes to the next available member."""
-    items = ExceptionItem.objects.filter(
-        status=OPEN, ack_breached_at=now, queue__reassign_unacknowledged=True
-    ).select_related("queue", "assignee", "lead")
+    """Queues that ask for it: an item whose acknowledge time just ran out goes to the next available member,
+    who gets a fresh acknowledge window (the breach stays in the SLA events). Once only: if the new person
+    misses it too, it escalates."""
+    items = (
+        ExceptionItem.objects.filter(status=OPEN, ack_breached_at=now, queue__reassign_unacknowledged=True)
+        .exclude(sla_events__kind=SlaEventKind.REASSIGNED)
+        .select_related("queue", "assignee", "lead")
+    )
     count = 0
     for item in items:
         pick = pick_assignee(queue_id=item.queue_id, exclude_user_id=item.assignee_id, follow_overflow=False)
         if pick.assignee is None:
             continue
-        ExceptionItem.objects.filter(pk=item.pk, status=OPEN).update(assignee=pick.assignee, version=F("version") + 1)
-        handover = {"from": item.assignee.get_username() if item.assignee else None, "to": pick.assignee.get_username()}
+        ack_due_at = add_business_time(
+            now, dt.timedelta(minutes=item.queue.ack_sla_minutes), item.queue.business_hours()
+        )
+        ExceptionItem.objects.filter(pk=item.pk, status=OPEN).update(
+            assignee=pick.assignee,
+            ack_due_at=ack_due_at,
+            due_at=ack_due_at,
+            ack_breached_at=None,
+            ack_reminded_at=None,
+            version=F("version") + 1,
+        )
+        handover = {
+            "from": item.assignee.get_username() if item.assignee else None,
+            "to": pick.assignee.get_username(),
+            "ack_due_at": ack_due_at,
+        }
         SlaEvent.objects.create(
             item=item, clock=SlaClock.ACKNOWLEDGE, kind=SlaEventKind.REASSIGNED, at=now, data=handover
         )

@@ -129,12 +129,15 @@ def test_queue_may_reassign_an_unacknowledged_item_to_the_next_member(queue):
     first, second = (MembershipFactory(queue=queue, user=UserFactory(username=n)).user for n in ("first", "second"))
     item = opened(queue)
     ExceptionItem.objects.filter(pk=item.pk).update(assignee=first)
-    assert sweep(31).reassigned == 1
+    report = sweep(31)
+    assert (report.reassigned, report.escalated) == (1, {1: 0, 2: 0})  # the next person gets a fresh window
     item.refresh_from_db()
-    assert item.assignee == second
-    assert SlaEvent.objects.get(item=item, kind="reassigned").data == {"from": "first", "to": "second"}
+    assert (item.assignee, item.ack_due_at, item.ack_breached_at) == (second, at(61), None)
+    assert SlaEvent.objects.get(item=item, kind="reassigned").data["to"] == "second"
+    assert SlaEvent.objects.filter(item=item, kind="breached").count() == 1  # the miss is still on record
     assert Notification.objects.get(kind="reassigned").recipient == second
     assert sweep(32).reassigned == 0  # only when the acknowledge time has just run out
+    assert sweep(62).escalated == {1: 1, 2: 0}  # the second person missed it too
 
 
 def test_queues_that_do_not_ask_keep_the_assignee(queue):
