@@ -30,6 +30,16 @@ def setup_django():
     django.setup()
 
 
+def recreate_database() -> None:
+    """Drop and create the bench database named by BENCH_ENV, migrate it, and set Django up on it."""
+    db = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
+    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", db], check=True)
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", db], check=True)
+    env = {**os.environ, **BENCH_ENV}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    setup_django()
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:

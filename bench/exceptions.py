@@ -27,11 +27,9 @@ os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.locmem.
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import functools  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 
-from _setup import BENCH_ENV, ROOT, machine, median, percentile, setup_django  # noqa: E402
+from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database  # noqa: E402
 
 ACK_MINUTES = 30
 RESOLVE_MINUTES = 240
@@ -40,12 +38,7 @@ BURST_SECONDS = 8 * 3600
 
 
 def prepare_database() -> None:
-    db = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
-    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", db], check=True)
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", db], check=True)
-    env = {**os.environ, **BENCH_ENV}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    setup_django()
+    recreate_database()
     from django.test.utils import override_settings
 
     # As in config/settings_test.py: the manifest storage needs `collectstatic`, which a bench should not

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 
-from _setup import BENCH_ENV, ROOT, machine, median, percentile, setup_django
+from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database
 
 
 def free_port() -> int:
@@ -30,12 +30,7 @@ def free_port() -> int:
 
 def prepare_database() -> str:
     """A fresh bench database, migrated, with one capture source; returns its token."""
-    db = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
-    subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", db], check=True)
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", db], check=True)
-    env = {**os.environ, **BENCH_ENV}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    setup_django()
+    recreate_database()
     from routing.sources import source_create
 
     _, token = source_create(name="bench")

@@ -21,6 +21,12 @@ from exceptions.models import ExceptionItem
 from exceptions.permissions import IsConsoleUser
 from exceptions.selectors import exception_list_queryset
 
+
+def _items():
+    """Items with everything ExceptionItemSerializer reads, in one query."""
+    return exception_list_queryset().select_related("acknowledged_by", "resolved_by")
+
+
 CONFLICT = OpenApiResponse(ConflictSerializer, description="The item's state forbids it; says who did what.")
 
 
@@ -38,7 +44,7 @@ class ExceptionListView(generics.ListAPIView):
     filterset_class = ExceptionFilter
 
     def get_queryset(self):
-        return exception_list_queryset().select_related("acknowledged_by", "resolved_by")
+        return _items()
 
     def filter_queryset(self, queryset):
         filters = ExceptionFilter(self.request.query_params, queryset=queryset, request=self.request)
@@ -52,7 +58,7 @@ class ExceptionDetailView(generics.RetrieveAPIView):
     serializer_class = ExceptionItemSerializer
 
     def get_queryset(self):
-        return exception_list_queryset().select_related("acknowledged_by", "resolved_by")
+        return _items()
 
 
 class ItemAction(APIView):
@@ -75,7 +81,7 @@ class ItemAction(APIView):
 
     @staticmethod
     def fresh(item):
-        return exception_list_queryset().select_related("acknowledged_by", "resolved_by").get(pk=item.pk)
+        return _items().get(pk=item.pk)
 
 
 class AcknowledgeView(ItemAction):
