@@ -13,17 +13,18 @@ from audit.services import audit_record
 from exceptions.models import ExceptionReason
 from exceptions.services import exception_open
 from routing.assignment import pick_assignee
-from routing.engine import CONTACT_FIELDS, CompiledRule, production_ruleset
+from routing.engine import CONTACT_FIELDS, CompiledRule, RuleSet, production_ruleset
 from routing.models import Lead, LeadStatus
 
 logger = logging.getLogger(__name__)
 MAX_REQUEUE_DOUBLINGS = 5
 
 
-def lead_route(*, lead_id: int) -> Lead | None:
-    """Route one received lead by the production rules. Idempotent: a lead that is no longer `received`
-    (routed by an earlier delivery of the same task) is returned untouched."""
-    ruleset = production_ruleset()
+def lead_route(*, lead_id: int, ruleset: RuleSet | None = None) -> Lead | None:
+    """Route one received lead by the production rules (or `ruleset`, when a caller routing many leads
+    fetched it once). Idempotent: a lead that is no longer `received` (routed by an earlier delivery of
+    the same task) is returned untouched."""
+    ruleset = ruleset or production_ruleset()
     with transaction.atomic():
         # The row lock makes a second delivery of the same lead wait, then see it already routed.
         lead = Lead.objects.select_for_update().filter(pk=lead_id).first()

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from routing.dispatch import routing_backlog, routing_enqueue
+from routing.engine import production_ruleset
 from routing.services import lead_fail_routing, lead_route, leads_claim_stuck
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,15 @@ TRANSIENT = (OperationalError, InterfaceError)
 )
 def route_leads(self, lead_ids: list[int]) -> None:
     """Route each lead; idempotent, so a redelivered or retried task routes nothing twice."""
+    try:
+        ruleset = production_ruleset()  # once per task, not once per lead
+    except TRANSIENT:
+        raise
+    except Exception:
+        ruleset = None  # rules that do not compile: each lead meets the error below and goes to a person
     for lead_id in lead_ids:
         try:
-            lead_route(lead_id=lead_id)
+            lead_route(lead_id=lead_id, ruleset=ruleset)
         except SoftTimeLimitExceeded:
             raise  # slow is not broken: the lead stays `received` and is re-queued, not sent to a person
         except TRANSIENT:
