@@ -1,0 +1,342 @@
+"""The rules API: list and read rules, run their test cases, promote, roll back, replay, preview, and assign
+a lead by hand (an override). Console people only (sessions or personal tokens); capture sources get 403."""
+
+from django.contrib.auth import get_user_model
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from exceptions.models import ExceptionStatus
+from exceptions.permissions import IsConsoleUser
+from exceptions.services import InvalidAction
+from exceptions.triage import lead_assign_manually
+from routing.governance import services
+from routing.governance.explain import SampleLeadError, condition_text
+from routing.governance.gates import cases_problems, cases_run
+from routing.governance.models import ReplayRun
+from routing.governance.preview import routing_preview
+from routing.governance.replay import ReplayError, replay_start
+from routing.governance.selectors import rule_rows, this_week
+from routing.models import Lead, Queue, Rule, RuleStage
+
+
+class GateSerializer(serializers.Serializer):
+    gate = serializers.CharField()
+    passed = serializers.BooleanField()
+    message = serializers.CharField()
+
+
+class RuleSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="rule.pk")
+    name = serializers.CharField(source="rule.name")
+    stage = serializers.CharField(source="rule.stage")
+    owner = serializers.CharField(source="rule.owner.username", allow_null=True, default=None)
+    priority = serializers.IntegerField(source="rule.priority")
+    queue = serializers.CharField(source="rule.queue.name")
+    sla_minutes = serializers.IntegerField(source="rule.sla_minutes", allow_null=True)
+    production_version = serializers.IntegerField(source="rule.production_version.number", default=None)
+    staging_version = serializers.IntegerField(source="rule.staging_version.number", default=None)
+    test_status = serializers.CharField()
+    overrides_this_week = serializers.IntegerField()
+    flagged = serializers.BooleanField(help_text="Overrides this week at or above the flag threshold.")
+    signed_this_week = serializers.BooleanField()
+    last_sign_off = serializers.SerializerMethodField()
+
+    def get_last_sign_off(self, row) -> dict | None:
+        sign_off = row.last_sign_off
+        if sign_off is None:
+            return None
+        return {"week": sign_off.iso_week_label, "by": sign_off.by.username, "at": sign_off.at}
+
+
+class VersionSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    priority = serializers.IntegerField()
+    queue = serializers.CharField(source="queue.name")
+    owner = serializers.CharField(source="owner.username")
+    condition = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+    forced = serializers.BooleanField()
+
+
+class RuleDetailSerializer(RuleSerializer):
+    description = serializers.CharField(source="rule.description")
+    inputs = serializers.CharField(source="rule.inputs")
+    outputs = serializers.CharField(source="rule.outputs")
+    rollback_plan = serializers.CharField(source="rule.rollback_plan")
+    condition = serializers.JSONField(source="rule.condition")
+    condition_text = serializers.SerializerMethodField()
+    test_cases = serializers.JSONField(source="rule.test_cases")
+    versions = serializers.SerializerMethodField()
+
+    def get_condition_text(self, row) -> str:
+        return condition_text(row.rule.condition)
+
+    def get_versions(self, row) -> list[dict]:
+        versions = row.rule.versions.select_related("queue", "owner").order_by("-number")
+        return VersionSerializer(versions, many=True).data
+
+
+class RuleListView(ListAPIView):
+    permission_classes = [IsConsoleUser]
+    serializer_class = RuleSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        return rule_rows()
+
+
+class RuleDetailView(RetrieveAPIView):
+    permission_classes = [IsConsoleUser]
+    serializer_class = RuleDetailSerializer
+
+    def get_object(self):
+        rows = rule_rows(rule_id=self.kwargs["pk"])
+        if not rows:
+            raise Http404("No such rule.")
+        return rows[0]
+
+
+class CaseResultSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    passed = serializers.BooleanField()
+    expected = serializers.CharField()
+    got = serializers.CharField()
+    why = serializers.CharField()
+
+
+class RunTestsRequest(serializers.Serializer):
+    test_cases = serializers.JSONField(required=False, help_text="Cases to try instead of the draft's own.")
+
+
+class RunTestsView(APIView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="rules_test",
+        summary="Run a rule's test cases against its draft condition",
+        request=RunTestsRequest,
+        responses={200: CaseResultSerializer(many=True), 400: OpenApiResponse(description="Malformed test cases.")},
+    )
+    def post(self, request, pk):
+        rule = get_object_or_404(Rule.objects.select_related("queue"), pk=pk)
+        body = RunTestsRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        cases = body.validated_data.get("test_cases", rule.test_cases)
+        problems = cases_problems(cases)
+        if problems:
+            raise ValidationError({"test_cases": problems})
+        results = cases_run(condition=rule.condition, queue_name=rule.queue.name, test_cases=cases)
+        return Response(CaseResultSerializer([r.as_dict() for r in results], many=True).data)
+
+
+class PromoteRequest(serializers.Serializer):
+    to = serializers.ChoiceField(choices=[RuleStage.STAGING, RuleStage.PRODUCTION])
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class PromotionSerializer(serializers.Serializer):
+    rule = serializers.IntegerField(source="rule_id")
+    version = serializers.IntegerField(source="version.number")
+    kind = serializers.CharField()
+    replay = serializers.IntegerField(source="replay_id", allow_null=True)
+    at = serializers.DateTimeField()
+    gate_results = GateSerializer(many=True)
+
+
+class BlockedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    failures = GateSerializer(many=True)
+    gates = GateSerializer(many=True)
+
+
+class PromoteView(APIView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="rules_promote",
+        summary="Promote a rule one stage: draft → staging, or staging → production",
+        request=PromoteRequest,
+        responses={
+            200: PromotionSerializer,
+            400: OpenApiResponse(BlockedSerializer, description="Blocked: every failed gate with its message."),
+            403: OpenApiResponse(description="Only the rule's owner or an admin promotes."),
+        },
+    )
+    def post(self, request, pk):
+        rule = get_object_or_404(Rule, pk=pk)
+        body = PromoteRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            promotion = services.rule_promote(rule=rule, by=request.user, **body.validated_data)
+        except services.PromotionBlocked as blocked:
+            return Response(
+                {
+                    "detail": "Promotion blocked: " + " ".join(g.message for g in blocked.failures),
+                    "failures": [g.as_dict() for g in blocked.failures],
+                    "gates": [g.as_dict() for g in blocked.gates],
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(PromotionSerializer(promotion).data)
+
+
+class RollbackView(APIView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="rules_rollback",
+        summary="Re-promote the previous production version",
+        request=None,
+        responses={200: PromotionSerializer, 400: OpenApiResponse(description="Nothing to roll back to.")},
+    )
+    def post(self, request, pk):
+        rule = get_object_or_404(Rule, pk=pk)
+        try:
+            promotion = services.rule_rollback(rule=rule, by=request.user, comment=request.data.get("comment", ""))
+        except services.GovernanceError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(PromotionSerializer(promotion).data)
+
+
+class ReplayRequestSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000, help_text="Default 10,000.")
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+class ReplaySerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReplayRun
+        fields = ["id", "status", "candidate", "limit", "since", "until", "total", "done", "result", "error", "url"]
+
+    def get_url(self, run) -> str:
+        return self.context["request"].build_absolute_uri(reverse("rule-replay-detail", args=[run.pk]))
+
+
+class ReplayView(APIView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="rules_replay",
+        summary="Replay the candidate rule set (staging versions in place of production) against real leads",
+        request=ReplayRequestSerializer,
+        responses={202: ReplaySerializer, 400: OpenApiResponse(description="Bad range or limit.")},
+    )
+    def post(self, request):
+        body = ReplayRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            run = replay_start(by=request.user, **body.validated_data)
+        except ReplayError as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(ReplaySerializer(run, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ReplayDetailView(RetrieveAPIView):
+    permission_classes = [IsConsoleUser]
+    serializer_class = ReplaySerializer
+    queryset = ReplayRun.objects.all()
+
+
+class PreviewRequest(serializers.Serializer):
+    lead = serializers.DictField(help_text="A lead as a capture system posts it; validated like intake.")
+    candidate = serializers.BooleanField(required=False, default=False, help_text="Use staging versions.")
+
+
+class PreviewView(APIView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="rules_preview",
+        summary="Which rule would decide a lead, who would get it, and why each earlier rule did not match",
+        request=PreviewRequest,
+        responses={200: OpenApiResponse(description="The explanation."), 400: OpenApiResponse(description="Bad lead.")},
+    )
+    def post(self, request):
+        body = PreviewRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            preview = routing_preview(sample=body.validated_data["lead"], candidate=body.validated_data["candidate"])
+        except SampleLeadError as exc:
+            raise ValidationError({"lead": exc.errors}) from None
+        explanation = preview.explanation
+        return Response(
+            {
+                "missing_contact": explanation.missing_contact,
+                "rule": _verdict(explanation.decided) if explanation.decided else None,
+                "queue": preview.queue,
+                "assignee": preview.assignee,
+                "not_matched": [_verdict(v) for v in explanation.verdicts if not v.matched],
+            }
+        )
+
+
+def _verdict(verdict) -> dict:
+    failure = verdict.failure
+    return {
+        "rule": verdict.version.rule_id,
+        "name": verdict.version.name,
+        "version": verdict.version.number,
+        "failed": None
+        if failure is None
+        else {"at": failure.path, "condition": failure.condition, "saw": failure.seen},
+    }
+
+
+class ManualAssignRequest(serializers.Serializer):
+    queue = serializers.PrimaryKeyRelatedField(queryset=Queue.objects.all())
+    assignee = serializers.CharField(required=False, allow_null=True, help_text="Username; omit to leave unassigned.")
+    reason = serializers.CharField(max_length=2000)
+
+
+class ManualAssignView(APIView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="leads_assign",
+        summary="Assign a lead by hand; recorded as an override against the rule and version that decided",
+        request=ManualAssignRequest,
+        responses={200: OpenApiResponse(description="The override."), 400: OpenApiResponse(description="Refused.")},
+    )
+    def post(self, request, pk):
+        lead = get_object_or_404(Lead, pk=pk)
+        body = ManualAssignRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        username = body.validated_data.get("assignee")
+        assignee = None
+        if username:
+            assignee = get_user_model().objects.filter(username=username).first()
+            if assignee is None:
+                raise ValidationError({"assignee": [f"No user {username!r}."]})
+        item = lead.exceptions.exclude(status=ExceptionStatus.RESOLVED).order_by("-opened_at").first()
+        try:
+            lead, override = lead_assign_manually(
+                lead=lead,
+                queue=body.validated_data["queue"],
+                assignee=assignee,
+                reason=body.validated_data["reason"],
+                by=request.user,
+                item=item,
+            )
+        except InvalidAction as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response(
+            {
+                "override": override.pk,
+                "lead": lead.pk,
+                "rule": override.rule_id,
+                "rule_version": override.rule_version,
+                "queue": lead.queue.name,
+                "assignee": assignee.get_username() if assignee else None,
+                "week": str(this_week(override.at)),
+            }
+        )

@@ -1,0 +1,129 @@
+"""Why a rule did or did not match a lead, in words: the first condition that failed and the value it saw.
+
+Truth always comes from the compiled condition (routing/conditions.py), so the explanation can never
+disagree with what the engine decided; this module only walks down to the part that failed."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from routing.conditions import compile_condition, fields_read, read_field
+from routing.intake import LeadIn, validation_errors
+from routing.models import Lead
+
+OP_WORDS = {
+    "eq": "=",
+    "ne": "≠",
+    "gt": ">",
+    "gte": "≥",
+    "lt": "<",
+    "lte": "≤",
+    "in": "in",
+    "not_in": "not in",
+    "contains": "contains",
+    "startswith": "starts with",
+    "endswith": "ends with",
+    "matches": "matches",
+    "exists": "is present",
+    "missing": "is missing",
+}
+
+
+def condition_text(node: dict) -> str:
+    """A condition as one readable line: `lifecycle_stage = 'mql' and (country in ['US', 'CA'] or …)`."""
+    for key in ("all", "any"):
+        if key in node:
+            parts = [condition_text(child) for child in node[key]]
+            joined = f" {'and' if key == 'all' else 'or'} ".join(
+                f"({part})" if (" and " in part or " or " in part) else part for part in parts
+            )
+            return joined
+    if "not" in node:
+        return f"not ({condition_text(node['not'])})"
+    if node["op"] in ("exists", "missing"):
+        return f"{node['field']} {OP_WORDS[node['op']]}"
+    return f"{node['field']} {OP_WORDS[node['op']]} {node['value']!r}"
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str  # where in the condition, e.g. when.all[1]
+    condition: str  # the failing part, readable
+    seen: dict[str, Any]  # field -> the value the engine saw
+
+    def __str__(self):
+        values = ", ".join(f"{field} was {value!r}" for field, value in self.seen.items())
+        return f"{self.condition} — {values}" if values else self.condition
+
+
+def first_failure(condition: dict, view: dict, where: str = "when") -> Failure | None:
+    """None when the condition holds; otherwise the first leaf (in reading order) that made it fail."""
+    if compile_condition(condition)(view):
+        return None
+    return _failed_part(condition, view, where)
+
+
+def _failed_part(node: dict, view: dict, where: str) -> Failure:
+    if "all" in node:
+        for index, child in enumerate(node["all"]):
+            if not compile_condition(child)(view):
+                return _failed_part(child, view, f"{where}.all[{index}]")
+    if "any" in node:
+        # Every alternative failed; the first one says the most about what the author expected.
+        return _failed_part(node["any"][0], view, f"{where}.any[0]")
+    if "not" in node:
+        return Failure(path=where, condition=condition_text(node), seen=_values(node["not"], view))
+    return Failure(path=where, condition=condition_text(node), seen={node["field"]: read_field(view, node["field"])})
+
+
+def _values(node: dict, view: dict) -> dict[str, Any]:
+    return {field: read_field(view, field) for field in fields_read(node)}
+
+
+class SampleLeadError(ValueError):
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
+
+
+def sample_view(sample: Any) -> dict:
+    """A pasted or test-case lead as the engine would see it, validated like intake (lead_id optional)."""
+    if not isinstance(sample, dict):
+        raise SampleLeadError({"lead": ["Expected a JSON object with the lead's fields."]})
+    try:
+        clean = LeadIn.model_validate({"lead_id": "sample", **sample})
+    except ValidationError as exc:
+        raise SampleLeadError(validation_errors(exc)) from None
+    return Lead.view_from({name: getattr(clean, name) for name in Lead.ROUTABLE_FIELDS})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    version: Any  # the RuleVersion tried
+    matched: bool
+    failure: Failure | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    verdicts: list[Verdict]  # every rule tried, in evaluation order, up to and including the one that matched
+    missing_contact: bool  # routing stops before any rule when the lead has no email and no phone
+
+    @property
+    def decided(self) -> Verdict | None:
+        return self.verdicts[-1] if self.verdicts and self.verdicts[-1].matched else None
+
+
+def explain(versions, view: dict) -> Explanation:
+    """Walk the rules as the engine does (priority, then rule id) and say why each one before the match
+    did not match."""
+    if not view.get("email") and not view.get("phone"):
+        return Explanation(verdicts=[], missing_contact=True)
+    verdicts = []
+    for version in sorted(versions, key=lambda v: (v.priority, v.rule_id)):
+        failure = first_failure(version.condition, view)
+        verdicts.append(Verdict(version=version, matched=failure is None, failure=failure))
+        if failure is None:
+            break
+    return Explanation(verdicts=verdicts, missing_contact=False)

@@ -1,0 +1,119 @@
+"""Console forms for rules: the draft editor, promotion, sign-off, replay and preview."""
+
+import json
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from routing.conditions import ConditionError, validate_condition
+from routing.governance.gates import cases_problems
+from routing.models import Queue, Rule
+
+
+class JSONTextField(forms.CharField):
+    """JSON typed into a textarea, parsed on the way in and pretty-printed on the way out."""
+
+    widget = forms.Textarea(attrs={"rows": 8, "class": "json", "spellcheck": "false"})
+
+    def prepare_value(self, value):
+        return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value in self.empty_values:
+            return None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(
+                f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+            ) from None
+
+
+class DraftChecks:
+    """What a draft must be to be saved at all (the gates ask for more): a condition that compiles and test
+    cases of the documented shape. Shared by the console's editor and the admin."""
+
+    def clean_condition(self):
+        condition = self.cleaned_data["condition"]
+        try:
+            validate_condition(condition)
+        except ConditionError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return condition
+
+    def clean_test_cases(self):
+        cases = self.cleaned_data["test_cases"] or []
+        problems = cases_problems(cases)
+        if problems:
+            raise forms.ValidationError(problems)
+        return cases
+
+
+class DraftForm(DraftChecks, forms.ModelForm):
+    condition = JSONTextField(help_text='e.g. {"all": [{"field": "lifecycle_stage", "op": "eq", "value": "mql"}]}')
+    test_cases = JSONTextField(
+        required=False,
+        help_text='[{"name": "…", "lead": {"email": "…", …}, "expect": {"queue": "…"}}] or "expect": {"match": false}',
+    )
+
+    class Meta:
+        model = Rule
+        fields = [
+            "name",
+            "owner",
+            "priority",
+            "queue",
+            "sla_minutes",
+            "description",
+            "inputs",
+            "outputs",
+            "rollback_plan",
+            "condition",
+            "test_cases",
+        ]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "inputs": forms.Textarea(attrs={"rows": 2}),
+            "outputs": forms.Textarea(attrs={"rows": 2}),
+            "rollback_plan": forms.Textarea(attrs={"rows": 2}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
+        self.fields["queue"].queryset = Queue.objects.order_by("name")
+
+
+class CommentForm(forms.Form):
+    comment = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ForceForm(forms.Form):
+    reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class ReplayForm(forms.Form):
+    limit = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=1_000_000,
+        initial=10_000,
+        help_text="The last N routed leads (within the range, if you give one).",
+    )
+    since = forms.DateTimeField(required=False, help_text="Or a date range (received), e.g. 2026-11-01 00:00.")
+    until = forms.DateTimeField(required=False)
+
+
+class PreviewForm(forms.Form):
+    lead = JSONTextField(
+        required=False, help_text='A lead as a capture system posts it, e.g. {"email": "…", "lifecycle_stage": "mql"}'
+    )
+    lead_id = forms.IntegerField(required=False, label="Or an existing lead's id")
+    candidate = forms.BooleanField(required=False, label="Use staging versions (the candidate set)")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("lead") is None and not data.get("lead_id"):
+            raise forms.ValidationError("Paste a lead as JSON, or give an existing lead's id.")
+        return data

@@ -1,0 +1,169 @@
+"""Promotion gates: what a rule must have before it moves a stage, each failure with its own message.
+
+Pure checks over a rule's contract (a draft `Rule` or a frozen `RuleVersion`, which share field names);
+services.py decides when to run them and records their results with the promotion."""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from routing.conditions import ConditionError, compile_condition, validate_condition
+from routing.governance.explain import SampleLeadError, first_failure, sample_view
+
+NO_MATCH = "no match"
+
+TEST_CASES_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["name", "lead", "expect"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "lead": {"type": "object"},
+            "expect": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["queue"],
+                        "additionalProperties": False,
+                        "properties": {"queue": {"type": "string", "minLength": 1}},
+                    },
+                    {
+                        "type": "object",
+                        "required": ["match"],
+                        "additionalProperties": False,
+                        "properties": {"match": {"const": False}},
+                    },
+                ]
+            },
+        },
+    },
+}
+_test_cases_validator = Draft202012Validator(TEST_CASES_SCHEMA)
+
+
+def cases_problems(test_cases: Any, where: str = "test_cases") -> list[str]:
+    """Shape errors in a test-case list, located like `test_cases[0].expect`."""
+    problems = []
+    for error in _test_cases_validator.iter_errors(test_cases):
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        message = error.message
+        if error.validator == "oneOf":
+            message = 'expect is {"queue": "<queue name>"} or {"match": false}'
+        problems.append(f"{where}{path}: {message}")
+    return problems
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    name: str
+    passed: bool
+    expected: str
+    got: str
+    why: str = ""  # the first failing condition when the rule did not match
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def cases_run(*, condition: dict, queue_name: str, test_cases: list) -> list[CaseResult]:
+    """Run each sample lead through the rule alone: it matches (the outcome is its queue) or it does not."""
+    holds = compile_condition(condition)
+    results = []
+    for case in test_cases:
+        expected = case["expect"]["queue"] if "queue" in case["expect"] else NO_MATCH
+        try:
+            view = sample_view(case["lead"])
+        except SampleLeadError as exc:
+            results.append(CaseResult(case["name"], False, expected, "invalid sample lead", str(exc)))
+            continue
+        matched = holds(view)
+        got = queue_name if matched else NO_MATCH
+        why = "" if matched else str(first_failure(condition, view))
+        results.append(CaseResult(case["name"], got == expected, expected, got, why))
+    return results
+
+
+@dataclass(frozen=True)
+class Gate:
+    gate: str
+    passed: bool
+    message: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+CONTRACT_TEXTS = (
+    ("description", "Description", "Write a description: what the rule is for."),
+    ("inputs", "Inputs", "List the inputs: the lead fields the rule reads."),
+    ("outputs", "Outputs", "Describe the outputs: where matching leads go and what happens next."),
+    ("rollback_plan", "Rollback plan", "Write a rollback plan: what to do if the rule misroutes."),
+)
+
+
+def contract_gates(contract) -> list[Gate]:
+    """Owner, every contract field, a valid condition and passing test cases. `contract` is a Rule (draft)
+    or a RuleVersion."""
+    gates = []
+    owner = contract.owner if contract.owner_id else None
+    if owner is None:
+        gates.append(Gate("owner", False, "Name an owner: every rule needs a person who answers for it."))
+    elif not owner.is_active:
+        gates.append(Gate("owner", False, f"The owner {owner.get_username()} is not an active account; name another."))
+    else:
+        gates.append(Gate("owner", True, f"Owned by {owner.get_username()}."))
+    for field, label, message in CONTRACT_TEXTS:
+        filled = bool((getattr(contract, field) or "").strip())
+        gates.append(Gate(field, filled, f"{label} written." if filled else message))
+    has_sla = bool(contract.sla_minutes)
+    gates.append(
+        Gate(
+            "sla",
+            has_sla,
+            f"Assign within {contract.sla_minutes} minutes." if has_sla else "Set the SLA: minutes to assignment.",
+        )
+    )
+    try:
+        validate_condition(contract.condition)
+    except ConditionError as exc:
+        gates.append(Gate("condition", False, f"Fix the condition: {exc}"))
+        return gates  # test cases cannot run against a condition that does not compile
+    gates.append(Gate("condition", True, "The condition compiles."))
+    gates.extend(_test_case_gates(contract))
+    return gates
+
+
+def _test_case_gates(contract) -> list[Gate]:
+    cases = contract.test_cases or []
+    problems = cases_problems(cases)
+    if problems:
+        return [Gate("test_cases", False, "Fix the test cases: " + "; ".join(problems))]
+    if not cases:
+        return [
+            Gate(
+                "test_cases",
+                False,
+                "Add at least one test case: a sample lead and the expected outcome (a queue, or no match).",
+            )
+        ]
+    gates = []
+    for result in cases_run(condition=contract.condition, queue_name=contract.queue.name, test_cases=cases):
+        if result.passed:
+            gates.append(Gate(f"test:{result.name}", True, f"Test case {result.name!r} passed ({result.got})."))
+        else:
+            detail = f" ({result.why})" if result.why else ""
+            gates.append(
+                Gate(
+                    f"test:{result.name}",
+                    False,
+                    f"Test case {result.name!r} failed: expected {result.expected}, got {result.got}{detail}.",
+                )
+            )
+    return gates
+
+
+def failures(gates: list[Gate]) -> list[Gate]:
+    return [gate for gate in gates if not gate.passed]

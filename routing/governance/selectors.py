@@ -1,0 +1,279 @@
+"""Reads for the governance screens and API: rule rows, overrides per week, shadow results, changes since
+the last sign-off, and version diffs."""
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.utils import timezone
+
+from audit.models import Override
+from exceptions.models import ExceptionItem
+from routing.governance.gates import CaseResult, cases_problems, cases_run
+from routing.governance.models import (
+    PromotionKind,
+    RulePromotion,
+    RuleSignOff,
+    RuleVersion,
+    ShadowDecision,
+    iso_week_start,
+)
+from routing.models import Rule
+
+DIFF_FIELDS = Rule.DRAFT_FIELDS
+
+
+def this_week(now=None) -> dt.date:
+    return iso_week_start(timezone.localtime(now or timezone.now()))
+
+
+def week_bounds(week: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = timezone.make_aware(dt.datetime.combine(week, dt.time.min))
+    return start, start + dt.timedelta(days=7)
+
+
+def override_counts(week: dt.date) -> dict[int, int]:
+    """Manual overrides per rule (the rule that had decided the lead) in the ISO week starting `week`."""
+    start, end = week_bounds(week)
+    rows = Override.objects.filter(at__gte=start, at__lt=end, rule__isnull=False).values("rule_id")
+    return dict(rows.annotate(n=Count("id")).values_list("rule_id", "n"))
+
+
+def override_flag_threshold() -> int:
+    return settings.HANDOFF["OVERRIDE_FLAG_THRESHOLD"]
+
+
+def case_results(rule: Rule) -> list[CaseResult] | None:
+    """The draft's test cases run now; None when they are malformed or the condition does not compile."""
+    if cases_problems(rule.test_cases):
+        return None
+    try:
+        return cases_run(condition=rule.condition, queue_name=rule.queue.name, test_cases=rule.test_cases)
+    except Exception:  # noqa: BLE001 - a draft may hold anything; its page says the cases cannot run
+        return None
+
+
+def test_status(results: list[CaseResult] | None) -> str:
+    if results is None:
+        return "cannot run"
+    if not results:
+        return "none"
+    passed = sum(r.passed for r in results)
+    return "passing" if passed == len(results) else f"{len(results) - passed} failing"
+
+
+@dataclass
+class RuleRow:
+    rule: Rule
+    overrides_this_week: int
+    flagged: bool
+    last_sign_off: RuleSignOff | None
+    signed_this_week: bool
+    test_status: str
+
+
+def rule_rows(*, now=None, owner=None, rule_id: int | None = None) -> list[RuleRow]:
+    """Every rule (or one owner's, or one), with what the rules list shows: four queries whatever the count."""
+    week = this_week(now)
+    rules = Rule.objects.select_related("owner", "queue", "staging_version", "production_version").order_by(
+        "priority", "id"
+    )
+    if owner is not None:
+        rules = rules.filter(owner=owner)
+    if rule_id is not None:
+        rules = rules.filter(pk=rule_id)
+    rules = list(rules)
+    overrides = override_counts(week)
+    latest = {}
+    for sign_off in RuleSignOff.objects.filter(rule__in=rules).select_related("by").order_by("rule_id", "-week"):
+        latest.setdefault(sign_off.rule_id, sign_off)
+    threshold = override_flag_threshold()
+    last_forced = dict(
+        RulePromotion.objects.filter(rule__in=rules, kind=PromotionKind.FORCED)
+        .values("rule_id")
+        .annotate(at=Max("at"))
+        .values_list("rule_id", "at")
+    )
+
+    def signed(rule) -> bool:
+        sign_off = latest.get(rule.pk)
+        # A change forced after the sign-off needs the owner again.
+        return bool(sign_off and sign_off.week == week and not (last_forced.get(rule.pk, sign_off.at) > sign_off.at))
+
+    return [
+        RuleRow(
+            rule=rule,
+            overrides_this_week=overrides.get(rule.pk, 0),
+            flagged=overrides.get(rule.pk, 0) >= threshold,
+            last_sign_off=latest.get(rule.pk),
+            signed_this_week=signed(rule),
+            test_status=test_status(case_results(rule)),
+        )
+        for rule in rules
+    ]
+
+
+@dataclass
+class ShadowSummary:
+    since: dt.datetime
+    decisions: int  # leads the staging version would have taken
+    gained: int  # ... of which production sent elsewhere
+    lost: int  # leads production gave this rule that the candidate sends elsewhere
+    samples: list = field(default_factory=list)
+
+
+def shadow_summary(rule: Rule) -> ShadowSummary | None:
+    """What the rule's staging version would have done to real leads since it was frozen."""
+    staged = rule.staging_version
+    if staged is None:
+        return None
+    mine = Q(candidate_rule=rule) | Q(production_rule=rule)  # lets the (rule, at) indexes serve it
+    recent = ShadowDecision.objects.filter(mine, at__gte=staged.created_at)
+    counts = recent.aggregate(
+        decisions=Count("id", filter=Q(candidate_rule=rule)),
+        gained=Count("id", filter=Q(candidate_rule=rule, differs=True)),
+        lost=Count("id", filter=Q(production_rule=rule, differs=True) & ~Q(candidate_rule=rule)),
+    )
+    samples = list(
+        recent.filter(differs=True).select_related("lead", "production_queue", "candidate_queue").order_by("-at")[:10]
+    )
+    return ShadowSummary(since=staged.created_at, samples=samples, **counts)
+
+
+def version_diff(older, newer) -> list[tuple[str, object, object]]:
+    """(field, before, after) for each contract field that differs between two versions (or a version and
+    the draft); `older` None means everything is new."""
+    changes = []
+    for name in DIFF_FIELDS:
+        before = getattr(older, name) if older is not None else None
+        after = getattr(newer, name)
+        if before != after:
+            changes.append((name, shown(before), shown(after)))
+    return changes
+
+
+def shown(value):
+    """A contract value as people read it in a diff: JSON for conditions and test cases."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def versions_with_diffs(rule: Rule) -> list[tuple[RuleVersion, list]]:
+    versions = list(rule.versions.select_related("owner", "queue", "created_by").order_by("number"))
+    out, previous = [], None
+    for version in versions:
+        out.append((version, version_diff(previous, version)))
+        previous = version
+    return list(reversed(out))
+
+
+@dataclass
+class SignOffView:
+    row: RuleRow
+    since: dt.datetime | None  # the last sign-off, or None if never signed
+    new_versions: list  # (version, [changes from the one before])
+    draft_edits: list  # (history record, [changes])
+    forced: list  # promotions forced past the gates since the last sign-off
+    overrides: list
+    exceptions: list  # the newest 50
+    exceptions_count: int
+    cases: list[CaseResult] | None
+    shadow: ShadowSummary | None
+
+
+def my_rules(*, owner, now=None) -> list[SignOffView]:
+    """Everything an owner reviews before signing each rule off for the week."""
+    now = now or timezone.now()
+    start, end = week_bounds(this_week(now))
+    views = []
+    for row in rule_rows(now=now, owner=owner):
+        rule = row.rule
+        since = row.last_sign_off.at if row.last_sign_off else None
+        history = rule.history.filter(history_date__gt=since) if since else rule.history.all()
+        caused = ExceptionItem.objects.filter(lead__rule=rule, opened_at__gte=start, opened_at__lt=end)
+        edits = []
+        for record in history.order_by("-history_date")[:20]:
+            previous = record.prev_record
+            if previous is None:
+                continue  # the rule's creation: its first version lists everything
+            changes = [
+                (c.field, shown(c.old), shown(c.new))
+                for c in record.diff_against(previous).changes
+                if c.field in DIFF_FIELDS
+            ]
+            if changes:  # promotions save only the stage and version pointers: not draft edits
+                edits.append((record, changes))
+        views.append(
+            SignOffView(
+                row=row,
+                since=since,
+                new_versions=[
+                    (v, changes) for v, changes in versions_with_diffs(rule) if not since or v.created_at > since
+                ],
+                draft_edits=edits,
+                forced=list(
+                    RulePromotion.objects.filter(
+                        rule=rule, kind="forced", **({"at__gt": since} if since else {})
+                    ).select_related("version", "by")
+                ),
+                overrides=list(
+                    Override.objects.filter(rule=rule, at__gte=start, at__lt=end).select_related(
+                        "lead", "by", "from_queue", "to_queue", "to_assignee"
+                    )
+                ),
+                exceptions=list(caused.select_related("lead", "queue").order_by("-opened_at")[:50]),
+                exceptions_count=caused.count(),
+                cases=case_results(rule),
+                shadow=shadow_summary(rule),
+            )
+        )
+    return views
+
+
+def unsigned_production_rules(*, week: dt.date) -> list[Rule]:
+    """Production rules with no sign-off for `week` (or with a change forced since it): the Monday reminder
+    and the rules list name them."""
+    signed = RuleSignOff.objects.filter(week=week)
+    forced_after = RulePromotion.objects.filter(rule=OuterRef("rule"), kind=PromotionKind.FORCED, at__gt=OuterRef("at"))
+    still_signed = signed.exclude(Exists(forced_after)).values("rule_id")
+    return list(
+        Rule.objects.exclude(production_version=None)
+        .exclude(pk__in=still_signed)
+        .select_related("owner")
+        .order_by("name")
+    )
+
+
+def last_candidate_change() -> dt.datetime | None:
+    from routing.governance.services import CANDIDATE_CHANGES
+
+    return RulePromotion.objects.filter(kind__in=CANDIDATE_CHANGES).aggregate(at=Max("at"))["at"]
+
+
+@dataclass
+class CandidateRule:
+    rule: Rule
+    version: int
+    staged: bool  # the staging version stands in for production (or the rule is new)
+
+
+def candidate_rules(run=None) -> list[CandidateRule]:
+    """The rule versions a replay evaluates: the run's, or the current candidate set's."""
+    from routing.engine import candidate_versions
+
+    if run is not None:
+        wanted = {int(rule_id): number for rule_id, number in run.candidate.items()}
+    else:
+        wanted = dict(candidate_versions().values_list("rule_id", "number"))
+    rules = Rule.objects.filter(pk__in=wanted).select_related("production_version").order_by("priority", "id")
+    return [
+        CandidateRule(
+            rule=rule,
+            version=wanted[rule.pk],
+            staged=not rule.production_version_id or rule.production_version.number != wanted[rule.pk],
+        )
+        for rule in rules
+    ]

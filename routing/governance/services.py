@@ -1,0 +1,369 @@
+"""Rule change control: save drafts, promote draft → staging → production through the gates, roll back,
+force (admins only, recorded as unsigned), and sign off weekly. Each write and its audit event share a
+transaction; the rule row is locked so two promotions of one rule cannot interleave."""
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from audit.models import AuditAction
+from audit.services import audit_record
+from routing.conditions import ConditionError, validate_condition
+from routing.engine import candidate_versions
+from routing.governance.gates import Gate, cases_problems, contract_gates, failures
+from routing.governance.models import (
+    PromotionKind,
+    ReplayRun,
+    ReplayStatus,
+    RulePromotion,
+    RuleSignOff,
+    RuleVersion,
+    iso_week_start,
+)
+from routing.models import Rule, RuleSetGeneration, RuleStage
+
+# Promotions that change what the shadow/candidate set holds, and so make earlier replays stale.
+CANDIDATE_CHANGES = (PromotionKind.STAGING, PromotionKind.ROLLBACK, PromotionKind.FORCED)
+PRODUCTION_KINDS = (PromotionKind.PRODUCTION, PromotionKind.ROLLBACK, PromotionKind.FORCED)
+
+
+class RuleDraftError(ValueError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class PromotionBlocked(Exception):
+    """The gates said no; `gates` holds every result, `failures` the ones to fix."""
+
+    def __init__(self, gates: list[Gate]):
+        self.gates = gates
+        self.failures = failures(gates)
+        super().__init__(" ".join(gate.message for gate in self.failures))
+
+
+class GovernanceError(ValueError):
+    """An action that makes no sense in the rule's current state (nothing to roll back to, …)."""
+
+
+def can_govern(user, rule: Rule) -> bool:
+    """Only the rule's owner or an admin promotes, rolls back or edits it."""
+    return bool(user and user.is_authenticated and (user.is_superuser or rule.owner_id == user.pk))
+
+
+def _require_governor(user, rule: Rule, action: str) -> None:
+    if not can_govern(user, rule):
+        owner = rule.owner.get_username() if rule.owner_id else "nobody yet"
+        raise PermissionDenied(f"Only the rule's owner ({owner}) or an admin can {action} {rule.name!r}.")
+
+
+def may_author_rules(user) -> bool:
+    """Rule owners and admins start rules and replays; ops staff read them."""
+    return bool(
+        user and user.is_authenticated and (user.is_superuser or user.groups.filter(name="rule_owners").exists())
+    )
+
+
+def _require_author(user, rule: Rule, stored: dict | None) -> None:
+    """`stored`: the rule as it is in the database (None for a new rule), whose owner decides."""
+    if stored is None:
+        if not may_author_rules(user):
+            raise PermissionDenied("Only rule owners and admins create rules.")
+        return
+    if not (user.is_superuser or stored["owner_id"] == user.pk):
+        raise PermissionDenied(f"Only the rule's owner or an admin edits {rule.name!r}.")
+
+
+def rule_draft_save(*, rule: Rule, by=None) -> Rule:
+    """Save the rule's working copy. Drafts may be incomplete, but what is there must be well-formed: the
+    condition compiles and the test cases have the documented shape. Nothing live changes."""
+    before = None
+    if rule.pk is not None:
+        before = Rule.objects.filter(pk=rule.pk).values(*Rule.CONTRACT_FIELDS).first()
+    if by is not None:
+        _require_author(by, rule, before)
+    problems = []
+    if rule.pk is not None and rule.owner_id is None and rule.versions.exists():
+        problems.append("owner: a rule with versions keeps a named owner; hand it to someone else instead")
+    try:
+        validate_condition(rule.condition)
+    except ConditionError as exc:
+        problems.append(str(exc))
+    problems += cases_problems(rule.test_cases)
+    if problems:
+        raise RuleDraftError(problems)
+    if by is not None:
+        rule._history_user = by  # simple-history credits the editor even outside a web request
+    with transaction.atomic():
+        rule.save()
+        after = {field: getattr(rule, field) for field in Rule.CONTRACT_FIELDS}
+        audit_record(
+            action=AuditAction.RULE_SAVED,
+            actor=by,
+            rule=rule,
+            outcome="created" if before is None else "draft changed",
+            data={"changed": sorted(f for f in after if before is None or before[f] != after[f])},
+        )
+    return rule
+
+
+def same_content(rule: Rule, version: RuleVersion | None) -> bool:
+    return version is not None and all(getattr(rule, f) == getattr(version, f) for f in Rule.CONTRACT_FIELDS)
+
+
+def staging_gates(rule: Rule) -> list[Gate]:
+    gates = contract_gates(rule)
+    current = rule.staging_version or rule.production_version
+    if same_content(rule, current):
+        where = "staging" if rule.staging_version_id else "production"
+        gates.append(Gate("changed", False, f"Nothing to promote: the draft is the same as {where} v{current.number}."))
+    return gates
+
+
+def current_candidate() -> dict[str, int]:
+    """{rule id: version number} of the candidate set as it stands: what a replay records and is held to."""
+    return {str(rule_id): number for rule_id, number in candidate_versions().values_list("rule_id", "number")}
+
+
+def evidence_replay(rule: Rule) -> ReplayRun | None:
+    """The newest finished replay of exactly the current candidate set (so it ran this rule's staging
+    version and every other rule as it now stands), requested after the last change to that set."""
+    if not rule.staging_version_id:
+        return None
+    candidate = current_candidate()
+    if candidate.get(str(rule.pk)) != rule.staging_version.number:
+        return None
+    last_change = RulePromotion.objects.filter(kind__in=CANDIDATE_CHANGES).aggregate(at=Max("at"))["at"]
+    replays = ReplayRun.objects.filter(status=ReplayStatus.DONE, candidate=candidate).defer("result")
+    if last_change is not None:
+        replays = replays.filter(requested_at__gte=last_change)
+    return replays.order_by("-requested_at").first()
+
+
+def production_gates(rule: Rule) -> tuple[list[Gate], ReplayRun | None]:
+    staged = rule.staging_version
+    if staged is None:
+        return [
+            Gate("staging", False, "Promote to staging first: production only takes a version that ran there.")
+        ], None
+    gates = [Gate("staging", True, f"Staging v{staged.number} is the candidate.")] + contract_gates(staged)
+    replay = evidence_replay(rule)
+    if replay is None:
+        gates.append(
+            Gate(
+                "replay",
+                False,
+                f"Run a replay with staging v{staged.number}: none has finished since the last rule change.",
+            )
+        )
+    else:
+        moved = replay.result.get("moved_count", 0)  # one deferred read, for this one replay
+        gates.append(Gate("replay", True, f"Replay #{replay.pk}: {replay.total} leads, {moved} would move."))
+    return gates, replay
+
+
+def promotion_gates(rule: Rule, to: str) -> list[Gate]:
+    """The gate results a promotion would meet now, without promoting (shown on the rule's page)."""
+    return staging_gates(rule) if to == RuleStage.STAGING else production_gates(rule)[0]
+
+
+def _locked(rule: Rule) -> Rule:
+    """Lock the rule set generation row, then the rule: promotions of different rules take turns, so a gate
+    never judges evidence against a change that is about to commit."""
+    RuleSetGeneration.objects.select_for_update().filter(pk=1).exists()
+    return Rule.objects.select_for_update(of=("self",)).select_related("owner", "queue").get(pk=rule.pk)
+
+
+def _freeze(rule: Rule, *, by, at, forced: bool = False) -> RuleVersion:
+    number = (rule.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    return RuleVersion.objects.create(
+        rule=rule,
+        number=number,
+        **{field: getattr(rule, field) for field in Rule.CONTRACT_FIELDS},
+        created_at=at,
+        created_by=by,
+        forced=forced,
+    )
+
+
+@transaction.atomic
+def rule_promote(*, rule: Rule, to: str, by, comment: str = "") -> RulePromotion:
+    """Move a rule one stage on: the draft becomes a new staging version, or the staging version becomes
+    production. Raises PromotionBlocked with every failed gate; PermissionDenied unless owner or admin."""
+    _require_governor(by, rule, "promote")
+    if to not in (RuleStage.STAGING, RuleStage.PRODUCTION):
+        raise GovernanceError(f"Stages move one way, draft → staging → production; {to!r} is not a promotion target.")
+    rule = _locked(rule)
+    now = timezone.now()
+    if to == RuleStage.STAGING:
+        gates = staging_gates(rule)
+        if failures(gates):
+            raise PromotionBlocked(gates)
+        version, replaced, replay = _freeze(rule, by=by, at=now), rule.staging_version, None
+        rule.staging_version = version
+        if rule.stage == RuleStage.DRAFT:
+            rule.stage = RuleStage.STAGING
+    else:
+        gates, replay = production_gates(rule)
+        if failures(gates):
+            raise PromotionBlocked(gates)
+        version, replaced = rule.staging_version, rule.production_version
+        rule.production_version, rule.staging_version, rule.stage = version, None, RuleStage.PRODUCTION
+    rule.save(update_fields=["staging_version", "production_version", "stage", "updated_at"])
+    promotion = RulePromotion.objects.create(
+        rule=rule,
+        version=version,
+        kind=PromotionKind(to),
+        replaced=replaced,
+        by=by,
+        at=now,
+        gate_results=[gate.as_dict() for gate in gates],
+        replay=replay,
+        comment=comment,
+    )
+    audit_record(
+        action=AuditAction.RULE_PROMOTED,
+        actor=by,
+        rule=rule,
+        rule_version=version.number,
+        outcome=to,
+        at=now,
+        data={
+            "replaced_version": replaced.number if replaced else None,
+            "replay_id": replay.pk if replay else None,
+            "comment": comment,
+        },
+    )
+    return promotion
+
+
+def rollback_target(rule: Rule) -> RuleVersion | None:
+    """The version the current production one replaced. Production history is a stack: a promotion or a
+    forced change pushes, a rollback pops, so v1 → v2 → rollback → v3 rolls back to v1, never to the v2
+    already rolled back, and two rollbacks in a row walk back two versions."""
+    if not rule.production_version_id:
+        return None
+    stack: list[int] = []
+    for kind, version_id in (
+        rule.promotions.filter(kind__in=PRODUCTION_KINDS).order_by("at", "id").values_list("kind", "version_id")
+    ):
+        if kind == PromotionKind.ROLLBACK:
+            if stack:
+                stack.pop()
+        else:
+            stack.append(version_id)
+    return RuleVersion.objects.get(pk=stack[-2]) if len(stack) >= 2 else None
+
+
+@transaction.atomic
+def rule_rollback(*, rule: Rule, by, comment: str = "") -> RulePromotion:
+    """One action: re-promote the previous production version."""
+    _require_governor(by, rule, "roll back")
+    rule = _locked(rule)
+    target = rollback_target(rule)
+    if target is None:
+        raise GovernanceError(f"{rule.name!r} has no earlier production version to roll back to.")
+    now = timezone.now()
+    replaced = rule.production_version
+    rule.production_version = target
+    rule.save(update_fields=["production_version", "updated_at"])
+    promotion = RulePromotion.objects.create(
+        rule=rule, version=target, kind=PromotionKind.ROLLBACK, replaced=replaced, by=by, at=now, comment=comment
+    )
+    audit_record(
+        action=AuditAction.RULE_ROLLED_BACK,
+        actor=by,
+        rule=rule,
+        rule_version=target.number,
+        outcome="rolled back",
+        at=now,
+        data={"from_version": replaced.number, "to_version": target.number, "comment": comment},
+    )
+    return promotion
+
+
+@transaction.atomic
+def rule_force_production(*, rule: Rule, by, reason: str) -> RulePromotion:
+    """An admin's emergency change: the draft goes straight into production past the gates. It is recorded
+    as forced and shows as unsigned until the owner signs the rule off."""
+    if not (by and by.is_superuser):
+        raise PermissionDenied("Only an admin can force a change into production.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise GovernanceError("Give a reason for forcing a change past the gates; the owner will see it.")
+    rule = _locked(rule)
+    if not rule.owner_id:
+        raise GovernanceError("Name an owner first: a production rule always has one, forced or not.")
+    if not rule.sla_minutes:
+        raise GovernanceError("Set the SLA first: a production rule always has one, forced or not.")
+    try:
+        validate_condition(rule.condition)
+    except ConditionError as exc:
+        raise GovernanceError(f"The condition does not compile: {exc}") from None
+    if same_content(rule, rule.production_version):
+        raise GovernanceError(
+            f"Nothing to force: the draft is the same as production v{rule.production_version.number}."
+        )
+    now = timezone.now()
+    version = _freeze(rule, by=by, at=now, forced=True)
+    replaced, withdrawn = rule.production_version, rule.staging_version
+    # A staging version older than the forced fix must not be promoted over it later.
+    rule.production_version, rule.staging_version, rule.stage = version, None, RuleStage.PRODUCTION
+    rule.save(update_fields=["production_version", "staging_version", "stage", "updated_at"])
+    promotion = RulePromotion.objects.create(
+        rule=rule, version=version, kind=PromotionKind.FORCED, replaced=replaced, by=by, at=now, comment=reason
+    )
+    audit_record(
+        action=AuditAction.RULE_FORCED,
+        actor=by,
+        rule=rule,
+        rule_version=version.number,
+        outcome="forced into production",
+        at=now,
+        data={
+            "replaced_version": replaced.number if replaced else None,
+            "withdrawn_staging_version": withdrawn.number if withdrawn else None,
+            "reason": reason,
+        },
+    )
+    return promotion
+
+
+def forced_since(rule: Rule, moment) -> bool:
+    return rule.promotions.filter(kind=PromotionKind.FORCED, at__gt=moment).exists()
+
+
+@transaction.atomic
+def rule_sign_off(*, rule: Rule, by, comment: str = "", at=None) -> RuleSignOff:
+    """The owner signs the rule off for the ISO week of `at` (default now): once per rule per week."""
+    if not (by and rule.owner_id == by.pk):
+        owner = rule.owner.get_username() if rule.owner_id else "nobody"
+        raise PermissionDenied(f"Only the rule's owner ({owner}) signs {rule.name!r} off.")
+    at = at or timezone.now()
+    week = iso_week_start(timezone.localtime(at))
+    rule = _locked(rule)
+    existing = RuleSignOff.objects.filter(rule=rule, week=week).select_related("by").first()
+    if existing is not None and not forced_since(rule, existing.at):
+        raise GovernanceError(
+            f"{rule.name!r} is already signed off for {existing.iso_week_label} "
+            f"by {existing.by.get_username()} at {timezone.localtime(existing.at):%Y-%m-%d %H:%M}."
+        )
+    if existing is not None:  # a change was forced after this week's sign-off: the owner signs again
+        RuleSignOff.objects.filter(pk=existing.pk).update(
+            by=by, at=at, production_version=rule.version, comment=comment.strip()
+        )
+        sign_off = RuleSignOff.objects.get(pk=existing.pk)
+    else:
+        sign_off = RuleSignOff.objects.create(
+            rule=rule, week=week, by=by, at=at, production_version=rule.version, comment=comment.strip()
+        )
+    audit_record(
+        action=AuditAction.RULE_SIGNED_OFF,
+        actor=by,
+        rule=rule,
+        outcome="signed off",
+        at=at,
+        data={"week": sign_off.iso_week_label, "comment": sign_off.comment},
+    )
+    return sign_off

@@ -1,0 +1,311 @@
+"""Console screens for rules: list, detail (contract, versions, diffs, tests, gates), draft editor, replay,
+preview, "My rules" sign-off, and each lead's decision with its explanation. Thin: selectors to read,
+services to act; a refused action comes back as a message saying why, a forbidden one as 403."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views import View
+
+from audit.models import Override
+from exceptions.permissions import ConsoleAccessMixin
+from exceptions.selectors import lead_decisions, lead_trail
+from routing.governance import services
+from routing.governance.explain import SampleLeadError, condition_text
+from routing.governance.forms import CommentForm, DraftForm, ForceForm, PreviewForm, ReplayForm
+from routing.governance.models import ReplayRun, ReplayStatus, RuleVersion
+from routing.governance.preview import lead_explanation, routing_preview
+from routing.governance.replay import ReplayError, replay_start
+from routing.governance.selectors import (
+    candidate_rules,
+    case_results,
+    last_candidate_change,
+    my_rules,
+    override_counts,
+    override_flag_threshold,
+    rule_rows,
+    shadow_summary,
+    this_week,
+    unsigned_production_rules,
+    version_diff,
+    versions_with_diffs,
+)
+from routing.models import Lead, Rule, RuleStage
+
+
+class RuleListView(ConsoleAccessMixin, View):
+    def get(self, request):
+        week = this_week()
+        return render(
+            request,
+            "console/rules/list.html",
+            {
+                "rows": rule_rows(),
+                "unsigned": unsigned_production_rules(week=week),
+                "week": week,
+                "threshold": override_flag_threshold(),
+                "may_author": services.may_author_rules(request.user),
+            },
+        )
+
+
+class RuleDetailView(ConsoleAccessMixin, View):
+    def get(self, request, pk):
+        rule = get_object_or_404(
+            Rule.objects.select_related("owner", "queue", "staging_version", "production_version"), pk=pk
+        )
+        versions = versions_with_diffs(rule)
+        return render(
+            request,
+            "console/rules/detail.html",
+            {
+                "rule": rule,
+                "condition_text": _readable(rule.condition),
+                "versions": versions,
+                "compare": _comparison(request, rule),
+                "draft_changes": version_diff(rule.staging_version or rule.production_version, rule),
+                "cases": case_results(rule),
+                "staging_gates": services.promotion_gates(rule, RuleStage.STAGING),
+                "production_gates": services.promotion_gates(rule, RuleStage.PRODUCTION),
+                "rollback_to": services.rollback_target(rule),
+                "promotions": rule.promotions.select_related("version", "replaced", "by").order_by("-at", "-id")[:50],
+                "overrides": override_counts(this_week()).get(rule.pk, 0),
+                "threshold": override_flag_threshold(),
+                "shadow": shadow_summary(rule),
+                "may_govern": services.can_govern(request.user, rule),
+                "comment_form": CommentForm(),
+                "force_form": ForceForm(),
+                "last_change": last_candidate_change(),
+            },
+        )
+
+
+def _readable(condition) -> str:
+    try:
+        return condition_text(condition)
+    except (KeyError, TypeError):
+        return "(the condition cannot be read; fix it in the editor)"
+
+
+def _comparison(request, rule: Rule):
+    """?a=1&b=3 on a rule's page: the diff between two of its versions (b may be "draft")."""
+    a, b = request.GET.get("a"), request.GET.get("b")
+    if not (a and b and a.isdigit() and (b.isdigit() or b == "draft")):
+        return None
+    older = RuleVersion.objects.filter(rule=rule, number=int(a)).select_related("owner", "queue").first()
+    newer = rule if b == "draft" else RuleVersion.objects.filter(rule=rule, number=int(b)).first()
+    if older is None or newer is None:
+        return None
+    return {"a": a, "b": b, "changes": version_diff(older, newer)}
+
+
+class RuleEditView(ConsoleAccessMixin, View):
+    """The draft editor: the owner or an admin edits; a new rule may be started by any rule owner."""
+
+    def get(self, request, pk=None):
+        rule = self._rule(request, pk)
+        return render(request, "console/rules/edit.html", {"rule": rule, "form": DraftForm(instance=rule)})
+
+    def post(self, request, pk=None):
+        rule = self._rule(request, pk)
+        form = DraftForm(request.POST, instance=rule)
+        if not form.is_valid():
+            messages.error(request, "The draft was not saved; fix the fields marked below.")
+            return render(request, "console/rules/edit.html", {"rule": rule, "form": form}, status=400)
+        try:
+            saved = services.rule_draft_save(rule=form.instance, by=request.user)
+        except services.RuleDraftError as exc:
+            messages.error(request, f"The draft was not saved: {exc}")
+            return render(request, "console/rules/edit.html", {"rule": rule, "form": form}, status=400)
+        live = " Production is unchanged until you promote it." if saved.production_version_id else ""
+        messages.success(request, f"Draft of {saved.name!r} saved.{live}")
+        return HttpResponseRedirect(reverse("console:rule", args=[saved.pk]))
+
+    def _rule(self, request, pk):
+        if pk is None:
+            if not services.may_author_rules(request.user):
+                raise PermissionDenied("Only rule owners and admins create rules.")
+            return Rule(owner=request.user, condition={"field": "email", "op": "exists"})
+        rule = get_object_or_404(Rule, pk=pk)
+        if not services.can_govern(request.user, rule):
+            owner = rule.owner.get_username() if rule.owner_id else "nobody yet"
+            raise PermissionDenied(f"Only the rule's owner ({owner}) or an admin edits {rule.name!r}.")
+        return rule
+
+
+class RuleActionView(ConsoleAccessMixin, View):
+    """POST /console/rules/<pk>/<action>/: promote, roll back, force, sign off, run tests."""
+
+    def post(self, request, pk, action):
+        rule = get_object_or_404(Rule.objects.select_related("owner", "queue"), pk=pk)
+        handler = getattr(self, f"do_{action}", None)
+        if handler is None:
+            messages.error(request, f"Unknown action {action!r}.")
+        else:
+            try:
+                message = handler(request, rule)
+            except services.PromotionBlocked as blocked:
+                messages.error(request, "Promotion blocked: " + " ".join(g.message for g in blocked.failures))
+            except (services.GovernanceError, ReplayError) as refused:
+                messages.error(request, str(refused))
+            else:
+                messages.success(request, message)
+        target = request.POST.get("next")
+        if target == "mine":
+            return HttpResponseRedirect(reverse("console:my-rules") + f"#rule-{rule.pk}")
+        return HttpResponseRedirect(reverse("console:rule", args=[rule.pk]))
+
+    def _comment(self, request) -> str:
+        form = CommentForm(request.POST)
+        return form.cleaned_data["comment"] if form.is_valid() else ""
+
+    def do_promote_staging(self, request, rule):
+        promotion = services.rule_promote(
+            rule=rule, to=RuleStage.STAGING, by=request.user, comment=self._comment(request)
+        )
+        return f"v{promotion.version.number} is in staging: it now runs in shadow on every lead."
+
+    def do_promote_production(self, request, rule):
+        promotion = services.rule_promote(
+            rule=rule, to=RuleStage.PRODUCTION, by=request.user, comment=self._comment(request)
+        )
+        return f"v{promotion.version.number} is in production (evidence: replay #{promotion.replay_id})."
+
+    def do_rollback(self, request, rule):
+        promotion = services.rule_rollback(rule=rule, by=request.user, comment=self._comment(request))
+        return f"Rolled back: v{promotion.version.number} is in production again (was v{promotion.replaced.number})."
+
+    def do_force(self, request, rule):
+        form = ForceForm(request.POST)
+        reason = form.cleaned_data["reason"] if form.is_valid() else ""
+        promotion = services.rule_force_production(rule=rule, by=request.user, reason=reason)
+        return f"Forced v{promotion.version.number} into production; it shows as unsigned until the owner signs off."
+
+    def do_sign_off(self, request, rule):
+        sign_off = services.rule_sign_off(rule=rule, by=request.user, comment=self._comment(request))
+        return f"Signed off {rule.name!r} for {sign_off.iso_week_label}."
+
+    def do_run_tests(self, request, rule):
+        results = case_results(rule)
+        if results is None:
+            raise services.GovernanceError("The test cases cannot run: fix the condition or their shape in the draft.")
+        if not results:
+            raise services.GovernanceError("This rule has no test cases yet; add some in the draft.")
+        failed = [r for r in results if not r.passed]
+        if failed:
+            raise services.GovernanceError(
+                f"{len(failed)} of {len(results)} test cases failed: "
+                + "; ".join(f"{r.name!r} expected {r.expected}, got {r.got}" for r in failed)
+            )
+        return f"All {len(results)} test cases passed."
+
+
+class MyRulesView(ConsoleAccessMixin, View):
+    def get(self, request):
+        return render(
+            request,
+            "console/rules/mine.html",
+            {
+                "views": my_rules(owner=request.user),
+                "week": this_week(),
+                "threshold": override_flag_threshold(),
+                "comment_form": CommentForm(),
+            },
+        )
+
+
+class ReplayView(ConsoleAccessMixin, View):
+    def get(self, request):
+        return self._page(request, ReplayForm())
+
+    def post(self, request):
+        form = ReplayForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "The replay was not started; fix the fields marked below.")
+            return self._page(request, form, status=400)
+        try:
+            run = replay_start(by=request.user, **form.cleaned_data)
+        except ReplayError as exc:
+            messages.error(request, str(exc))
+            return self._page(request, form, status=400)
+        return HttpResponseRedirect(reverse("console:replay", args=[run.pk]))
+
+    def _page(self, request, form, status=200):
+        runs = ReplayRun.objects.select_related("requested_by")[:20]
+        candidate = candidate_rules()
+        return render(
+            request, "console/rules/replay.html", {"form": form, "runs": runs, "candidate": candidate}, status=status
+        )
+
+
+class ReplayDetailView(ConsoleAccessMixin, View):
+    def get(self, request, pk):
+        run = get_object_or_404(ReplayRun.objects.select_related("requested_by"), pk=pk)
+        if request.GET.get("format") == "json":
+            return JsonResponse(
+                {"status": run.status, "done": run.done, "total": run.total, "percent": run.progress_percent}
+            )
+        template = "console/rules/_replay_progress.html" if request.htmx else "console/rules/replay_detail.html"
+        return render(
+            request,
+            template,
+            {"run": run, "rules": candidate_rules(run), "running": run.status in _UNFINISHED},
+        )
+
+
+_UNFINISHED = (ReplayStatus.QUEUED, ReplayStatus.RUNNING)
+
+
+class PreviewView(ConsoleAccessMixin, View):
+    def get(self, request):
+        initial = {"lead_id": request.GET.get("lead")} if request.GET.get("lead") else None
+        form = PreviewForm(initial=initial)
+        return render(request, "console/rules/preview.html", {"form": form})
+
+    def post(self, request):
+        form = PreviewForm(request.POST)
+        context = {"form": form}
+        if form.is_valid():
+            sample = form.cleaned_data["lead"]
+            if sample is None:
+                lead = Lead.objects.filter(pk=form.cleaned_data["lead_id"]).first()
+                if lead is None:
+                    form.add_error("lead_id", f"There is no lead #{form.cleaned_data['lead_id']}.")
+                else:
+                    sample = {name: getattr(lead, name) for name in Lead.ROUTABLE_FIELDS}
+                    sample["occurred_at"] = lead.occurred_at.isoformat()
+            if sample is not None:
+                try:
+                    context["preview"] = routing_preview(sample=sample, candidate=form.cleaned_data["candidate"])
+                except SampleLeadError as exc:
+                    form.add_error("lead", f"The lead is not valid: {exc}")
+        return render(request, "console/rules/preview.html", context, status=200 if form.is_valid() else 400)
+
+
+class LeadView(ConsoleAccessMixin, View):
+    """One lead: its decision and why, what staging would have done, overrides, and its audit trail."""
+
+    def get(self, request, pk):
+        lead = get_object_or_404(Lead.objects.select_related("origin", "queue", "assignee", "rule"), pk=pk)
+        trail = lead_trail(lead)
+        return render(
+            request,
+            "console/rules/lead.html",
+            {
+                "lead": lead,
+                "why": lead_explanation(lead),
+                "decisions": lead_decisions(trail),
+                "trail": trail,
+                "shadows": lead.shadow_decisions.select_related(
+                    "production_rule", "production_queue", "candidate_rule", "candidate_queue"
+                ).order_by("-at")[:10],
+                "overrides": Override.objects.filter(lead=lead).select_related(
+                    "by", "from_queue", "to_queue", "from_assignee", "to_assignee", "rule"
+                ),
+                "items": lead.exceptions.select_related("queue").order_by("-opened_at"),
+                "now": timezone.now(),
+            },
+        )
