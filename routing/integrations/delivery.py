@@ -1,0 +1,207 @@
+"""Delivery to execution targets: at-least-once, signed, with a receipt per attempt.
+
+1. `events_emit` writes one outbox row per subscribed target inside the caller's transaction, and asks for
+   delivery once it commits. Beat (`deliveries_due`) sends whatever is pending and due, so a publish lost
+   after commit only delays an event.
+2. `event_deliver` claims a due event with a conditional UPDATE that also pushes its next attempt past the
+   request's timeout (a lease): two workers never send the same attempt, and a worker that dies mid-request
+   leaves the event to be claimed again when the lease runs out. The HTTP request runs outside any
+   transaction.
+3. The answer is recorded with a conditional UPDATE: delivered; retry later (timeouts, connection errors,
+   5xx, 408/409/425/429, honouring Retry-After); or dead-lettered after the last attempt or a 4xx that
+   retrying cannot fix, which opens a `delivery_failed` exception for the lead.
+
+Receivers verify `X-Handoff-Signature` (README: Delivery) and drop repeats by `Idempotency-Key`.
+"""
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from audit.models import AuditAction
+from audit.services import audit_record
+from config.observability.logs import log_context
+from exceptions.models import ExceptionReason
+from routing.integrations import http
+from routing.integrations.http import Answer
+from routing.integrations.models import DeliveryAttempt, DeliveryTarget, OutboxEvent, OutboxStatus
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Handoff-Signature"
+TIMESTAMP_HEADER = "X-Handoff-Timestamp"
+EVENT_HEADER = "X-Handoff-Event"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+LEASE_MARGIN_SECONDS = 30
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """HMAC-SHA256 over "<timestamp>.<raw body>", hex, as `v1=<hex>` (the scheme Stripe uses)."""
+    digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"v1={digest}"
+
+
+def verify(secret: str, headers, body: bytes, *, tolerance_seconds: int = 300, now: float | None = None) -> bool:
+    """What a receiver does: constant-time compare, and refuse stale timestamps (replayed captures)."""
+    try:
+        timestamp = int(headers[TIMESTAMP_HEADER])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if abs((now or time.time()) - timestamp) > tolerance_seconds:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), headers.get(SIGNATURE_HEADER, ""))
+
+
+def events_emit(*, event_type: str, payload: Callable[[], dict], lead=None) -> list[OutboxEvent]:
+    """Queue an event for every active target that receives this type. Call inside the transaction of the
+    change it reports: the event exists if and only if the change committed. `payload` is only built when
+    some target wants the event."""
+    targets = [t for t in DeliveryTarget.objects.filter(is_active=True) if event_type in (t.events or [])]
+    if not targets:
+        return []
+    data = payload()
+    now = timezone.now()
+    events = OutboxEvent.objects.bulk_create(
+        OutboxEvent(
+            target=target,
+            event_type=event_type,
+            lead=lead,
+            payload={"type": event_type, "occurred_at": now, "data": data},
+            created_at=now,
+            next_attempt_at=now,
+        )
+        for target in targets
+    )
+    ids = [event.pk for event in events]
+    transaction.on_commit(lambda: deliveries_enqueue(ids))
+    return events
+
+
+def deliveries_enqueue(event_ids: list[int], countdown: float | None = None) -> None:
+    """Publish delivery; never raises (the beat sweep sends what a failed publish left pending)."""
+    from routing.integrations.tasks import deliver_events
+
+    try:
+        deliver_events.apply_async((event_ids,), countdown=countdown, retry=False)
+    except Exception:  # noqa: BLE001 - the broker may be down; the outbox row is the source of truth
+        logger.warning("Could not publish delivery of events %s; the beat sweep will send them.", event_ids[:10])
+
+
+def _post(event: OutboxEvent) -> Answer:
+    body = json.dumps(
+        {"id": str(event.idempotency_key), **event.payload}, cls=DjangoJSONEncoder, separators=(",", ":")
+    ).encode()
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Handoff-Delivery/1",
+        EVENT_HEADER: event.event_type,
+        IDEMPOTENCY_HEADER: str(event.idempotency_key),
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(event.target.secret, timestamp, body),
+    }
+    return http.post(event.target.url, content=body, headers=headers, timeout=event.target.timeout_seconds)
+
+
+def retry_wait_seconds(attempt: int, retry_after: int | None) -> float:
+    base = settings.HANDOFF["DELIVERY_RETRY_BASE_SECONDS"]
+    return http.retry_wait_seconds(base=base, attempt=attempt, retry_after=retry_after)
+
+
+def event_deliver(*, event_id: int) -> OutboxEvent | None:
+    """One attempt at a due, pending event. Returns None when there was nothing to do (delivered, dead, not
+    due yet, or claimed by another worker)."""
+    event = OutboxEvent.objects.select_related("target").filter(pk=event_id).first()
+    if event is None or event.status != OutboxStatus.PENDING:
+        return None
+    with log_context(lead_id=event.lead_id, event_id=event.pk):  # the lines about this attempt name both
+        return _attempt(event)
+
+
+def _attempt(event: OutboxEvent) -> OutboxEvent | None:
+    event_id = event.pk
+    now = timezone.now()
+    lease_until = now + dt.timedelta(seconds=event.target.timeout_seconds + LEASE_MARGIN_SECONDS)
+    claimed = OutboxEvent.objects.filter(
+        pk=event_id, status=OutboxStatus.PENDING, next_attempt_at__lte=now, attempts=event.attempts
+    ).update(next_attempt_at=lease_until, attempts=event.attempts + 1)
+    if claimed != 1:
+        return None
+    event.attempts += 1
+    try:
+        answer = _post(event)
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the attempt gets a receipt and counts
+        logger.exception("Delivering event %s raised; recorded as a failed attempt.", event.pk)
+        answer = Answer(None, 0, f"{type(exc).__name__}: {exc}"[:500])
+    target = event.target.name  # _record reloads the event, which drops the cached target
+    event = _record(event, answer)
+    logger.info(
+        "Event %s to %s, attempt %d: %s; now %s.",
+        event.pk,
+        target,
+        event.attempts,
+        answer.status_code or answer.error,
+        event.status,
+    )
+    return event
+
+
+@transaction.atomic
+def _record(event: OutboxEvent, answer: Answer) -> OutboxEvent:
+    now = timezone.now()
+    number = (event.receipts.aggregate(n=Max("number"))["n"] or 0) + 1
+    DeliveryAttempt.objects.create(
+        event=event,
+        number=number,
+        at=now,
+        status_code=answer.status_code,
+        latency_ms=answer.latency_ms,
+        error=answer.error,
+        retry_after_seconds=answer.retry_after,
+        replay=event.replays > 0,
+    )
+    still_ours = OutboxEvent.objects.filter(pk=event.pk, status=OutboxStatus.PENDING, attempts=event.attempts)
+    if answer.ok:
+        still_ours.update(status=OutboxStatus.DELIVERED, delivered_at=now, last_error="")
+    elif answer.retryable and event.attempts < event.target.max_attempts:
+        wait = retry_wait_seconds(event.attempts, answer.retry_after)
+        still_ours.update(next_attempt_at=now + dt.timedelta(seconds=wait), last_error=answer.error)
+        transaction.on_commit(lambda: deliveries_enqueue([event.pk], countdown=wait))
+    elif still_ours.update(status=OutboxStatus.DEAD, dead_at=now, last_error=answer.error):
+        _dead_lettered(event, answer, now)
+    event.refresh_from_db()
+    return event
+
+
+def _dead_lettered(event: OutboxEvent, answer: Answer, now) -> None:
+    why = "not retryable" if not answer.retryable else f"{event.attempts} attempts"
+    detail = f"{event.event_type} to {event.target.name} failed ({why}): {answer.error}"[:2000]
+    logger.error("Dead-lettered event %s: %s", event.pk, detail)
+    if event.lead_id is not None:
+        from exceptions.services import exception_open
+
+        item = exception_open(lead=event.lead, reason=ExceptionReason.DELIVERY_FAILED, detail=detail, at=now)
+        audit_record(
+            action=AuditAction.DELIVERY_DEAD_LETTERED,
+            lead=event.lead,
+            exception=item,
+            outcome="dead-lettered",
+            at=now,
+            data={"event_id": event.pk, "target": event.target.name, "error": answer.error},
+        )
+
+
+def events_due(*, limit: int = 1000) -> list[int]:
+    """Pending events whose next attempt has come, oldest first (the beat sweep)."""
+    due = OutboxEvent.objects.filter(status=OutboxStatus.PENDING, next_attempt_at__lte=timezone.now())
+    return list(due.order_by("next_attempt_at").values_list("id", flat=True)[:limit])

@@ -1,0 +1,74 @@
+"""The events execution targets receive, built from the change that caused them (README: Delivery)."""
+
+from routing.integrations.delivery import events_emit
+from routing.integrations.models import EventType
+
+
+def _person(user) -> dict | None:
+    if user is None:
+        return None
+    return {"username": user.get_username(), "email": user.email, "name": user.get_full_name()}
+
+
+def _lead(lead) -> dict:
+    return {
+        "id": lead.pk,
+        "lead_id": lead.lead_id,
+        "origin": lead.origin.name,
+        "email": lead.email,
+        "phone": lead.phone,
+        "first_name": lead.first_name,
+        "last_name": lead.last_name,
+        "company": lead.company,
+        "country": lead.country,
+        "lifecycle_stage": lead.lifecycle_stage,
+    }
+
+
+def lead_assigned(*, lead, rule) -> None:
+    """`rule`: the compiled rule (or Rule) that decided, with its version."""
+    events_emit(
+        event_type=EventType.LEAD_ASSIGNED,
+        lead=lead,
+        payload=lambda: {
+            "lead": _lead(lead),
+            "queue": lead.queue.name,
+            "assignee": _person(lead.assignee),
+            "rule": {"id": rule.id, "name": rule.name, "version": rule.version} if rule else None,
+            "assigned_at": lead.assigned_at,
+        },
+    )
+
+
+def lead_reassigned(*, lead, from_queue, from_assignee, by, reason: str) -> None:
+    events_emit(
+        event_type=EventType.LEAD_REASSIGNED,
+        lead=lead,
+        payload=lambda: {
+            "lead": _lead(lead),
+            "from": {"queue": from_queue.name if from_queue else None, "assignee": _person(from_assignee)},
+            "to": {"queue": lead.queue.name, "assignee": _person(lead.assignee)},
+            "by": _person(by),
+            "reason": reason,
+            "assigned_at": lead.assigned_at,
+        },
+    )
+
+
+def exception_resolved(*, item) -> None:
+    events_emit(
+        event_type=EventType.EXCEPTION_RESOLVED,
+        lead=item.lead,
+        payload=lambda: {
+            "exception": {
+                "id": item.pk,
+                "reason": item.reason,
+                "queue": item.queue.name,
+                "resolution": item.resolution,
+                "note": item.resolution_note,
+                "resolved_at": item.resolved_at,
+                "resolved_by": _person(item.resolved_by),
+            },
+            "lead": _lead(item.lead),
+        },
+    )
