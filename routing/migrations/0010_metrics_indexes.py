@@ -1,0 +1,31 @@
+"""Index for /metrics (config/observability/metrics.py): delivery attempts since the last settled hour, by
+`at`, so a scrape reads only the recent attempts, however many the history holds.
+
+Created without touching the model state (DeliveryAttempt.Meta does not list it yet), and CONCURRENTLY on
+PostgreSQL so a large attempts table keeps taking writes while it builds."""
+
+from django.db import migrations
+
+INDEX = "delivery_attempt_at_idx"
+
+
+def create_index(apps, schema_editor):
+    concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+    schema_editor.execute(f'CREATE INDEX {concurrently}IF NOT EXISTS {INDEX} ON routing_deliveryattempt ("at")')
+
+
+def drop_index(apps, schema_editor):
+    concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+    schema_editor.execute(f"DROP INDEX {concurrently}IF EXISTS {INDEX}")
+
+
+class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY cannot run inside a transaction
+
+    dependencies = [
+        ("routing", "0009_dashboard_rollups"),
+    ]
+
+    operations = [
+        migrations.RunPython(create_index, drop_index, elidable=False),
+    ]

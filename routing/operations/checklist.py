@@ -1,0 +1,226 @@
+"""The Monday-morning checklist: six questions about the past week, each answered with a yes or no, the
+figures behind it and a link to the list they count (the operating model's weekly review)."""
+
+import datetime as dt
+import statistics
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Count, F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.models import Override
+from exceptions.models import ExceptionItem
+from routing.days import day_start
+from routing.governance.models import PromotionKind, RulePromotion, RuleSignOff
+from routing.governance.selectors import iso_week_start
+from routing.integrations.models import OutboxEvent, OutboxStatus, ReconciliationReport, ReportKind
+from routing.models import Lead, LeadStatus, Rule
+
+TOP_RULES = 5
+DEAD_LETTER_AGE = dt.timedelta(hours=1)
+
+
+@dataclass
+class Answer:
+    question: str
+    ok: bool | None  # None: nothing to judge (no data)
+    summary: str
+    link: str
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Checklist:
+    week_start: dt.datetime  # the Monday 00:00 UTC that starts the week reviewed
+    week_end: dt.datetime
+    answers: list[Answer]
+
+    @property
+    def all_ok(self) -> bool:
+        return all(answer.ok is not False for answer in self.answers)
+
+
+def _open_at(moment: dt.datetime) -> dict[str, int]:
+    """Unresolved exception items per queue as they stood at `moment`."""
+    rows = (
+        ExceptionItem.objects.filter(opened_at__lte=moment)
+        .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gt=moment))
+        .values("queue__name")
+        .annotate(n=Count("id"))
+    )
+    return {row["queue__name"]: row["n"] for row in rows}
+
+
+def _queues_smaller(end: dt.datetime) -> Answer:
+    now, week_ago = _open_at(end), _open_at(end - dt.timedelta(days=7))
+    grew = sorted(q for q in now.keys() | week_ago.keys() if now.get(q, 0) > week_ago.get(q, 0))
+    total_now, total_before = sum(now.values()), sum(week_ago.values())
+    return Answer(
+        "Are exception queues smaller this week than last?",
+        total_now <= total_before and not grew,
+        f"{total_now} open now against {total_before} a week ago"
+        + (f"; grew: {', '.join(grew)}" if grew else "; no queue grew"),
+        reverse("console:overview"),
+        [f"{q}: {week_ago.get(q, 0)} → {now.get(q, 0)}" for q in sorted(now.keys() | week_ago.keys())],
+    )
+
+
+def _overridden_or_unsigned(start: dt.datetime, end: dt.datetime) -> Answer:
+    overridden = dict(
+        Override.objects.filter(at__gte=start, at__lt=end, rule__isnull=False)
+        .values("rule__name")
+        .annotate(n=Count("id"))
+        .values_list("rule__name", "n")
+    )
+    week = iso_week_start(start)
+    signed = set(RuleSignOff.objects.filter(week=week).values_list("rule_id", flat=True))
+    forced = set(
+        RulePromotion.objects.filter(kind=PromotionKind.FORCED, at__gte=start, at__lt=end).values_list(
+            "rule__name", flat=True
+        )
+    )
+    edited_ids = set(
+        Rule.history.filter(history_date__gte=start, history_date__lt=end, history_type="~").values_list(
+            "id", flat=True
+        )
+    )
+    edited_ids |= set(
+        Rule.objects.filter(versions__created_at__gte=start, versions__created_at__lt=end).values_list("id", flat=True)
+    )
+    edited = Rule.objects.filter(pk__in=edited_ids - signed).values_list("name", flat=True)
+    unsigned_edits = sorted(set(edited) | forced)
+    details = [f"{name}: overridden {n}×" for name, n in sorted(overridden.items())]
+    details += [f"{name}: changed without a sign-off that week" for name in unsigned_edits]
+    return Answer(
+        "Which rules were manually overridden or edited without owner sign-off?",
+        not overridden and not unsigned_edits,
+        f"{len(overridden)} rule(s) overridden, {len(unsigned_edits)} changed without sign-off"
+        if overridden or unsigned_edits
+        else "None",
+        reverse("console:rules"),
+        details,
+    )
+
+
+def _top_rules_owned(start: dt.datetime, end: dt.datetime) -> Answer:
+    top = list(
+        Lead.objects.filter(routed_at__gte=start, routed_at__lt=end, rule__isnull=False)
+        .values("rule_id", "rule__name", "rule__owner__username", "rule__production_version__sla_minutes")
+        .annotate(n=Count("id"))
+        .order_by("-n", "rule_id")[:TOP_RULES]
+    )
+    missing = [
+        row["rule__name"]
+        for row in top
+        if not row["rule__owner__username"] or not row["rule__production_version__sla_minutes"]
+    ]
+    return Answer(
+        f"Do the top {TOP_RULES} routing rules (by volume) have owners and SLAs?",
+        None if not top else not missing,
+        "No leads routed by a rule this week" if not top else ("Yes" if not missing else f"No: {', '.join(missing)}"),
+        reverse("console:rules"),
+        [
+            f"{row['rule__name']}: {row['n']} leads, owner {row['rule__owner__username'] or '—'}, "
+            f"SLA {row['rule__production_version__sla_minutes'] or '—'} min"
+            for row in top
+        ],
+    )
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    """Linear interpolation between closest ranks (PostgreSQL's percentile_cont)."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    rank = share * (len(sorted_values) - 1)
+    low = int(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def _latency_within_sla(start: dt.datetime, end: dt.datetime) -> Answer:
+    rows = (
+        Lead.objects.filter(status=LeadStatus.ASSIGNED, assigned_at__gte=start, assigned_at__lt=end)
+        .exclude(rule__isnull=True)
+        .annotate(latency=F("assigned_at") - F("occurred_at"))
+        .values_list("rule__name", "rule__production_version__sla_minutes", "latency")
+    )
+    by_rule: dict[str, tuple[int | None, list[float]]] = {}
+    for name, sla, latency in rows.iterator(chunk_size=5000):
+        by_rule.setdefault(name, (sla, []))[1].append(max(latency.total_seconds(), 0.0) / 60)
+    if not by_rule:
+        return Answer("Is route latency within SLA (median, P95)?", None, "No assignments this week", _leads_link())
+    details, late = [], []
+    for name, (sla, minutes) in sorted(by_rule.items()):
+        minutes.sort()
+        median, p95 = statistics.median(minutes), percentile(minutes, 0.95)
+        within = sla is None or p95 <= sla
+        if not within:
+            late.append(name)
+        details.append(f"{name}: median {median:.1f} min, P95 {p95:.1f} min, SLA {sla or '—'} min")
+    everything = sorted(m for _, values in by_rule.values() for m in values)
+    return Answer(
+        "Is route latency within SLA (median, P95)?",
+        not late,
+        f"Overall median {statistics.median(everything):.1f} min, P95 {percentile(everything, 0.95):.1f} min"
+        + (f"; P95 over SLA: {', '.join(late)}" if late else "; every rule's P95 within its SLA"),
+        _leads_link(),
+        details,
+    )
+
+
+def _leads_link() -> str:
+    return reverse("console:rules")
+
+
+def _attribution(start: dt.datetime, end: dt.datetime) -> Answer:
+    report = (
+        ReconciliationReport.objects.filter(kind=ReportKind.ATTRIBUTION, created_at__gte=start, created_at__lt=end)
+        .order_by("-created_at")
+        .first()
+    )
+    if report is None:
+        return Answer(
+            "Has the attribution reconciliation run, and is its variance under the threshold?",
+            False,
+            "No attribution reconciliation this week",
+            reverse("console:attribution"),
+        )
+    threshold = settings.HANDOFF["PARITY_THRESHOLD"]
+    return Answer(
+        "Has the attribution reconciliation run, and is its variance under the threshold?",
+        not report.flagged,
+        f"Ran {report.created_at:%Y-%m-%d %H:%M}: variance {report.variance:.1%} (threshold {threshold:.1%})",
+        reverse("console:attribution-report", args=[report.pk]),
+    )
+
+
+def _old_dead_letters(now: dt.datetime) -> Answer:
+    old = OutboxEvent.objects.filter(status=OutboxStatus.DEAD, dead_at__lte=now - DEAD_LETTER_AGE)
+    count = old.count()
+    return Answer(
+        "Is there any dead-letter item older than 1 hour?",
+        count == 0,
+        f"Yes: {count}" if count else "No",
+        reverse("console:dead-letters") + "?older_than_hours=1",
+    )
+
+
+def monday_checklist(*, now: dt.datetime | None = None) -> Checklist:
+    """The checklist for the last full ISO week (Monday to Monday, UTC) before `now`."""
+    now = now or timezone.now()
+    this_monday = day_start(iso_week_start(now.astimezone(dt.UTC)))
+    start, end = this_monday - dt.timedelta(days=7), this_monday
+    return Checklist(
+        week_start=start,
+        week_end=end,
+        answers=[
+            _queues_smaller(end),
+            _overridden_or_unsigned(start, end),
+            _top_rules_owned(start, end),
+            _latency_within_sla(start, end),
+            _attribution(start, end),
+            _old_dead_letters(now),
+        ],
+    )

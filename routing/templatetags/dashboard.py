@@ -1,0 +1,22 @@
+"""Formatting for the dashboard's figures."""
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def minutes(value) -> str:
+    """Minutes from the selectors: '—' with nothing counted, '≥ 7 d' in the open bucket, else '4.5 min'/'2.1 h'."""
+    if value is None:
+        return "—"
+    if value == "inf":
+        return "≥ 7 d"
+    if value >= 120:
+        return f"{value / 60:.1f} h"
+    return f"{value:g} min"
+
+
+@register.filter
+def pct(value) -> str:
+    return "—" if value is None else f"{value:g}%"
