@@ -17,7 +17,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 screenshots: $(VENV)/.installed
-	HANDOFF_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser -k screenshots
+	HANDOFF_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser -k screenshot
 
 bench: $(VENV)/.installed
 	$(PY) bench/run_all.py

@@ -5,6 +5,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,3 +69,24 @@ def median(values) -> float:
 
 def run(cmd, **kwargs):
     return subprocess.run(cmd, check=True, cwd=ROOT, **kwargs)
+
+
+def time_requests(client, url: str, requests: int, warmup: int = 2) -> tuple[list[float], int, dict, int]:
+    """Wall times of `requests` GETs after a warm-up; then one more under query capture: (times, query count,
+    the slowest query {"sql", "time"}, response bytes)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(warmup):
+        response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"GET {url}: {response.status_code}")
+    times = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        client.get(url)
+        times.append(time.perf_counter() - began)
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    slowest = max(captured.captured_queries, key=lambda q: float(q["time"]), default={"sql": "", "time": "0"})
+    return times, len(captured.captured_queries), slowest, len(response.content)

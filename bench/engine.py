@@ -16,13 +16,13 @@ setup_django()
 from routing.demo.leads import synthetic_lead  # noqa: E402
 from routing.engine import RuleSet  # noqa: E402
 from routing.intake import LeadIn  # noqa: E402
-from routing.models import Lead, Rule, RuleStage, Source  # noqa: E402
+from routing.models import Lead, RuleVersion, Source  # noqa: E402
 
 STAGES = ["lead", "mql", "sql"]
 COUNTRIES = ["US", "GB", "DE", "FR", "NG", "IN", "JP", "BR", "CA", "SE"]
 
 
-def rule_for(i: int, rng: random.Random) -> Rule:
+def rule_for(i: int, rng: random.Random) -> RuleVersion:
     """A realistic rule: two to four leaves mixing equality, ranges, sets, strings and attributes."""
     leaves = [
         {"field": "lifecycle_stage", "op": "eq", "value": STAGES[i % 3]},
@@ -34,12 +34,11 @@ def rule_for(i: int, rng: random.Random) -> Rule:
     # The country leaf comes last: "no match" leads pass many leaves before it fails.
     country = {"field": "country", "op": "in", "value": rng.sample(COUNTRIES, 5)}
     condition = {"all": [*rng.sample(leaves, rng.randint(1, 3)), country]}
-    return Rule(
-        id=i + 1,
+    return RuleVersion(
+        rule_id=i + 1,
         name=f"rule {i}",
-        version=1,
+        number=1,
         priority=i,
-        stage=RuleStage.PRODUCTION,
         condition=condition,
         queue_id=1,
         owner_id=1,

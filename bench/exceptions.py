@@ -29,7 +29,7 @@ import datetime as dt  # noqa: E402
 import functools  # noqa: E402
 import time  # noqa: E402
 
-from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database  # noqa: E402
+from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database, time_requests  # noqa: E402
 
 ACK_MINUTES = 30
 RESOLVE_MINUTES = 240
@@ -100,12 +100,12 @@ def seed(*, items: int, queues: int, business_hours_queues: int, people: int) ->
             """
             INSERT INTO routing_lead (origin_id, lead_id, email, first_name, last_name, company, company_size,
                 country, lifecycle_stage, engagement_score, intent_score, occurred_at, attributes, received_at,
-                status, requeue_count)
+                status, requeue_count, enrichment_attempts)
             SELECT %(source)s, 'bench-' || g, 'lead-' || g || '@example.com', 'Ada', 'Byron',
                 'Company ' || (g %% 997), 10 + g %% 5000, (ARRAY['US','GB','DE','FR','IN'])[1 + g %% 5], 'lead',
                 (g * 7919 %% 100)::float, (g * 37 %% 100)::float,
                 %(t0)s - %(ack)s - %(burst)s + g * %(burst)s / %(n)s - interval '5 seconds', '{}'::jsonb,
-                %(t0)s - %(ack)s - %(burst)s + g * %(burst)s / %(n)s, 'exception', 0
+                %(t0)s - %(ack)s - %(burst)s + g * %(burst)s / %(n)s, 'exception', 0, 0
             FROM generate_series(1, %(n)s) AS g
             """,
             params,
@@ -140,26 +140,6 @@ def seed(*, items: int, queues: int, business_hours_queues: int, people: int) ->
         "inserted": inserted,
         "vacuumed": vacuumed,
     }
-
-
-def time_requests(client, url: str, requests: int, warmup: int = 3) -> tuple[list[float], int, float, int]:
-    """Wall times of `requests` GETs after a warm-up; then one more under query capture."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    for _ in range(warmup):
-        response = client.get(url)
-        if response.status_code != 200:
-            raise RuntimeError(f"GET {url}: {response.status_code}")
-    times = []
-    for _ in range(requests):
-        began = time.perf_counter()
-        response = client.get(url)
-        times.append(time.perf_counter() - began)
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get(url)
-    slowest = max((float(q["time"]) for q in captured.captured_queries), default=0.0)
-    return times, len(captured.captured_queries), slowest, len(response.content)
 
 
 def explain(client, url: str) -> None:
@@ -208,10 +188,10 @@ def bench_pages(seeded: dict, items: int, queues: int, requests: int, show_plans
     ]
     print(f"console pages, {requests} requests each after 3 warm-ups (test Client, in-process):")
     for label, url in pages:
-        times, queries, slowest, size = time_requests(client, url, requests)
+        times, queries, slowest, size = time_requests(client, url, requests, warmup=3)
         print(
             f"  {label:<44} median {median(times) * 1000:6.1f} ms, P95 {percentile(times, 95) * 1000:6.1f} ms; "
-            f"{queries} queries (slowest {slowest * 1000:.1f} ms); {size / 1024:.0f} KiB  [{url}]"
+            f"{queries} queries (slowest {float(slowest['time']) * 1000:.1f} ms); {size / 1024:.0f} KiB  [{url}]"
         )
         if show_plans:
             explain(client, url)

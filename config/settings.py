@@ -3,8 +3,9 @@
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -186,6 +187,35 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sla-sweep": {"task": "exceptions.tasks.sla_sweep_task", "schedule": 60.0},
     "send-notifications": {"task": "exceptions.tasks.send_notifications_task", "schedule": 60.0},
+    # Pending outbox events whose next attempt has come (a lost publish or a retry whose task was lost).
+    "deliveries-due": {"task": "routing.integrations.tasks.deliveries_due", "schedule": 30.0},
+    # Dashboard rollups: today and yesterday every 5 minutes; five weeks each night (cohorts still being worked).
+    "dashboard-rollup-recent": {"task": "routing.dashboard.tasks.dashboard_rollup_task", "schedule": 300.0},
+    "dashboard-rollup-nightly": {
+        "task": "routing.dashboard.tasks.dashboard_rollup_task",
+        "schedule": crontab(minute=30, hour=2),
+        "kwargs": {"days_back": 35},
+    },
+    # Each morning after the parity: yesterday against the trailing 14 days.
+    "anomaly-report": {
+        "task": "routing.operations.tasks.anomaly_report_task",
+        "schedule": crontab(minute=30, hour=env_int("HANDOFF_RECONCILE_HOUR", 6)),
+    },
+    "monday-checklist": {
+        "task": "routing.operations.tasks.monday_checklist_task",
+        "schedule": crontab(minute=0, hour=8, day_of_week="mon"),
+    },
+    # Each morning: yesterday's parity of captured, routed and delivered leads, stuck work sent again.
+    "reconcile-daily": {
+        "task": "routing.integrations.tasks.reconcile_daily",
+        "schedule": crontab(minute=0, hour=env_int("HANDOFF_RECONCILE_HOUR", 6)),
+    },
+    # Monday morning: owners with production rules not yet signed off this week get one email. Hourly
+    # from then to the end of Monday, so a worker that was down at the first tick still sends it (once).
+    "sign-off-reminders": {
+        "task": "routing.governance.tasks.sign_off_reminders_task",
+        "schedule": crontab(minute=0, hour=f"{env_int('HANDOFF_SIGN_OFF_REMINDER_HOUR', 8)}-23", day_of_week="mon"),
+    },
 }
 
 # Product settings.
@@ -205,8 +235,35 @@ HANDOFF = {
     "HIGH_INTENT_THRESHOLD": env_int("HANDOFF_HIGH_INTENT_THRESHOLD", 80),
     # Reminders go out this many minutes before an acknowledge or resolve due time.
     "REMINDER_MINUTES": env_int("HANDOFF_REMINDER_MINUTES", 10),
+    # Delivery retries: the n-th wait is this × 2^(n-1), ±20% jitter (8 attempts: about an hour in all),
+    # or what the target's Retry-After asks, up to an hour.
+    "DELIVERY_RETRY_BASE_SECONDS": env_float("HANDOFF_DELIVERY_RETRY_BASE_SECONDS", 30.0),
+    # Enrichment retries: the n-th wait is this × 2^(n-1), ±20% (or Retry-After); the lead waits meanwhile.
+    "ENRICHMENT_RETRY_BASE_SECONDS": env_float("HANDOFF_ENRICHMENT_RETRY_BASE_SECONDS", 2.0),
+    # A lead whose enrichment failed for good, with intent_score above this, goes to a person for review.
+    "ENRICHMENT_REVIEW_INTENT": env_int("HANDOFF_ENRICHMENT_REVIEW_INTENT", 70),
+    "ENRICHMENT_REVIEW_QUEUE": env_str("HANDOFF_ENRICHMENT_REVIEW_QUEUE", "Manual review"),
+    # Reconciliation: a gap between captured, routed and delivered above this share opens an incident.
+    "PARITY_THRESHOLD": env_float("HANDOFF_PARITY_THRESHOLD", 0.01),
+    # ... and is emailed here (the system owner); also the attribution variance threshold.
+    "SYSTEM_OWNER_EMAIL": env_str("HANDOFF_SYSTEM_OWNER_EMAIL", ""),
+    # An event still undelivered this long after it was written counts as stuck in the daily report.
+    "DELIVERY_GRACE_SECONDS": env_int("HANDOFF_DELIVERY_GRACE_SECONDS", 3600),
+    "ATTRIBUTION_MAX_BYTES": env_int("HANDOFF_ATTRIBUTION_MAX_BYTES", 20 * 1024 * 1024),
+    "ATTRIBUTION_MAX_ROWS": env_int("HANDOFF_ATTRIBUTION_MAX_ROWS", 200_000),
+    # Anomaly band: flag a measure above mean + this many deviations (deviation at least this share of it).
+    "ANOMALY_SIGMAS": env_float("HANDOFF_ANOMALY_SIGMAS", 3.0),
+    "ANOMALY_MIN_SHARE": env_float("HANDOFF_ANOMALY_MIN_SHARE", 0.25),
+    # The Monday checklist email goes to the system owner and these addresses.
+    "CHECKLIST_RECIPIENTS": env_list("HANDOFF_CHECKLIST_RECIPIENTS"),
+    # A rule with this many manual overrides in one ISO week is flagged on its page and in sign-off.
+    "OVERRIDE_FLAG_THRESHOLD": env_int("HANDOFF_OVERRIDE_FLAG_THRESHOLD", 3),
     # Links in notification emails point here.
     "CONSOLE_URL": env_str("HANDOFF_CONSOLE_URL", "http://127.0.0.1:8000"),
+    # /metrics answers a request bearing this token ("Authorization: Bearer …"), or a direct (not proxied)
+    # connection from one of these networks. Neither: 403.
+    "METRICS_TOKEN": env_str("HANDOFF_METRICS_TOKEN", ""),
+    "METRICS_ALLOW": env_networks("HANDOFF_METRICS_ALLOW", "127.0.0.1/32,::1/128"),
 }
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "handoff@localhost")
 EMAIL_BACKEND = env_str(
@@ -216,11 +273,26 @@ EMAIL_BACKEND = env_str(
 EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
 
+# One line per record: JSON outside DEBUG, with the lead, exception, event and task ids the work is about
+# (config/observability/logs.py). Celery workers log through this too, not through Celery's own format.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "config.observability.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {
+            "()": "config.observability.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {"()": "config.observability.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["context"],
+            "formatter": env_choice("LOG_FORMAT", "plain" if DEBUG else "json", ("plain", "json")),
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
@@ -228,7 +300,7 @@ LOGGING = {
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     # Probes speak plain HTTP to the process; a redirect would count as healthy without checking anything.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True

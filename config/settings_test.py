@@ -9,6 +9,9 @@ os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/handoff")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", "handoff-test")
+# Delivery retries wait this × 2^(n-1) in tests (30 s in production), so the real worker retries in moments.
+os.environ.setdefault("HANDOFF_DELIVERY_RETRY_BASE_SECONDS", "0.05")
+os.environ.setdefault("HANDOFF_ENRICHMENT_RETRY_BASE_SECONDS", "0.05")
 
 from config.settings import *  # noqa: E402,F403
 

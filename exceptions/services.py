@@ -216,6 +216,9 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
     else:
         in_time = now <= fresh.resolve_due_at
     _sla_events(fresh, now, (SlaClock.RESOLVE, SlaEventKind.FULFILLED), within_sla=in_time)
+    from routing.integrations import events as integration_events  # routing imports this module
+
+    integration_events.exception_resolved(item=fresh)
     return fresh
 
 

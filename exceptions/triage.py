@@ -8,6 +8,7 @@ from audit.services import audit_record
 from exceptions.models import UNRESOLVED, ExceptionItem, ExceptionStatus, Resolution
 from exceptions.services import ExceptionConflict, InvalidAction, exception_resolve
 from routing.intake import LeadIn, validation_errors
+from routing.integrations import events as integration_events
 from routing.models import Lead, LeadStatus, Queue
 from routing.services import lead_route
 
@@ -111,6 +112,9 @@ def lead_assign_manually(*, lead: Lead, queue: Queue, assignee, reason: str, by,
             "before": before,
             "after": {"queue": queue.name, "assignee": assignee.get_username() if assignee else None},
         },
+    )
+    integration_events.lead_reassigned(
+        lead=lead, from_queue=override.from_queue, from_assignee=override.from_assignee, by=by, reason=reason
     )
     if item is not None and item.status != ExceptionStatus.RESOLVED:
         item = exception_resolve(item=item, by=by, resolution=Resolution.REROUTED, note=f"Assigned by hand: {reason}")

@@ -1,5 +1,7 @@
 """The exception console: thin views that read through selectors and act through services."""
 
+import logging
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponseRedirect
@@ -9,6 +11,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
+from config.observability.logs import log_context
 from exceptions import services, triage
 from exceptions.filters import ExceptionFilter, console_people
 from exceptions.forms import AssignForm, BulkForm, LeadEditForm, ManualAssignForm, ResolveForm, WaitingForm
@@ -22,7 +25,9 @@ from exceptions.selectors import (
     notifications_for,
     queue_overview,
 )
+from routing.governance.preview import lead_explanation
 
+logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
 
 
@@ -93,6 +98,10 @@ class ItemDetailView(ConsoleAccessMixin, View):
             ),
             pk=pk,
         )
+        with log_context(lead_id=item.lead_id, exception_id=item.pk):
+            return self._render(request, item)
+
+    def _render(self, request, item):
         trail = lead_trail(item.lead)
         return render(
             request,
@@ -101,6 +110,7 @@ class ItemDetailView(ConsoleAccessMixin, View):
                 "item": item,
                 "lead": item.lead,
                 "decisions": lead_decisions(trail),
+                "why": lead_explanation(item.lead),
                 "trail": trail,
                 "timeline": item_timeline(item),
                 "now": timezone.now(),
@@ -134,6 +144,11 @@ class ItemActionView(ConsoleAccessMixin, View):
 
     def post(self, request, pk, action):
         item = get_object_or_404(ExceptionItem.objects.select_related("lead", "queue", "assignee"), pk=pk)
+        with log_context(lead_id=item.lead_id, exception_id=item.pk):
+            return self._act(request, item, action)
+
+    def _act(self, request, item, action):
+        pk = item.pk
         handler = getattr(self, f"do_{action}", None)
         if handler is None:
             messages.error(request, f"Unknown action {action!r}.")
@@ -149,6 +164,7 @@ class ItemActionView(ConsoleAccessMixin, View):
             else:
                 if success:
                     messages.success(request, success)
+                logger.info("Console: %s on item %s by %s: %s", action, pk, request.user.get_username(), success)
         return _back(request, reverse("console:item", args=[pk]))
 
     def do_acknowledge(self, request, item):

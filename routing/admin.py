@@ -2,9 +2,17 @@ from django import forms
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
-from routing.conditions import ConditionError, validate_condition
-from routing.models import Lead, Queue, QueueMembership, Rule, RuleStage, Source
-from routing.rules import rule_save
+from routing.governance.forms import DraftChecks
+from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
+from routing.governance.services import rule_draft_save
+from routing.integrations.models import (
+    DeliveryAttempt,
+    DeliveryTarget,
+    EnrichmentProvider,
+    EventType,
+    OutboxEvent,
+)
+from routing.models import Lead, Queue, QueueMembership, Rule, Source
 
 
 @admin.register(Source)
@@ -39,49 +47,54 @@ class QueueAdmin(SimpleHistoryAdmin):
     inlines = [MembershipInline]
 
 
-class RuleForm(forms.ModelForm):
+class RuleForm(DraftChecks, forms.ModelForm):
     class Meta:
         model = Rule
-        fields = [
-            "name",
-            "description",
-            "owner",
-            "priority",
-            "stage",
-            "condition",
-            "queue",
-            "sla_minutes",
-            "inputs",
-            "outputs",
-            "rollback_plan",
-        ]
-
-    def clean(self):
-        data = super().clean()
-        if data.get("stage") == RuleStage.PRODUCTION and not data.get("owner"):
-            raise forms.ValidationError("A production rule needs a named owner.")
-        return data
-
-    def clean_condition(self):
-        condition = self.cleaned_data["condition"]
-        try:
-            validate_condition(condition)
-        except ConditionError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return condition
+        fields = list(Rule.DRAFT_FIELDS)
 
 
 @admin.register(Rule)
 class RuleAdmin(SimpleHistoryAdmin):
+    """Edits the draft only. Live versions are immutable; stages move by promotion in the console."""
+
     form = RuleForm
-    list_display = ["name", "priority", "stage", "queue", "owner", "version", "updated_at"]
+    list_display = ["name", "priority", "stage", "queue", "owner", "production_version", "staging_version"]
     list_filter = ["stage", "queue"]
     search_fields = ["name", "description"]
-    readonly_fields = ["version", "created_at", "updated_at"]
+    readonly_fields = ["stage", "production_version", "staging_version", "created_at", "updated_at"]
     autocomplete_fields = ["owner", "queue"]
 
     def save_model(self, request, obj, form, change):
-        rule_save(rule=obj, by=request.user)
+        rule_draft_save(rule=obj, by=request.user)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RuleVersion)
+class RuleVersionAdmin(ReadOnlyAdmin):
+    list_display = ["rule", "number", "priority", "queue", "owner", "created_at", "forced"]
+    list_filter = ["forced"]
+    search_fields = ["name"]
+
+
+@admin.register(RulePromotion)
+class RulePromotionAdmin(ReadOnlyAdmin):
+    list_display = ["rule", "version", "kind", "by", "at"]
+    list_filter = ["kind"]
+
+
+@admin.register(RuleSignOff)
+class RuleSignOffAdmin(ReadOnlyAdmin):
+    list_display = ["rule", "week", "by", "at", "production_version"]
 
 
 @admin.register(Lead)
@@ -95,3 +108,51 @@ class LeadAdmin(SimpleHistoryAdmin):
 
     def has_add_permission(self, request):
         return False  # leads arrive through the intake API
+
+
+class DeliveryTargetForm(forms.ModelForm):
+    events = forms.MultipleChoiceField(choices=EventType.choices, widget=forms.CheckboxSelectMultiple)
+    secret = forms.CharField(widget=forms.PasswordInput(render_value=True), max_length=200)
+    url = forms.URLField(assume_scheme="https", max_length=500)
+
+    class Meta:
+        model = DeliveryTarget
+        fields = ["name", "url", "secret", "events", "is_active", "max_attempts", "timeout_seconds"]
+
+
+@admin.register(DeliveryTarget)
+class DeliveryTargetAdmin(admin.ModelAdmin):
+    form = DeliveryTargetForm
+    list_display = ["name", "url", "is_active", "max_attempts", "timeout_seconds"]
+
+
+class ReceiptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ["number", "at", "status_code", "latency_ms", "error", "retry_after_seconds", "replay"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "event_type", "target", "lead", "status", "attempts", "created_at", "delivered_at"]
+    list_filter = ["status", "target", "event_type"]
+    inlines = [ReceiptInline]
+
+
+class EnrichmentProviderForm(forms.ModelForm):
+    auth_value = forms.CharField(widget=forms.PasswordInput(render_value=True), max_length=500, required=False)
+    url = forms.URLField(assume_scheme="https", max_length=500)
+
+    class Meta:
+        model = EnrichmentProvider
+        fields = ["name", "url", "auth_header", "auth_value", "timeout_seconds", "max_attempts", "is_active"]
+
+
+@admin.register(EnrichmentProvider)
+class EnrichmentProviderAdmin(admin.ModelAdmin):
+    form = EnrichmentProviderForm
+    list_display = ["name", "url", "is_active", "timeout_seconds", "max_attempts"]

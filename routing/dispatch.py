@@ -10,8 +10,9 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 
-def routing_enqueue(lead_ids: Sequence[int]) -> int:
-    """Publish route tasks for these leads now; returns how many leads were published."""
+def routing_enqueue(lead_ids: Sequence[int], countdown: float | None = None) -> int:
+    """Publish route tasks for these leads (now, or `countdown` seconds from now); returns how many leads
+    were published."""
     from routing.tasks import route_leads
 
     chunk = settings.HANDOFF["ROUTE_CHUNK_SIZE"]
@@ -19,7 +20,7 @@ def routing_enqueue(lead_ids: Sequence[int]) -> int:
     for start in range(0, len(lead_ids), chunk):
         part = list(lead_ids[start : start + chunk])
         try:
-            route_leads.delay(part)
+            route_leads.apply_async((part,), countdown=countdown)
         except Exception as exc:  # kombu OperationalError and friends: the sweeper will re-publish
             logger.warning(
                 "Could not queue routing for %d leads (first id %s): %s; the sweeper will retry.",

@@ -1,4 +1,7 @@
-"""The rules engine: production rules compiled once into one function, re-compiled only when rules change."""
+"""The rules engine: rule versions compiled once into one function, re-compiled only when rules change.
+
+Two sets are kept: production (what routes), and while any rule has a staging version, the shadow set
+(production with staging versions in their place), which is evaluated for every lead but never acted on."""
 
 import threading
 from collections.abc import Iterable
@@ -7,7 +10,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from routing.conditions import compile_first_match, fields_read, read_field
-from routing.models import Rule, RuleSetGeneration, RuleStage
+from routing.models import Rule, RuleSetGeneration, RuleVersion
 
 CONTACT_FIELDS = ("email", "phone")
 
@@ -30,13 +33,13 @@ class Match:
 
 
 class RuleSet:
-    def __init__(self, rules: Iterable[Rule]):
-        ordered = sorted(rules, key=lambda rule: (rule.priority, rule.id))
+    def __init__(self, versions: Iterable[RuleVersion]):
+        ordered = sorted(versions, key=lambda version: (version.priority, version.rule_id))
         self.rules = tuple(
             CompiledRule(
-                id=r.id,
+                id=r.rule_id,
                 name=r.name,
-                version=r.version,
+                version=r.number,
                 priority=r.priority,
                 owner_id=r.owner_id,
                 queue_id=r.queue_id,
@@ -44,6 +47,7 @@ class RuleSet:
             )
             for r in ordered
         )
+        self.versions = tuple(ordered)  # the frozen rows, for explanations and replays
         self._first_match = compile_first_match([rule.condition for rule in ordered])
         # Fields read up to and including rule i: what a decision by rule i (or by none) depended on.
         self._fields_through: list[tuple[str, ...]] = []
@@ -67,17 +71,49 @@ class RuleSet:
         return Match(rule=self.rules[index], inputs={f: read_field(view, f) for f in self._fields_through[index]})
 
 
+def production_versions():
+    return RuleVersion.objects.filter(pk__in=Rule.objects.exclude(production_version=None).values("production_version"))
+
+
+def candidate_versions():
+    """Each rule's staging version, or its production version where it has none in staging."""
+    staged = Rule.objects.exclude(staging_version=None)
+    return RuleVersion.objects.filter(pk__in=staged.values("staging_version")) | RuleVersion.objects.filter(
+        pk__in=Rule.objects.filter(staging_version=None).exclude(production_version=None).values("production_version")
+    )
+
+
+def versions_live_at(moment) -> list[RuleVersion]:
+    """The production versions as they stood at `moment`: what decided a lead routed then."""
+    from routing.governance.models import PromotionKind, RulePromotion
+
+    latest: dict[int, int] = {}
+    promotions = RulePromotion.objects.filter(
+        kind__in=[PromotionKind.PRODUCTION, PromotionKind.ROLLBACK, PromotionKind.FORCED], at__lte=moment
+    ).order_by("at", "id")
+    for rule_id, version_id in promotions.values_list("rule_id", "version_id"):
+        latest[rule_id] = version_id
+    return list(RuleVersion.objects.filter(pk__in=latest.values()).select_related("queue"))
+
+
+@dataclass(frozen=True)
+class RuleSets:
+    production: RuleSet
+    shadow: RuleSet | None  # None while no rule has a staging version
+
+
 _cache_lock = threading.Lock()
 _FINGERPRINT_SQL = (
-    f"SELECT (SELECT value FROM {RuleSetGeneration._meta.db_table} WHERE id = 1), count(*), max(updated_at) "
-    f"FROM {Rule._meta.db_table}"
+    f"SELECT (SELECT value FROM {RuleSetGeneration._meta.db_table} WHERE id = 1), count(*), max(updated_at), "
+    f"count(staging_version_id) FROM {Rule._meta.db_table}"
 )
-_cached: tuple[tuple, RuleSet] | None = None
+_cached: tuple[tuple, RuleSets] | None = None
 
 
-def production_ruleset() -> RuleSet:
-    """The production rules, compiled. One cheap query per call tells whether any rule changed: the rule set
-    generation (moved by every rule write when it commits), with the rules' count and newest change."""
+def routing_rulesets() -> RuleSets:
+    """The production and shadow sets, compiled. One cheap query per call tells whether any rule changed:
+    the rule set generation (moved by every rule write when it commits), with the rules' count and newest
+    change."""
     global _cached
     with connection.cursor() as cursor:
         cursor.execute(_FINGERPRINT_SQL)
@@ -85,7 +121,13 @@ def production_ruleset() -> RuleSet:
     with _cache_lock:
         if _cached is not None and _cached[0] == fingerprint:
             return _cached[1]
-    ruleset = RuleSet(Rule.objects.filter(stage=RuleStage.PRODUCTION))
+    production = RuleSet(production_versions())
+    shadow = RuleSet(candidate_versions()) if fingerprint[3] else None
+    sets = RuleSets(production=production, shadow=shadow)
     with _cache_lock:
-        _cached = (fingerprint, ruleset)
-    return ruleset
+        _cached = (fingerprint, sets)
+    return sets
+
+
+def production_ruleset() -> RuleSet:
+    return routing_rulesets().production

@@ -14,6 +14,7 @@ from simple_history.models import HistoricalRecords
 from audit.history import history_person
 from exceptions.sla import BusinessHours
 from routing.conditions import LEAD_FIELDS
+from routing.integrations.models import EnrichmentStatus
 
 
 class Source(models.Model):
@@ -135,12 +136,13 @@ class QueueMembership(models.Model):
         _save_without(self, {"rotation_pass"}, args, kwargs)
 
 
-def _save_without(instance: models.Model, rotation_fields: set[str], args, kwargs) -> None:
-    """Save an existing row without its rotation state. That state is written only by routing/assignment.py
-    under the queue's row lock; a form or an import saving the copy it read earlier must not put it back."""
+def _save_without(instance: models.Model, locked_fields: set[str], args, kwargs) -> None:
+    """Save an existing row without the fields only a locked service writes (the rotation state, written by
+    routing/assignment.py under the queue's row lock; a rule's stage and version pointers, moved by
+    promotion): a form or an import saving the copy it read earlier must not put old values back."""
     if not instance._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
         kwargs["update_fields"] = [
-            f.name for f in instance._meta.concrete_fields if not f.primary_key and f.name not in rotation_fields
+            f.name for f in instance._meta.concrete_fields if not f.primary_key and f.name not in locked_fields
         ]
     models.Model.save(instance, *args, **kwargs)
 
@@ -152,28 +154,68 @@ class RuleStage(models.TextChoices):
 
 
 class Rule(models.Model):
+    """A routing rule: its identity and owner, and the working copy of its contract (the draft).
+
+    Routing never reads these fields. It runs frozen versions (routing/governance/models.py): editing the
+    draft changes nothing live until the owner promotes it to staging, then to production."""
+
     name = models.CharField(max_length=150, unique=True)
     description = models.TextField(blank=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="owned_rules"
     )
     priority = models.IntegerField(default=100, help_text="Lower numbers are evaluated first.")
-    stage = models.CharField(max_length=16, choices=RuleStage.choices, default=RuleStage.DRAFT)
+    # The furthest stage the rule has reached; moved only by promotion (routing/governance/services.py).
+    stage = models.CharField(max_length=16, choices=RuleStage.choices, default=RuleStage.DRAFT, editable=False)
     condition = models.JSONField(help_text="Condition JSON; see the README's rule format.")
     queue = models.ForeignKey(
         Queue, on_delete=models.PROTECT, related_name="rules", help_text="Action: assign matching leads to this queue."
     )
-    sla_minutes = models.PositiveIntegerField(default=15, help_text="Assign within this many minutes.")
+    sla_minutes = models.PositiveIntegerField(null=True, blank=True, help_text="Assign within this many minutes.")
     inputs = models.TextField(blank=True)
     outputs = models.TextField(blank=True)
     rollback_plan = models.TextField(blank=True)
-    # Bumped whenever what the rule decides can change; decisions record it.
-    version = models.PositiveIntegerField(default=1, editable=False)
+    test_cases = models.JSONField(
+        default=list, blank=True, help_text='Sample leads with their expected outcome: [{"name", "lead", "expect"}].'
+    )
+    staging_version = models.ForeignKey(
+        "routing.RuleVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    production_version = models.ForeignKey(
+        "routing.RuleVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords(get_user=history_person)
 
-    DECIDING_FIELDS = ("priority", "stage", "condition", "queue_id")
+    # The draft as people edit it (forms, diffs between versions).
+    DRAFT_FIELDS = (
+        "name",
+        "description",
+        "owner",
+        "priority",
+        "condition",
+        "queue",
+        "sla_minutes",
+        "inputs",
+        "outputs",
+        "rollback_plan",
+        "test_cases",
+    )
+    # The same, by column: what a version freezes; a promotion with none of them changed has nothing to promote.
+    CONTRACT_FIELDS = (
+        "name",
+        "description",
+        "owner_id",
+        "priority",
+        "condition",
+        "queue_id",
+        "sla_minutes",
+        "inputs",
+        "outputs",
+        "rollback_plan",
+        "test_cases",
+    )
 
     class Meta:
         ordering = ["priority", "id"]
@@ -181,6 +223,19 @@ class Rule(models.Model):
 
     def __str__(self):
         return self.name
+
+    # Moved only by promotion, under the rule's row lock (routing/governance/services.py).
+    GOVERNED_FIELDS = {"stage", "staging_version", "production_version"}
+
+    def save(self, *args, **kwargs):
+        """A draft save never writes the stage or the version pointers: a copy read before a promotion
+        committed must not put the old ones back."""
+        _save_without(self, self.GOVERNED_FIELDS, args, kwargs)
+
+    @property
+    def version(self) -> int | None:
+        """The production version's number: what audit events about the rule refer to."""
+        return self.production_version.number if self.production_version_id else None
 
 
 class LeadStatus(models.TextChoices):
@@ -219,7 +274,14 @@ class Lead(models.Model):
     # (the wait doubles each time, so a long backlog is not flooded with copies).
     requeue_count = models.PositiveIntegerField(default=0)
     requeue_after = models.DateTimeField(null=True, blank=True)
-    history = HistoricalRecords(get_user=history_person, excluded_fields=["requeue_after", "requeue_count"])
+    # Enrichment before routing (routing/integrations/enrichment.py): None until tried, or with no provider.
+    enrichment_status = models.CharField(max_length=16, null=True, blank=True, choices=EnrichmentStatus.choices)
+    enrichment_attempts = models.PositiveIntegerField(default=0)
+    enrich_after = models.DateTimeField(null=True, blank=True)  # the next attempt's time (and a claim's lease)
+    history = HistoricalRecords(
+        get_user=history_person,
+        excluded_fields=["requeue_after", "requeue_count", "enrichment_attempts", "enrich_after"],
+    )
 
     # What the rules engine reads: every lead field a condition may name, plus the attributes object.
     ROUTABLE_FIELDS = (*LEAD_FIELDS, "attributes")
@@ -243,11 +305,16 @@ class Lead(models.Model):
         return f"{self.origin}:{self.lead_id}"
 
     def routing_view(self) -> dict:
-        """The lead as the rules engine sees it: field name -> value. occurred_at is an ISO 8601 UTC string,
-        so conditions compare it with string values such as "2026-11-01"."""
-        view = {name: getattr(self, name) for name in self.ROUTABLE_FIELDS}
-        if self.occurred_at is not None:
-            view["occurred_at"] = self.occurred_at.astimezone(dt.UTC).isoformat()
+        return self.view_from({name: getattr(self, name) for name in self.ROUTABLE_FIELDS})
+
+    @classmethod
+    def view_from(cls, values) -> dict:
+        """The lead as the rules engine sees it: field name -> value, from anything holding the routable
+        fields (a lead, a `.values()` row, a validated sample). occurred_at is an ISO 8601 UTC string, so
+        conditions compare it with string values such as "2026-11-01"."""
+        view = {name: values[name] for name in cls.ROUTABLE_FIELDS}
+        if view["occurred_at"] is not None:
+            view["occurred_at"] = view["occurred_at"].astimezone(dt.UTC).isoformat()
         return view
 
 
@@ -261,3 +328,29 @@ class RuleSetGeneration(models.Model):
 
     def __str__(self):
         return f"rule set generation {self.value}"
+
+
+from routing.dashboard.models import (  # noqa: E402,F401
+    DailyDeliveryStat,
+    DailyLeadStat,
+    DailyQueueStat,
+    LatencyBucket,
+    RollupDay,
+)
+from routing.governance.models import (  # noqa: E402,F401  (models of the routing app kept in their own module)
+    ReplayRun,
+    RulePromotion,
+    RuleSignOff,
+    RuleVersion,
+    ShadowDecision,
+    SignOffReminder,
+)
+from routing.integrations.models import (  # noqa: E402,F401
+    DeliveryAttempt,
+    DeliveryTarget,
+    EnrichmentProvider,
+    Incident,
+    OutboxEvent,
+    ReconciliationReport,
+)
+from routing.operations.models import AnomalyReport  # noqa: E402,F401

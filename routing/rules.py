@@ -12,6 +12,9 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from exceptions.sla import BusinessHours
 from routing.conditions import ConditionError, validate_condition
+from routing.governance.gates import TEST_CASES_SCHEMA
+from routing.governance.replay import replay_execute, replay_request
+from routing.governance.services import PromotionBlocked, rule_draft_save, rule_promote, same_content
 from routing.models import AssignmentStrategy, Queue, QueueMembership, Rule, RuleStage
 
 User = get_user_model()
@@ -23,26 +26,6 @@ class RulesFileError(ValueError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("\n".join(problems))
-
-
-def rule_save(*, rule: Rule, by=None) -> Rule:
-    """Validate and save a rule; a change to what it decides bumps its version. Writes an audit event."""
-    validate_condition(rule.condition)
-    before = None
-    if rule.pk is not None:
-        before = Rule.objects.filter(pk=rule.pk).values(*Rule.DECIDING_FIELDS, "version").first()
-    if before is not None and any(before[f] != getattr(rule, f) for f in Rule.DECIDING_FIELDS):
-        rule.version = before["version"] + 1
-    with transaction.atomic():
-        rule.save()
-        audit_record(
-            action=AuditAction.RULE_SAVED,
-            actor=by,
-            rule=rule,
-            outcome="created" if before is None else "changed",
-            data={"before": before, "after": {f: getattr(rule, f) for f in Rule.DECIDING_FIELDS}},
-        )
-    return rule
 
 
 _text = {"type": "string"}
@@ -147,6 +130,7 @@ RULES_FILE_SCHEMA = {
                     "inputs": _text,
                     "outputs": _text,
                     "rollback_plan": _text,
+                    "test_cases": TEST_CASES_SCHEMA,
                 },
             },
         },
@@ -215,8 +199,8 @@ def _check_document(doc: Any) -> None:
         owner = rule.get("owner")
         if owner is not None and owner not in known_users:
             problems.append(f"rules[{i}].owner: unknown owner {owner!r}; list it under owners")
-        if rule.get("stage") == RuleStage.PRODUCTION and not owner:
-            problems.append(f"rules[{i}].owner: a production rule needs a named owner")
+        if rule.get("stage", RuleStage.DRAFT) != RuleStage.DRAFT and not owner:
+            problems.append(f"rules[{i}].owner: a {rule['stage']} rule needs a named owner")
     if problems:
         raise RulesFileError(problems)
 
@@ -273,19 +257,53 @@ def rules_import(*, document: Any, by=None) -> dict[str, int]:
                     Queue.objects.get(name=item["overflow_queue"]) if item["overflow_queue"] else None
                 )
                 queue.save()
-        for item in document.get("rules", []):
-            rule = Rule.objects.filter(name=item["name"]).first() or Rule(name=item["name"])
-            rule.owner = User.objects.get(username=item["owner"]) if item.get("owner") else None
-            rule.priority = item["priority"]
-            rule.stage = item.get("stage", RuleStage.DRAFT)
-            rule.condition = item["when"]
-            rule.queue = Queue.objects.get(name=item["then"]["queue"])
-            rule.sla_minutes = item.get("sla_minutes", 15)
-            for key in ("description", "inputs", "outputs", "rollback_plan"):
-                setattr(rule, key, item.get(key, ""))
-            rule_save(rule=rule, by=by)
-            counts["rules"] += 1
+        promotions = _import_rules(document.get("rules", []), by=by)
+        counts["rules"] = len(document.get("rules", []))
+        counts.update(promotions)
         audit_record(action=AuditAction.RULES_IMPORTED, actor=by, outcome="imported", data=counts)
+    return counts
+
+
+def _import_rules(items: list[dict], *, by) -> dict[str, int]:
+    """Save each rule's draft, then move it to the stage the file asks for through the same gates as the
+    console: staging first, then one replay of the new candidate set as evidence, then production. Every
+    blocked gate becomes a located problem, and nothing is written."""
+    problems, rules = [], []
+    counts = {"promoted_to_staging": 0, "promoted_to_production": 0}
+    for i, item in enumerate(items):
+        rule = Rule.objects.filter(name=item["name"]).first() or Rule(name=item["name"])
+        rule.owner = User.objects.get(username=item["owner"]) if item.get("owner") else None
+        rule.priority = item["priority"]
+        rule.condition = item["when"]
+        rule.queue = Queue.objects.get(name=item["then"]["queue"])
+        rule.sla_minutes = item.get("sla_minutes")
+        rule.test_cases = item.get("test_cases", [])
+        for key in ("description", "inputs", "outputs", "rollback_plan"):
+            setattr(rule, key, item.get(key, ""))
+        rule_draft_save(rule=rule, by=by)
+        rules.append((i, rule, item.get("stage", RuleStage.DRAFT)))
+    for i, rule, stage in rules:
+        if stage == RuleStage.DRAFT or same_content(rule, rule.staging_version or rule.production_version):
+            continue
+        try:
+            # A shell import acts for each rule's owner; a person importing must own the rule or be an admin.
+            rule_promote(rule=rule, to=RuleStage.STAGING, by=by or rule.owner, comment="import_rules")
+            counts["promoted_to_staging"] += 1
+        except PromotionBlocked as blocked:
+            problems += [f"rules[{i}] ({rule.name}): {gate.message}" for gate in blocked.failures]
+    pending = [(i, rule) for i, rule, stage in rules if stage == RuleStage.PRODUCTION]
+    pending = [(i, Rule.objects.get(pk=rule.pk)) for i, rule in pending]
+    pending = [(i, rule) for i, rule in pending if rule.staging_version_id]
+    if pending and not problems:
+        replay_execute(run_id=replay_request(by=by).pk)
+        for i, rule in pending:
+            try:
+                rule_promote(rule=rule, to=RuleStage.PRODUCTION, by=by or rule.owner, comment="import_rules")
+                counts["promoted_to_production"] += 1
+            except PromotionBlocked as blocked:
+                problems += [f"rules[{i}] ({rule.name}): {gate.message}" for gate in blocked.failures]
+    if problems:
+        raise RulesFileError(problems)
     return counts
 
 
@@ -381,6 +399,7 @@ def rules_export() -> dict:
                 "inputs": r.inputs,
                 "outputs": r.outputs,
                 "rollback_plan": r.rollback_plan,
+                "test_cases": r.test_cases,
             }
             for r in rules
         ],

@@ -13,18 +13,22 @@ from audit.services import audit_record
 from exceptions.models import ExceptionReason
 from exceptions.services import exception_open
 from routing.assignment import pick_assignee
-from routing.engine import CONTACT_FIELDS, CompiledRule, RuleSet, production_ruleset
-from routing.models import Lead, LeadStatus
+from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
+from routing.governance.models import ShadowDecision
+from routing.integrations import events as integration_events
+from routing.integrations.models import EnrichmentStatus
+from routing.models import Lead, LeadStatus, Queue
 
 logger = logging.getLogger(__name__)
 MAX_REQUEUE_DOUBLINGS = 5
 
 
-def lead_route(*, lead_id: int, ruleset: RuleSet | None = None) -> Lead | None:
-    """Route one received lead by the production rules (or `ruleset`, when a caller routing many leads
-    fetched it once). Idempotent: a lead that is no longer `received` (routed by an earlier delivery of
-    the same task) is returned untouched."""
-    ruleset = ruleset or production_ruleset()
+def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None:
+    """Route one received lead by the production rules (`rulesets`, when a caller routing many leads
+    fetched them once), and record what the staging rules would have done. Idempotent: a lead that is no
+    longer `received` (routed by an earlier delivery of the same task) is returned untouched."""
+    rulesets = rulesets or routing_rulesets()
+    ruleset = rulesets.production
     with transaction.atomic():
         # The row lock makes a second delivery of the same lead wait, then see it already routed.
         lead = Lead.objects.select_for_update().filter(pk=lead_id).first()
@@ -41,7 +45,20 @@ def lead_route(*, lead_id: int, ruleset: RuleSet | None = None) -> Lead | None:
             )
             return lead
 
-        match = ruleset.evaluate(lead.routing_view())
+        if lead.enrichment_status == EnrichmentStatus.FAILED and _needs_review(lead):
+            _to_exception(
+                lead,
+                reason=ExceptionReason.ENRICHMENT_FAILED,
+                at=now,
+                inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status},
+                detail=f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes.",
+                queue=enrichment_review_queue(),
+            )
+            return lead
+        view = lead.routing_view()
+        match = ruleset.evaluate(view)
+        if rulesets.shadow is not None:
+            _record_shadow(lead, match, rulesets.shadow.evaluate(view), at=now)
         if match.rule is None:
             _to_exception(
                 lead,
@@ -80,9 +97,27 @@ def lead_route(*, lead_id: int, ruleset: RuleSet | None = None) -> Lead | None:
                 "queue": pick.queue.name,
                 "assignee": pick.assignee.get_username(),
                 "overflowed_from": list(pick.overflowed_from),
+                "enrichment": lead.enrichment_status or "not tried",
             },
         )
+        integration_events.lead_assigned(lead=lead, rule=rule)  # outbox rows, in this transaction
     return lead
+
+
+def _record_shadow(lead: Lead, production: Match, shadow: Match, *, at) -> None:
+    live, candidate = production.rule, shadow.rule
+    ShadowDecision.objects.create(
+        lead=lead,
+        at=at,
+        production_rule_id=live.id if live else None,
+        production_version=live.version if live else None,
+        production_queue_id=live.queue_id if live else None,
+        candidate_rule_id=candidate.id if candidate else None,
+        candidate_version=candidate.version if candidate else None,
+        candidate_queue_id=candidate.queue_id if candidate else None,
+        # What the lead would feel: a different queue, or a match where there was none (or the reverse).
+        differs=(live.queue_id if live else None) != (candidate.queue_id if candidate else None),
+    )
 
 
 def lead_fail_routing(*, lead_id: int, error: str) -> Lead | None:
@@ -101,11 +136,32 @@ def lead_fail_routing(*, lead_id: int, error: str) -> Lead | None:
     return lead
 
 
-def _to_exception(lead: Lead, *, reason: str, at, inputs: dict, detail: str, rule: CompiledRule | None = None):
+def _needs_review(lead: Lead) -> bool:
+    return lead.intent_score is not None and lead.intent_score > settings.HANDOFF["ENRICHMENT_REVIEW_INTENT"]
+
+
+def enrichment_review_queue() -> Queue:
+    """Where high-intent leads go when enrichment failed: a person reviews them within 30 minutes."""
+    queue, _ = Queue.objects.get_or_create(
+        name=settings.HANDOFF["ENRICHMENT_REVIEW_QUEUE"], defaults={"ack_sla_minutes": 30}
+    )
+    return queue
+
+
+def _to_exception(
+    lead: Lead,
+    *,
+    reason: str,
+    at,
+    inputs: dict,
+    detail: str,
+    rule: CompiledRule | None = None,
+    queue: Queue | None = None,
+):
     lead.status = LeadStatus.EXCEPTION
     lead.routed_at = at
     lead.save()
-    item = exception_open(lead=lead, reason=reason, detail=detail, at=at)
+    item = exception_open(lead=lead, reason=reason, detail=detail, at=at, queue=queue)
     audit_record(
         action=AuditAction.ROUTING_DECISION,
         lead=lead,
@@ -118,6 +174,7 @@ def _to_exception(lead: Lead, *, reason: str, at, inputs: dict, detail: str, rul
             "exception_queue": item.queue.name,
             "queue": lead.queue.name if lead.queue else None,
             "detail": detail,
+            "enrichment": lead.enrichment_status or "not tried",
         },
     )
 

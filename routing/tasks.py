@@ -7,8 +7,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from config.observability.logs import log_context
+from routing.dashboard.tasks import dashboard_rollup_task  # noqa: F401  (registers it)
 from routing.dispatch import routing_backlog, routing_enqueue
-from routing.engine import production_ruleset
+from routing.engine import routing_rulesets
+from routing.governance.tasks import replay_rules_task, sign_off_reminders_task  # noqa: F401  (registers them)
+from routing.integrations.enrichment import WAIT, active_provider, lead_enrich
+from routing.integrations.tasks import deliver_events, deliveries_due, reconcile_daily  # noqa: F401  (registers them)
+from routing.operations.tasks import anomaly_report_task, monday_checklist_task  # noqa: F401
 from routing.services import lead_fail_routing, lead_route, leads_claim_stuck
 
 logger = logging.getLogger(__name__)
@@ -29,27 +35,34 @@ TRANSIENT = (OperationalError, InterfaceError)
 def route_leads(self, lead_ids: list[int]) -> None:
     """Route each lead; idempotent, so a redelivered or retried task routes nothing twice."""
     try:
-        ruleset = production_ruleset()  # once per task, not once per lead
+        rulesets = routing_rulesets()  # once per task, not once per lead
     except TRANSIENT:
         raise
     except Exception:
-        ruleset = None  # rules that do not compile: each lead meets the error below and goes to a person
+        rulesets = None  # rules that do not compile: each lead meets the error below and goes to a person
+    provider = active_provider()
     for lead_id in lead_ids:
-        try:
-            lead_route(lead_id=lead_id, ruleset=ruleset)
-        except SoftTimeLimitExceeded:
-            raise  # slow is not broken: the lead stays `received` and is re-queued, not sent to a person
-        except TRANSIENT:
-            if self.request.retries >= self.max_retries:
-                # Leave the lead `received`: requeue_stuck_leads publishes it again later.
-                logger.error(
-                    "Routing lead %s failed after %d retries; left for the sweeper.", lead_id, self.request.retries
-                )
-                continue
-            raise
-        except Exception as exc:
-            logger.exception("Routing lead %s failed; opening a routing_failed exception.", lead_id)
-            lead_fail_routing(lead_id=lead_id, error=f"{type(exc).__name__}: {exc}")
+        with log_context(lead_id=lead_id):  # every line logged while routing it names the lead
+            try:
+                if lead_enrich(lead_id=lead_id, provider=provider) == WAIT:
+                    logger.info("Lead %s waits for enrichment; it routes after the next attempt.", lead_id)
+                    continue  # an attempt is scheduled for later, with this lead's routing
+                lead = lead_route(lead_id=lead_id, rulesets=rulesets)
+                if lead is not None:
+                    logger.info("Lead %s routed: %s, queue %s.", lead_id, lead.status, lead.queue_id)
+            except SoftTimeLimitExceeded:
+                raise  # slow is not broken: the lead stays `received` and is re-queued, not sent to a person
+            except TRANSIENT:
+                if self.request.retries >= self.max_retries:
+                    # Leave the lead `received`: requeue_stuck_leads publishes it again later.
+                    logger.error(
+                        "Routing lead %s failed after %d retries; left for the sweeper.", lead_id, self.request.retries
+                    )
+                    continue
+                raise
+            except Exception as exc:
+                logger.exception("Routing lead %s failed; opening a routing_failed exception.", lead_id)
+                lead_fail_routing(lead_id=lead_id, error=f"{type(exc).__name__}: {exc}")
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

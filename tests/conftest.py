@@ -39,7 +39,9 @@ def ops_person(db):
 
 @pytest.fixture
 def rule_owner(db):
-    return UserFactory(username="rowan", first_name="Rowan", last_name="Owner")
+    user = UserFactory(username="rowan", first_name="Rowan", last_name="Owner")
+    user.groups.add(Group.objects.get_or_create(name="rule_owners")[0])
+    return user
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from exceptions.models import ExceptionItem, ExceptionReason
+from routing.governance.models import RulePromotion, RuleVersion
+from routing.integrations.models import DeliveryTarget, EnrichmentProvider
 from routing.models import Lead, LeadStatus, Queue, QueueMembership, Rule, RuleStage, Source
 
 
@@ -57,6 +59,7 @@ class MembershipFactory(factory.django.DjangoModelFactory):
 class RuleFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Rule
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"Rule {n}")
     owner = factory.SubFactory(UserFactory)
@@ -65,6 +68,35 @@ class RuleFactory(factory.django.DjangoModelFactory):
     condition = factory.LazyFunction(lambda: {"field": "lifecycle_stage", "op": "eq", "value": "mql"})
     queue = factory.SubFactory(QueueFactory)
     description = "Routes test leads."
+    inputs = "lifecycle_stage"
+    outputs = "Assignment to the rule's queue."
+    rollback_plan = "Roll back to the previous version."
+    sla_minutes = 15
+    test_cases = factory.LazyAttribute(
+        lambda rule: [
+            {
+                "name": "an MQL",
+                "lead": {"email": "case@example.com", "lifecycle_stage": "mql"},
+                "expect": {"queue": rule.queue.name},
+            }
+        ]
+    )
+
+    @factory.post_generation
+    def freeze(rule, create, extracted, **kwargs):
+        """A rule built in staging or production has its frozen version 1 there, as promotion leaves it."""
+        if not create or rule.stage == RuleStage.DRAFT:
+            return
+        version = RuleVersion.objects.create(
+            rule=rule,
+            number=1,
+            **{field: getattr(rule, field) for field in Rule.CONTRACT_FIELDS},
+            created_at=timezone.now(),
+        )
+        RulePromotion.objects.create(rule=rule, version=version, kind=rule.stage, by=rule.owner, at=version.created_at)
+        pointer = "production_version" if rule.stage == RuleStage.PRODUCTION else "staging_version"
+        setattr(rule, pointer, version)
+        rule.save(update_fields=[pointer])
 
 
 class LeadFactory(factory.django.DjangoModelFactory):
@@ -122,3 +154,64 @@ def open_exception(*, queue=None, lead=None, reason=ExceptionReason.NO_MATCHING_
 
     lead = lead or LeadFactory(status=LeadStatus.EXCEPTION, **lead_fields)
     return exception_open(lead=lead, reason=reason, queue=queue or QueueFactory(name="Triage"))
+
+
+def case(name: str, queue: str | None = None, **lead) -> dict:
+    """A rule test case: a sample lead (email filled in) and its expected queue, or no match."""
+    return {
+        "name": name,
+        "lead": {"email": "case@example.com", **lead},
+        "expect": {"queue": queue} if queue else {"match": False},
+    }
+
+
+def promote_live(rule: Rule, **changes):
+    """Edit a rule's draft and take it through staging, a replay and production, as its owner would."""
+    from routing.governance.replay import replay_execute, replay_request
+    from routing.governance.services import rule_draft_save, rule_promote
+
+    for name, value in changes.items():
+        setattr(rule, name, value)
+    rule_draft_save(rule=rule, by=rule.owner)
+    rule_promote(rule=rule, to=RuleStage.STAGING, by=rule.owner)
+    replay_execute(run_id=replay_request(by=None).pk)  # as manage.py replay_rules does
+    promotion = rule_promote(rule=rule, to=RuleStage.PRODUCTION, by=rule.owner)
+    rule.refresh_from_db()
+    return promotion
+
+
+class DeliveryTargetFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeliveryTarget
+
+    name = factory.Sequence(lambda n: f"CRM {n}")
+    url = "http://127.0.0.1:9/unused"
+    secret = factory.Sequence(lambda n: f"whsec-test-{n}")
+    events = factory.LazyFunction(lambda: ["lead.assigned", "lead.reassigned", "exception.resolved"])
+    max_attempts = 8
+    timeout_seconds = 1.0
+
+
+class OutboxEventFactory(factory.django.DjangoModelFactory):
+    """A pending, due outbox row, as `events_emit` writes one; building it directly skips the broker publish
+    that `events_emit` asks for on commit (a lost publish)."""
+
+    class Meta:
+        model = "routing.OutboxEvent"
+
+    target = factory.SubFactory(DeliveryTargetFactory)
+    event_type = "lead.assigned"
+    payload = factory.LazyAttribute(lambda e: {"type": e.event_type, "occurred_at": e.created_at, "data": {}})
+    created_at = factory.LazyFunction(timezone.now)
+    next_attempt_at = factory.LazyAttribute(lambda e: e.created_at)
+
+
+class EnrichmentProviderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EnrichmentProvider
+
+    name = factory.Sequence(lambda n: f"Enricher {n}")
+    url = "http://127.0.0.1:9/unused"
+    auth_value = "Bearer test-key"
+    timeout_seconds = 1.0
+    max_attempts = 4

@@ -1,9 +1,19 @@
 from django.urls import path
 
 from routing.api import views
+from routing.governance import api as rules
 
 urlpatterns = [
     path("leads/", views.LeadIntakeView.as_view(), name="lead-intake"),
     path("leads/batch/", views.LeadBatchIntakeView.as_view(), name="lead-batch-intake"),
     path("leads/<int:pk>/", views.LeadDetailView.as_view(), name="lead-detail"),
+    path("leads/<int:pk>/assign/", rules.ManualAssignView.as_view(), name="lead-assign"),
+    path("rules/", rules.RuleListView.as_view(), name="rule-list"),
+    path("rules/replay/", rules.ReplayView.as_view(), name="rule-replay"),
+    path("rules/replay/<int:pk>/", rules.ReplayDetailView.as_view(), name="rule-replay-detail"),
+    path("rules/preview/", rules.PreviewView.as_view(), name="rule-preview"),
+    path("rules/<int:pk>/", rules.RuleDetailView.as_view(), name="rule-detail"),
+    path("rules/<int:pk>/test/", rules.RunTestsView.as_view(), name="rule-test"),
+    path("rules/<int:pk>/promote/", rules.PromoteView.as_view(), name="rule-promote"),
+    path("rules/<int:pk>/rollback/", rules.RollbackView.as_view(), name="rule-rollback"),
 ]

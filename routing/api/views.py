@@ -1,5 +1,7 @@
 """Intake and lead API: authenticate, parse, call the intake service, render."""
 
+import logging
+
 import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -13,12 +15,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEvent
+from config.observability.logs import log_context
 from routing.api import schema  # noqa: F401  (registers the token scheme for the OpenAPI docs)
 from routing.api.auth import IsCaptureSource, IsSourceOrStaff
 from routing.api.serializers import AcceptedLeadSerializer, BatchResponseSerializer, LeadDetailSerializer
 from routing.dispatch import routing_enqueue_on_commit
 from routing.intake import IntakeStatus, LeadIn, leads_intake
 from routing.models import Lead, Source
+
+logger = logging.getLogger(__name__)
 
 
 class PayloadTooLarge(APIException):
@@ -48,6 +53,14 @@ def read_json_body(request, *, limit: int):
         raise ParseError(f"Malformed JSON: {exc}") from None
 
 
+def log_intake(source: Source, results) -> None:
+    """One line per stored lead, with its id in the log context: where a lead's trail in the logs begins."""
+    for result in results:
+        if result.id is not None:
+            with log_context(lead_id=result.id):
+                logger.info("Lead %s from %s: %s.", result.lead_id, source, result.status)
+
+
 def lead_url(request, pk: int) -> str:
     return request.build_absolute_uri(reverse("lead-detail", args=[pk]))
 
@@ -75,6 +88,7 @@ class LeadIntakeView(APIView):
         if result.status == IntakeStatus.INVALID:
             raise ValidationError(result.errors)
         routing_enqueue_on_commit(created)
+        log_intake(request.auth, [result])
         body = {
             "id": result.id,
             "lead_id": result.lead_id,
@@ -110,6 +124,7 @@ class LeadBatchIntakeView(APIView):
             raise ValidationError({"non_field_errors": [f"{len(payload)} items; send at most {limit} per batch."]})
         results, created = leads_intake(source=request.auth, payloads=payload)
         routing_enqueue_on_commit(created)
+        log_intake(request.auth, results)
         return Response(
             {"results": [{"lead_id": r.lead_id, "status": r.status, "id": r.id, "errors": r.errors} for r in results]}
         )

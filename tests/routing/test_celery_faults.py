@@ -9,10 +9,11 @@ import subprocess
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
 from exceptions.models import ExceptionReason
-from routing.models import Lead, LeadStatus, Rule, RuleStage
+from routing.models import Lead, LeadStatus, Rule, RuleStage, RuleVersion
 from routing.tasks import requeue_stuck_leads, route_leads
 from tests.conftest import wait_until
 from tests.factories import LeadFactory, MembershipFactory, QueueFactory, RuleFactory, UserFactory
@@ -88,18 +89,21 @@ def test_a_database_connection_cut_mid_routing_is_retried(celery_worker, routabl
 
 def test_a_corrupted_production_rule_sends_leads_to_a_person_not_limbo(celery_worker, rule_owner):
     queue = QueueFactory(name="AE")
-    # written around the validation, as a bad migration or a hand-edit in the database would
-    Rule.objects.bulk_create(
+    rule = RuleFactory(name="broken", owner=rule_owner, priority=1, stage=RuleStage.DRAFT, queue=queue)
+    # written around the validation and the gates, as a bad migration or a hand-edit in the database would
+    (version,) = RuleVersion.objects.bulk_create(
         [
-            Rule(
-                name="broken",
-                owner=rule_owner,
-                priority=1,
-                stage=RuleStage.PRODUCTION,
+            RuleVersion(
+                rule=rule,
+                number=1,
+                **{f: getattr(rule, f) for f in Rule.CONTRACT_FIELDS if f != "condition"},
                 condition={"field": "email", "op": "matches", "value": "("},
-                queue=queue,
+                created_at=timezone.now(),
             )
         ]
+    )
+    Rule.objects.filter(pk=rule.pk).update(
+        production_version=version, stage=RuleStage.PRODUCTION, updated_at=timezone.now()
     )
     lead = LeadFactory()
     route_leads.delay([lead.id])

@@ -6,8 +6,7 @@ import pytest
 from django.db import connection, transaction
 
 from routing.engine import production_ruleset
-from routing.rules import rule_save
-from tests.factories import RuleFactory
+from tests.factories import RuleFactory, case, promote_live
 
 FR = {"field": "country", "op": "eq", "value": "FR"}
 GB = {"field": "country", "op": "eq", "value": "GB"}
@@ -18,8 +17,7 @@ def test_the_compiled_rules_are_reused_until_a_rule_changes():
     rule = RuleFactory(condition=FR)
     first = production_ruleset()
     assert production_ruleset() is first
-    rule.condition = GB
-    rule_save(rule=rule)
+    promote_live(rule, condition=GB, test_cases=[case("GB", rule.queue.name, country="GB")])
     assert production_ruleset() is not first
     assert production_ruleset().evaluate({"country": "GB"}).rule.version == 2
 
@@ -32,8 +30,8 @@ def test_a_rule_change_that_commits_late_is_still_picked_up():
     def slow_edit():
         try:
             with transaction.atomic():
-                rule.condition = GB
-                rule_save(rule=rule)  # saved (updated_at set) now, committed only later
+                # promoted (updated_at set) now, committed only later
+                promote_live(rule, condition=GB, test_cases=[case("GB", rule.queue.name, country="GB")])
                 edited.set()
                 release.wait(10)
         finally:

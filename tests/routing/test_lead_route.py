@@ -10,9 +10,8 @@ from django.test import override_settings
 from audit.models import AuditAction, AuditEvent
 from exceptions.models import ExceptionItem, ExceptionReason, ExceptionStatus
 from routing.models import LeadStatus, Queue, RuleStage
-from routing.rules import rule_save
 from routing.services import lead_fail_routing, lead_route, leads_claim_stuck
-from tests.factories import LeadFactory, MembershipFactory, QueueFactory, RuleFactory
+from tests.factories import LeadFactory, MembershipFactory, QueueFactory, RuleFactory, case, promote_live
 
 pytestmark = pytest.mark.django_db
 
@@ -76,8 +75,11 @@ def test_a_change_to_the_rules_is_picked_up_by_the_next_lead(ae_queue):
     rule = RuleFactory(condition={"field": "country", "op": "eq", "value": "FR"}, queue=ae_queue)
     first = LeadFactory(country="GB")
     lead_route(lead_id=first.id)
-    rule.condition = {"field": "country", "op": "eq", "value": "GB"}
-    rule_save(rule=rule)
+    promote_live(
+        rule,
+        condition={"field": "country", "op": "eq", "value": "GB"},
+        test_cases=[case("GB", ae_queue.name, country="GB")],
+    )
     second = LeadFactory(country="GB")
     lead_route(lead_id=second.id)
     first.refresh_from_db()

@@ -8,8 +8,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
+from routing.governance.services import RuleDraftError, rule_draft_save
 from routing.models import Queue, QueueMembership, Rule
-from routing.rules import RulesFileError, rule_save, rules_export, rules_import
+from routing.rules import RulesFileError, rules_export, rules_import
 from tests.factories import RuleFactory
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +62,24 @@ def document(**overrides):
                 "description": "Seed rule.",
                 "inputs": "stage, scores",
                 "outputs": "AE assignment",
-                "rollback_plan": "Demote.",
+                "rollback_plan": "Roll back to the previous version.",
+                "test_cases": [
+                    {
+                        "name": "engaged MQL",
+                        "lead": {
+                            "email": "a@example.com",
+                            "lifecycle_stage": "mql",
+                            "engagement_score": 60,
+                            "company_size": 80,
+                        },
+                        "expect": {"queue": "AE"},
+                    },
+                    {
+                        "name": "a customer",
+                        "lead": {"email": "b@example.com", "lifecycle_stage": "customer"},
+                        "expect": {"match": False},
+                    },
+                ],
             }
         ],
     }
@@ -70,7 +88,13 @@ def document(**overrides):
 
 
 def test_import_creates_owners_queues_and_rules():
-    assert rules_import(document=document()) == {"owners": 2, "queues": 2, "rules": 1}
+    assert rules_import(document=document()) == {
+        "owners": 2,
+        "queues": 2,
+        "rules": 1,
+        "promoted_to_staging": 1,
+        "promoted_to_production": 1,
+    }
     ada = get_user_model().objects.get(username="ada")
     assert (ada.get_full_name(), ada.email, ada.has_usable_password()) == ("Ada Lovelace", "ada@example.com", False)
     ae = Queue.objects.get(name="AE")
@@ -101,7 +125,7 @@ def test_export_then_import_gives_the_same_rules():
     assert Rule.objects.get().version == 1  # re-importing the same rule is not a change
 
 
-def test_reimport_updates_in_place_and_bumps_version_on_change():
+def test_reimport_promotes_a_changed_rule_as_a_new_version():
     rules_import(document=document())
     changed = document()
     changed["rules"][0]["priority"] = 5
@@ -180,6 +204,21 @@ def test_import_is_all_or_nothing_and_lists_every_problem():
             },
             "rules[0].owner: a production rule needs a named owner",
         ),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "r",
+                        "priority": 1,
+                        "when": {"field": "email", "op": "exists"},
+                        "then": {"queue": "Q"},
+                        "test_cases": [{"name": "t", "lead": {}, "expect": {"queue": ""}}],
+                    }
+                ],
+                "queues": [{"name": "Q"}],
+            },
+            "rules[0].test_cases[0].expect: ",
+        ),
     ],
 )
 def test_each_kind_of_problem_is_reported_with_its_location(doc, problem):
@@ -216,14 +255,46 @@ def test_export_and_import_commands_round_trip(tmp_path):
     call_command("export_rules", "--output", str(path))
     rule = Rule.objects.get()
     rule.priority = 99
-    rule_save(rule=rule)
+    rule_draft_save(rule=rule)
     out = io.StringIO()
     call_command("import_rules", str(path), stdout=out)
     assert "Imported 2 owners, 2 queues, 1 rules." in out.getvalue()
     assert rules_export() == json.loads(path.read_text())
 
 
-def test_rule_save_refuses_an_invalid_condition():
+def test_a_draft_with_an_invalid_condition_is_refused():
     rule = RuleFactory.build(condition={"field": "nope", "op": "eq", "value": 1})
-    with pytest.raises(ValueError, match="unknown field 'nope'"):
-        rule_save(rule=rule)
+    with pytest.raises(RuleDraftError, match="unknown field 'nope'"):
+        rule_draft_save(rule=rule)
+
+
+def test_a_file_cannot_put_an_untested_rule_into_production():
+    untested = document()
+    del untested["rules"][0]["test_cases"]
+    with pytest.raises(RulesFileError) as caught:
+        rules_import(document=untested)
+    assert caught.value.problems == [
+        "rules[0] (MQL to AE): Add at least one test case: a sample lead and the expected outcome "
+        "(a queue, or no match)."
+    ]
+    assert not Rule.objects.exists()
+
+
+def test_a_file_cannot_put_a_rule_with_a_failing_test_case_or_thin_contract_into_production():
+    failing = document()
+    failing["rules"][0]["test_cases"][0]["expect"] = {"queue": "SDR"}
+    failing["rules"][0]["rollback_plan"] = ""
+    with pytest.raises(RulesFileError) as caught:
+        rules_import(document=failing)
+    assert caught.value.problems == [
+        "rules[0] (MQL to AE): Write a rollback plan: what to do if the rule misroutes.",
+        "rules[0] (MQL to AE): Test case 'engaged MQL' failed: expected SDR, got AE.",
+    ]
+
+
+def test_an_imported_production_rule_carries_its_gates_and_replay_as_evidence():
+    rules_import(document=document())
+    rule = Rule.objects.get()
+    production = rule.promotions.get(kind="production")
+    assert production.replay is not None and production.replay.candidate == {str(rule.pk): 1}
+    assert all(gate["passed"] for gate in production.gate_results)
