@@ -53,7 +53,9 @@ def test_the_worker_writes_json_lines_with_the_task_and_lead_ids(worker_log):
     wait_until(lambda: Lead.objects.get(pk=lead.pk).status != LeadStatus.RECEIVED, what="the lead to be routed")
 
     def routed_line():
-        return next((line for line in json_lines(worker_log) if line["message"].startswith(f"Lead {lead.id} routed")), None)
+        return next(
+            (line for line in json_lines(worker_log) if line["message"].startswith(f"Lead {lead.id} routed")), None
+        )
 
     routed = wait_until(routed_line, what="the routing log line")
     assert routed["lead_id"] == lead.id
