@@ -142,6 +142,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Documents the 400/401/403/404/415 every endpoint can answer, with DRF's error bodies.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "routing.api.schema.document_error_responses",
+    ],
 }
 
 # Celery. Default broker: kombu's filesystem transport under var/, which needs no server.
@@ -231,6 +236,11 @@ HANDOFF = {
     "MAX_BATCH_BODY_BYTES": 8 * 1024 * 1024,
     # Leads per routing task published by the batch endpoint.
     "ROUTE_CHUNK_SIZE": 100,
+    # A capture source's token is looked up once per process per this many seconds; a revoked token stops
+    # working in other processes within it (at once in the process that revoked it).
+    "SOURCE_TOKEN_CACHE_SECONDS": env_float("HANDOFF_SOURCE_TOKEN_CACHE_SECONDS", 10),
+    # Intake publishes routing from a background thread, which waits this long for more leads to share a task.
+    "PUBLISH_LINGER_MS": env_float("HANDOFF_PUBLISH_LINGER_MS", 5),
     # An exception on a lead with intent_score above this escalates at level 2 as soon as it breaches.
     "HIGH_INTENT_THRESHOLD": env_int("HANDOFF_HIGH_INTENT_THRESHOLD", 80),
     # Reminders go out this many minutes before an acknowledge or resolve due time.

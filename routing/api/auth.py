@@ -4,6 +4,7 @@ from rest_framework import authentication, exceptions, permissions
 from rest_framework.authtoken.models import Token
 
 from routing.models import Source
+from routing.sources import active_sources
 
 
 class SourcePrincipal:
@@ -40,7 +41,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
             key = header[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Invalid token: it must be plain ASCII.") from None
-        source = Source.objects.filter(token_hash=Source.hash_token(key)).first()
+        source = active_sources.source(key)
         if source is not None:
             if not source.is_active:
                 raise exceptions.AuthenticationFailed("Invalid or revoked token.")

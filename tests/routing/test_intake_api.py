@@ -8,6 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from routing.dispatch import routing_publisher
 from routing.models import Lead, LeadStatus, Source
 from tests.conftest import broker
 from tests.factories import LeadFactory, LeadPayloadFactory, SourceFactory
@@ -82,8 +83,9 @@ class TestSingleIntake:
             response = post_json(source_client, INTAKE, LeadPayloadFactory())
             assert broker().llen(queue) == 0  # nothing is published before the commit
         assert response.status_code == 202
-        for callback in callbacks:  # what the commit runs
+        for callback in callbacks:  # what the commit runs: a hand-over to the background publisher
             callback()
+        assert routing_publisher.flush(timeout=10)
         (raw,) = broker().lrange(queue, 0, -1)
         message = json.loads(raw)
         args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
