@@ -49,7 +49,10 @@ class LeadIn(BaseModel):
     engagement_score: Score
     intent_score: Score
     occurred_at: Annotated[dt.datetime | None, Field(default=None, description="ISO 8601; default: receipt.")]
-    attributes: Annotated[dict[str, Any] | None, Field(default=None, description="Further fields.")]
+    # validate_default: an omitted `attributes` goes through bounded_attributes too, which stores {} (not NULL).
+    attributes: Annotated[
+        dict[str, Any] | None, Field(default=None, validate_default=True, description="Further fields.")
+    ]
 
     @field_validator("lead_id", "email", "phone", "first_name", "last_name", "company", "country", "lifecycle_stage")
     @classmethod

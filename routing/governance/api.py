@@ -40,8 +40,10 @@ class RuleSerializer(serializers.Serializer):
     priority = serializers.IntegerField(source="rule.priority")
     queue = serializers.CharField(source="rule.queue.name")
     sla_minutes = serializers.IntegerField(source="rule.sla_minutes", allow_null=True)
-    production_version = serializers.IntegerField(source="rule.production_version.number", default=None)
-    staging_version = serializers.IntegerField(source="rule.staging_version.number", default=None)
+    production_version = serializers.IntegerField(
+        source="rule.production_version.number", allow_null=True, default=None
+    )
+    staging_version = serializers.IntegerField(source="rule.staging_version.number", allow_null=True, default=None)
     test_status = serializers.CharField()
     overrides_this_week = serializers.IntegerField()
     flagged = serializers.BooleanField(help_text="Overrides this week at or above the flag threshold.")
@@ -187,19 +189,25 @@ class PromoteView(APIView):
         return Response(PromotionSerializer(promotion).data)
 
 
+class RollbackRequest(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
 class RollbackView(APIView):
     permission_classes = [IsConsoleUser]
 
     @extend_schema(
         operation_id="rules_rollback",
         summary="Re-promote the previous production version",
-        request=None,
+        request=RollbackRequest,
         responses={200: PromotionSerializer, 400: OpenApiResponse(description="Nothing to roll back to.")},
     )
     def post(self, request, pk):
         rule = get_object_or_404(Rule, pk=pk)
+        body = RollbackRequest(data=request.data)
+        body.is_valid(raise_exception=True)
         try:
-            promotion = services.rule_rollback(rule=rule, by=request.user, comment=request.data.get("comment", ""))
+            promotion = services.rule_rollback(rule=rule, by=request.user, **body.validated_data)
         except services.GovernanceError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         return Response(PromotionSerializer(promotion).data)
@@ -252,6 +260,27 @@ class PreviewRequest(serializers.Serializer):
     candidate = serializers.BooleanField(required=False, default=False, help_text="Use staging versions.")
 
 
+class FailedConditionSerializer(serializers.Serializer):
+    at = serializers.CharField(help_text="Where in the condition, e.g. when.all[1].")
+    condition = serializers.CharField(help_text="The part that failed, readable.")
+    saw = serializers.DictField(child=serializers.JSONField(), help_text="Field → the value the engine saw.")
+
+
+class VerdictSerializer(serializers.Serializer):
+    rule = serializers.IntegerField()
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    failed = FailedConditionSerializer(allow_null=True, help_text="None for the rule that matched.")
+
+
+class PreviewSerializer(serializers.Serializer):
+    missing_contact = serializers.BooleanField()
+    rule = VerdictSerializer(allow_null=True, help_text="The rule that would decide; None when none matches.")
+    queue = serializers.CharField(allow_null=True)
+    assignee = serializers.CharField(allow_null=True, help_text="Who would get it next; None when nobody is eligible.")
+    not_matched = VerdictSerializer(many=True, help_text="Each rule tried before, with why it did not match.")
+
+
 class PreviewView(APIView):
     permission_classes = [IsConsoleUser]
 
@@ -259,7 +288,7 @@ class PreviewView(APIView):
         operation_id="rules_preview",
         summary="Which rule would decide a lead, who would get it, and why each earlier rule did not match",
         request=PreviewRequest,
-        responses={200: OpenApiResponse(description="The explanation."), 400: OpenApiResponse(description="Bad lead.")},
+        responses={200: PreviewSerializer, 400: OpenApiResponse(description="Bad lead.")},
     )
     def post(self, request):
         body = PreviewRequest(data=request.data)
@@ -269,15 +298,14 @@ class PreviewView(APIView):
         except SampleLeadError as exc:
             raise ValidationError({"lead": exc.errors}) from None
         explanation = preview.explanation
-        return Response(
-            {
-                "missing_contact": explanation.missing_contact,
-                "rule": _verdict(explanation.decided) if explanation.decided else None,
-                "queue": preview.queue,
-                "assignee": preview.assignee,
-                "not_matched": [_verdict(v) for v in explanation.verdicts if not v.matched],
-            }
-        )
+        body = {
+            "missing_contact": explanation.missing_contact,
+            "rule": _verdict(explanation.decided) if explanation.decided else None,
+            "queue": preview.queue,
+            "assignee": preview.assignee,
+            "not_matched": [_verdict(v) for v in explanation.verdicts if not v.matched],
+        }
+        return Response(PreviewSerializer(body).data)
 
 
 def _verdict(verdict) -> dict:
@@ -298,6 +326,16 @@ class ManualAssignRequest(serializers.Serializer):
     reason = serializers.CharField(max_length=2000)
 
 
+class OverrideSerializer(serializers.Serializer):
+    override = serializers.IntegerField()
+    lead = serializers.IntegerField()
+    rule = serializers.IntegerField(allow_null=True, help_text="The rule that had decided; None if none had.")
+    rule_version = serializers.IntegerField(allow_null=True)
+    queue = serializers.CharField()
+    assignee = serializers.CharField(allow_null=True)
+    week = serializers.DateField(help_text="The ISO week (its Monday) the override counts in.")
+
+
 class ManualAssignView(APIView):
     permission_classes = [IsConsoleUser]
 
@@ -305,7 +343,7 @@ class ManualAssignView(APIView):
         operation_id="leads_assign",
         summary="Assign a lead by hand; recorded as an override against the rule and version that decided",
         request=ManualAssignRequest,
-        responses={200: OpenApiResponse(description="The override."), 400: OpenApiResponse(description="Refused.")},
+        responses={200: OverrideSerializer, 400: OpenApiResponse(description="Refused.")},
     )
     def post(self, request, pk):
         lead = get_object_or_404(Lead, pk=pk)
@@ -329,14 +367,13 @@ class ManualAssignView(APIView):
             )
         except InvalidAction as exc:
             raise ValidationError({"detail": str(exc)}) from None
-        return Response(
-            {
-                "override": override.pk,
-                "lead": lead.pk,
-                "rule": override.rule_id,
-                "rule_version": override.rule_version,
-                "queue": lead.queue.name,
-                "assignee": assignee.get_username() if assignee else None,
-                "week": str(this_week(override.at)),
-            }
-        )
+        body = {
+            "override": override.pk,
+            "lead": lead.pk,
+            "rule": override.rule_id,
+            "rule_version": override.rule_version,
+            "queue": lead.queue.name,
+            "assignee": assignee.get_username() if assignee else None,
+            "week": this_week(override.at),
+        }
+        return Response(OverrideSerializer(body).data)

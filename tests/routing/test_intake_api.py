@@ -356,3 +356,16 @@ class TestQueryCounts:
         with django_assert_num_queries(4):
             body = source_client.get(reverse("lead-detail", args=[lead.id])).json()
         assert len(body["decisions"]) == 5
+
+
+@pytest.mark.django_db
+def test_a_lead_without_attributes_is_stored_with_empty_attributes(source_client):
+    assert post_json(source_client, INTAKE, {"lead_id": "bare"}).status_code == 202
+    assert Lead.objects.get().attributes == {}
+
+
+@pytest.mark.django_db
+def test_an_unrouted_api_url_answers_json_404(source_client):
+    response = source_client.get("/api/v1/leads/not-a-number/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
