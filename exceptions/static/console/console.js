@@ -44,8 +44,12 @@
   function postAndReload(url) {
     const form = document.createElement("form");
     form.method = "post"; form.action = url;
-    form.innerHTML = `<input type="hidden" name="csrfmiddlewaretoken" value="${csrf()}">` +
-      `<input type="hidden" name="next" value="${location.pathname + location.search}">`;
+    // Values set as properties, never parsed as markup, whatever the URL holds.
+    for (const [name, value] of [["csrfmiddlewaretoken", csrf()], ["next", location.pathname + location.search]]) {
+      const input = document.createElement("input");
+      input.type = "hidden"; input.name = name; input.value = value;
+      form.appendChild(input);
+    }
     document.body.appendChild(form);
     form.submit();
   }
