@@ -36,11 +36,12 @@ class Command(BaseCommand):
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         celery = [sys.executable, "-m", "celery", "-A", "config"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        children = [
-            subprocess.Popen([*celery, "worker", "--loglevel=INFO", "--concurrency=2"], env=env),
-            subprocess.Popen([*celery, "beat", "--loglevel=INFO"], env=env),
-            subprocess.Popen([*manage, "runserver", "--noreload", f"127.0.0.1:{port}"], env=env),
-        ]
+        commands = {
+            "Celery worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
+            "Celery beat": [*celery, "beat", "--loglevel=INFO"],
+            "web server": [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
+        }
+        children = {name: subprocess.Popen(command, env=env) for name, command in commands.items()}
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
@@ -54,15 +55,20 @@ class Command(BaseCommand):
             )
             if every > 0:
                 threading.Thread(target=_trickle, args=(base, token, every, stop), daemon=True).start()
-            while not stop.is_set() and all(child.poll() is None for child in children):
+            while not stop.is_set():
                 stop.wait(1)
+                for name, child in children.items():
+                    # As a supervisor would: Celery's worker exits when Redis goes away mid-task (a kombu bug).
+                    if child.poll() is not None and not stop.is_set():
+                        self.stderr.write(f"The {name} exited ({child.returncode}); starting it again.")
+                        children[name] = subprocess.Popen(commands[name], env=env)
         except KeyboardInterrupt:
             pass
         finally:
             stop.set()
-            for child in children:
+            for child in children.values():
                 child.terminate()
-            for child in children:
+            for child in children.values():
                 try:
                     child.wait(timeout=10)
                 except subprocess.TimeoutExpired:
