@@ -12,6 +12,14 @@
    7 days, 30 days, and a custom 365 days): median and P95 over --requests requests after a warm-up, and the
    SQL queries per request. Goal: < 1 s.
 
+Each figure is paired with a floor measured in the same run (bench/_baselines.py); ratio = real / floor:
+- pages: a bare view registered only in this process, requested alternately with the page (floor, page,
+  floor, page …) by the same Client as the same user through the same middleware and console access check,
+  with one aggregate query over the daily lead rollup for the range (dashboard), or one query for the same 50
+  leads, no count (lead lists), into a minimal template.
+- rollup beat tick: a plain `SELECT day, count(*) … GROUP BY day` over today's and yesterday's leads, run
+  before each tick; backfill: the same over the whole year, once before it.
+
     python bench/dashboard.py [--leads 1000000] [--requests 20] [--explain]
 """
 
@@ -23,10 +31,12 @@ import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import time  # noqa: E402
 
-from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database, time_requests  # noqa: E402
+from _baselines import FLOOR_PREFIX, cost_ratio, install_floor_views, paired_line, time_paired  # noqa: E402
+from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database  # noqa: E402
 
 ORIGINS, RULES, QUEUES = 5, 50, 6
 DAYS = 365
+PAGE_GOAL_SECONDS = 1.0
 
 
 def prepare_database() -> None:
@@ -217,11 +227,30 @@ def counts() -> str:
     )
 
 
+def count_by_day(start: dt.date, end: dt.date) -> tuple[float, int]:
+    """The rollups' floor: leads received from `start` to `end` (UTC days, inclusive) counted per day in one
+    plain GROUP BY. (seconds, days counted)"""
+    from django.db import connection
+
+    since = dt.datetime.combine(start, dt.time(), dt.UTC)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    began = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (received_at AT TIME ZONE 'UTC')::date AS day, count(*) FROM routing_lead "
+            "WHERE received_at >= %s AND received_at < %s GROUP BY 1",
+            [since, until],
+        )
+        days = len(cursor.fetchall())
+    return time.perf_counter() - began, days
+
+
 def rollups(now: dt.datetime) -> None:
     from routing.dashboard.models import DailyLeadStat, DailyQueueStat, LatencyBucket
     from routing.dashboard.rollups import dashboard_rollup_backfill, dashboard_rollup_recent
 
     today = now.date()
+    floor, floor_days = count_by_day(today - dt.timedelta(days=DAYS), today)
     began = time.perf_counter()
     days = dashboard_rollup_backfill(start=today - dt.timedelta(days=DAYS), end=today)
     backfill = time.perf_counter() - began
@@ -230,12 +259,25 @@ def rollups(now: dt.datetime) -> None:
         f"{DailyLeadStat.objects.count():,} lead rows, {LatencyBucket.objects.count():,} latency bucket rows, "
         f"{DailyQueueStat.objects.count():,} queue rows"
     )
-    ticks = []
+    print(
+        f"  floor, run just before: leads per day over the same {days} days in one GROUP BY: {floor:.2f} s "
+        f"({floor_days} days with leads); ratio {cost_ratio(backfill, floor):.0f}x; no goal"
+    )
+    ticks, floors = [], []
     for _ in range(5):
+        # The tick rebuilds today and yesterday (UTC) as of the time it runs.
+        utc_today = dt.datetime.now(dt.UTC).date()
+        floors.append(count_by_day(utc_today - dt.timedelta(days=1), utc_today)[0])
         began = time.perf_counter()
         dashboard_rollup_recent()
         ticks.append(time.perf_counter() - began)
     print(f"beat tick (today and yesterday), 5 runs: median {median(ticks):.2f} s, slowest {max(ticks):.2f} s")
+    ratio = cost_ratio(median(ticks), median(floors))
+    print(
+        f"  floor, alternating with the ticks: today's and yesterday's leads per day in one GROUP BY: median "
+        f"{median(floors) * 1000:.1f} ms, slowest {max(floors) * 1000:.1f} ms; ratio {ratio:.0f}x; "
+        "no goal (runs every 5 minutes)"
+    )
 
 
 def bench_pages(seeded: dict, requests: int, show_plans: bool) -> None:
@@ -246,27 +288,42 @@ def bench_pages(seeded: dict, requests: int, show_plans: bool) -> None:
     client.force_login(seeded["viewer"])
     today = seeded["now"].date()
     year = f"range=custom&start={today - dt.timedelta(days=DAYS - 1)}&end={today}"
+
+    def floor(start: dt.date, view: str = "dashboard", **extra) -> str:
+        query = "&".join(f"{key}={value}" for key, value in {"start": start, "end": today, **extra}.items())
+        return f"/{FLOOR_PREFIX}{view}/?{query}"
+
+    month = today - dt.timedelta(days=29)
     pages = [
-        ("today", "/console/dashboard/?range=today"),
-        ("7 days", "/console/dashboard/?range=7d"),
-        ("30 days", "/console/dashboard/?range=30d"),
-        ("custom: 365 days", f"/console/dashboard/?{year}"),
+        ("today", "/console/dashboard/?range=today", floor(today)),
+        ("7 days", "/console/dashboard/?range=7d", floor(today - dt.timedelta(days=6))),
+        ("30 days", "/console/dashboard/?range=30d", floor(month)),
+        ("custom: 365 days", f"/console/dashboard/?{year}", floor(today - dt.timedelta(days=DAYS - 1))),
         (
             "lead list: 30 days, assigned",
-            f"/console/dashboard/leads/?start={today - dt.timedelta(days=29)}&end={today}&assigned=1",
+            f"/console/dashboard/leads/?start={month}&end={today}&assigned=1",
+            floor(month, "leads"),
         ),
         (
             "lead list: 30 days, over SLA",
-            f"/console/dashboard/leads/?start={today - dt.timedelta(days=29)}&end={today}&over_sla=1",
+            f"/console/dashboard/leads/?start={month}&end={today}&over_sla=1",
+            floor(month, "leads", over_sla=1),
         ),
     ]
-    print(f"pages, {requests} requests each after 2 warm-ups (test Client, in-process):")
-    for label, url in pages:
-        times, queries, slowest, size = time_requests(client, url, requests)
+    print(
+        f"pages, {requests} requests each after 2 warm-ups (test Client, in-process), each alternating with its "
+        "floor (a bare view: same user and middleware, one query, minimal template); ratio = page median / "
+        "floor median:"
+    )
+    for label, url, floor_url in pages:
+        result = time_paired(client, url, floor_url, requests)
+        times, slowest = result["times"], result["slowest"]
         print(
             f"  {label:<30} median {median(times) * 1000:6.1f} ms, P95 {percentile(times, 95) * 1000:6.1f} ms; "
-            f"{queries} queries (slowest {float(slowest['time']) * 1000:.1f} ms); {size / 1024:.0f} KiB"
+            f"{result['queries']} queries (slowest {float(slowest['time']) * 1000:.1f} ms); "
+            f"{result['size'] / 1024:.0f} KiB"
         )
+        print(f"  {'':<30} {paired_line(result, PAGE_GOAL_SECONDS)}")
         if show_plans:
             with connection.cursor() as cursor:
                 cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + slowest["sql"])
@@ -286,6 +343,7 @@ def main():
     seeded = seed(args.leads)
     print(f"seeded in {seeded['inserted']:.1f} s (+ VACUUM ANALYZE {seeded['vacuumed']:.1f} s): {counts()}")
     rollups(seeded["now"])
+    install_floor_views()
     bench_pages(seeded, args.requests, args.explain)
 
 

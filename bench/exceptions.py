@@ -10,6 +10,16 @@
    when every remaining item breaches at once (stamps, SLA events, escalations, notifications), then an
    idle sweep with nothing to do. Goal: < 3 s. Optionally (--send-batches) `notifications_send_due` batches.
 
+Each figure is paired with a floor measured in the same run (bench/_baselines.py); ratio = real / floor:
+- pages: a bare view registered only in this process, requested alternately with the page (floor, page,
+  floor, page …) by the same Client as the same user through the same middleware and console access check,
+  running one query for the same 50 rows (`ORDER BY due_at, id LIMIT 50 OFFSET …`, the page's ids first, then
+  the lead and the queue joined) into a minimal template; for the overview, one per-queue aggregate.
+- sweeps: one set-based UPDATE that stamps the same acknowledge and resolve breaches (and nothing else), run
+  just before each sweep, at the same instant, on an identical copy of the database
+  (handoff_bench_exceptions_floor, CREATE DATABASE … TEMPLATE after seeding, dropped at the end), so the
+  real sweep meets exactly the state it would have met; the stamp counts must equal the sweep's.
+
 Items are seeded with set-based SQL (INSERT … SELECT FROM generate_series) into a fresh database of its
 own (handoff_bench_exceptions), so this never touches the other benchmarks' database. Two of the five
 queues keep office hours (Berlin 9-17, New York 8-18), which changes how escalation level 2 is computed.
@@ -29,12 +39,24 @@ import datetime as dt  # noqa: E402
 import functools  # noqa: E402
 import time  # noqa: E402
 
-from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database, time_requests  # noqa: E402
+from _baselines import (  # noqa: E402
+    FLOOR_PREFIX,
+    clone_database,
+    cost_ratio,
+    database_url,
+    drop_database,
+    install_floor_views,
+    paired_line,
+    time_paired,
+)
+from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database  # noqa: E402
 
 ACK_MINUTES = 30
 RESOLVE_MINUTES = 240
 # Acknowledge due times are spread evenly over this window before t0 (set by --spread-minutes).
 BURST_SECONDS = 8 * 3600
+PAGE_GOAL_SECONDS = 0.150
+SWEEP_GOAL_SECONDS = 3.0
 
 
 def prepare_database() -> None:
@@ -171,28 +193,47 @@ def bench_pages(seeded: dict, items: int, queues: int, requests: int, show_plans
     deep_all = min(1000, max(1, items // 50))
     deep_queue = min(300, max(1, per_queue // 50))
     unresolved = "status=open&status=acknowledged&status=waiting"
+    floor = f"/{FLOOR_PREFIX}items/"
     pages = [
-        ("queue overview", "/console/"),
-        ("items, page 1", "/console/items/"),
-        (f"items, page {deep_all} (offset {(deep_all - 1) * 50:,})", f"/console/items/?page={deep_all}"),
-        ("one queue, page 1", f"/console/items/?queue={queue}"),
+        ("queue overview", "/console/", f"/{FLOOR_PREFIX}queues/"),
+        ("items, page 1", "/console/items/", floor),
+        (
+            f"items, page {deep_all} (offset {(deep_all - 1) * 50:,})",
+            f"/console/items/?page={deep_all}",
+            f"{floor}?page={deep_all}",
+        ),
+        ("one queue, page 1", f"/console/items/?queue={queue}", f"{floor}?queue={queue}"),
         (
             f"one queue, page {deep_queue} (offset {(deep_queue - 1) * 50:,})",
             f"/console/items/?queue={queue}&page={deep_queue}",
+            f"{floor}?queue={queue}&page={deep_queue}",
         ),
-        ("one queue + unresolved statuses, page 1", f"/console/items/?queue={queue}&{unresolved}"),
+        # The unresolved statuses are the list's default: the same rows, so the same floor.
+        (
+            "one queue + unresolved statuses, page 1",
+            f"/console/items/?queue={queue}&{unresolved}",
+            f"{floor}?queue={queue}",
+        ),
         (
             f"one queue + unresolved statuses, page {deep_queue}",
             f"/console/items/?queue={queue}&{unresolved}&page={deep_queue}",
+            f"{floor}?queue={queue}&page={deep_queue}",
         ),
     ]
-    print(f"console pages, {requests} requests each after 3 warm-ups (test Client, in-process):")
-    for label, url in pages:
-        times, queries, slowest, size = time_requests(client, url, requests, warmup=3)
+    print(
+        f"console pages, {requests} requests each after 3 warm-ups (test Client, in-process), each alternating "
+        "with its floor (a bare view: same user and middleware, one query for the same 50 rows, minimal "
+        "template); ratio = page median / floor median:"
+    )
+    for label, url, floor_url in pages:
+        result = time_paired(client, url, floor_url, requests, warmup=3)
+        times, slowest = result["times"], result["slowest"]
         print(
             f"  {label:<44} median {median(times) * 1000:6.1f} ms, P95 {percentile(times, 95) * 1000:6.1f} ms; "
-            f"{queries} queries (slowest {float(slowest['time']) * 1000:.1f} ms); {size / 1024:.0f} KiB  [{url}]"
+            f"{result['queries']} queries (slowest {float(slowest['time']) * 1000:.1f} ms); "
+            f"{result['size'] / 1024:.0f} KiB  [{url}]"
         )
+        print(f"  {'':<44} {paired_line(result, PAGE_GOAL_SECONDS)}")
         if show_plans:
             explain(client, url)
 
@@ -256,7 +297,32 @@ def counts() -> dict:
     }
 
 
-def bench_sweep(seeded: dict, send_batches: int) -> None:
+FLOOR_STAMP_SQL = """
+    WITH stamped AS (
+        UPDATE exceptions_exceptionitem SET
+            ack_breached_at = CASE WHEN status = 'open' AND ack_due_at <= %(now)s AND ack_breached_at IS NULL
+                THEN %(now)s ELSE ack_breached_at END,
+            resolve_breached_at = CASE WHEN status IN ('open', 'acknowledged') AND resolve_due_at <= %(now)s
+                AND resolve_breached_at IS NULL THEN %(now)s ELSE resolve_breached_at END
+        WHERE (status = 'open' AND ack_due_at <= %(now)s AND ack_breached_at IS NULL)
+            OR (status IN ('open', 'acknowledged') AND resolve_due_at <= %(now)s AND resolve_breached_at IS NULL)
+        RETURNING ack_breached_at = %(now)s AS ack, resolve_breached_at = %(now)s AS resolve
+    )
+    SELECT count(*) FILTER (WHERE ack), count(*) FILTER (WHERE resolve) FROM stamped
+"""
+
+
+def floor_stamp(cursor, now: dt.datetime) -> tuple[float, int, int]:
+    """The breach sweep's floor: one UPDATE (autocommit, so its commit is timed too) that stamps the breaches
+    due at `now` and nothing else: (seconds, acknowledge stamps, resolve stamps)."""
+    began = time.perf_counter()
+    cursor.execute(FLOOR_STAMP_SQL, {"now": now})
+    ack, resolve = cursor.fetchone()
+    return time.perf_counter() - began, ack, resolve
+
+
+def bench_sweep(seeded: dict, send_batches: int, floor_db: str) -> None:
+    import psycopg
     from django.core import mail
 
     from exceptions.notifications import notifications_send_due
@@ -266,13 +332,18 @@ def bench_sweep(seeded: dict, send_batches: int) -> None:
     steady = seeded["t0"] - dt.timedelta(seconds=BURST_SECONDS - 60)
     print(
         f"SLA sweep; acknowledge due times spread over the {BURST_SECONDS / 60:.0f} minutes before t0 "
-        f"({seeded['t0']:%a %H:%M}):"
+        f"({seeded['t0']:%a %H:%M}); before each sweep, its floor (one UPDATE stamping the same breaches) on an "
+        f"identical copy, {floor_db}; ratio = sweep / floor:"
     )
+    floor_connection = psycopg.connect(database_url(floor_db), autocommit=True)
+    floor_cursor = floor_connection.cursor()
+    floor_cursor.execute("SELECT count(*), max(ack_due_at) FROM exceptions_exceptionitem")  # read it in, as pages did
     for label, at in (
         ("steady sweep (one minute's worth of due times has passed)", steady),
         ("burst sweep (t0 + 1 s: every remaining item breaches at once)", now),
         ("idle sweep straight after (nothing to do)", now + dt.timedelta(seconds=1)),
     ):
+        floor, floor_ack, floor_resolve = floor_stamp(floor_cursor, at)
         with PhaseTimer() as phases:
             began = time.perf_counter()
             report = sla_sweep(now=at)
@@ -284,7 +355,17 @@ def bench_sweep(seeded: dict, send_batches: int) -> None:
         )
         steps = sum(phases.totals.get(name, 0.0) for name in phases.TOP_LEVEL)
         print(f"    steps: {phases.summary()}; commit and the rest {elapsed - steps:.2f} s")
+        same = (floor_ack, floor_resolve) == (report.ack_breached, report.resolve_breached)
+        print(
+            f"    floor: {floor:.3f} s stamping ack {floor_ack:,}, resolve {floor_resolve:,} "
+            f"({'the same breaches' if same else 'NOT the same breaches as the sweep'}); "
+            f"ratio {cost_ratio(elapsed, floor):.1f}x; goal < {SWEEP_GOAL_SECONDS:.0f} s: "
+            f"{'met' if elapsed < SWEEP_GOAL_SECONDS else 'NOT met'}"
+        )
+        if not same:
+            raise AssertionError("the floor stamped other breaches than the sweep: it is not the same job")
         print("    after it: " + ", ".join(f"{k} {v:,}" for k, v in counts().items()))
+    floor_connection.close()
     for batch in range(send_batches):
         mail.outbox = []
         began = time.perf_counter()
@@ -292,7 +373,7 @@ def bench_sweep(seeded: dict, send_batches: int) -> None:
         elapsed = time.perf_counter() - began
         print(
             f"  notifications_send_due batch {batch + 1}: {sent:,} notifications in {len(mail.outbox)} emails, "
-            f"{elapsed * 1000:.0f} ms"
+            f"{elapsed * 1000:.0f} ms (no floor)"
         )
 
 
@@ -340,11 +421,20 @@ def main():
         f"({args.business_hours_queues} with business hours) in {seeded['inserted']:.1f} s "
         f"(+ VACUUM ANALYZE {seeded['vacuumed']:.1f} s)"
     )
+    floor_db = f"{db}_floor"
+    if args.only != "pages":
+        began = time.perf_counter()
+        clone_database(db, floor_db)  # the sweep floor's copy, in the state the sweeps start from
+        print(f"copied to {floor_db} for the sweep floor in {time.perf_counter() - began:.1f} s")
     if args.only != "sweep":
+        install_floor_views()
         bench_pages(seeded, args.items, args.queues, args.requests, args.explain)
         print(f"between: {contention()}")
     if args.only != "pages":
-        bench_sweep(seeded, args.send_batches)
+        try:
+            bench_sweep(seeded, args.send_batches, floor_db)
+        finally:
+            drop_database(floor_db)
     print(f"after: {contention()}")
 
 

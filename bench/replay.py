@@ -17,6 +17,11 @@ decision (rule, version 1, queue, status) is what the production set decides for
 any staging version exists must move none of them (checked). More routed leads older than the window and a
 few still `received` leads sit in the table too, as they would.
 
+Each end-to-end run is paired with a floor measured just before it (floor, replay, floor, replay …): the
+same 10,000 lead rows (the replay's own query: same columns, order and LIMIT) read with one plain psycopg
+cursor on a connection of its own, `fetchall()`, no evaluation and no writes: the IO floor. Ratio = replay
+time / floor time.
+
 Everything is seeded with bulk_create into a fresh database of its own (handoff_bench_replay), recreated
 for each rule count, so this never touches the other benchmarks' databases.
 
@@ -34,6 +39,7 @@ import random  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
+from _baselines import cost_ratio  # noqa: E402
 from _setup import BENCH_ENV, ROOT, machine, median, recreate_database  # noqa: E402
 
 STAGES = ["lead", "mql", "sql"]
@@ -79,7 +85,7 @@ def prepare_database() -> None:
 
 def seed_rules(*, count: int, queues: int, rng: random.Random) -> dict:
     """An owner, the queues, and `count` production rules, each with its frozen version 1 and promotion."""
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Group, User
     from django.db import transaction
     from django.utils import timezone
 
@@ -89,6 +95,7 @@ def seed_rules(*, count: int, queues: int, rng: random.Random) -> dict:
     now = timezone.now()
     with transaction.atomic():
         owner = User.objects.create_user("rules-owner", email="rules-owner@example.com")
+        owner.groups.add(Group.objects.get(name="rule_owners"))  # replay_request: rule owners and admins only
         people = [User.objects.create_user(f"rep-{i}", email=f"rep-{i}@example.com") for i in range(10)]
         source = Source(name="bench")
         source.set_new_token()
@@ -351,6 +358,26 @@ def engine_apart(limit: int) -> dict:
     return {"views": viewed - began, "match": time.perf_counter() - viewed}
 
 
+def window_sql(limit: int) -> tuple[str, tuple]:
+    """The replay's own read of the window, as SQL: same columns, order and LIMIT."""
+    from routing.governance import replay
+    from routing.models import Lead
+
+    fields = ("id", "lead_id", "rule_id", "rule_version", "queue_id", *Lead.ROUTABLE_FIELDS)
+    return replay._leads(replay.ReplayRun(limit=limit)).values(*fields).query.sql_with_params()
+
+
+def io_floor(cursor, sql: str, params: tuple, limit: int) -> float:
+    """Seconds to read the window's rows with one plain psycopg query (psycopg's own C loaders)."""
+    began = time.perf_counter()
+    cursor.execute(sql, params)
+    rows = cursor.fetchall()
+    elapsed = time.perf_counter() - began
+    if len(rows) != limit:
+        raise AssertionError(f"the floor read {len(rows)} rows, not {limit}")
+    return elapsed
+
+
 def count_queries(owner, limit: int) -> int:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -383,13 +410,20 @@ def bench(args, rules: int, runs: int, rng: random.Random) -> dict:
         f"  check: a replay with no staging version moved 0 of {check.total:,} leads; staged: {', '.join(changes)}; "
         f"{expected:,} leads should move"
     )
-    elapsed, moved = [], set()
-    for _ in range(runs):
-        seconds, run = replay_once(owner, args.leads)
-        elapsed.append(seconds)
-        moved.add(run.result["moved_count"])
-        if run.total != args.leads:
-            raise AssertionError(f"replayed {run.total} leads, not {args.leads}")
+    import psycopg
+
+    sql, params = window_sql(args.leads)
+    elapsed, floors, moved = [], [], set()
+    with psycopg.connect(BENCH_ENV["DATABASE_URL"], autocommit=True) as floor_connection:
+        floor_cursor = floor_connection.cursor()
+        io_floor(floor_cursor, sql, params, args.leads)  # warm-up, as the first replay above was
+        for _ in range(runs):
+            floors.append(io_floor(floor_cursor, sql, params, args.leads))
+            seconds, run = replay_once(owner, args.leads)
+            elapsed.append(seconds)
+            moved.add(run.result["moved_count"])
+            if run.total != args.leads:
+                raise AssertionError(f"replayed {run.total} leads, not {args.leads}")
     if moved != {expected}:
         raise AssertionError(f"replay moved {moved}, expected {expected}")
     splits = [{**split_once(owner, args.leads), **engine_apart(args.leads)} for _ in range(runs)]
@@ -397,6 +431,7 @@ def bench(args, rules: int, runs: int, rng: random.Random) -> dict:
     return {
         "rules": rules,
         "runs": elapsed,
+        "floors": floors,
         "moved": expected,
         "split": split,
         "queries": count_queries(owner, args.leads),
@@ -440,6 +475,17 @@ def main():
             f"{args.leads / median(runs):>9,.0f} {r['moved']:>6,} {r['queries']:>8}  "
             + " ".join(f"{s:.2f}" for s in runs)
         )
+    print("\nagainst the IO floor (the window's rows read with one plain psycopg query, interleaved with each run):")
+    print(f"{'rules':>6} {'replay median s':>16} {'floor median s':>15} {'ratio':>6}  {'goal':<10}  each pair, s")
+    for r in results:
+        runs, floors = r["runs"], r["floors"]
+        print(
+            f"{r['rules']:>6,} {median(runs):>16.3f} {median(floors):>15.3f} "
+            f"{cost_ratio(median(runs), median(floors)):>5.1f}x  "
+            f"{'< 10 s: ' + ('met' if median(runs) < 10 else 'NOT met'):<10}  "
+            + " ".join(f"{f:.3f}/{s:.2f}" for f, s in zip(floors, runs, strict=True))
+        )
+    print("  ratio = replay median / floor median; each pair: floor / replay, in the order run")
     print("\nsplit: instrumented runs (as many as above), median per step, ms; the steps add up to each run")
     print(
         f"{'rules':>6} {'total':>6} {'request':>8} {'count':>9} {'compile':>8} {'load rows':>10} "
