@@ -1,9 +1,21 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("handoff")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _recycle_database_connections(**kwargs) -> None:
+    """Treat a task as Django treats a request: keep the connection for CONN_MAX_AGE, drop it once broken.
+    (Celery's own default closes it around every task, one new PostgreSQL session per lead; settings turn
+    that off with CELERY_DB_REUSE_MAX.)"""
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -92,6 +92,7 @@ def _under_cap(member: QueueMembership, cap: int, load: dict[int, int]) -> bool:
 def _advance(queue: Queue, member: QueueMembership, start_tag: float, eligible: list[QueueMembership]) -> None:
     weighted = queue.strategy == AssignmentStrategy.WEIGHTED_ROUND_ROBIN
     member.rotation_pass = start_tag + 1.0 / (member.weight if weighted else 1)
-    member.save(update_fields=["rotation_pass"])
+    # An update, not save(): the rotation is bookkeeping, and save() would write a membership history row per lead.
+    QueueMembership.objects.filter(pk=member.pk).update(rotation_pass=member.rotation_pass)
     queue.virtual_time = min(max(m.rotation_pass, queue.virtual_time) for m in eligible)
     Queue.objects.filter(pk=queue.pk).update(virtual_time=queue.virtual_time)

@@ -15,10 +15,16 @@ from tests.faults.helpers import assert_nothing_lost, backends_waiting_for_a_loc
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery_worker]
 
+KEEPS_CONNECTIONS = {"TEST_CONN_MAX_AGE": "60"}  # as production does: one connection across tasks
+
 DROPS = 2  # the first run of the task and its first retry each lose their connection
 
 
-def test_a_task_whose_database_connection_drops_retries_and_leaves_no_lead_stuck(celery_worker, source_client, ae_rule):
+@pytest.mark.parametrize("connections", ["one per task", "kept across tasks"])
+def test_a_task_whose_database_connection_drops_retries_and_leaves_no_lead_stuck(
+    processes, connections, source_client, ae_rule
+):
+    processes.worker(**(KEEPS_CONNECTIONS if connections == "kept across tasks" else {}))
     # lead_ids in input order, so the task routes them in this order (leads are inserted sorted by lead_id)
     items = [
         LeadPayloadFactory(lead_id="drop-0"),  # an MQL: Account Executives
