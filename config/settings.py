@@ -244,7 +244,7 @@ HANDOFF = {
     # working in other processes within it (at once in the process that revoked it).
     "SOURCE_TOKEN_CACHE_SECONDS": env_float("HANDOFF_SOURCE_TOKEN_CACHE_SECONDS", 10),
     # Intake publishes routing from a background thread, which waits this long for more leads to share a task.
-    "PUBLISH_LINGER_MS": env_float("HANDOFF_PUBLISH_LINGER_MS", 5),
+    "PUBLISH_LINGER_MS": env_float("HANDOFF_PUBLISH_LINGER_MS", 25),
     # An exception on a lead with intent_score above this escalates at level 2 as soon as it breaches.
     "HIGH_INTENT_THRESHOLD": env_int("HANDOFF_HIGH_INTENT_THRESHOLD", 80),
     # Reminders go out this many minutes before an acknowledge or resolve due time.
