@@ -20,6 +20,7 @@ screenshots: $(VENV)/.installed
 	HANDOFF_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser -k screenshot
 
 bench: $(VENV)/.installed
+	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(PY) bench/run_all.py
 
 lint: $(VENV)/.installed

@@ -6,6 +6,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script in ("engine.py", "intake.py", "exceptions.py", "replay.py", "dashboard.py"):
+for script in ("engine.py", "http_intake.py", "end_to_end.py", "exceptions.py", "replay.py", "dashboard.py"):
     print(f"\n== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], cwd=HERE, check=True)
