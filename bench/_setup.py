@@ -2,6 +2,7 @@
 
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -90,3 +91,45 @@ def time_requests(client, url: str, requests: int, warmup: int = 2) -> tuple[lis
         response = client.get(url)
     slowest = max(captured.captured_queries, key=lambda q: float(q["time"]), default={"sql": "", "time": "0"})
     return times, len(captured.captured_queries), slowest, len(response.content)
+
+
+STAGES = ["lead", "mql", "sql"]
+COUNTRIES = ["US", "GB", "DE", "FR", "NG", "IN", "JP", "BR", "CA", "SE"]
+
+
+def synthetic_condition(i: int, rng: random.Random) -> dict:
+    """A realistic rule condition: one to three leaves mixing equality, ranges, sets, strings and attributes,
+    then a country leaf last, so "no match" leads pass many leaves before they fail."""
+    leaves = [
+        {"field": "lifecycle_stage", "op": "eq", "value": STAGES[i % 3]},
+        {"field": "engagement_score", "op": "gt", "value": rng.randint(10, 60)},
+        {"field": "attributes.utm.source", "op": "in", "value": rng.sample(["google", "linkedin", "direct"], 2)},
+        {"field": "company_size", "op": "gte", "value": rng.choice([5, 20, 50])},
+        {"field": "email", "op": "endswith", "value": ".example"},
+    ]
+    country = {"field": "country", "op": "in", "value": rng.sample(COUNTRIES, 5)}
+    return {"all": [*rng.sample(leaves, rng.randint(1, 3)), country]}
+
+
+def contention() -> str:
+    """Load average and CPU pressure: the machine is shared, so say how busy it was."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    try:
+        some = open("/proc/pressure/cpu").readline().split()
+        pressure = "; CPU pressure " + ", ".join(f"{field.split('=')[0]} {field.split('=')[1]}%" for field in some[1:4])
+    except OSError:
+        pressure = ""
+    return f"load average {load}{pressure}"
+
+
+def use_plain_static_storage() -> None:
+    """As in config/settings_test.py: the manifest storage needs `collectstatic`, which a bench should not run
+    into the shared staticfiles/ folder; plain storage renders the same tags."""
+    from django.test.utils import override_settings
+
+    override_settings(
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+    ).enable()

@@ -32,7 +32,7 @@ import datetime as dt  # noqa: E402
 import time  # noqa: E402
 
 from _baselines import FLOOR_PREFIX, cost_ratio, install_floor_views, paired_line, time_paired  # noqa: E402
-from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database  # noqa: E402
+from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database, use_plain_static_storage  # noqa: E402
 
 ORIGINS, RULES, QUEUES = 5, 50, 6
 DAYS = 365
@@ -41,14 +41,7 @@ PAGE_GOAL_SECONDS = 1.0
 
 def prepare_database() -> None:
     recreate_database()
-    from django.test.utils import override_settings
-
-    override_settings(
-        STORAGES={
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        },
-    ).enable()
+    use_plain_static_storage()
 
 
 def seed(leads: int) -> dict:

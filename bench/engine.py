@@ -20,7 +20,7 @@ import random
 import time
 
 from _baselines import cost_ratio
-from _setup import machine, setup_django
+from _setup import machine, setup_django, synthetic_condition
 
 setup_django()
 
@@ -30,22 +30,10 @@ from routing.engine import RuleSet  # noqa: E402
 from routing.intake import LeadIn  # noqa: E402
 from routing.models import Lead, RuleVersion, Source  # noqa: E402
 
-STAGES = ["lead", "mql", "sql"]
-COUNTRIES = ["US", "GB", "DE", "FR", "NG", "IN", "JP", "BR", "CA", "SE"]
-
 
 def rule_for(i: int, rng: random.Random) -> RuleVersion:
-    """A realistic rule: two to four leaves mixing equality, ranges, sets, strings and attributes."""
-    leaves = [
-        {"field": "lifecycle_stage", "op": "eq", "value": STAGES[i % 3]},
-        {"field": "engagement_score", "op": "gt", "value": rng.randint(10, 60)},
-        {"field": "attributes.utm.source", "op": "in", "value": rng.sample(["google", "linkedin", "direct"], 2)},
-        {"field": "company_size", "op": "gte", "value": rng.choice([5, 20, 50])},
-        {"field": "email", "op": "endswith", "value": ".example"},
-    ]
-    # The country leaf comes last: "no match" leads pass many leaves before it fails.
-    country = {"field": "country", "op": "in", "value": rng.sample(COUNTRIES, 5)}
-    condition = {"all": [*rng.sample(leaves, rng.randint(1, 3)), country]}
+    """A realistic rule (see synthetic_condition)."""
+    condition = synthetic_condition(i, rng)
     return RuleVersion(
         rule_id=i + 1,
         name=f"rule {i}",

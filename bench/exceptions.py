@@ -49,7 +49,16 @@ from _baselines import (  # noqa: E402
     paired_line,
     time_paired,
 )
-from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database  # noqa: E402
+from _setup import (
+    BENCH_ENV,
+    ROOT,
+    contention,
+    machine,
+    median,
+    percentile,
+    recreate_database,
+    use_plain_static_storage,
+)  # noqa: E402
 
 ACK_MINUTES = 30
 RESOLVE_MINUTES = 240
@@ -61,16 +70,7 @@ SWEEP_GOAL_SECONDS = 3.0
 
 def prepare_database() -> None:
     recreate_database()
-    from django.test.utils import override_settings
-
-    # As in config/settings_test.py: the manifest storage needs `collectstatic`, which a bench should not
-    # run into the shared staticfiles/ folder; plain storage renders the same tags.
-    override_settings(
-        STORAGES={
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        }
-    ).enable()
+    use_plain_static_storage()
 
 
 def seed(*, items: int, queues: int, business_hours_queues: int, people: int) -> dict:
@@ -375,17 +375,6 @@ def bench_sweep(seeded: dict, send_batches: int, floor_db: str) -> None:
             f"  notifications_send_due batch {batch + 1}: {sent:,} notifications in {len(mail.outbox)} emails, "
             f"{elapsed * 1000:.0f} ms (no floor)"
         )
-
-
-def contention() -> str:
-    """Load average and CPU pressure: the machine is shared, so say how busy it was."""
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    try:
-        some = open("/proc/pressure/cpu").readline().split()
-        pressure = "; CPU pressure " + ", ".join(f"{field.split('=')[0]} {field.split('=')[1]}%" for field in some[1:4])
-    except OSError:
-        pressure = ""
-    return f"load average {load}{pressure}"
 
 
 def main():

@@ -40,36 +40,10 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 from _baselines import cost_ratio  # noqa: E402
-from _setup import BENCH_ENV, ROOT, machine, median, recreate_database  # noqa: E402
+from _setup import BENCH_ENV, ROOT, contention, machine, median, recreate_database, synthetic_condition  # noqa: E402
 
-STAGES = ["lead", "mql", "sql"]
-COUNTRIES = ["US", "GB", "DE", "FR", "NG", "IN", "JP", "BR", "CA", "SE"]
 # Where the staging versions go, as positions in priority order: most leads are decided by the first rules.
 STAGED_AT = (0, 2, 5, 9, 14, 20, 30, 45, 65, 90)
-
-
-def condition_for(i: int, rng: random.Random) -> dict:
-    """As bench/engine.py's rules: one to three leaves, then the country leaf last."""
-    leaves = [
-        {"field": "lifecycle_stage", "op": "eq", "value": STAGES[i % 3]},
-        {"field": "engagement_score", "op": "gt", "value": rng.randint(10, 60)},
-        {"field": "attributes.utm.source", "op": "in", "value": rng.sample(["google", "linkedin", "direct"], 2)},
-        {"field": "company_size", "op": "gte", "value": rng.choice([5, 20, 50])},
-        {"field": "email", "op": "endswith", "value": ".example"},
-    ]
-    country = {"field": "country", "op": "in", "value": rng.sample(COUNTRIES, 5)}
-    return {"all": [*rng.sample(leaves, rng.randint(1, 3)), country]}
-
-
-def contention() -> str:
-    """Load average and CPU pressure: the machine is shared, so say how busy it was."""
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    try:
-        some = open("/proc/pressure/cpu").readline().split()
-        pressure = "; CPU pressure " + ", ".join(f"{field.split('=')[0]} {field.split('=')[1]}%" for field in some[1:4])
-    except OSError:
-        pressure = ""
-    return f"load average {load}{pressure}"
 
 
 def prepare_database() -> None:
@@ -109,7 +83,7 @@ def seed_rules(*, count: int, queues: int, rng: random.Random) -> dict:
                     owner=owner,
                     priority=10 * (i + 1),
                     stage=RuleStage.PRODUCTION,
-                    condition=condition_for(i, rng),
+                    condition=synthetic_condition(i, rng),
                     queue=queue_rows[i % queues],
                     sla_minutes=15,
                     inputs="lifecycle_stage, engagement_score, attributes.utm.source, company_size, email, country",
