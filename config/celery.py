@@ -12,10 +12,13 @@ app.autodiscover_tasks()
 
 @task_prerun.connect
 @task_postrun.connect
-def _recycle_database_connections(**kwargs) -> None:
+def _recycle_database_connections(sender=None, **kwargs) -> None:
     """Treat a task as Django treats a request: keep the connection for CONN_MAX_AGE, drop it once broken.
     (Celery's own default closes it around every task, one new PostgreSQL session per lead; settings turn
-    that off with CELERY_DB_REUSE_MAX.)"""
+    that off with CELERY_DB_REUSE_MAX.) A task run eagerly, in its caller's process, leaves the caller's
+    connection alone, as Celery's does."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
     from django.db import close_old_connections
 
     close_old_connections()
