@@ -7,7 +7,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("handoff")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# Each package's `tasks` module, imported when a worker starts. Tasks carry explicit names
+# (routing.dispatch.TaskName), so moving a module never renames a task.
+TASK_PACKAGES = [
+    "routing",
+    "routing.dashboard",
+    "routing.governance",
+    "routing.integrations",
+    "routing.reports",
+    "exceptions",
+]
+app.autodiscover_tasks(TASK_PACKAGES)
 
 
 @task_prerun.connect

@@ -131,6 +131,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # The services' domain errors (conflict, refused action, blocked promotion …) → documented 400/409 bodies.
+    "EXCEPTION_HANDLER": "routing.api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Handoff API",
@@ -162,7 +164,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    # RELIABILITY.md: the visibility timeout outlives the longest task plus its longest retry countdown,
+    # Measured here: the visibility timeout must outlive the longest task plus its longest retry countdown,
     # and a short restore interval brings back tasks of a killed worker node in seconds, not minutes.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 900),
@@ -189,6 +191,7 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "handoff")
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.1}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Task names are routing.dispatch.TaskName's (tests/test_architecture.py checks each is registered).
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-leads": {
         "task": "routing.tasks.requeue_stuck_leads",
@@ -288,17 +291,17 @@ EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25)
 
 # One line per record: JSON outside DEBUG, with the lead, exception, event and task ids the work is about
-# (config/observability/logs.py). Celery workers log through this too, not through Celery's own format.
+# (config/logs.py). Celery workers log through this too, not through Celery's own format.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.observability.logs.ContextFilter"}},
+    "filters": {"context": {"()": "config.logs.ContextFilter"}},
     "formatters": {
         "plain": {
-            "()": "config.observability.logs.PlainFormatter",
+            "()": "config.logs.PlainFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         },
-        "json": {"()": "config.observability.logs.JsonFormatter"},
+        "json": {"()": "config.logs.JsonFormatter"},
     },
     "handlers": {
         "console": {

@@ -6,12 +6,26 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health
-from config.observability.views import metrics
+from exceptions.urls import urlpatterns as exception_screens
+from routing.dashboard.urls import urlpatterns as dashboard_screens
+from routing.governance.urls import urlpatterns as rule_screens
+from routing.integrations.urls import urlpatterns as integration_screens
+from routing.reports.urls import urlpatterns as report_screens
+from routing.reports.views.metrics import metrics
+
+# The console: one URL namespace, each area contributing its screens.
+console_urlpatterns = [
+    *exception_screens,
+    *integration_screens,
+    *report_screens,
+    *rule_screens,
+    *dashboard_screens,
+]
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="console:overview", permanent=False)),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("console/", include("exceptions.urls")),
+    path("console/", include((console_urlpatterns, "console"))),
     path("admin/", admin.site.urls),
     path("api/v1/", include("routing.api.urls")),
     path("api/v1/", include("exceptions.api.urls")),

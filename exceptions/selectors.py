@@ -53,6 +53,11 @@ def exception_list_queryset():
     return ExceptionItem.objects.select_related("lead", "lead__origin", "queue", "assignee")
 
 
+def exception_api_queryset():
+    """Items with everything the API's item serializer reads, in one query."""
+    return exception_list_queryset().select_related("acknowledged_by", "resolved_by")
+
+
 def item_timeline(item: ExceptionItem) -> list[dict]:
     """The item's history: audit events about it and its SLA events, oldest first."""
     audit = [

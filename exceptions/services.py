@@ -27,6 +27,7 @@ from exceptions.models import (
     SlaEventKind,
 )
 from exceptions.sla import add_business_time, business_time_between
+from routing.integrations import events as integration_events
 from routing.models import Queue
 
 OPEN, ACKNOWLEDGED, WAITING, RESOLVED = (
@@ -216,8 +217,6 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
     else:
         in_time = now <= fresh.resolve_due_at
     _sla_events(fresh, now, (SlaClock.RESOLVE, SlaEventKind.FULFILLED), within_sla=in_time)
-    from routing.integrations import events as integration_events  # routing imports this module
-
     integration_events.exception_resolved(item=fresh)
     return fresh
 

@@ -6,11 +6,12 @@ from celery import shared_task
 
 from exceptions.notifications import notifications_send_due
 from exceptions.sweep import sla_sweep
+from routing.dispatch import TaskName
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=TaskName.SLA_SWEEP, acks_late=True, reject_on_worker_lost=True)
 def sla_sweep_task() -> dict:
     report = sla_sweep()
     if report.ack_breached or report.resolve_breached or any(report.escalated.values()):
@@ -24,7 +25,7 @@ def sla_sweep_task() -> dict:
     }
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=TaskName.SEND_NOTIFICATIONS, acks_late=True, reject_on_worker_lost=True)
 def send_notifications_task(max_batches: int = 50) -> int:
     """Send what is due in batches of 1,000 until nothing is left (or 50 batches, then the next tick)."""
     sent = 0

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
-from config.observability.logs import log_context
+from config.logs import log_context
 from exceptions import services, triage
 from exceptions.filters import ExceptionFilter, console_people
 from exceptions.forms import AssignForm, BulkForm, LeadEditForm, ManualAssignForm, ResolveForm, WaitingForm

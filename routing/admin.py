@@ -5,13 +5,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from routing.governance.forms import DraftChecks
 from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
 from routing.governance.services import rule_draft_save
-from routing.integrations.models import (
-    DeliveryAttempt,
-    DeliveryTarget,
-    EnrichmentProvider,
-    EventType,
-    OutboxEvent,
-)
+from routing.integrations.models import DeliveryAttempt, DeliveryTarget, EnrichmentProvider, EventType, OutboxEvent
 from routing.models import Lead, Queue, QueueMembership, Rule, Source
 
 

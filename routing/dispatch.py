@@ -1,5 +1,10 @@
-"""Publishing routing work to Celery. The lead row is the source of truth: a publish that fails (broker
-down, crash after commit) is repaired by `requeue_stuck_leads`, so a failure here is logged, never raised."""
+"""Every hand-off to Celery, by task name: no domain module imports a task module, so tasks can import the
+domain freely and a moved module renames nothing. The names below are the wire contract (queued messages and
+the beat schedule in config/settings.py refer to them); they keep the module paths the tasks first had.
+
+Routing: the lead row is the source of truth, so a publish that fails (broker down, crash after commit) is
+repaired by `requeue_stuck_leads` and is logged here, never raised. Delivery: the outbox row is, and beat's
+`deliveries_due` sends what a failed publish left pending."""
 
 import atexit
 import logging
@@ -11,20 +16,41 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.db import transaction
 
+from config.celery import app
+
 logger = logging.getLogger(__name__)
+
+
+class TaskName:
+    """The registered name of every Celery task (each task's `@shared_task(name=...)`)."""
+
+    ROUTE_LEADS = "routing.tasks.route_leads"
+    REQUEUE_STUCK_LEADS = "routing.tasks.requeue_stuck_leads"
+    DELIVER_EVENTS = "routing.integrations.tasks.deliver_events"
+    DELIVERIES_DUE = "routing.integrations.tasks.deliveries_due"
+    REPLAY_RULES = "routing.governance.tasks.replay_rules_task"
+    SIGN_OFF_REMINDERS = "routing.governance.tasks.sign_off_reminders_task"
+    RECONCILE_DAILY = "routing.integrations.tasks.reconcile_daily"
+    ANOMALY_REPORT = "routing.operations.tasks.anomaly_report_task"
+    MONDAY_CHECKLIST = "routing.operations.tasks.monday_checklist_task"
+    DASHBOARD_ROLLUP = "routing.dashboard.tasks.dashboard_rollup_task"
+    SLA_SWEEP = "exceptions.tasks.sla_sweep_task"
+    SEND_NOTIFICATIONS = "exceptions.tasks.send_notifications_task"
+
+    @classmethod
+    def all(cls) -> set[str]:
+        return {value for key, value in vars(cls).items() if key.isupper()}
 
 
 def routing_enqueue(lead_ids: Sequence[int], countdown: float | None = None) -> int:
     """Publish route tasks for these leads (now, or `countdown` seconds from now); returns how many leads
     were published."""
-    from routing.tasks import route_leads
-
     chunk = settings.HANDOFF["ROUTE_CHUNK_SIZE"]
     published = 0
     for start in range(0, len(lead_ids), chunk):
         part = list(lead_ids[start : start + chunk])
         try:
-            route_leads.apply_async((part,), countdown=countdown)
+            app.send_task(TaskName.ROUTE_LEADS, args=(part,), countdown=countdown)
         except Exception as exc:  # kombu OperationalError and friends: the sweeper will re-publish
             logger.warning(
                 "Could not queue routing for %d leads (first id %s): %s; the sweeper will retry.",
@@ -100,8 +126,6 @@ def routing_enqueue_on_commit(lead_ids: Sequence[int]) -> None:
 
 def routing_backlog() -> int | None:
     """Routing tasks waiting in the broker, or None when the broker cannot say."""
-    from config.celery import app
-
     try:
         with app.connection_for_read() as conn:
             return conn.default_channel.queue_declare(
@@ -112,3 +136,17 @@ def routing_backlog() -> int | None:
             return 0  # Redis keeps no key for an empty queue
         logger.warning("Could not read the routing backlog: %s", exc)
         return None
+
+
+def deliveries_enqueue(event_ids: list[int], countdown: float | None = None) -> None:
+    """Publish delivery of these outbox events; never raises (the beat sweep sends what a failed publish left
+    pending)."""
+    try:
+        app.send_task(TaskName.DELIVER_EVENTS, args=(event_ids,), countdown=countdown, retry=False)
+    except Exception:  # noqa: BLE001 - the broker may be down; the outbox row is the source of truth
+        logger.warning("Could not publish delivery of events %s; the beat sweep will send them.", event_ids[:10])
+
+
+def replay_enqueue(run_id: int) -> None:
+    """Have a worker run this replay (called once its record is committed)."""
+    app.send_task(TaskName.REPLAY_RULES, args=(run_id,))

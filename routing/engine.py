@@ -83,19 +83,6 @@ def candidate_versions():
     )
 
 
-def versions_live_at(moment) -> list[RuleVersion]:
-    """The production versions as they stood at `moment`: what decided a lead routed then."""
-    from routing.governance.models import PromotionKind, RulePromotion
-
-    latest: dict[int, int] = {}
-    promotions = RulePromotion.objects.filter(
-        kind__in=[PromotionKind.PRODUCTION, PromotionKind.ROLLBACK, PromotionKind.FORCED], at__lte=moment
-    ).order_by("at", "id")
-    for rule_id, version_id in promotions.values_list("rule_id", "version_id"):
-        latest[rule_id] = version_id
-    return list(RuleVersion.objects.filter(pk__in=latest.values()).select_related("queue"))
-
-
 @dataclass(frozen=True)
 class RuleSets:
     production: RuleSet

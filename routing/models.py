@@ -345,12 +345,5 @@ from routing.governance.models import (  # noqa: E402,F401  (models of the routi
     ShadowDecision,
     SignOffReminder,
 )
-from routing.integrations.models import (  # noqa: E402,F401
-    DeliveryAttempt,
-    DeliveryTarget,
-    EnrichmentProvider,
-    Incident,
-    OutboxEvent,
-    ReconciliationReport,
-)
-from routing.operations.models import AnomalyReport  # noqa: E402,F401
+from routing.integrations.models import DeliveryAttempt, DeliveryTarget, EnrichmentProvider, OutboxEvent  # noqa: E402,F401
+from routing.reports.models import AnomalyReport, Incident, ReconciliationReport  # noqa: E402,F401

@@ -7,14 +7,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from config.observability.logs import log_context
-from routing.dashboard.tasks import dashboard_rollup_task  # noqa: F401  (registers it)
-from routing.dispatch import routing_backlog, routing_enqueue
+from config.logs import log_context
+from routing.dispatch import TaskName, routing_backlog, routing_enqueue
 from routing.engine import routing_rulesets
-from routing.governance.tasks import replay_rules_task, sign_off_reminders_task  # noqa: F401  (registers them)
 from routing.integrations.enrichment import WAIT, active_provider, lead_enrich
-from routing.integrations.tasks import deliver_events, deliveries_due, reconcile_daily  # noqa: F401  (registers them)
-from routing.operations.tasks import anomaly_report_task, monday_checklist_task  # noqa: F401
 from routing.services import lead_fail_routing, lead_route, leads_claim_stuck
 
 logger = logging.getLogger(__name__)
@@ -23,6 +19,7 @@ TRANSIENT = (OperationalError, InterfaceError)
 
 
 @shared_task(
+    name=TaskName.ROUTE_LEADS,
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -65,7 +62,7 @@ def route_leads(self, lead_ids: list[int]) -> None:
                 lead_fail_routing(lead_id=lead_id, error=f"{type(exc).__name__}: {exc}")
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=TaskName.REQUEUE_STUCK_LEADS, acks_late=True, reject_on_worker_lost=True)
 def requeue_stuck_leads() -> int:
     """Beat: publish again leads still `received` past the grace period (lost publish, broker outage).
     Skipped while the routing queue is long: then the leads are waiting their turn, not lost."""

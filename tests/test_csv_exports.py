@@ -1,7 +1,7 @@
 """CSV downloads neutralise spreadsheet formulas (issue 7).
 
 The console has one CSV download: an attribution report's discrepancies (`?format=csv` on the report page,
-written by routing/integrations/attribution.py `attribution_report_csv`, every cell through its `_cell`).
+written by routing/reports/attribution.py `attribution_report_csv`, every cell through its `_cell`).
 A cell that starts like a formula (`=`, `+`, `-`, `@`, tab, carriage return) gets a leading apostrophe, so a
 spreadsheet shows it as text instead of running it. Values reach it from both sides: ours (source names,
 lead ids as capture systems sent them, usernames) and the CRM's (owner, stage, amount, origin, lead id; the
@@ -22,8 +22,8 @@ import re
 import pytest
 from django.urls import reverse
 
-from routing.integrations.attribution import attribution_reconcile
 from routing.models import LeadStatus
+from routing.reports.attribution import attribution_reconcile
 from tests.factories import LeadFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -19,13 +19,7 @@ from exceptions.api.serializers import (
 from exceptions.filters import ExceptionFilter
 from exceptions.models import ExceptionItem
 from exceptions.permissions import IsConsoleUser
-from exceptions.selectors import exception_list_queryset
-
-
-def _items():
-    """Items with everything ExceptionItemSerializer reads, in one query."""
-    return exception_list_queryset().select_related("acknowledged_by", "resolved_by")
-
+from exceptions.selectors import exception_api_queryset
 
 CONFLICT = OpenApiResponse(ConflictSerializer, description="The item's state forbids it; says who did what.")
 
@@ -44,7 +38,7 @@ class ExceptionListView(generics.ListAPIView):
     filterset_class = ExceptionFilter
 
     def get_queryset(self):
-        return _items()
+        return exception_api_queryset()
 
     def filter_queryset(self, queryset):
         filters = ExceptionFilter(self.request.query_params, queryset=queryset, request=self.request)
@@ -58,7 +52,7 @@ class ExceptionDetailView(generics.RetrieveAPIView):
     serializer_class = ExceptionItemSerializer
 
     def get_queryset(self):
-        return _items()
+        return exception_api_queryset()
 
 
 class ItemAction(APIView):
@@ -68,20 +62,9 @@ class ItemAction(APIView):
         return get_object_or_404(ExceptionItem.objects.select_related("lead", "queue", "assignee"), pk=pk)
 
     def respond(self, action):
-        try:
-            item = action()
-        except services.ExceptionConflict as conflict:
-            body = {"detail": conflict.message, "item": ExceptionItemSerializer(self.fresh(conflict.item)).data}
-            return Response(body, status=status.HTTP_409_CONFLICT)
-        except triage.InvalidLeadData as invalid:
-            return Response({"lead": invalid.errors}, status=status.HTTP_400_BAD_REQUEST)
-        except services.InvalidAction as invalid:
-            return Response({"detail": str(invalid)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(ExceptionItemSerializer(self.fresh(item)).data)
-
-    @staticmethod
-    def fresh(item):
-        return _items().get(pk=item.pk)
+        """Run the action; a conflict or a refusal becomes its documented error (routing/api/errors.py)."""
+        item = action()
+        return Response(ExceptionItemSerializer(exception_api_queryset().get(pk=item.pk)).data)
 
 
 class AcknowledgeView(ItemAction):

@@ -3,6 +3,7 @@
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.authtoken.models import Token
 
+from exceptions.permissions import has_console_access
 from routing.models import Source
 from routing.sources import active_sources
 
@@ -71,6 +72,4 @@ class IsSourceOrStaff(permissions.BasePermission):
     def has_permission(self, request, view):
         if isinstance(request.auth, Source):
             return True
-        from exceptions.permissions import has_console_access
-
         return has_console_access(request.user)

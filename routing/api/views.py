@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEvent
-from config.observability.logs import log_context
+from config.logs import log_context
 from routing.api import schema  # noqa: F401  (registers the token scheme for the OpenAPI docs)
 from routing.api.auth import IsCaptureSource, IsSourceOrStaff
 from routing.api.serializers import AcceptedLeadSerializer, BatchResponseSerializer, LeadDetailSerializer

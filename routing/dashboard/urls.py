@@ -1,4 +1,4 @@
-"""Dashboard screens, served inside the console's URL namespace (exceptions/urls.py includes them)."""
+"""Dashboard screens, served inside the console's URL namespace (config/urls.py assembles the console)."""
 
 from django.urls import path
 

@@ -1,5 +1,6 @@
 """The rules API: list and read rules, run their test cases, promote, roll back, replay, preview, and assign
-a lead by hand (an override). Console people only (sessions or personal tokens); capture sources get 403."""
+a lead by hand (an override). Console people only (sessions or personal tokens); capture sources get 403.
+The services' refusals become their documented 400/409 bodies in routing/api/errors.py."""
 
 from django.contrib.auth import get_user_model
 from django.http import Http404
@@ -14,14 +15,13 @@ from rest_framework.views import APIView
 
 from exceptions.models import ExceptionStatus
 from exceptions.permissions import IsConsoleUser
-from exceptions.services import InvalidAction
 from exceptions.triage import lead_assign_manually
 from routing.governance import services
-from routing.governance.explain import SampleLeadError, condition_text
+from routing.governance.explain import condition_text
 from routing.governance.gates import cases_problems, cases_run
 from routing.governance.models import ReplayRun
 from routing.governance.preview import routing_preview
-from routing.governance.replay import ReplayError, replay_start
+from routing.governance.replay import replay_start
 from routing.governance.selectors import rule_rows, this_week
 from routing.models import Lead, Queue, Rule, RuleStage
 
@@ -175,17 +175,7 @@ class PromoteView(APIView):
         rule = get_object_or_404(Rule, pk=pk)
         body = PromoteRequest(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            promotion = services.rule_promote(rule=rule, by=request.user, **body.validated_data)
-        except services.PromotionBlocked as blocked:
-            return Response(
-                {
-                    "detail": "Promotion blocked: " + " ".join(g.message for g in blocked.failures),
-                    "failures": [g.as_dict() for g in blocked.failures],
-                    "gates": [g.as_dict() for g in blocked.gates],
-                },
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+        promotion = services.rule_promote(rule=rule, by=request.user, **body.validated_data)
         return Response(PromotionSerializer(promotion).data)
 
 
@@ -206,10 +196,7 @@ class RollbackView(APIView):
         rule = get_object_or_404(Rule, pk=pk)
         body = RollbackRequest(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            promotion = services.rule_rollback(rule=rule, by=request.user, **body.validated_data)
-        except services.GovernanceError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+        promotion = services.rule_rollback(rule=rule, by=request.user, **body.validated_data)
         return Response(PromotionSerializer(promotion).data)
 
 
@@ -242,10 +229,7 @@ class ReplayView(APIView):
     def post(self, request):
         body = ReplayRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            run = replay_start(by=request.user, **body.validated_data)
-        except ReplayError as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+        run = replay_start(by=request.user, **body.validated_data)
         return Response(ReplaySerializer(run, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -293,10 +277,7 @@ class PreviewView(APIView):
     def post(self, request):
         body = PreviewRequest(data=request.data)
         body.is_valid(raise_exception=True)
-        try:
-            preview = routing_preview(sample=body.validated_data["lead"], candidate=body.validated_data["candidate"])
-        except SampleLeadError as exc:
-            raise ValidationError({"lead": exc.errors}) from None
+        preview = routing_preview(sample=body.validated_data["lead"], candidate=body.validated_data["candidate"])
         explanation = preview.explanation
         body = {
             "missing_contact": explanation.missing_contact,
@@ -356,17 +337,14 @@ class ManualAssignView(APIView):
             if assignee is None:
                 raise ValidationError({"assignee": [f"No user {username!r}."]})
         item = lead.exceptions.exclude(status=ExceptionStatus.RESOLVED).order_by("-opened_at").first()
-        try:
-            lead, override = lead_assign_manually(
-                lead=lead,
-                queue=body.validated_data["queue"],
-                assignee=assignee,
-                reason=body.validated_data["reason"],
-                by=request.user,
-                item=item,
-            )
-        except InvalidAction as exc:
-            raise ValidationError({"detail": str(exc)}) from None
+        lead, override = lead_assign_manually(
+            lead=lead,
+            queue=body.validated_data["queue"],
+            assignee=assignee,
+            reason=body.validated_data["reason"],
+            by=request.user,
+            item=item,
+        )
         body = {
             "override": override.pk,
             "lead": lead.pk,

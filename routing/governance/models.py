@@ -65,6 +65,12 @@ class PromotionKind(models.TextChoices):
     FORCED = "forced", "Forced into production by an admin"
 
 
+# Promotions that change what the shadow/candidate set holds, and so make earlier replays stale.
+CANDIDATE_CHANGES = (PromotionKind.STAGING, PromotionKind.ROLLBACK, PromotionKind.FORCED)
+# Promotions that put a version into production.
+PRODUCTION_KINDS = (PromotionKind.PRODUCTION, PromotionKind.ROLLBACK, PromotionKind.FORCED)
+
+
 class RulePromotion(AppendOnlyModel):
     """One stage change of a rule, with the gate results and the replay it was granted on."""
 

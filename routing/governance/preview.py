@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from routing.assignment import pick_assignee
-from routing.engine import candidate_versions, production_versions, versions_live_at
+from routing.engine import candidate_versions, production_versions
 from routing.governance.explain import Explanation, explain, sample_view
+from routing.governance.models import PRODUCTION_KINDS, RulePromotion, RuleVersion
 from routing.models import Lead
 
 
@@ -39,3 +40,12 @@ def lead_explanation(lead: Lead) -> Explanation | None:
     if lead.routed_at is None:
         return None
     return explain(versions_live_at(lead.routed_at), lead.routing_view())
+
+
+def versions_live_at(moment) -> list[RuleVersion]:
+    """The production versions as they stood at `moment`: what decided a lead routed then."""
+    latest: dict[int, int] = {}
+    promotions = RulePromotion.objects.filter(kind__in=PRODUCTION_KINDS, at__lte=moment).order_by("at", "id")
+    for rule_id, version_id in promotions.values_list("rule_id", "version_id"):
+        latest[rule_id] = version_id
+    return list(RuleVersion.objects.filter(pk__in=latest.values()).select_related("queue"))

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
+from routing.dispatch import replay_enqueue
 from routing.engine import RuleSet
 from routing.governance.models import ReplayRun, ReplayStatus, RuleVersion
 from routing.governance.services import current_candidate, may_author_rules
@@ -52,10 +53,8 @@ def replay_request(*, by, limit: int | None = None, since=None, until=None) -> R
 @transaction.atomic
 def replay_start(*, by, limit: int | None = None, since=None, until=None) -> ReplayRun:
     """Record a replay and have a worker run it once the record is committed (console and API)."""
-    from routing.governance.tasks import replay_rules_task  # the task module imports this one
-
     run = replay_request(by=by, limit=limit, since=since, until=until)
-    transaction.on_commit(lambda: replay_rules_task.delay(run.pk))
+    transaction.on_commit(lambda: replay_enqueue(run.pk))
     return run
 
 

@@ -11,8 +11,10 @@ from django.utils import timezone
 
 from audit.models import Override
 from exceptions.models import ExceptionItem
+from routing.engine import candidate_versions
 from routing.governance.gates import CaseResult, cases_problems, cases_run
 from routing.governance.models import (
+    CANDIDATE_CHANGES,
     PromotionKind,
     RulePromotion,
     RuleSignOff,
@@ -248,8 +250,6 @@ def unsigned_production_rules(*, week: dt.date) -> list[Rule]:
 
 
 def last_candidate_change() -> dt.datetime | None:
-    from routing.governance.services import CANDIDATE_CHANGES
-
     return RulePromotion.objects.filter(kind__in=CANDIDATE_CHANGES).aggregate(at=Max("at"))["at"]
 
 
@@ -262,8 +262,6 @@ class CandidateRule:
 
 def candidate_rules(run=None) -> list[CandidateRule]:
     """The rule versions a replay evaluates: the run's, or the current candidate set's."""
-    from routing.engine import candidate_versions
-
     if run is not None:
         wanted = {int(rule_id): number for rule_id, number in run.candidate.items()}
     else:

@@ -13,6 +13,8 @@ from routing.conditions import ConditionError, validate_condition
 from routing.engine import candidate_versions
 from routing.governance.gates import Gate, cases_problems, contract_gates, failures
 from routing.governance.models import (
+    CANDIDATE_CHANGES,
+    PRODUCTION_KINDS,
     PromotionKind,
     ReplayRun,
     ReplayStatus,
@@ -22,10 +24,6 @@ from routing.governance.models import (
     iso_week_start,
 )
 from routing.models import Rule, RuleSetGeneration, RuleStage
-
-# Promotions that change what the shadow/candidate set holds, and so make earlier replays stale.
-CANDIDATE_CHANGES = (PromotionKind.STAGING, PromotionKind.ROLLBACK, PromotionKind.FORCED)
-PRODUCTION_KINDS = (PromotionKind.PRODUCTION, PromotionKind.ROLLBACK, PromotionKind.FORCED)
 
 
 class RuleDraftError(ValueError):

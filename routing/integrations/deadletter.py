@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from routing.integrations.delivery import deliveries_enqueue
+from routing.dispatch import deliveries_enqueue
 from routing.integrations.models import OutboxEvent, OutboxStatus
 
 

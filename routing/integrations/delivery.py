@@ -1,115 +1,42 @@
-"""Delivery to execution targets: at-least-once, signed, with a receipt per attempt.
+"""The delivery policy: at-least-once, with a receipt per attempt. (Writing and signing the events is
+routing/integrations/outbox.py; `events_emit` asks for delivery once its transaction commits, and beat's
+`deliveries_due` sends whatever is pending and due, so a publish lost after commit only delays an event.)
 
-1. `events_emit` writes one outbox row per subscribed target inside the caller's transaction, and asks for
-   delivery once it commits. Beat (`deliveries_due`) sends whatever is pending and due, so a publish lost
-   after commit only delays an event.
-2. `event_deliver` claims a due event with a conditional UPDATE that also pushes its next attempt past the
+1. `event_deliver` claims a due event with a conditional UPDATE that also pushes its next attempt past the
    request's timeout (a lease): two workers never send the same attempt, and a worker that dies mid-request
    leaves the event to be claimed again when the lease runs out. The HTTP request runs outside any
    transaction.
-3. The answer is recorded with a conditional UPDATE: delivered; retry later (timeouts, connection errors,
+2. The answer is recorded with a conditional UPDATE: delivered; retry later (timeouts, connection errors,
    5xx, 408/409/425/429, honouring Retry-After); or dead-lettered after the last attempt or a 4xx that
    retrying cannot fix, which opens a `delivery_failed` exception for the lead.
-
-Receivers verify `X-Handoff-Signature` (README: Delivery) and drop repeats by `Idempotency-Key`.
 """
 
 import datetime as dt
-import hashlib
-import hmac
-import json
 import logging
-import time
-from collections.abc import Callable
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from config.observability.logs import log_context
+from config.logs import log_context
 from exceptions.models import ExceptionReason
+from exceptions.services import exception_open
+from routing.dispatch import deliveries_enqueue
 from routing.integrations import http
 from routing.integrations.http import Answer
-from routing.integrations.models import DeliveryAttempt, DeliveryTarget, OutboxEvent, OutboxStatus
+from routing.integrations.models import DeliveryAttempt, OutboxEvent, OutboxStatus
+from routing.integrations.outbox import signed_request
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Handoff-Signature"
-TIMESTAMP_HEADER = "X-Handoff-Timestamp"
-EVENT_HEADER = "X-Handoff-Event"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 LEASE_MARGIN_SECONDS = 30
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """HMAC-SHA256 over "<timestamp>.<raw body>", hex, as `v1=<hex>` (the scheme Stripe uses)."""
-    digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"v1={digest}"
-
-
-def verify(secret: str, headers, body: bytes, *, tolerance_seconds: int = 300, now: float | None = None) -> bool:
-    """What a receiver does: constant-time compare, and refuse stale timestamps (replayed captures)."""
-    try:
-        timestamp = int(headers[TIMESTAMP_HEADER])
-    except (KeyError, TypeError, ValueError):
-        return False
-    if abs((now or time.time()) - timestamp) > tolerance_seconds:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), headers.get(SIGNATURE_HEADER, ""))
-
-
-def events_emit(*, event_type: str, payload: Callable[[], dict], lead=None) -> list[OutboxEvent]:
-    """Queue an event for every active target that receives this type. Call inside the transaction of the
-    change it reports: the event exists if and only if the change committed. `payload` is only built when
-    some target wants the event."""
-    targets = [t for t in DeliveryTarget.objects.filter(is_active=True) if event_type in (t.events or [])]
-    if not targets:
-        return []
-    data = payload()
-    now = timezone.now()
-    events = OutboxEvent.objects.bulk_create(
-        OutboxEvent(
-            target=target,
-            event_type=event_type,
-            lead=lead,
-            payload={"type": event_type, "occurred_at": now, "data": data},
-            created_at=now,
-            next_attempt_at=now,
-        )
-        for target in targets
-    )
-    ids = [event.pk for event in events]
-    transaction.on_commit(lambda: deliveries_enqueue(ids))
-    return events
-
-
-def deliveries_enqueue(event_ids: list[int], countdown: float | None = None) -> None:
-    """Publish delivery; never raises (the beat sweep sends what a failed publish left pending)."""
-    from routing.integrations.tasks import deliver_events
-
-    try:
-        deliver_events.apply_async((event_ids,), countdown=countdown, retry=False)
-    except Exception:  # noqa: BLE001 - the broker may be down; the outbox row is the source of truth
-        logger.warning("Could not publish delivery of events %s; the beat sweep will send them.", event_ids[:10])
-
-
 def _post(event: OutboxEvent) -> Answer:
-    body = json.dumps(
-        {"id": str(event.idempotency_key), **event.payload}, cls=DjangoJSONEncoder, separators=(",", ":")
-    ).encode()
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Handoff-Delivery/1",
-        EVENT_HEADER: event.event_type,
-        IDEMPOTENCY_HEADER: str(event.idempotency_key),
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(event.target.secret, timestamp, body),
-    }
+    body, headers = signed_request(event)
     return http.post(event.target.url, content=body, headers=headers, timeout=event.target.timeout_seconds)
 
 
@@ -188,8 +115,6 @@ def _dead_lettered(event: OutboxEvent, answer: Answer, now) -> None:
     detail = f"{event.event_type} to {event.target.name} failed ({why}): {answer.error}"[:2000]
     logger.error("Dead-lettered event %s: %s", event.pk, detail)
     if event.lead_id is not None:
-        from exceptions.services import exception_open
-
         item = exception_open(lead=event.lead, reason=ExceptionReason.DELIVERY_FAILED, detail=detail, at=now)
         audit_record(
             action=AuditAction.DELIVERY_DEAD_LETTERED,

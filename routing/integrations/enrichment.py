@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
+from routing.dispatch import routing_enqueue
 from routing.intake import LeadIn
 from routing.integrations import http
 from routing.integrations.models import EnrichmentProvider, EnrichmentStatus
@@ -79,8 +80,6 @@ def lead_enrich(*, lead_id: int, provider: EnrichmentProvider | None) -> str:
     )
     Lead.objects.filter(pk=lead_id).update(enrich_after=timezone.now() + dt.timedelta(seconds=wait))
     logger.info("Enrichment of lead %s failed (%s); attempt %d in %.1f s.", lead_id, error, attempt + 1, wait)
-    from routing.dispatch import routing_enqueue
-
     routing_enqueue([lead_id], countdown=wait)
     return WAIT
 

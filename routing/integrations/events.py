@@ -1,7 +1,7 @@
 """The events execution targets receive, built from the change that caused them (README: Delivery)."""
 
-from routing.integrations.delivery import events_emit
 from routing.integrations.models import EventType
+from routing.integrations.outbox import events_emit
 
 
 def _person(user) -> dict | None:

@@ -1,19 +1,17 @@
 """Celery tasks for delivery: thin wrappers; every step is idempotent (claims are conditional UPDATEs)."""
 
-import datetime as dt
 import logging
 
 from celery import shared_task
-from django.utils import timezone
 
-from routing.integrations.delivery import deliveries_enqueue, event_deliver, events_due
-from routing.integrations.parity import parity_reconcile
+from routing.dispatch import TaskName, deliveries_enqueue
+from routing.integrations.delivery import event_deliver, events_due
 
 logger = logging.getLogger(__name__)
 CHUNK = 50
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=TaskName.DELIVER_EVENTS, acks_late=True, reject_on_worker_lost=True)
 def deliver_events(event_ids: list[int]) -> int:
     """One attempt at each due event; an event not due yet or claimed elsewhere is skipped."""
     done = 0
@@ -26,17 +24,10 @@ def deliver_events(event_ids: list[int]) -> int:
     return done
 
 
-@shared_task(acks_late=True)
+@shared_task(name=TaskName.DELIVERIES_DUE, acks_late=True)
 def deliveries_due() -> int:
     """Beat: publish pending events whose next attempt has come (lost publishes, lost retries)."""
     ids = events_due()
     for start in range(0, len(ids), CHUNK):
         deliveries_enqueue(ids[start : start + CHUNK])
     return len(ids)
-
-
-@shared_task(acks_late=True)
-def reconcile_daily() -> int:
-    """Beat, each morning: yesterday's parity (UTC day)."""
-    day = (timezone.now() - dt.timedelta(days=1)).date()
-    return parity_reconcile(day=day).pk

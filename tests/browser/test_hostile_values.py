@@ -39,12 +39,13 @@ from routing import engine
 from routing.dashboard.rollups import dashboard_rollup_days
 from routing.governance.replay import replay_execute, replay_request
 from routing.governance.services import rule_draft_save, rule_force_production, rule_promote, rule_sign_off
-from routing.integrations.attribution import attribution_reconcile
-from routing.integrations.incidents import incident_resolve
-from routing.integrations.models import DeliveryAttempt, Incident, OutboxEvent, OutboxStatus
-from routing.integrations.parity import parity_reconcile
+from routing.integrations.models import DeliveryAttempt, OutboxEvent, OutboxStatus
 from routing.models import LeadStatus, RuleStage
-from routing.operations.anomalies import anomaly_report_build
+from routing.reports.anomalies import anomaly_report_build
+from routing.reports.attribution import attribution_reconcile
+from routing.reports.incidents import incident_resolve
+from routing.reports.models import Incident
+from routing.reports.parity import parity_reconcile
 from routing.services import lead_route
 from tests.browser.helpers import log_in
 from tests.conftest import broker

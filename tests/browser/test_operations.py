@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from routing.integrations.models import OutboxEvent, OutboxStatus
 from routing.models import LeadStatus
-from routing.operations.anomalies import anomaly_report_build
+from routing.reports.anomalies import anomaly_report_build
 from tests.factories import DeliveryTargetFactory, LeadFactory, MembershipFactory, QueueFactory, RuleFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,8 +19,8 @@ from django.db import connection
 
 from audit.models import AuditAction, AuditEvent
 from exceptions.models import ExceptionItem
-from routing.integrations.parity import parity_reconcile
 from routing.models import Lead, LeadStatus, QueueMembership
+from routing.reports.parity import parity_reconcile
 from tests.conftest import ROOT, broker, service_env, wait_until
 
 PRIVATE_REDIS_PORTS = range(6391, 6400)  # set aside for this package's own redis-server processes

@@ -8,8 +8,8 @@ from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
-from routing.engine import versions_live_at
 from routing.governance.models import RulePromotion
+from routing.governance.preview import versions_live_at
 from routing.models import Rule, RuleStage
 from tests.factories import RuleFactory
 

@@ -7,8 +7,9 @@ import time
 import pytest
 
 from exceptions.models import ExceptionReason
-from routing.integrations.delivery import event_deliver, verify
+from routing.integrations.delivery import event_deliver
 from routing.integrations.models import OutboxStatus
+from routing.integrations.outbox import verify
 from routing.services import lead_route
 from tests.factories import DeliveryTargetFactory, LeadFactory, MembershipFactory, QueueFactory, RuleFactory
 from tests.integrations.fake_target import DROP, hang, status

@@ -11,8 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from routing.integrations.deadletter import dead_letters_replay
-from routing.integrations.delivery import events_emit
 from routing.integrations.models import DeliveryAttempt, EventType, OutboxEvent, OutboxStatus
+from routing.integrations.outbox import events_emit
 from routing.integrations.tasks import deliveries_due
 from tests.conftest import queue_drained, wait_until
 from tests.factories import DeliveryTargetFactory, OutboxEventFactory

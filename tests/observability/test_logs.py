@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from config.observability.logs import ContextFilter, JsonFormatter, PlainFormatter, current_log_context, log_context
+from config.logs import ContextFilter, JsonFormatter, PlainFormatter, current_log_context, log_context
 from routing.integrations.delivery import event_deliver
 from routing.models import Lead, LeadStatus
 from routing.tasks import route_leads

@@ -298,7 +298,7 @@ def test_task_queue_depth_comes_from_the_broker(client, db, settings):
 
 
 def test_an_unreadable_broker_leaves_the_depth_out_and_says_so(client, db, monkeypatch):
-    monkeypatch.setattr("config.observability.metrics.routing_backlog", lambda: None)
+    monkeypatch.setattr("routing.reports.metrics.routing_backlog", lambda: None)
 
     samples = scrape(client)
 

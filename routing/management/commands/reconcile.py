@@ -3,7 +3,7 @@ import datetime as dt
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from routing.integrations.parity import parity_reconcile
+from routing.reports.parity import parity_reconcile
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.integrations.attribution import AttributionFileError, attribution_period, attribution_reconcile
+from routing.reports.attribution import AttributionFileError, attribution_period, attribution_reconcile
 
 LABELS = {
     "misrouted": "Misrouted (the CRM owner differs from our assignee)",

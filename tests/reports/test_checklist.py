@@ -10,8 +10,8 @@ from audit.models import Override
 from exceptions.models import ExceptionStatus
 from routing.integrations.models import OutboxEvent, OutboxStatus
 from routing.models import LeadStatus
-from routing.operations.checklist import monday_checklist, percentile
-from routing.operations.mail import checklist_send
+from routing.reports.checklist import monday_checklist, percentile
+from routing.reports.mail import checklist_send
 from tests.factories import (
     DeliveryTargetFactory,
     ExceptionItemFactory,

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from routing.operations.checklist import Checklist
+from routing.reports.checklist import Checklist
 
 
 def checklist_text(checklist: Checklist) -> str:

@@ -9,7 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import generate_latest
 
-from config.observability.metrics import REGISTRY
+from routing.reports.metrics import REGISTRY
 
 # Metric names here are plain ASCII, so the text is the classic 0.0.4 format: say so (prometheus-client's
 # latest content type, 1.0.0, is unknown to Prometheus 2 and other scrapers).

@@ -19,9 +19,9 @@ from django.utils import timezone
 from audit.models import Override
 from exceptions.models import ExceptionItem
 from routing.days import day_bounds, days_bounds
-from routing.integrations.models import OutboxEvent, OutboxStatus, ReconciliationReport, ReportKind
+from routing.integrations.models import OutboxEvent, OutboxStatus
 from routing.models import Lead, LeadStatus, Rule
-from routing.operations.models import AnomalyReport
+from routing.reports.models import AnomalyReport, ReconciliationReport, ReportKind
 
 logger = logging.getLogger(__name__)
 TRAILING_DAYS = 14

@@ -6,8 +6,8 @@ from django.shortcuts import render
 from django.views import View
 
 from exceptions.permissions import ConsoleAccessMixin
-from routing.operations.checklist import monday_checklist
-from routing.operations.models import AnomalyReport
+from routing.reports.checklist import monday_checklist
+from routing.reports.models import AnomalyReport
 
 
 class ChecklistView(ConsoleAccessMixin, View):

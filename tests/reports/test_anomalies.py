@@ -8,9 +8,10 @@ from django.core import mail
 
 from audit.models import Override
 from exceptions.models import ExceptionStatus
-from routing.integrations.models import OutboxEvent, OutboxStatus, ReconciliationReport, ReportKind
+from routing.integrations.models import OutboxEvent, OutboxStatus
 from routing.models import LeadStatus
-from routing.operations.anomalies import anomaly_report_build, anomaly_report_send, band_check
+from routing.reports.anomalies import anomaly_report_build, anomaly_report_send, band_check
+from routing.reports.models import ReconciliationReport, ReportKind
 from tests.factories import (
     DeliveryTargetFactory,
     ExceptionItemFactory,

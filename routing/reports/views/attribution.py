@@ -19,7 +19,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from exceptions.permissions import ConsoleAccessMixin
-from routing.integrations.attribution import (
+from routing.reports.attribution import (
     AttributionFileError,
     attribution_period,
     attribution_reconcile,
@@ -27,7 +27,7 @@ from routing.integrations.attribution import (
     attribution_reports,
     size_limit_message,
 )
-from routing.integrations.models import ReconciliationReport, ReportKind
+from routing.reports.models import ReconciliationReport, ReportKind
 
 
 class UploadSizeCap(FileUploadHandler):

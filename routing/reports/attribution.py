@@ -37,8 +37,8 @@ from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from routing.days import day_start
-from routing.integrations.models import ReconciliationReport, ReportKind
 from routing.models import Lead, Source
+from routing.reports.models import ReconciliationReport, ReportKind
 
 REQUIRED_COLUMNS = ("lead_id", "origin", "owner")
 OPTIONAL_COLUMNS = ("stage", "amount")

@@ -6,7 +6,7 @@ from django.utils import timezone
 from audit.models import AuditAction
 from audit.services import audit_record
 from exceptions.services import InvalidAction
-from routing.integrations.models import Incident, IncidentStatus
+from routing.reports.models import Incident, IncidentStatus
 
 
 @transaction.atomic

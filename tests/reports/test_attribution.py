@@ -13,9 +13,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from routing.integrations.attribution import AttributionFileError, attribution_period, attribution_reconcile
-from routing.integrations.models import ReconciliationReport, ReportKind
 from routing.models import LeadStatus
+from routing.reports.attribution import AttributionFileError, attribution_period, attribution_reconcile
+from routing.reports.models import ReconciliationReport, ReportKind
 from tests.factories import LeadFactory, SourceFactory, UserFactory
 
 UTC = dt.UTC

@@ -10,10 +10,11 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from exceptions.services import InvalidAction
-from routing.integrations.incidents import incident_acknowledge, incident_resolve
-from routing.integrations.models import EventType, Incident, OutboxEvent, OutboxStatus
-from routing.integrations.parity import parity_reconcile
+from routing.integrations.models import EventType, OutboxEvent, OutboxStatus
 from routing.models import LeadStatus
+from routing.reports.incidents import incident_acknowledge, incident_resolve
+from routing.reports.models import Incident
+from routing.reports.parity import parity_reconcile
 from tests.factories import DeliveryTargetFactory, LeadFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db

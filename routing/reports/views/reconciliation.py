@@ -9,8 +9,8 @@ from django.views import View
 
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.services import InvalidAction
-from routing.integrations.incidents import incident_acknowledge, incident_resolve
-from routing.integrations.models import Incident, IncidentStatus, ReconciliationReport, ReportKind
+from routing.reports.incidents import incident_acknowledge, incident_resolve
+from routing.reports.models import Incident, IncidentStatus, ReconciliationReport, ReportKind
 
 
 class ReconciliationView(ConsoleAccessMixin, View):

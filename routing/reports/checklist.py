@@ -15,8 +15,9 @@ from exceptions.models import ExceptionItem
 from routing.days import day_start
 from routing.governance.models import PromotionKind, RulePromotion, RuleSignOff
 from routing.governance.selectors import iso_week_start
-from routing.integrations.models import OutboxEvent, OutboxStatus, ReconciliationReport, ReportKind
+from routing.integrations.models import OutboxEvent, OutboxStatus
 from routing.models import Lead, LeadStatus, Rule
+from routing.reports.models import ReconciliationReport, ReportKind
 
 TOP_RULES = 5
 DEAD_LETTER_AGE = dt.timedelta(hours=1)

@@ -13,19 +13,10 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from routing.days import day_bounds
-from routing.dispatch import routing_enqueue
-from routing.integrations.delivery import deliveries_enqueue
-from routing.integrations.models import (
-    DeliveryTarget,
-    EventType,
-    Incident,
-    IncidentStatus,
-    OutboxEvent,
-    OutboxStatus,
-    ReconciliationReport,
-    ReportKind,
-)
+from routing.dispatch import deliveries_enqueue, routing_enqueue
+from routing.integrations.models import DeliveryTarget, EventType, OutboxEvent, OutboxStatus
 from routing.models import Lead, LeadStatus
+from routing.reports.models import Incident, IncidentStatus, ReconciliationReport, ReportKind
 
 logger = logging.getLogger(__name__)
 STUCK_LISTED = 200
