@@ -5,7 +5,6 @@ task; pending events are also swept by beat, so a lost publish delays an event b
 
 import uuid
 
-from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
@@ -115,72 +114,8 @@ class DeliveryAttempt(models.Model):
     class Meta:
         ordering = ["event", "number"]
         constraints = [models.UniqueConstraint(fields=["event", "number"], name="delivery_attempt_unique_number")]
+        # /metrics counts the attempts since the last settled hour by `at` (built concurrently: migration 0010).
+        indexes = [models.Index(fields=["at"], name="delivery_attempt_at_idx")]
 
     def __str__(self):
         return f"attempt {self.number} of event {self.event_id}: {self.status_code or self.error}"
-
-
-class ReportKind(models.TextChoices):
-    PARITY = "parity", "Daily parity"
-    ATTRIBUTION = "attribution", "Attribution (CRM export)"
-
-
-class ReconciliationReport(models.Model):
-    """A stored reconciliation: the daily parity of captured, routed and delivered leads per origin, or a
-    CRM attribution export compared with our assignments. Kept for the console and the weekly checklist."""
-
-    kind = models.CharField(max_length=16, choices=ReportKind.choices)
-    period_start = models.DateTimeField()
-    period_end = models.DateTimeField()
-    created_at = models.DateTimeField()
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-        help_text="None: beat.",
-    )
-    source_name = models.CharField(max_length=255, blank=True, help_text="The uploaded file's name, if any.")
-    data = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
-    variance = models.FloatField(default=0.0, help_text="The worst discrepancy found, as a share (0.02 = 2%).")
-    flagged = models.BooleanField(default=False, help_text="A discrepancy above the configured threshold.")
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["kind", "created_at"], name="report_kind_created_idx")]
-
-    def __str__(self):
-        return f"{self.get_kind_display()} {self.period_start:%Y-%m-%d}"
-
-
-class IncidentStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    ACKNOWLEDGED = "acknowledged", "Acknowledged"
-    RESOLVED = "resolved", "Resolved"
-
-
-class Incident(models.Model):
-    """A system-level problem no single lead owns (a parity gap between captured, routed and delivered):
-    the system owner is notified, and someone acknowledges and resolves it in the console."""
-
-    report = models.ForeignKey(ReconciliationReport, on_delete=models.PROTECT, related_name="incidents")
-    title = models.CharField(max_length=300)
-    detail = models.TextField()
-    status = models.CharField(max_length=16, choices=IncidentStatus.choices, default=IncidentStatus.OPEN)
-    opened_at = models.DateTimeField()
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
-    acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    note = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-opened_at", "-id"]
-
-    def __str__(self):
-        return self.title
