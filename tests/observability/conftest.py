@@ -5,10 +5,10 @@ import json
 import logging
 
 import pytest
-from routing.reports import metrics
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.logs import JsonFormatter
+from routing.reports import metrics
 
 
 @pytest.fixture(autouse=True)
