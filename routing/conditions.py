@@ -3,12 +3,17 @@
 A condition is `{"all": [...]}`, `{"any": [...]}`, `{"not": {...}}` or a leaf
 `{"field": "engagement_score", "op": "gt", "value": 50}`. A comparison on a missing or null field is
 false (so its `not` is true); `exists`/`missing` test whether the field has a non-null value.
+
+`matches` runs RE2 (`compile_pattern`), never Python's `re`: a rule owner's pattern is evaluated on every
+lead inside the routing transaction, and a backtracking engine can spend minutes on one pattern
+(`^(a+)+$`). RE2 takes time linear in the text for any pattern it accepts; the patterns it cannot run
+(backreferences, lookaround, …) are refused when the condition is validated.
 """
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import re2
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
@@ -33,6 +38,7 @@ PRESENCE_OPS = ("exists", "missing")
 OPS = COMPARISON_OPS + MEMBERSHIP_OPS + STRING_OPS + PRESENCE_OPS
 FIELD_PATTERN = "^(" + "|".join(LEAD_FIELDS) + r"|attributes(\.[A-Za-z0-9_\-]+)+)$"
 MAX_DEPTH = 12
+MAX_PATTERN_LENGTH = 500  # characters of a `matches` pattern (the limit the schema has always had)
 
 _scalar = {"type": ["string", "number", "boolean"]}
 CONDITION_SCHEMA = {
@@ -89,7 +95,7 @@ CONDITION_SCHEMA = {
                 },
                 {
                     "if": {"properties": {"op": {"const": "matches"}}},
-                    "then": {"properties": {"value": {"type": "string", "minLength": 1, "maxLength": 500}}},
+                    "then": {"properties": {"value": {"type": "string", "minLength": 1}}},  # length: compile_pattern
                 },
             ],
         },
@@ -151,9 +157,61 @@ def _check_semantics(condition: dict, where: str, depth: int) -> None:
         return
     if condition["op"] == "matches":
         try:
-            re.compile(condition["value"])
-        except re.error as exc:
-            raise ConditionError(f"{where}.value", f"invalid regular expression: {exc}") from None
+            compile_pattern(condition["value"])
+        except PatternError as exc:
+            raise ConditionError(f"{where}.value", str(exc)) from None
+
+
+class PatternError(ValueError):
+    """A `matches` pattern RE2 will not run, or one over MAX_PATTERN_LENGTH; the message says why."""
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is reported to its author, not printed to stderr
+_RE2_OPTIONS.never_capture = True  # `matches` only asks whether there is a match: no groups to record
+
+# What RE2 says about a pattern it refuses -> the feature, named for the author.
+_UNSUPPORTED = {
+    "invalid escape sequence: \\Z": "\\Z is not supported; write \\z for the end of the text",
+    "invalid perl operator: (?=": "lookahead (?=…) is not supported",
+    "invalid perl operator: (?!": "negative lookahead (?!…) is not supported",
+    "invalid perl operator: (?<=": "lookbehind (?<=…) is not supported",
+    "invalid perl operator: (?<!": "negative lookbehind (?<!…) is not supported",
+    "invalid perl operator: (?P": "named backreferences (?P=…) are not supported",
+    "invalid perl operator: (?>": "atomic groups (?>…) are not supported",
+    "invalid perl operator: (?(": "conditional groups (?(…)…) are not supported",
+}
+
+
+def _unsupported(detail: str) -> str | None:
+    if detail in _UNSUPPORTED:
+        return _UNSUPPORTED[detail]
+    if detail.startswith("invalid escape sequence: \\") and detail[-1:].isdigit():
+        return "backreferences (\\1) are not supported"
+    if detail.startswith("invalid escape sequence: \\k") or detail.startswith("invalid escape sequence: \\g"):
+        return "backreferences (\\k<name>, \\g<1>) are not supported"
+    if detail.startswith("bad repetition operator: ") and detail.endswith("+"):
+        return "possessive repeats (a++, a*+) are not supported"
+    return None
+
+
+def compile_pattern(pattern: str):
+    """The only way a `matches` pattern is compiled (validation, and every rule set the engine, gates, preview
+    and replay evaluate): RE2, searched anywhere in the text as `re.search` does, with no flags but those
+    written inline (`(?i)`, `(?s)`, `(?m)`, `(?U)`). Raises PatternError with a message for the author."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise PatternError(f"the pattern is {len(pattern)} characters long; the limit is {MAX_PATTERN_LENGTH}")
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else ""
+        detail = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+        feature = _unsupported(detail)
+        if feature is None:
+            raise PatternError(f"invalid regular expression: {detail}") from None
+        raise PatternError(
+            f"invalid regular expression: {feature} (patterns run on RE2, which guarantees linear time; {detail})"
+        ) from None
 
 
 def fields_read(condition: dict) -> list[str]:
@@ -255,7 +313,7 @@ class _Compiler:
             return f"({s} is not None and {s}.{op}({self.const(value)}))"
         if op == "matches":
             s = self.view(field, "s")
-            return f"({s} is not None and {self.const(re.compile(value).search)}({s}) is not None)"
+            return f"({s} is not None and {self.const(compile_pattern(value).search)}({s}) is not None)"
         raise ConditionError("op", f"unknown op {op!r}")  # unreachable after validation
 
     def prelude(self) -> list[str]:

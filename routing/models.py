@@ -153,6 +153,9 @@ class RuleStage(models.TextChoices):
     PRODUCTION = "production", "Production"
 
 
+TEST_RESULT_FIELDS = ("test_results", "test_status", "test_run_at", "test_fingerprint")
+
+
 class Rule(models.Model):
     """A routing rule: its identity and owner, and the working copy of its contract (the draft).
 
@@ -184,9 +187,19 @@ class Rule(models.Model):
     production_version = models.ForeignKey(
         "routing.RuleVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
     )
+    # The draft's test results, stored when the draft is saved or its tests are run (governance services
+    # `rule_tests_record`); pages read them and never run cases. Derived data: not in the history.
+    test_results = models.JSONField(
+        null=True, blank=True, editable=False, help_text="[{name, passed, expected, got, why}]; null: cannot run."
+    )
+    test_status = models.CharField(max_length=32, blank=True, default="", editable=False)  # "": never run
+    test_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    test_fingerprint = models.CharField(
+        max_length=64, blank=True, default="", editable=False, help_text="Of the condition, queue and cases run."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords(get_user=history_person)
+    history = HistoricalRecords(get_user=history_person, excluded_fields=list(TEST_RESULT_FIELDS))
 
     # The draft as people edit it (forms, diffs between versions).
     DRAFT_FIELDS = (

@@ -12,7 +12,7 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from exceptions.sla import BusinessHours
 from routing.conditions import ConditionError, validate_condition
-from routing.governance.gates import TEST_CASES_SCHEMA
+from routing.governance.gates import TEST_CASES_SCHEMA, cases_problems
 from routing.governance.replay import replay_execute, replay_request
 from routing.governance.services import PromotionBlocked, rule_draft_save, rule_promote, same_content
 from routing.models import AssignmentStrategy, Queue, QueueMembership, Rule, RuleStage
@@ -194,6 +194,7 @@ def _check_document(doc: Any) -> None:
             validate_condition(rule["when"], root=f"rules[{i}].when")
         except ConditionError as exc:
             problems.append(str(exc))
+        problems += cases_problems(rule.get("test_cases", []), where=f"rules[{i}].test_cases")  # the caps
         if rule["then"]["queue"] not in known_queues:
             problems.append(f"rules[{i}].then.queue: unknown queue {rule['then']['queue']!r}")
         owner = rule.get("owner")

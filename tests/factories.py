@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from exceptions.models import ExceptionItem, ExceptionReason
 from routing.governance.models import RulePromotion, RuleVersion
+from routing.governance.services import rule_tests_record
 from routing.integrations.models import DeliveryTarget, EnrichmentProvider
 from routing.models import Lead, LeadStatus, Queue, QueueMembership, Rule, RuleStage, Source
 
@@ -97,6 +98,13 @@ class RuleFactory(factory.django.DjangoModelFactory):
         pointer = "production_version" if rule.stage == RuleStage.PRODUCTION else "staging_version"
         setattr(rule, pointer, version)
         rule.save(update_fields=[pointer])
+
+    @factory.post_generation
+    def tests_run(rule, create, extracted, **kwargs):
+        """Stored test results, as saving the draft through the service leaves them; `tests_run=False` builds
+        a rule whose tests never ran (one written by other means)."""
+        if create and extracted is not False:
+            rule_tests_record(rule=rule)
 
 
 class LeadFactory(factory.django.DjangoModelFactory):

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from exceptions.models import ExceptionStatus
 from exceptions.permissions import IsConsoleUser
 from exceptions.triage import lead_assign_manually
+from routing.conditions import ConditionError, validate_condition
 from routing.governance import services
 from routing.governance.explain import condition_text
 from routing.governance.gates import cases_problems, cases_run
@@ -44,7 +45,13 @@ class RuleSerializer(serializers.Serializer):
         source="rule.production_version.number", allow_null=True, default=None
     )
     staging_version = serializers.IntegerField(source="rule.staging_version.number", allow_null=True, default=None)
-    test_status = serializers.CharField()
+    test_status = serializers.CharField(
+        help_text="The stored results of the draft's test cases: passing, N failing, none, cannot run, or not run."
+    )
+    tests_run_at = serializers.DateTimeField(allow_null=True, help_text="When the stored results were computed.")
+    tests_stale = serializers.BooleanField(
+        help_text="The condition, test cases or queue changed since the stored results were computed."
+    )
     overrides_this_week = serializers.IntegerField()
     flagged = serializers.BooleanField(help_text="Overrides this week at or above the flag threshold.")
     signed_this_week = serializers.BooleanField()
@@ -114,7 +121,11 @@ class CaseResultSerializer(serializers.Serializer):
 
 
 class RunTestsRequest(serializers.Serializer):
-    test_cases = serializers.JSONField(required=False, help_text="Cases to try instead of the draft's own.")
+    test_cases = serializers.JSONField(
+        required=False,
+        help_text="Cases to try instead of the draft's own (not stored); without it the draft's "
+        "own cases run and their results are stored on the rule.",
+    )
 
 
 class RunTestsView(APIView):
@@ -122,19 +133,30 @@ class RunTestsView(APIView):
 
     @extend_schema(
         operation_id="rules_test",
-        summary="Run a rule's test cases against its draft condition",
+        summary="Run a rule's test cases against its draft condition (the draft's own: results stored on the rule)",
         request=RunTestsRequest,
-        responses={200: CaseResultSerializer(many=True), 400: OpenApiResponse(description="Malformed test cases.")},
+        responses={
+            200: CaseResultSerializer(many=True),
+            400: OpenApiResponse(description="Malformed or too many test cases, or a condition that does not compile."),
+        },
     )
     def post(self, request, pk):
         rule = get_object_or_404(Rule.objects.select_related("queue"), pk=pk)
         body = RunTestsRequest(data=request.data)
         body.is_valid(raise_exception=True)
-        cases = body.validated_data.get("test_cases", rule.test_cases)
+        given = "test_cases" in body.validated_data
+        cases = body.validated_data["test_cases"] if given else rule.test_cases
         problems = cases_problems(cases)
         if problems:
             raise ValidationError({"test_cases": problems})
-        results = cases_run(condition=rule.condition, queue_name=rule.queue.name, test_cases=cases)
+        try:
+            validate_condition(rule.condition)
+        except ConditionError as exc:
+            raise ValidationError({"condition": [str(exc)]}) from None
+        if given:
+            results = cases_run(condition=rule.condition, queue_name=rule.queue.name, test_cases=cases)
+        else:
+            results = services.rule_tests_record(rule=rule)
         return Response(CaseResultSerializer([r.as_dict() for r in results], many=True).data)
 
 

@@ -1,8 +1,14 @@
 """Promotion gates: what a rule must have before it moves a stage, each failure with its own message.
 
 Pure checks over a rule's contract (a draft `Rule` or a frozen `RuleVersion`, which share field names);
-services.py decides when to run them and records their results with the promotion."""
+services.py decides when to run them and records their results with the promotion.
 
+Test cases run only when someone asks: a draft saved, "run tests", a promotion. Their results are stored on
+the rule (services.py `rule_tests_record`) and pages read them from there, so no page view evaluates a
+rule; MAX_TEST_CASES and MAX_CASE_CHARS bound what one run costs."""
+
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -12,6 +18,8 @@ from routing.conditions import ConditionError, compile_condition, validate_condi
 from routing.governance.explain import SampleLeadError, first_failure, sample_view
 
 NO_MATCH = "no match"
+MAX_TEST_CASES = 200  # per rule
+MAX_CASE_CHARS = 5_000  # one test case, as compact JSON (a lead with every field at its limit is ~1,500)
 
 TEST_CASES_SCHEMA = {
     "type": "array",
@@ -45,8 +53,18 @@ _test_cases_validator = Draft202012Validator(TEST_CASES_SCHEMA)
 
 
 def cases_problems(test_cases: Any, where: str = "test_cases") -> list[str]:
-    """Shape errors in a test-case list, located like `test_cases[0].expect`."""
+    """Shape and size errors in a test-case list, located like `test_cases[0].expect`."""
+    if isinstance(test_cases, list) and len(test_cases) > MAX_TEST_CASES:
+        # Said before anything else is checked: validating 30,000 cases is itself the cost being refused.
+        return [f"{where}: {len(test_cases):,} test cases; a rule may have at most {MAX_TEST_CASES}"]
     problems = []
+    if isinstance(test_cases, list):
+        for index, case in enumerate(test_cases):
+            size = len(_compact(case))
+            if size > MAX_CASE_CHARS:
+                problems.append(
+                    f"{where}[{index}]: {size:,} characters as JSON; a test case may have at most {MAX_CASE_CHARS:,}"
+                )
     for error in _test_cases_validator.iter_errors(test_cases):
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         message = error.message
@@ -86,6 +104,42 @@ def cases_run(*, condition: dict, queue_name: str, test_cases: list) -> list[Cas
     return results
 
 
+def _compact(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def cases_fingerprint(*, condition: Any, queue_name: str, test_cases: Any) -> str:
+    """What a run's results depend on: the condition, the rule's queue (the outcome cases expect) and the
+    cases. Stored results whose fingerprint differs from the draft's are stale."""
+    return hashlib.sha256(_compact([condition, queue_name, test_cases]).encode()).hexdigest()
+
+
+def cases_outcome(*, condition: Any, queue_name: str, test_cases: Any) -> list[CaseResult] | None:
+    """The cases run against the condition; None when they cannot run (malformed or over the caps, or a
+    condition that does not validate)."""
+    if cases_problems(test_cases):
+        return None
+    try:
+        validate_condition(condition)
+    except ConditionError:
+        return None
+    return cases_run(condition=condition, queue_name=queue_name, test_cases=test_cases)
+
+
+def cases_status(results: list[CaseResult] | None) -> str:
+    """The one-word summary lists show: passing, N failing, none, or cannot run."""
+    if results is None:
+        return "cannot run"
+    if not results:
+        return "none"
+    failed = sum(not r.passed for r in results)
+    return "passing" if not failed else f"{failed} failing"
+
+
+def results_from_json(stored: list[dict] | None) -> list[CaseResult] | None:
+    return None if stored is None else [CaseResult(**item) for item in stored]
+
+
 @dataclass(frozen=True)
 class Gate:
     gate: str
@@ -104,9 +158,10 @@ CONTRACT_TEXTS = (
 )
 
 
-def contract_gates(contract) -> list[Gate]:
+def contract_gates(contract, *, test_gates: list[Gate] | None = None) -> list[Gate]:
     """Owner, every contract field, a valid condition and passing test cases. `contract` is a Rule (draft)
-    or a RuleVersion."""
+    or a RuleVersion. `test_gates`: the test-case gates already known from stored results (the rule's page
+    shows those); None runs the cases now (a promotion)."""
     gates = []
     owner = contract.owner if contract.owner_id else None
     if owner is None:
@@ -132,12 +187,20 @@ def contract_gates(contract) -> list[Gate]:
         gates.append(Gate("condition", False, f"Fix the condition: {exc}"))
         return gates  # test cases cannot run against a condition that does not compile
     gates.append(Gate("condition", True, "The condition compiles."))
-    gates.extend(_test_case_gates(contract))
+    gates.extend(_test_case_gates(contract) if test_gates is None else test_gates)
     return gates
 
 
 def _test_case_gates(contract) -> list[Gate]:
     cases = contract.test_cases or []
+    problems = unrunnable_cases_gates(cases)
+    if problems is not None:
+        return problems
+    return results_gates(cases_run(condition=contract.condition, queue_name=contract.queue.name, test_cases=cases))
+
+
+def unrunnable_cases_gates(cases) -> list[Gate] | None:
+    """The test-case gate when the cases are malformed, over the caps or missing; None when they can run."""
     problems = cases_problems(cases)
     if problems:
         return [Gate("test_cases", False, "Fix the test cases: " + "; ".join(problems))]
@@ -149,8 +212,12 @@ def _test_case_gates(contract) -> list[Gate]:
                 "Add at least one test case: a sample lead and the expected outcome (a queue, or no match).",
             )
         ]
+    return None
+
+
+def results_gates(results: list[CaseResult]) -> list[Gate]:
     gates = []
-    for result in cases_run(condition=contract.condition, queue_name=contract.queue.name, test_cases=cases):
+    for result in results:
         if result.passed:
             gates.append(Gate(f"test:{result.name}", True, f"Test case {result.name!r} passed ({result.got})."))
         else:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from audit.models import Override
 from exceptions.models import ExceptionItem
 from routing.engine import candidate_versions
-from routing.governance.gates import CaseResult, cases_problems, cases_run
+from routing.governance.gates import CaseResult, results_from_json
 from routing.governance.models import (
     CANDIDATE_CHANGES,
     PromotionKind,
@@ -22,6 +22,7 @@ from routing.governance.models import (
     ShadowDecision,
     iso_week_start,
 )
+from routing.governance.services import tests_stale
 from routing.models import Rule
 
 DIFF_FIELDS = Rule.DRAFT_FIELDS
@@ -47,23 +48,13 @@ def override_flag_threshold() -> int:
     return settings.HANDOFF["OVERRIDE_FLAG_THRESHOLD"]
 
 
+NOT_RUN = "not run"
+
+
 def case_results(rule: Rule) -> list[CaseResult] | None:
-    """The draft's test cases run now; None when they are malformed or the condition does not compile."""
-    if cases_problems(rule.test_cases):
-        return None
-    try:
-        return cases_run(condition=rule.condition, queue_name=rule.queue.name, test_cases=rule.test_cases)
-    except Exception:  # noqa: BLE001 - a draft may hold anything; its page says the cases cannot run
-        return None
-
-
-def test_status(results: list[CaseResult] | None) -> str:
-    if results is None:
-        return "cannot run"
-    if not results:
-        return "none"
-    passed = sum(r.passed for r in results)
-    return "passing" if passed == len(results) else f"{len(results) - passed} failing"
+    """The draft's stored test results (computed when it was saved or its tests were run; never here); None
+    when they could not run, or were never run (`rule.test_run_at` tells which)."""
+    return results_from_json(rule.test_results)
 
 
 @dataclass
@@ -73,15 +64,20 @@ class RuleRow:
     flagged: bool
     last_sign_off: RuleSignOff | None
     signed_this_week: bool
-    test_status: str
+    test_status: str  # stored: passing, N failing, none, cannot run; or "not run"
+    tests_run_at: dt.datetime | None
+    tests_stale: bool  # the draft (condition, cases, queue) changed since the stored results were computed
 
 
-def rule_rows(*, now=None, owner=None, rule_id: int | None = None) -> list[RuleRow]:
-    """Every rule (or one owner's, or one), with what the rules list shows: four queries whatever the count."""
+def rule_rows(*, now=None, owner=None, rule_id: int | None = None, with_results: bool = False) -> list[RuleRow]:
+    """Every rule (or one owner's, or one), with what the rules list shows: four queries whatever the count.
+    Test status is the stored one; no test case runs here. `with_results` also loads each case's result."""
     week = this_week(now)
     rules = Rule.objects.select_related("owner", "queue", "staging_version", "production_version").order_by(
         "priority", "id"
     )
+    if not with_results:
+        rules = rules.defer("test_results")
     if owner is not None:
         rules = rules.filter(owner=owner)
     if rule_id is not None:
@@ -111,7 +107,9 @@ def rule_rows(*, now=None, owner=None, rule_id: int | None = None) -> list[RuleR
             flagged=overrides.get(rule.pk, 0) >= threshold,
             last_sign_off=latest.get(rule.pk),
             signed_this_week=signed(rule),
-            test_status=test_status(case_results(rule)),
+            test_status=rule.test_status if rule.test_run_at else NOT_RUN,
+            tests_run_at=rule.test_run_at,
+            tests_stale=rule.test_run_at is not None and tests_stale(rule),
         )
         for rule in rules
     ]
@@ -191,7 +189,7 @@ def my_rules(*, owner, now=None) -> list[SignOffView]:
     now = now or timezone.now()
     start, end = week_bounds(this_week(now))
     views = []
-    for row in rule_rows(now=now, owner=owner):
+    for row in rule_rows(now=now, owner=owner, with_results=True):
         rule = row.rule
         since = row.last_sign_off.at if row.last_sign_off else None
         history = rule.history.filter(history_date__gt=since) if since else rule.history.all()

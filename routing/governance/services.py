@@ -11,7 +11,19 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from routing.conditions import ConditionError, validate_condition
 from routing.engine import candidate_versions
-from routing.governance.gates import Gate, cases_problems, contract_gates, failures
+from routing.governance.gates import (
+    CaseResult,
+    Gate,
+    cases_fingerprint,
+    cases_outcome,
+    cases_problems,
+    cases_status,
+    contract_gates,
+    failures,
+    results_from_json,
+    results_gates,
+    unrunnable_cases_gates,
+)
 from routing.governance.models import (
     CANDIDATE_CHANGES,
     PRODUCTION_KINDS,
@@ -23,7 +35,7 @@ from routing.governance.models import (
     RuleVersion,
     iso_week_start,
 )
-from routing.models import Rule, RuleSetGeneration, RuleStage
+from routing.models import TEST_RESULT_FIELDS, Rule, RuleSetGeneration, RuleStage
 
 
 class RuleDraftError(ValueError):
@@ -93,6 +105,7 @@ def rule_draft_save(*, rule: Rule, by=None) -> Rule:
         raise RuleDraftError(problems)
     if by is not None:
         rule._history_user = by  # simple-history credits the editor even outside a web request
+    _set_test_results(rule)  # before the transaction: the cases are bounded, but no lock waits on them
     with transaction.atomic():
         rule.save()
         after = {field: getattr(rule, field) for field in Rule.CONTRACT_FIELDS}
@@ -106,12 +119,84 @@ def rule_draft_save(*, rule: Rule, by=None) -> Rule:
     return rule
 
 
+def _queue_name(contract) -> str:
+    return contract.queue.name if contract.queue_id else ""
+
+
+def _set_test_results(rule: Rule) -> list[CaseResult] | None:
+    """Run the draft's test cases and put their results on the rule (not saved)."""
+    queue_name = _queue_name(rule)
+    results = cases_outcome(condition=rule.condition, queue_name=queue_name, test_cases=rule.test_cases)
+    rule.test_results = None if results is None else [r.as_dict() for r in results]
+    rule.test_status = cases_status(results)
+    rule.test_run_at = timezone.now()
+    rule.test_fingerprint = cases_fingerprint(
+        condition=rule.condition, queue_name=queue_name, test_cases=rule.test_cases
+    )
+    return results
+
+
+def rule_tests_record(*, rule: Rule) -> list[CaseResult] | None:
+    """Run the draft's own test cases and store the results on the rule: "run tests" in the console and the
+    API. The update is conditional on the draft (condition, cases and queue) being the one that ran, so a
+    draft saved meanwhile keeps its own, newer results. Returns the results (None: the cases cannot run)."""
+    results = _set_test_results(rule)
+    Rule.objects.filter(
+        pk=rule.pk, condition=rule.condition, test_cases=rule.test_cases, queue_id=rule.queue_id
+    ).update(**{field: getattr(rule, field) for field in TEST_RESULT_FIELDS})
+    return results
+
+
+def tests_stale(rule: Rule) -> bool:
+    """The stored results were computed for another condition, queue (or queue name) or cases, or never."""
+    if rule.test_run_at is None:
+        return True
+    current = cases_fingerprint(condition=rule.condition, queue_name=_queue_name(rule), test_cases=rule.test_cases)
+    return rule.test_fingerprint != current
+
+
+def stored_test_gates(rule: Rule) -> list[Gate]:
+    """The staging test-case gates as the stored results say, for the rule's page: no case runs there."""
+    unrunnable = unrunnable_cases_gates(rule.test_cases or [])
+    if unrunnable is not None:
+        return unrunnable
+    if rule.test_run_at is None:
+        return [Gate("test_cases", False, "Run the test cases: no results are stored for this draft yet.")]
+    if tests_stale(rule):
+        return [Gate("test_cases", False, "Run the test cases again: the stored results are for an earlier draft.")]
+    results = results_from_json(rule.test_results)
+    if results is None:
+        return [Gate("test_cases", False, "The test cases cannot run: fix the condition or their shape.")]
+    return results_gates(results)
+
+
+def staged_test_gates(rule: Rule) -> list[Gate]:
+    """The production test-case gates for the rule's page: those recorded when the staging version was
+    promoted (the version is frozen, so they still hold unless its queue was renamed since)."""
+    staged = rule.staging_version
+    recorded = (
+        RulePromotion.objects.filter(rule=rule, version=staged, kind=PromotionKind.STAGING)
+        .order_by("-at")
+        .values_list("gate_results", flat=True)
+        .first()
+    )
+    gates = [
+        Gate(**gate) for gate in recorded or [] if gate["gate"] == "test_cases" or gate["gate"].startswith("test:")
+    ]
+    if not gates:
+        return [
+            Gate("test_cases", False, f"No stored test results for staging v{staged.number}: they run on promotion.")
+        ]
+    return gates
+
+
 def same_content(rule: Rule, version: RuleVersion | None) -> bool:
     return version is not None and all(getattr(rule, f) == getattr(version, f) for f in Rule.CONTRACT_FIELDS)
 
 
-def staging_gates(rule: Rule) -> list[Gate]:
-    gates = contract_gates(rule)
+def staging_gates(rule: Rule, *, stored: bool = False) -> list[Gate]:
+    """`stored`: the test-case gates from the stored results (the rule's page) instead of running them."""
+    gates = contract_gates(rule, test_gates=stored_test_gates(rule) if stored else None)
     current = rule.staging_version or rule.production_version
     if same_content(rule, current):
         where = "staging" if rule.staging_version_id else "production"
@@ -139,13 +224,15 @@ def evidence_replay(rule: Rule) -> ReplayRun | None:
     return replays.order_by("-requested_at").first()
 
 
-def production_gates(rule: Rule) -> tuple[list[Gate], ReplayRun | None]:
+def production_gates(rule: Rule, *, stored: bool = False) -> tuple[list[Gate], ReplayRun | None]:
     staged = rule.staging_version
     if staged is None:
         return [
             Gate("staging", False, "Promote to staging first: production only takes a version that ran there.")
         ], None
-    gates = [Gate("staging", True, f"Staging v{staged.number} is the candidate.")] + contract_gates(staged)
+    test_gates = staged_test_gates(rule) if stored else None
+    gates = [Gate("staging", True, f"Staging v{staged.number} is the candidate.")]
+    gates += contract_gates(staged, test_gates=test_gates)
     replay = evidence_replay(rule)
     if replay is None:
         gates.append(
@@ -162,8 +249,11 @@ def production_gates(rule: Rule) -> tuple[list[Gate], ReplayRun | None]:
 
 
 def promotion_gates(rule: Rule, to: str) -> list[Gate]:
-    """The gate results a promotion would meet now, without promoting (shown on the rule's page)."""
-    return staging_gates(rule) if to == RuleStage.STAGING else production_gates(rule)[0]
+    """The gate results a promotion would meet now, without promoting (shown on the rule's page): the
+    test-case gates come from stored results; the promotion itself runs the cases again."""
+    if to == RuleStage.STAGING:
+        return staging_gates(rule, stored=True)
+    return production_gates(rule, stored=True)[0]
 
 
 def _locked(rule: Rule) -> Rule:

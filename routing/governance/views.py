@@ -67,7 +67,8 @@ class RuleDetailView(ConsoleAccessMixin, View):
                 "versions": versions,
                 "compare": _comparison(request, rule),
                 "draft_changes": version_diff(rule.staging_version or rule.production_version, rule),
-                "cases": case_results(rule),
+                "cases": case_results(rule),  # stored when the draft was saved or its tests run
+                "tests_stale": services.tests_stale(rule),
                 "staging_gates": services.promotion_gates(rule, RuleStage.STAGING),
                 "production_gates": services.promotion_gates(rule, RuleStage.PRODUCTION),
                 "rollback_to": services.rollback_target(rule),
@@ -189,7 +190,7 @@ class RuleActionView(ConsoleAccessMixin, View):
         return f"Signed off {rule.name!r} for {sign_off.iso_week_label}."
 
     def do_run_tests(self, request, rule):
-        results = case_results(rule)
+        results = services.rule_tests_record(rule=rule)
         if results is None:
             raise services.GovernanceError("The test cases cannot run: fix the condition or their shape in the draft.")
         if not results:

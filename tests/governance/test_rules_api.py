@@ -51,8 +51,11 @@ def test_rules_list_shows_stage_owner_sla_versions_overrides_and_test_status(own
     RuleFactory(name="Draft", owner=rule_owner, stage="draft", test_cases=[])
     body = owner_api.get("/api/v1/rules/").json()
     rows = {row["name"]: row for row in body}
-    assert rows["Live"] | {"id": None} == {
+    assert rows["Live"]["tests_run_at"] is not None
+    assert rows["Live"] | {"id": None, "tests_run_at": None} == {
         "id": None,
+        "tests_run_at": None,
+        "tests_stale": False,
         "name": "Live",
         "stage": "production",
         "owner": "rowan",
