@@ -2,97 +2,133 @@
 
 import datetime as dt
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from audit.models import AuditAction
-from audit.services import audit_record
+from audit.models import AuditAction, AuditEvent
+from audit.services import audit_event, audit_record
 from exceptions.models import ExceptionReason
 from exceptions.services import exception_open
-from routing.assignment import pick_assignee
+from routing.assignment import Pick, pick_assignees
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
 from routing.governance.models import ShadowDecision
 from routing.integrations import events as integration_events
 from routing.integrations.models import EnrichmentStatus
+from routing.lead_store import leads_history_record
 from routing.models import Lead, LeadStatus, Queue
 
 logger = logging.getLogger(__name__)
 MAX_REQUEUE_DOUBLINGS = 5
+# What routing changes on an assigned lead.
+ASSIGNED_FIELDS = ["status", "queue", "assignee", "assigned_at", "rule", "rule_version", "routed_at"]
 
 
 def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None:
-    """Route one received lead by the production rules (`rulesets`, when a caller routing many leads
-    fetched them once), and record what the staging rules would have done. Idempotent: a lead that is no
-    longer `received` (routed by an earlier delivery of the same task) is returned untouched."""
+    """Route one received lead (see `leads_route`), waiting for its row lock if someone holds it (a person
+    re-routing a lead they just corrected). Returns the lead, routed or as it already was."""
+    leads_route(lead_ids=[lead_id], rulesets=rulesets, skip_locked=False)
+    return Lead.objects.filter(pk=lead_id).select_related("queue").first()
+
+
+def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, skip_locked: bool = True) -> list[Lead]:
+    """Route the received leads among `lead_ids` by the production rules, together, and record what the staging
+    rules would have done. Set-based: one locked read of the batch, the engine over all of it in memory, one
+    lock per queue for its assignees, then bulk writes of the leads, their history rows, decisions, shadow
+    decisions and outbox rows. Returns the leads it routed.
+
+    Idempotent: a lead no longer `received` (routed by an earlier delivery of the same task) is left alone.
+    With `skip_locked`, a lead another worker holds is skipped: that worker is routing it."""
     rulesets = rulesets or routing_rulesets()
     ruleset = rulesets.production
     with transaction.atomic():
-        # The row lock makes a second delivery of the same lead wait, then see it already routed.
-        lead = Lead.objects.select_for_update().filter(pk=lead_id).first()
-        if lead is None or lead.status != LeadStatus.RECEIVED:
-            return lead
+        leads = list(
+            Lead.objects.select_for_update(skip_locked=skip_locked, of=("self",))
+            .filter(pk__in=list(lead_ids), status=LeadStatus.RECEIVED)
+            .select_related("origin")
+            .order_by("id")
+        )
         now = timezone.now()
-        if not lead.email and not lead.phone:
-            _to_exception(
-                lead,
-                reason=ExceptionReason.MISSING_CONTACT,
-                at=now,
-                inputs={field: getattr(lead, field) for field in CONTACT_FIELDS},
-                detail="The lead has neither an email address nor a phone number.",
-            )
-            return lead
+        by_queue: dict[int, list[tuple[Lead, Match]]] = defaultdict(list)
+        shadows: list[ShadowDecision] = []
+        for lead in leads:
+            if not lead.email and not lead.phone:
+                _to_exception(
+                    lead,
+                    reason=ExceptionReason.MISSING_CONTACT,
+                    at=now,
+                    inputs={field: getattr(lead, field) for field in CONTACT_FIELDS},
+                    detail="The lead has neither an email address nor a phone number.",
+                )
+                continue
+            if lead.enrichment_status == EnrichmentStatus.FAILED and _needs_review(lead):
+                _to_exception(
+                    lead,
+                    reason=ExceptionReason.ENRICHMENT_FAILED,
+                    at=now,
+                    inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status},
+                    detail=f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes.",
+                    queue=enrichment_review_queue(),
+                )
+                continue
+            view = lead.routing_view()
+            match = ruleset.evaluate(view)
+            if rulesets.shadow is not None:
+                shadows.append(_shadow_decision(lead, match, rulesets.shadow.evaluate(view), at=now))
+            if match.rule is None:
+                _to_exception(
+                    lead,
+                    reason=ExceptionReason.NO_MATCHING_RULE,
+                    at=now,
+                    inputs=match.inputs,
+                    detail=f"None of the {len(ruleset)} production rules matched.",
+                )
+                continue
+            by_queue[match.rule.queue_id].append((lead, match))
 
-        if lead.enrichment_status == EnrichmentStatus.FAILED and _needs_review(lead):
-            _to_exception(
-                lead,
-                reason=ExceptionReason.ENRICHMENT_FAILED,
-                at=now,
-                inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status},
-                detail=f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes.",
-                queue=enrichment_review_queue(),
-            )
-            return lead
-        view = lead.routing_view()
-        match = ruleset.evaluate(view)
-        if rulesets.shadow is not None:
-            _record_shadow(lead, match, rulesets.shadow.evaluate(view), at=now)
-        if match.rule is None:
-            _to_exception(
-                lead,
-                reason=ExceptionReason.NO_MATCHING_RULE,
-                at=now,
-                inputs=match.inputs,
-                detail=f"None of the {len(ruleset)} production rules matched.",
-            )
-            return lead
+        assigned: list[tuple[Lead, Match, Pick]] = []
+        for queue_id in sorted(by_queue):  # queues locked in id order, so two batches never wait in a circle
+            matched = by_queue[queue_id]
+            for (lead, match), pick in zip(matched, pick_assignees(queue_id=queue_id, count=len(matched)), strict=True):
+                rule = match.rule  # the compiled version that decided, even if an edit landed since
+                lead.queue, lead.rule_id, lead.rule_version, lead.routed_at = pick.queue, rule.id, rule.version, now
+                if pick.assignee is None:
+                    chain = " → ".join((pick.queue.name, *pick.overflowed_from))
+                    _to_exception(
+                        lead,
+                        reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
+                        at=now,
+                        inputs=match.inputs,
+                        rule=rule,
+                        detail=f"No available member under the cap in {chain}.",
+                    )
+                    continue
+                lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
+                assigned.append((lead, match, pick))
+        ShadowDecision.objects.bulk_create(shadows)
+        _record_assignments(assigned, at=now)
+    return leads
 
-        rule = match.rule  # the compiled version that decided, even if an edit landed since
-        pick = pick_assignee(queue_id=rule.queue_id)
-        lead.queue, lead.rule_id, lead.rule_version, lead.routed_at = pick.queue, rule.id, rule.version, now
-        if pick.assignee is None:
-            chain = " → ".join((pick.queue.name, *pick.overflowed_from))
-            _to_exception(
-                lead,
-                reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
-                at=now,
-                inputs=match.inputs,
-                rule=rule,
-                detail=f"No available member under the cap in {chain}.",
-            )
-            return lead
 
-        lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
-        lead.save()
-        audit_record(
+def _record_assignments(assigned: list[tuple["Lead", Match, "Pick"]], *, at) -> None:
+    """The assigned leads' rows and history rows, their decisions (audit) and their outbox events, in bulk."""
+    if not assigned:
+        return
+    leads = [lead for lead, _, _ in assigned]
+    Lead.objects.bulk_update(leads, ASSIGNED_FIELDS)
+    leads_history_record(leads, at=at)
+    AuditEvent.objects.bulk_create(
+        audit_event(
             action=AuditAction.ROUTING_DECISION,
             lead=lead,
-            rule=rule,
+            rule=match.rule,
             inputs=match.inputs,
             outcome="assigned",
-            at=now,
+            at=at,
             data={
                 "queue": pick.queue.name,
                 "assignee": pick.assignee.get_username(),
@@ -100,13 +136,14 @@ def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None
                 "enrichment": lead.enrichment_status or "not tried",
             },
         )
-        integration_events.lead_assigned(lead=lead, rule=rule)  # outbox rows, in this transaction
-    return lead
+        for lead, match, pick in assigned
+    )
+    integration_events.leads_assigned([(lead, match.rule) for lead, match, _ in assigned])  # in this transaction
 
 
-def _record_shadow(lead: Lead, production: Match, shadow: Match, *, at) -> None:
+def _shadow_decision(lead: Lead, production: Match, shadow: Match, *, at) -> ShadowDecision:
     live, candidate = production.rule, shadow.rule
-    ShadowDecision.objects.create(
+    return ShadowDecision(
         lead=lead,
         at=at,
         production_rule_id=live.id if live else None,
