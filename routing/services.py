@@ -4,6 +4,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -11,21 +12,22 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
-from audit.services import audit_event, audit_record
+from audit.services import audit_event
 from exceptions.models import ExceptionReason
-from exceptions.services import exception_open
+from exceptions.services import Opening, exceptions_open
 from routing.assignment import Pick, pick_assignees
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
 from routing.governance.models import ShadowDecision
 from routing.integrations import events as integration_events
 from routing.integrations.models import EnrichmentStatus
-from routing.lead_store import leads_history_record
+from routing.lead_store import leads_assignment_write
 from routing.models import Lead, LeadStatus, Queue
 
 logger = logging.getLogger(__name__)
 MAX_REQUEUE_DOUBLINGS = 5
 # What routing changes on an assigned lead.
 ASSIGNED_FIELDS = ["status", "queue", "assignee", "assigned_at", "rule", "rule_version", "routed_at"]
+EXCEPTION_FIELDS = ["status", "queue", "rule", "rule_version", "routed_at"]
 
 
 def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None:
@@ -55,24 +57,29 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
         now = timezone.now()
         by_queue: dict[int, list[tuple[Lead, Match]]] = defaultdict(list)
         shadows: list[ShadowDecision] = []
+        unroutable: list[Unroutable] = []  # what goes to a person, written together at the end
         for lead in leads:
             if not lead.email and not lead.phone:
-                _to_exception(
-                    lead,
-                    reason=ExceptionReason.MISSING_CONTACT,
-                    at=now,
-                    inputs={field: getattr(lead, field) for field in CONTACT_FIELDS},
-                    detail="The lead has neither an email address nor a phone number.",
+                unroutable.append(
+                    Unroutable(
+                        lead,
+                        reason=ExceptionReason.MISSING_CONTACT,
+                        inputs={field: getattr(lead, field) for field in CONTACT_FIELDS},
+                        detail="The lead has neither an email address nor a phone number.",
+                    )
                 )
                 continue
             if lead.enrichment_status == EnrichmentStatus.FAILED and _needs_review(lead):
-                _to_exception(
-                    lead,
-                    reason=ExceptionReason.ENRICHMENT_FAILED,
-                    at=now,
-                    inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status},
-                    detail=f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes.",
-                    queue=enrichment_review_queue(),
+                unroutable.append(
+                    Unroutable(
+                        lead,
+                        reason=ExceptionReason.ENRICHMENT_FAILED,
+                        inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status},
+                        detail=(
+                            f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes."
+                        ),
+                        queue=enrichment_review_queue(),
+                    )
                 )
                 continue
             view = lead.routing_view()
@@ -80,12 +87,13 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
             if rulesets.shadow is not None:
                 shadows.append(_shadow_decision(lead, match, rulesets.shadow.evaluate(view), at=now))
             if match.rule is None:
-                _to_exception(
-                    lead,
-                    reason=ExceptionReason.NO_MATCHING_RULE,
-                    at=now,
-                    inputs=match.inputs,
-                    detail=f"None of the {len(ruleset)} production rules matched.",
+                unroutable.append(
+                    Unroutable(
+                        lead,
+                        reason=ExceptionReason.NO_MATCHING_RULE,
+                        inputs=match.inputs,
+                        detail=f"None of the {len(ruleset)} production rules matched.",
+                    )
                 )
                 continue
             by_queue[match.rule.queue_id].append((lead, match))
@@ -98,19 +106,21 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
                 lead.queue, lead.rule_id, lead.rule_version, lead.routed_at = pick.queue, rule.id, rule.version, now
                 if pick.assignee is None:
                     chain = " → ".join((pick.queue.name, *pick.overflowed_from))
-                    _to_exception(
-                        lead,
-                        reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
-                        at=now,
-                        inputs=match.inputs,
-                        rule=rule,
-                        detail=f"No available member under the cap in {chain}.",
+                    unroutable.append(
+                        Unroutable(
+                            lead,
+                            reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
+                            inputs=match.inputs,
+                            rule=rule,
+                            detail=f"No available member under the cap in {chain}.",
+                        )
                     )
                     continue
                 lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
                 assigned.append((lead, match, pick))
         ShadowDecision.objects.bulk_create(shadows)
         _record_assignments(assigned, at=now)
+        _record_exceptions(unroutable, at=now)
     return leads
 
 
@@ -119,8 +129,7 @@ def _record_assignments(assigned: list[tuple["Lead", Match, "Pick"]], *, at) -> 
     if not assigned:
         return
     leads = [lead for lead, _, _ in assigned]
-    Lead.objects.bulk_update(leads, ASSIGNED_FIELDS)
-    leads_history_record(leads, at=at)
+    leads_assignment_write(leads, ASSIGNED_FIELDS, at=at)
     AuditEvent.objects.bulk_create(
         audit_event(
             action=AuditAction.ROUTING_DECISION,
@@ -163,13 +172,9 @@ def lead_fail_routing(*, lead_id: int, error: str) -> Lead | None:
         lead = Lead.objects.select_for_update().filter(pk=lead_id).first()
         if lead is None or lead.status != LeadStatus.RECEIVED:
             return lead
-        _to_exception(
-            lead,
-            reason=ExceptionReason.ROUTING_FAILED,
-            at=timezone.now(),
-            inputs={},
-            detail=f"Routing failed: {error}"[:2000],
-        )
+        reason = ExceptionReason.ROUTING_FAILED
+        detail = f"Routing failed: {error}"[:2000]
+        _record_exceptions([Unroutable(lead, reason=reason, inputs={}, detail=detail)], at=timezone.now())
     return lead
 
 
@@ -185,34 +190,45 @@ def enrichment_review_queue() -> Queue:
     return queue
 
 
-def _to_exception(
-    lead: Lead,
-    *,
-    reason: str,
-    at,
-    inputs: dict,
-    detail: str,
-    rule: CompiledRule | None = None,
-    queue: Queue | None = None,
-):
-    lead.status = LeadStatus.EXCEPTION
-    lead.routed_at = at
-    lead.save()
-    item = exception_open(lead=lead, reason=reason, detail=detail, at=at, queue=queue)
-    audit_record(
-        action=AuditAction.ROUTING_DECISION,
-        lead=lead,
-        rule=rule,
-        inputs=inputs,
-        outcome=reason,
-        at=at,
-        data={
-            "exception_id": item.id,
-            "exception_queue": item.queue.name,
-            "queue": lead.queue.name if lead.queue else None,
-            "detail": detail,
-            "enrichment": lead.enrichment_status or "not tried",
-        },
+@dataclass(frozen=True)
+class Unroutable:
+    """A lead that goes to a person: why, what the engine read, and where (None: the triage queue)."""
+
+    lead: Lead
+    reason: str
+    inputs: dict
+    detail: str
+    rule: CompiledRule | None = None
+    queue: Queue | None = None
+
+
+def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
+    """The leads' rows (status `exception`) and history rows, their exception items, and their decisions."""
+    if not unroutable:
+        return
+    for entry in unroutable:
+        entry.lead.status, entry.lead.routed_at = LeadStatus.EXCEPTION, at
+    leads_assignment_write([entry.lead for entry in unroutable], EXCEPTION_FIELDS, at=at)
+    items = exceptions_open(
+        openings=[Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue) for e in unroutable], at=at
+    )
+    AuditEvent.objects.bulk_create(
+        audit_event(
+            action=AuditAction.ROUTING_DECISION,
+            lead=entry.lead,
+            rule=entry.rule,
+            inputs=entry.inputs,
+            outcome=entry.reason,
+            at=at,
+            data={
+                "exception_id": item.id,
+                "exception_queue": item.queue.name,
+                "queue": entry.lead.queue.name if entry.lead.queue else None,
+                "detail": entry.detail,
+                "enrichment": entry.lead.enrichment_status or "not tried",
+            },
+        )
+        for entry, item in zip(unroutable, items, strict=True)
     )
 
 
