@@ -28,6 +28,7 @@ from exceptions.models import (
     SlaEventKind,
 )
 from exceptions.sla import add_business_time, business_time_between
+from routing.bulk import bulk_insert
 from routing.integrations import events as integration_events
 from routing.models import Queue
 
@@ -126,26 +127,28 @@ def exceptions_open(*, openings: list[Opening], at: dt.datetime | None = None) -
         items.append(item)
     if not new:
         return items
-    ExceptionItem.objects.bulk_create(new)
+    bulk_insert(new)
     started = ((SlaClock.ACKNOWLEDGE, SlaEventKind.STARTED), (SlaClock.RESOLVE, SlaEventKind.STARTED))
-    SlaEvent.objects.bulk_create(
-        SlaEvent(item=item, clock=clock, kind=kind, at=opened_at, data={}) for item in new for clock, kind in started
+    bulk_insert(
+        [SlaEvent(item=item, clock=clock, kind=kind, at=opened_at, data={}) for item in new for clock, kind in started]
     )
-    AuditEvent.objects.bulk_create(
-        audit_event(
-            action=AuditAction.EXCEPTION_OPENED,
-            lead=item.lead,
-            exception=item,
-            outcome=item.reason,
-            at=opened_at,
-            data={
-                "queue": item.queue.name,
-                "detail": item.detail,
-                "ack_due_at": item.ack_due_at,
-                "resolve_due_at": item.resolve_due_at,
-            },
-        )
-        for item in new
+    bulk_insert(
+        [
+            audit_event(
+                action=AuditAction.EXCEPTION_OPENED,
+                lead=item.lead,
+                exception=item,
+                outcome=item.reason,
+                at=opened_at,
+                data={
+                    "queue": item.queue.name,
+                    "detail": item.detail,
+                    "ack_due_at": item.ack_due_at,
+                    "resolve_due_at": item.resolve_due_at,
+                },
+            )
+            for item in new
+        ]
     )
     return items
 

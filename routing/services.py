@@ -11,11 +11,12 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from audit.models import AuditAction, AuditEvent
+from audit.models import AuditAction
 from audit.services import audit_event
 from exceptions.models import ExceptionReason
 from exceptions.services import Opening, exceptions_open
 from routing.assignment import Pick, pick_assignees
+from routing.bulk import bulk_insert
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
 from routing.governance.models import ShadowDecision
 from routing.integrations import events as integration_events
@@ -118,7 +119,7 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
                     continue
                 lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
                 assigned.append((lead, match, pick))
-        ShadowDecision.objects.bulk_create(shadows)
+        bulk_insert(shadows)
         _record_assignments(assigned, at=now)
         _record_exceptions(unroutable, at=now)
     return leads
@@ -130,22 +131,24 @@ def _record_assignments(assigned: list[tuple["Lead", Match, "Pick"]], *, at) -> 
         return
     leads = [lead for lead, _, _ in assigned]
     leads_assignment_write(leads, ASSIGNED_FIELDS, at=at)
-    AuditEvent.objects.bulk_create(
-        audit_event(
-            action=AuditAction.ROUTING_DECISION,
-            lead=lead,
-            rule=match.rule,
-            inputs=match.inputs,
-            outcome="assigned",
-            at=at,
-            data={
-                "queue": pick.queue.name,
-                "assignee": pick.assignee.get_username(),
-                "overflowed_from": list(pick.overflowed_from),
-                "enrichment": lead.enrichment_status or "not tried",
-            },
-        )
-        for lead, match, pick in assigned
+    bulk_insert(
+        [
+            audit_event(
+                action=AuditAction.ROUTING_DECISION,
+                lead=lead,
+                rule=match.rule,
+                inputs=match.inputs,
+                outcome="assigned",
+                at=at,
+                data={
+                    "queue": pick.queue.name,
+                    "assignee": pick.assignee.get_username(),
+                    "overflowed_from": list(pick.overflowed_from),
+                    "enrichment": lead.enrichment_status or "not tried",
+                },
+            )
+            for lead, match, pick in assigned
+        ]
     )
     integration_events.leads_assigned([(lead, match.rule) for lead, match, _ in assigned])  # in this transaction
 
@@ -212,23 +215,25 @@ def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
     items = exceptions_open(
         openings=[Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue) for e in unroutable], at=at
     )
-    AuditEvent.objects.bulk_create(
-        audit_event(
-            action=AuditAction.ROUTING_DECISION,
-            lead=entry.lead,
-            rule=entry.rule,
-            inputs=entry.inputs,
-            outcome=entry.reason,
-            at=at,
-            data={
-                "exception_id": item.id,
-                "exception_queue": item.queue.name,
-                "queue": entry.lead.queue.name if entry.lead.queue else None,
-                "detail": entry.detail,
-                "enrichment": entry.lead.enrichment_status or "not tried",
-            },
-        )
-        for entry, item in zip(unroutable, items, strict=True)
+    bulk_insert(
+        [
+            audit_event(
+                action=AuditAction.ROUTING_DECISION,
+                lead=entry.lead,
+                rule=entry.rule,
+                inputs=entry.inputs,
+                outcome=entry.reason,
+                at=at,
+                data={
+                    "exception_id": item.id,
+                    "exception_queue": item.queue.name,
+                    "queue": entry.lead.queue.name if entry.lead.queue else None,
+                    "detail": entry.detail,
+                    "enrichment": entry.lead.enrichment_status or "not tried",
+                },
+            )
+            for entry, item in zip(unroutable, items, strict=True)
+        ]
     )
 
 

@@ -15,6 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
+from routing.bulk import bulk_insert
 from routing.dispatch import deliveries_enqueue
 from routing.integrations.models import DeliveryTarget, OutboxEvent
 
@@ -63,7 +64,7 @@ def events_emit_many(*, event_type: str, items: list[tuple[object, Callable[[], 
             )
             for target in targets
         ]
-    events = OutboxEvent.objects.bulk_create(rows)
+    events = bulk_insert(rows)
     ids = [event.pk for event in events]
     transaction.on_commit(lambda: deliveries_enqueue(ids))
     return events
