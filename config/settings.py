@@ -257,7 +257,7 @@ HANDOFF = {
     "MAX_BATCH_ITEMS": 500,
     "MAX_BATCH_BODY_BYTES": 8 * 1024 * 1024,
     # Leads per routing task published by the batch endpoint.
-    "ROUTE_CHUNK_SIZE": 100,
+    "ROUTE_CHUNK_SIZE": 250,
     # A capture source's token is looked up once per process per this many seconds; a revoked token stops
     # working in other processes within it (at once in the process that revoked it).
     "SOURCE_TOKEN_CACHE_SECONDS": env_float("HANDOFF_SOURCE_TOKEN_CACHE_SECONDS", 10),

@@ -42,10 +42,12 @@ def _record_type(field: models.Field) -> str:
 
 
 def _value(obj: models.Model, field: models.Field):
+    """The column's value as orjson will write it: the Python value itself (ints, strings, aware datetimes,
+    UUIDs and None serialise as PostgreSQL reads them), JSON as its encoder's text."""
     value = field.pre_save(obj, True)  # what bulk_create stores: defaults and auto_now_add included
     if _is_json(field):
         return json.dumps(value, cls=field.encoder)
-    return field.get_db_prep_save(value, connection)
+    return value
 
 
 def bulk_insert(objs: list[models.Model]) -> list[models.Model]:

@@ -95,14 +95,11 @@ def leads_assignment_write(leads: list[Lead], fields: list[str], *, at: dt.datet
     columns = [Lead._meta.get_field(name) for name in fields]
     record = ", ".join(["id bigint", *(f"{quote(f.column)} {_pg_type(f)}" for f in columns)])
     assignments = ", ".join(f"{quote(f.column)} = t.{quote(f.column)}" for f in columns)
-    rows = [
-        {"id": lead.pk, **{f.column: f.get_db_prep_save(getattr(lead, f.attname), connection) for f in columns}}
-        for lead in leads
-    ]
+    rows = [{"id": lead.pk, **{f.column: getattr(lead, f.attname) for f in columns}} for lead in leads]
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH updated AS (UPDATE {table} AS l SET {assignments} "
             f"FROM jsonb_to_recordset(%s::jsonb) AS t({record}) WHERE l.id = t.id RETURNING l.*) "
             f"INSERT INTO {history} SELECT {copied}, %s, '~' FROM updated",
-            [orjson.dumps(rows, default=str).decode(), at],
+            [orjson.dumps(rows).decode(), at],
         )
