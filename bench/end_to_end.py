@@ -33,9 +33,9 @@ import subprocess
 import time
 from collections import Counter
 
-from _setup import BENCH_ENV, machine, median, percentile, recreate_database
+from _setup import BENCH_ENV, machine, median, percentile, recreate_database, sized
 
-QUEUE = "handoff-bench-e2e"
+QUEUE = f"{BENCH_ENV['CELERY_TASK_DEFAULT_QUEUE']}-e2e"
 NOOP_QUEUE = f"{QUEUE}-noop"
 LIVE, BULK = f"{QUEUE}-live", f"{QUEUE}-bulk"  # the routing lanes (settings.HANDOFF_QUEUES)
 BENCH_ENV["CELERY_TASK_DEFAULT_QUEUE"] = QUEUE  # this benchmark's own queue, in every process it starts
@@ -401,12 +401,16 @@ def report(results: list[dict]) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=60, help="length of each 50/s end-to-end run")
-    parser.add_argument("--rate", type=float, default=50, help="arrival rate, leads (and baseline tasks) per second")
+    parser.add_argument("--seconds", type=float, default=sized(60, 3), help="length of each 50/s end-to-end run")
+    parser.add_argument(
+        "--rate", type=float, default=sized(50, 20), help="arrival rate, leads (and baseline tasks) per second"
+    )
     parser.add_argument("--baseline-seconds", type=float, help="length of each baseline run (default: --seconds)")
-    parser.add_argument("--backlog", type=int, default=3000, help="leads queued up front for the drain")
-    parser.add_argument("--noops", type=int, default=3000, help="no-op tasks queued up front for the ceiling")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker process counts to run")
+    parser.add_argument("--backlog", type=int, default=sized(3000, 100), help="leads queued up front for the drain")
+    parser.add_argument("--noops", type=int, default=sized(3000, 100), help="no-op tasks queued up front")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=sized([1, 2], [1]), help="worker process counts to run"
+    )
     parser.add_argument("--drain-timeout", type=float, default=120, help="longest wait for leads to be routed")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
