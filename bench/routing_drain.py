@@ -16,7 +16,7 @@ import io
 import random
 import time
 
-from _setup import contention, machine, recreate_database
+from _setup import contention, machine, recreate_database, sized
 
 
 def seed(leads: int) -> list[int]:
@@ -89,7 +89,9 @@ def floor_route(batch: list[int], assignees: list[int], queue_id: int, rule_id: 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--leads", type=int, default=20000, help="leads in all (half routed, half the floor)")
+    parser.add_argument(
+        "--leads", type=int, default=sized(20000, 500), help="leads in all (half routed, half the floor)"
+    )
     parser.add_argument("--batch", type=int, default=250, help="leads per routing task")
     args = parser.parse_args()
 

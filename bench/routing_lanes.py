@@ -6,8 +6,8 @@
 2. Live lane during the drain (2 processes, the bigger backlog): leads posted one by one over HTTP (gunicorn)
    at a steady rate while the backlog drains; conversion (occurred_at, the due time of each post) → assignment.
 
-Every worker consumes both lanes and the default queue (the README's small layout); kombu serves the lanes a
-worker consumes in turn, so a live task waits for at most the bulk task each worker is running.
+Workers as the README lays them out: one process for the live lane, and 1 or 2 processes for the bulk lane
+(and the default queue). The drain rate counts the bulk processes.
 
     .venv/bin/python bench/routing_lanes.py [--backlog 100000] [--backlog-one 20000] [--live-rate 5]
 """
@@ -22,7 +22,7 @@ import time
 
 from _load import post_leads
 from _processes import Processes, free_port
-from _setup import BENCH_ENV, contention, machine, percentile, recreate_database
+from _setup import BENCH_ENV, contention, machine, percentile, recreate_database, sized
 
 QUEUE = "handoff-bench-lanes"
 LIVE, BULK = f"{QUEUE}-live", f"{QUEUE}-bulk"
@@ -56,11 +56,15 @@ def fresh_database() -> None:
 
 def backlog_of(count: int) -> list[int]:
     """`count` leads through the intake service, published on the bulk lane (nobody consumes it yet)."""
+    from django.conf import settings
+
     from routing.demo.leads import synthetic_lead
     from routing.dispatch import Lane, routing_enqueue
     from routing.intake import leads_intake
     from routing.models import Source
 
+    if os.environ.get("BENCH_ROUTE_CHUNK"):  # leads per bulk routing task (default: HANDOFF_ROUTE_CHUNK_SIZE)
+        settings.HANDOFF["ROUTE_CHUNK_SIZE"] = int(os.environ["BENCH_ROUTE_CHUNK"])
     source = Source.objects.order_by("id").first()
     rng = random.Random(11)
     ids: list[int] = []
@@ -87,7 +91,7 @@ def wait_for(condition, timeout: float, every: float = 0.2) -> bool:
     return False
 
 
-def drain(workers: int, backlog: int, token: str, live_rate: float) -> dict:
+def drain(workers: int, backlog: int, token: str, live_rate: float, live_seconds: float = 0) -> dict:
     import redis as redis_client
     from django.db.models import Max
 
@@ -100,15 +104,15 @@ def drain(workers: int, backlog: int, token: str, live_rate: float) -> dict:
     with Processes(BENCH_ENV) as processes:
         port = free_port()
         processes.gunicorn(port)
-        names = processes.celery_workers(
-            app, workers, f"{QUEUE},{LIVE},{BULK}", "routing.tasks", tag=f"lanes{workers}-"
-        )
+        # The README's layout: a process of its own for the live lane, `workers` processes for the bulk lane.
+        processes.celery_workers(app, 1, LIVE, "routing.tasks", tag=f"live{workers}-")
+        names = processes.celery_workers(app, workers, f"{QUEUE},{BULK}", "routing.tasks", tag=f"bulk{workers}-")
         consume(app, names, BULK, on=False)
         ids = backlog_of(backlog)
         live = None
         if live_rate:
             out = multiprocessing.Queue()
-            seconds = 60.0
+            seconds = live_seconds
             live = multiprocessing.Process(target=post_leads, args=(port, token, live_rate, seconds, 2, 5, out))
         began = time.time()
         consume(app, names, BULK, on=True)
@@ -146,19 +150,20 @@ def drain(workers: int, backlog: int, token: str, live_rate: float) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backlog", type=int, default=100_000, help="the backlog drained by 2 worker processes")
-    parser.add_argument("--backlog-one", type=int, default=20_000, help="the backlog drained by 1 worker process")
+    parser.add_argument("--backlog", type=int, default=sized(100_000, 300), help="drained by 2 bulk processes")
+    parser.add_argument("--backlog-one", type=int, default=sized(20_000, 200), help="drained by 1 bulk process")
     parser.add_argument("--live-rate", type=float, default=5.0, help="live leads per second during the 2-process drain")
+    parser.add_argument("--live-seconds", type=float, default=sized(60, 2), help="how long live leads are posted")
     args = parser.parse_args()
 
     token = prepare_template()
     one = drain(1, args.backlog_one, token, live_rate=0)
-    two = drain(2, args.backlog, token, live_rate=args.live_rate)
+    two = drain(2, args.backlog, token, live_rate=args.live_rate, live_seconds=args.live_seconds)
     print(f"# Routing lanes ({machine()})")
-    print(f"PID {os.getpid()}; workers consume {QUEUE}, {LIVE}, {BULK}; gunicorn 2 sync workers")
+    print(f"one worker process on {LIVE}; 1 or 2 on {QUEUE},{BULK}; gunicorn 2 sync workers")
     for r in (one, two):
         print(
-            f"{r['workers']} worker process(es): {r['backlog']:,} leads drained in {r['seconds']:.1f} s = "
+            f"{r['workers']} bulk worker process(es): {r['backlog']:,} leads drained in {r['seconds']:.1f} s = "
             f"{r['per_second']:,.0f} leads/s ({r['per_second'] / r['workers']:,.0f} per process); {r['load']}"
         )
     print(f"scale-out 1 → 2 processes: ×{two['per_second'] / one['per_second']:.2f}")

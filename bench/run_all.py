@@ -10,7 +10,16 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("engine.py", "http_intake.py", "end_to_end.py", "exception_console.py", "replay.py", "dashboard.py")
+SCRIPTS = (
+    "engine.py",
+    "http_intake.py",
+    "end_to_end.py",
+    "routing_drain.py",
+    "routing_lanes.py",
+    "exception_console.py",
+    "replay.py",
+    "dashboard.py",
+)
 
 if "--tiny" in sys.argv:
     os.environ["HANDOFF_BENCH_TINY"] = "1"  # every script reads it through bench/_setup.py

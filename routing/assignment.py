@@ -45,7 +45,10 @@ def pick_assignees(
     tried: list[Queue] = []
     next_id: int | None = queue_id
     while len(picks) < count and next_id is not None and next_id not in {q.id for q in tried}:
-        queue = Queue.objects.select_for_update().get(pk=next_id)
+        # NO KEY: PostgreSQL checks Django's (deferred) foreign keys at commit with FOR KEY SHARE on the row they
+        # name, which a plain FOR UPDATE blocks: every transaction writing a lead or an item of this queue would
+        # wait for whoever holds the queue. The rotation changes no key, so NO KEY UPDATE is the lock it needs.
+        queue = Queue.objects.select_for_update(no_key=True).get(pk=next_id)
         rotation = _Rotation(queue, exclude_user_id)
         overflowed_from = tuple(q.name for q in tried)
         while len(picks) < count and (member := rotation.pick()) is not None:
@@ -89,7 +92,13 @@ class _Rotation:
             # A member may sit in several queues: lock the people, then count, so two queues routing at once
             # cannot both hand over the last free slot. (In pk order, so two batches never lock in a circle.)
             user_ids = sorted({m.user_id for m in self.members})
-            list(get_user_model().objects.select_for_update().filter(pk__in=user_ids).order_by("pk").values("pk"))
+            list(
+                get_user_model()
+                .objects.select_for_update(no_key=True)
+                .filter(pk__in=user_ids)
+                .order_by("pk")
+                .values("pk")
+            )
         if self.least_loaded or self.cap is not None:
             self.load = open_lead_counts(m.user_id for m in self.members)
 

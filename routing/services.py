@@ -50,7 +50,7 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
     ruleset = rulesets.production
     with transaction.atomic():
         leads = list(
-            Lead.objects.select_for_update(skip_locked=skip_locked, of=("self",))
+            Lead.objects.select_for_update(skip_locked=skip_locked, no_key=True, of=("self",))  # NO KEY: assignment.py
             .filter(pk__in=list(lead_ids), status=LeadStatus.RECEIVED)
             .select_related("origin")
             .order_by("id")
@@ -99,6 +99,11 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
                 continue
             by_queue[match.rule.queue_id].append((lead, match))
 
+        # Everything that needs no queue lock is written first: the queue locks are what concurrent batches
+        # (and the live lane) wait for, so they are taken last and held only for the assignments' writes.
+        bulk_insert(shadows)
+        _record_exceptions(unroutable, at=now)
+        unroutable = []
         assigned: list[tuple[Lead, Match, Pick]] = []
         for queue_id in sorted(by_queue):  # queues locked in id order, so two batches never wait in a circle
             matched = by_queue[queue_id]
@@ -119,9 +124,8 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
                     continue
                 lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
                 assigned.append((lead, match, pick))
-        bulk_insert(shadows)
         _record_assignments(assigned, at=now)
-        _record_exceptions(unroutable, at=now)
+        _record_exceptions(unroutable, at=now)  # nobody eligible
     return leads
 
 
@@ -172,7 +176,7 @@ def _shadow_decision(lead: Lead, production: Match, shadow: Match, *, at) -> Sha
 def lead_fail_routing(*, lead_id: int, error: str) -> Lead | None:
     """Routing raised something retrying will not fix: put the lead in front of a person, not in limbo."""
     with transaction.atomic():
-        lead = Lead.objects.select_for_update().filter(pk=lead_id).first()
+        lead = Lead.objects.select_for_update(no_key=True).filter(pk=lead_id).first()
         if lead is None or lead.status != LeadStatus.RECEIVED:
             return lead
         reason = ExceptionReason.ROUTING_FAILED
