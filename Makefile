@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench lint screenshots
+.PHONY: demo test bench bench-tiny lint screenshots
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ screenshots: $(VENV)/.installed
 bench: $(VENV)/.installed
 	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 	$(PY) bench/run_all.py
+
+# Every benchmark once at a tiny size (seconds each, figures meaningless), on databases of their own
+# (handoff_bench*_tiny): what CI runs so that none of them can rot.
+bench-tiny: $(VENV)/.installed
+	command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+	$(PY) bench/run_all.py --tiny
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

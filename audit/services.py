@@ -3,7 +3,15 @@ from django.utils import timezone
 from audit.models import AuditEvent
 
 
-def audit_record(
+def audit_record(**fields) -> AuditEvent:
+    """Write one audit event (the fields of `audit_event`). Call it inside the transaction of the change it
+    records."""
+    event = audit_event(**fields)
+    event.save()
+    return event
+
+
+def audit_event(
     *,
     action,
     actor=None,
@@ -16,11 +24,11 @@ def audit_record(
     at=None,
     rule_version=None,
 ) -> AuditEvent:
-    """Write one audit event. Call it inside the transaction of the change it records.
+    """An unsaved audit event; audit_record writes one, bulk_create many.
 
     `rule` is anything with id, version and owner_id: a Rule, or the engine's compiled rule; `rule_version`
     overrides its version when the event concerns an earlier one (the version that decided a lead)."""
-    return AuditEvent.objects.create(
+    return AuditEvent(
         action=action,
         occurred_at=at or timezone.now(),
         actor=actor,

@@ -59,11 +59,14 @@ class Processes:
                 used[self.roles[pgrp]] += seconds
         return used
 
-    def gunicorn(self, port: int, workers: int = 2) -> subprocess.Popen:
-        """gunicorn with sync workers on 127.0.0.1:`port`, once /healthz answers."""
+    def gunicorn(
+        self, port: int, workers: int = 2, app: str = "config.wsgi", env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """gunicorn with sync workers on 127.0.0.1:`port`, serving `app`, once /healthz answers."""
         server = self.spawn(
             "gunicorn",
-            ["-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning"],
+            ["-m", "gunicorn", app, "-b", f"127.0.0.1:{port}", "-w", str(workers), "--log-level", "warning"],
+            env=env,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -12,15 +12,39 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# A tiny run (`--tiny` on any script, or HANDOFF_BENCH_TINY=1, which run_all.py passes on): every benchmark
+# at a size that takes seconds, so CI can run them all and none can rot. Its figures mean nothing.
+if "--tiny" in sys.argv:
+    sys.argv.remove("--tiny")
+    os.environ["HANDOFF_BENCH_TINY"] = "1"
+TINY = os.environ.get("HANDOFF_BENCH_TINY", "") not in ("", "0")
+
+
+def sized(full, tiny):
+    """A default: `full` for a real run, `tiny` for a tiny one."""
+    return tiny if TINY else full
+
+
+def _bench_database(url: str) -> str:
+    """The bench database's URL: the script's own name (never a test database: pytest-django's are
+    test_<name>), plus HANDOFF_BENCH_DB_SUFFIX (e.g. your name, on a machine shared with others running
+    benchmarks) and _tiny for tiny runs, so a CI smoke run never drops a real run's database."""
+    base, name = url.rsplit("/", 1)
+    return f"{base}/{name}{os.environ.get('HANDOFF_BENCH_DB_SUFFIX', '')}{'_tiny' if TINY else ''}"
+
+
 BENCH_ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings",
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
     "DJANGO_SECURE_SSL_REDIRECT": "0",
-    "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/handoff_bench"),
+    "DATABASE_URL": _bench_database(
+        os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/handoff_bench")
+    ),
+    # Benchmarks flush this Redis database: on a shared machine, give each person their own.
     "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14"),
-    "CELERY_TASK_DEFAULT_QUEUE": "handoff-bench",
+    "CELERY_TASK_DEFAULT_QUEUE": os.environ.get("BENCH_TASK_QUEUE", "handoff-bench"),
     "LOG_LEVEL": "WARNING",
 }
 
@@ -42,6 +66,10 @@ def recreate_database() -> None:
     setup_django()
 
 
+def tiny_note() -> str:
+    return "TINY RUN (a smoke run: the figures below mean nothing)" if TINY else ""
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -51,9 +79,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (
+    described = (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}"
     )
+    return f"{described}; {tiny_note()}" if TINY else described
 
 
 def percentile(values, pct: float) -> float:

@@ -32,7 +32,16 @@ import datetime as dt  # noqa: E402
 import time  # noqa: E402
 
 from _baselines import FLOOR_PREFIX, cost_ratio, install_floor_views, paired_line, time_paired  # noqa: E402
-from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database, use_plain_static_storage  # noqa: E402
+from _setup import (  # noqa: E402
+    BENCH_ENV,
+    ROOT,
+    machine,
+    median,
+    percentile,
+    recreate_database,
+    sized,
+    use_plain_static_storage,
+)
 
 ORIGINS, RULES, QUEUES = 5, 50, 6
 DAYS = 365
@@ -325,11 +334,11 @@ def bench_pages(seeded: dict, requests: int, show_plans: bool) -> None:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--leads", type=int, default=1_000_000)
-    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--leads", type=int, default=sized(1_000_000, 2_000))
+    parser.add_argument("--requests", type=int, default=sized(20, 2))
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE each page's slowest query")
     args = parser.parse_args()
-    os.chdir(ROOT)  # as bench/exceptions.py: keep bench/exceptions.py from shadowing the exceptions app
+    os.chdir(ROOT)  # the product's directory, as its servers and workers run
     prepare_database()
     db = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
     print(f"Dashboard benchmark on {machine()}; PostgreSQL on loopback, database {db}")

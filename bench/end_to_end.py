@@ -33,10 +33,11 @@ import subprocess
 import time
 from collections import Counter
 
-from _setup import BENCH_ENV, machine, median, percentile, recreate_database
+from _setup import BENCH_ENV, machine, median, percentile, recreate_database, sized
 
-QUEUE = "handoff-bench-e2e"
+QUEUE = f"{BENCH_ENV['CELERY_TASK_DEFAULT_QUEUE']}-e2e"
 NOOP_QUEUE = f"{QUEUE}-noop"
+LIVE, BULK = f"{QUEUE}-live", f"{QUEUE}-bulk"  # the routing lanes (settings.HANDOFF_QUEUES)
 BENCH_ENV["CELERY_TASK_DEFAULT_QUEUE"] = QUEUE  # this benchmark's own queue, in every process it starts
 DATABASE = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
 TEMPLATE = f"{DATABASE}_template"
@@ -261,13 +262,13 @@ def drain_leads(app, redis, names, port: int, token: str, backlog: int, drain_ti
 
     # A fetch already in flight when a worker stops consuming may still take one message; kombu puts it back
     # ("Requeuing undeliverable message … No consumers" in the log): nothing is lost.
-    consume(app, names, QUEUE, on=False)
+    consume(app, names, BULK, on=False)  # batches are routed on the bulk lane
     ids = post_batches(port, token, synthetic_leads(11, backlog))
     # The intake publishes from a background thread after commit: wait until every lead is in the queue.
-    queued = wait_for(lambda: queued_lead_ids(redis, QUEUE) >= len(ids), timeout=30)
+    queued = wait_for(lambda: queued_lead_ids(redis, BULK) >= len(ids), timeout=30)
     with cpu_meter() as cpu:
         began = time.time()
-        consume(app, names, QUEUE, on=True)
+        consume(app, names, BULK, on=True)
         wait_for(lambda: not Lead.objects.filter(id__in=ids, status=LeadStatus.RECEIVED).exists(), drain_timeout, 0.05)
     last = Lead.objects.filter(id__in=ids).aggregate(last=Max("routed_at"))["last"]
     elapsed = last.timestamp() - began if last else float("nan")
@@ -294,7 +295,9 @@ def run_with_workers(count: int, token: str, args) -> dict:
         port = free_port()
         processes.gunicorn(port)
         worker_env = {"DJANGO_SETTINGS_MODULE": args.worker_settings} if args.worker_settings else None
-        names = processes.celery_workers(app, count, QUEUE, TASKS_MODULE, tag=f"e2e{count}-", env=worker_env)
+        names = processes.celery_workers(
+            app, count, f"{QUEUE},{LIVE},{BULK}", TASKS_MODULE, tag=f"e2e{count}-", env=worker_env
+        )
 
         def cpu_meter():
             return CpuMeter(processes, pg_sessions)
@@ -342,7 +345,10 @@ def report(results: list[dict]) -> None:
         return f"per {label}: CPU ms {parts}; PostgreSQL sessions opened {used.get('pg_sessions', 0):.2f}"
 
     print(f"\nEnd-to-end benchmark on {machine()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    print(f"gunicorn 2 sync workers; Celery nodes of --concurrency=1 on queue {QUEUE}; PostgreSQL + Redis on loopback")
+    print(
+        f"gunicorn 2 sync workers; Celery nodes of --concurrency=1 on queues {QUEUE}, {LIVE}, {BULK}; "
+        "PostgreSQL + Redis on loopback"
+    )
     for r in results:
         n, b, e = r["workers"], r["baseline"], r["e2e"]
         load = f"{r['loadavg_before'][0]:.2f} before, {r['loadavg_after'][0]:.2f} after"
@@ -395,12 +401,16 @@ def report(results: list[dict]) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=60, help="length of each 50/s end-to-end run")
-    parser.add_argument("--rate", type=float, default=50, help="arrival rate, leads (and baseline tasks) per second")
+    parser.add_argument("--seconds", type=float, default=sized(60, 3), help="length of each 50/s end-to-end run")
+    parser.add_argument(
+        "--rate", type=float, default=sized(50, 20), help="arrival rate, leads (and baseline tasks) per second"
+    )
     parser.add_argument("--baseline-seconds", type=float, help="length of each baseline run (default: --seconds)")
-    parser.add_argument("--backlog", type=int, default=3000, help="leads queued up front for the drain")
-    parser.add_argument("--noops", type=int, default=3000, help="no-op tasks queued up front for the ceiling")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker process counts to run")
+    parser.add_argument("--backlog", type=int, default=sized(3000, 100), help="leads queued up front for the drain")
+    parser.add_argument("--noops", type=int, default=sized(3000, 100), help="no-op tasks queued up front")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=sized([1, 2], [1]), help="worker process counts to run"
+    )
     parser.add_argument("--drain-timeout", type=float, default=120, help="longest wait for leads to be routed")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(

@@ -20,7 +20,7 @@ import random
 import time
 
 from _baselines import cost_ratio
-from _setup import machine, setup_django, synthetic_condition
+from _setup import machine, setup_django, sized, synthetic_condition
 
 setup_django()
 
@@ -117,7 +117,7 @@ def run_for(evaluate, views: list[dict], seconds: float) -> tuple[int, float]:
     return done, time.perf_counter() - start
 
 
-def measure(ruleset: RuleSet, floors: dict, views: list[dict], rounds: int = 5) -> dict:
+def measure(ruleset: RuleSet, floors: dict, views: list[dict], rounds: int = sized(5, 1)) -> dict:
     """Evaluations/s of the engine and of each floor, interleaved: floor, engine, floor, engine … in `rounds`
     rounds (engine 0.2 s, each floor 0.1 s per round), so that the machine's noise hits them alike."""
     totals = {name: [0, 0.0] for name in ("engine", *floors)}
@@ -136,8 +136,9 @@ def measure(ruleset: RuleSet, floors: dict, views: list[dict], rounds: int = 5) 
 
 def main():
     rng = random.Random(7)
-    mixed = lead_views(2000, rng, matchable=True)
-    unmatched = lead_views(2000, rng, matchable=False)
+    leads = sized(2000, 200)
+    mixed = lead_views(leads, rng, matchable=True)
+    unmatched = lead_views(leads, rng, matchable=False)
     print(f"Engine benchmark on {machine()}")
     print(
         "floors, measured interleaved with each figure: inputs = read the fields the rules read into the inputs "
@@ -146,7 +147,7 @@ def main():
     )
     print(f"{'rules':>6} {'compile ms':>11} {'mixed evals/s':>14} {'matched %':>10} {'no-match evals/s':>17}")
     detail = []
-    for count in (10, 100, 1000):
+    for count in sized((10, 100, 1000), (10, 100)):
         rules = [rule_for(i, rng) for i in range(count)]
         start = time.perf_counter()
         ruleset = RuleSet(rules)

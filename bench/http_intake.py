@@ -31,11 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from _setup import BENCH_ENV, ROOT, machine, median, percentile, recreate_database
+from _processes import Processes
+from _setup import BENCH_ENV, machine, median, percentile, recreate_database, sized
 
 HERE = Path(__file__).resolve().parent
 LEADS_LUA = HERE / "wrk" / "leads.lua"
@@ -161,21 +161,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, **BENCH_ENV, "DJANGO_SETTINGS_MODULE": SERVER_SETTINGS}
-    command = [sys.executable, "-m", "gunicorn", "bench.baseline.wsgi", "-b", f"127.0.0.1:{port}"]
-    server = subprocess.Popen([*command, "-w", str(workers), "--log-level", "warning"], cwd=ROOT, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-            return server
-        except OSError:
-            if server.poll() is not None:
-                break
-            time.sleep(0.2)
-    server.kill()
-    raise RuntimeError("gunicorn did not start")
+def start_server(processes: Processes, port: int, workers: int) -> subprocess.Popen:
+    """gunicorn serving the product and the baseline view (bench.baseline); `processes` stops it (and its
+    workers, in the same process group) however the benchmark ends."""
+    return processes.gunicorn(port, workers, app="bench.baseline.wsgi", env={"DJANGO_SETTINGS_MODULE": SERVER_SETTINGS})
 
 
 # ---------------------------------------------------------------- CPU accounting
@@ -447,8 +436,8 @@ def report(args, wrk_version: str, single: list[tuple[Run, Run]], batch: list[tu
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=6, help="length of each measured run (default 6)")
-    parser.add_argument("--rounds", type=int, default=3, help="baseline/product pairs per figure (default 3)")
+    parser.add_argument("--seconds", type=int, default=sized(6, 1), help="length of each measured run (default 6)")
+    parser.add_argument("--rounds", type=int, default=sized(3, 1), help="baseline/product pairs per figure (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, help="wrk connections, single lead (default 2 per worker)")
@@ -471,9 +460,9 @@ def main():
     from bench.baseline.views import TABLE as baseline_table  # once Django is set up
 
     port = free_port()
-    server = start_server(port, args.workers)
     try:
-        with tempfile.TemporaryDirectory() as directory:
+        with Processes(BENCH_ENV) as processes, tempfile.TemporaryDirectory() as directory:
+            server = start_server(processes, port, args.workers)
             bodies_file = write_bodies_file(bodies, directory)
             wrk = Wrk(f"http://127.0.0.1:{port}", bodies_file, token, args.threads, ServerMeter(server.pid))
 
@@ -501,8 +490,6 @@ def main():
                 batch.append((raw, intake))
                 print_round(f"round {round_no} batch", "raw", raw, intake, lambda r: r.leads_per_second, "leads/s")
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         broker.flushdb()  # the routing tasks nobody consumed
 
     problems: list[str] = []

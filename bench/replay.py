@@ -40,7 +40,16 @@ import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 from _baselines import cost_ratio  # noqa: E402
-from _setup import BENCH_ENV, ROOT, contention, machine, median, recreate_database, synthetic_condition  # noqa: E402
+from _setup import (  # noqa: E402
+    BENCH_ENV,
+    ROOT,
+    contention,
+    machine,
+    median,
+    recreate_database,
+    sized,
+    synthetic_condition,
+)
 
 # Where the staging versions go, as positions in priority order: most leads are decided by the first rules.
 STAGED_AT = (0, 2, 5, 9, 14, 20, 30, 45, 65, 90)
@@ -414,18 +423,18 @@ def bench(args, rules: int, runs: int, rng: random.Random) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--leads", type=int, default=10_000, help="leads replayed (the replay's limit)")
-    parser.add_argument("--older", type=int, default=5_000, help="routed leads older than the replayed window")
-    parser.add_argument("--received", type=int, default=200, help="leads not routed yet (never replayed)")
-    parser.add_argument("--rules", type=int, default=100)
-    parser.add_argument("--stretch-rules", type=int, default=1000, help="timed once more with this many; 0 skips")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--queues", type=int, default=20)
+    parser.add_argument("--leads", type=int, default=sized(10_000, 200), help="leads replayed (the replay's limit)")
+    parser.add_argument("--older", type=int, default=sized(5_000, 100), help="routed leads older than the window")
+    parser.add_argument("--received", type=int, default=sized(200, 20), help="leads not routed yet (never replayed)")
+    parser.add_argument("--rules", type=int, default=sized(100, 10))
+    parser.add_argument(
+        "--stretch-rules", type=int, default=sized(1000, 0), help="timed once more with this many; 0 skips"
+    )
+    parser.add_argument("--runs", type=int, default=sized(5, 1))
+    parser.add_argument("--queues", type=int, default=sized(20, 3))
     args = parser.parse_args()
 
-    # Celery's Django fixup puts the working directory first on sys.path; run from bench/ (as run_all.py
-    # does), bench/exceptions.py would then shadow the `exceptions` app that routing imports.
-    os.chdir(ROOT)
+    os.chdir(ROOT)  # the product's directory, as its servers and workers run
     db = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
     print(f"Replay benchmark on {machine()}; PostgreSQL on loopback, database {db}")
     print(

@@ -1,11 +1,30 @@
-"""Run every benchmark in turn and print its figures (record them in docs/benchmarks.md)."""
+"""Run every benchmark in turn and print its figures (record them in docs/benchmarks.md).
 
+`--tiny` (or HANDOFF_BENCH_TINY=1) runs each at a size that takes seconds, figures meaningless: what CI does
+(`make bench-tiny`) so that none of them can rot."""
+
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+SCRIPTS = (
+    "engine.py",
+    "http_intake.py",
+    "end_to_end.py",
+    "routing_drain.py",
+    "routing_lanes.py",
+    "exception_console.py",
+    "replay.py",
+    "dashboard.py",
+)
 
-for script in ("engine.py", "http_intake.py", "end_to_end.py", "exceptions.py", "replay.py", "dashboard.py"):
+if "--tiny" in sys.argv:
+    os.environ["HANDOFF_BENCH_TINY"] = "1"  # every script reads it through bench/_setup.py
+for script in SCRIPTS:
     print(f"\n== {script}", flush=True)
+    began = time.monotonic()
     subprocess.run([sys.executable, str(HERE / script)], cwd=HERE, check=True)
+    print(f"== {script}: {time.monotonic() - began:.0f} s", flush=True)

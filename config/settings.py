@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from kombu import Exchange, Queue
 
 from config.env import env_bool, env_choice, env_float, env_int, env_list, env_networks, env_str
 
@@ -186,6 +187,18 @@ CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "handoff")
+# Lanes (README: Workers). Routing of leads posted one by one (live) never waits behind an import (bulk), and
+# routing never shares a queue with deliveries (a slow target) or rule replays. The default queue keeps beat's
+# housekeeping. A worker started without -Q consumes every queue (the demo, the tests); production gives the
+# live lane a worker of its own.
+HANDOFF_QUEUES = {lane: f"{CELERY_TASK_DEFAULT_QUEUE}-{lane}" for lane in ("live", "bulk", "deliveries", "replays")}
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, *HANDOFF_QUEUES.values())
+]
+CELERY_TASK_ROUTES = {
+    "routing.integrations.tasks.deliver_events": {"queue": HANDOFF_QUEUES["deliveries"]},
+    "routing.governance.tasks.replay_rules_task": {"queue": HANDOFF_QUEUES["replays"]},
+}
 # Publishing while the broker is down must fail fast: the lead is already committed and the sweeper
 # re-queues it; an intake request should not hang on retries.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.1}
@@ -238,11 +251,13 @@ HANDOFF = {
     "REQUEUE_GRACE_SECONDS": env_int("HANDOFF_REQUEUE_GRACE_SECONDS", 120),
     # ... unless this many routing tasks are already waiting in the broker (workers are behind, not gone).
     "REQUEUE_MAX_BACKLOG": env_int("HANDOFF_REQUEUE_MAX_BACKLOG", 10000),
+    # POST /api/v1/leads/batch/ answers 429 while more leads than this wait for routing (single leads never do).
+    "BULK_BACKLOG_LIMIT": env_int("HANDOFF_BULK_BACKLOG_LIMIT", 250_000),
     "MAX_BODY_BYTES": 64 * 1024,
     "MAX_BATCH_ITEMS": 500,
     "MAX_BATCH_BODY_BYTES": 8 * 1024 * 1024,
     # Leads per routing task published by the batch endpoint.
-    "ROUTE_CHUNK_SIZE": 100,
+    "ROUTE_CHUNK_SIZE": 250,
     # A capture source's token is looked up once per process per this many seconds; a revoked token stops
     # working in other processes within it (at once in the process that revoked it).
     "SOURCE_TOKEN_CACHE_SECONDS": env_float("HANDOFF_SOURCE_TOKEN_CACHE_SECONDS", 10),

@@ -7,6 +7,7 @@ The change, its audit event and its SLA events are written in one transaction.
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -15,7 +16,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
-from audit.services import audit_record
+from audit.services import audit_event, audit_record
 from exceptions.models import (
     UNRESOLVED,
     UNRESOLVED_STATUSES,
@@ -27,6 +28,7 @@ from exceptions.models import (
     SlaEventKind,
 )
 from exceptions.sla import add_business_time, business_time_between
+from routing.bulk import bulk_insert
 from routing.integrations import events as integration_events
 from routing.models import Queue
 
@@ -74,32 +76,81 @@ def exception_open(
     *, lead, reason: str, detail: str = "", queue: Queue | None = None, at: dt.datetime | None = None
 ) -> ExceptionItem:
     """Open an exception for the lead, or return the unresolved one it already has for this reason."""
-    current = ExceptionItem.objects.filter(UNRESOLVED, lead=lead, reason=reason).first()
-    if current is not None:
-        return current
-    queue = queue or triage_queue()
-    opened_at = at or timezone.now()
-    ack_due_at, resolve_due_at = exception_due_times(queue=queue, start=opened_at)
-    item = ExceptionItem.objects.create(
-        lead=lead,
-        reason=reason,
-        detail=detail,
-        queue=queue,
-        opened_at=opened_at,
-        ack_due_at=ack_due_at,
-        resolve_due_at=resolve_due_at,
-        due_at=ack_due_at,
-    )
-    _sla_events(item, opened_at, (SlaClock.ACKNOWLEDGE, SlaEventKind.STARTED), (SlaClock.RESOLVE, SlaEventKind.STARTED))
-    audit_record(
-        action=AuditAction.EXCEPTION_OPENED,
-        lead=lead,
-        exception=item,
-        outcome=reason,
-        at=opened_at,
-        data={"queue": queue.name, "detail": detail, "ack_due_at": ack_due_at, "resolve_due_at": resolve_due_at},
-    )
+    (item,) = exceptions_open(openings=[Opening(lead=lead, reason=reason, detail=detail, queue=queue)], at=at)
     return item
+
+
+@dataclass(frozen=True)
+class Opening:
+    lead: object
+    reason: str
+    detail: str = ""
+    queue: Queue | None = None  # None: the triage queue
+
+
+def exceptions_open(*, openings: list[Opening], at: dt.datetime | None = None) -> list[ExceptionItem]:
+    """`exception_open` for many leads at once (a routing batch): one read of the items they already have,
+    then the new items, their SLA events and their audit events written in bulk. One item per opening, in
+    order."""
+    opened_at = at or timezone.now()
+    current = {
+        (item.lead_id, item.reason): item
+        for item in ExceptionItem.objects.filter(
+            UNRESOLVED, lead__in=[o.lead.pk for o in openings], reason__in={o.reason for o in openings}
+        )
+    }
+    due_by_queue: dict[int, tuple[dt.datetime, dt.datetime]] = {}
+    triage: Queue | None = None
+    new: list[ExceptionItem] = []
+    items = []
+    for opening in openings:
+        item = current.get((opening.lead.pk, opening.reason))
+        if item is None:
+            if opening.queue is None and triage is None:
+                triage = triage_queue()
+            queue = opening.queue or triage
+            if queue.pk not in due_by_queue:
+                due_by_queue[queue.pk] = exception_due_times(queue=queue, start=opened_at)
+            ack_due_at, resolve_due_at = due_by_queue[queue.pk]
+            item = ExceptionItem(
+                lead=opening.lead,
+                reason=opening.reason,
+                detail=opening.detail,
+                queue=queue,
+                opened_at=opened_at,
+                ack_due_at=ack_due_at,
+                resolve_due_at=resolve_due_at,
+                due_at=ack_due_at,
+            )
+            current[(opening.lead.pk, opening.reason)] = item
+            new.append(item)
+        items.append(item)
+    if not new:
+        return items
+    bulk_insert(new)
+    started = ((SlaClock.ACKNOWLEDGE, SlaEventKind.STARTED), (SlaClock.RESOLVE, SlaEventKind.STARTED))
+    bulk_insert(
+        [SlaEvent(item=item, clock=clock, kind=kind, at=opened_at, data={}) for item in new for clock, kind in started]
+    )
+    bulk_insert(
+        [
+            audit_event(
+                action=AuditAction.EXCEPTION_OPENED,
+                lead=item.lead,
+                exception=item,
+                outcome=item.reason,
+                at=opened_at,
+                data={
+                    "queue": item.queue.name,
+                    "detail": item.detail,
+                    "ack_due_at": item.ack_due_at,
+                    "resolve_due_at": item.resolve_due_at,
+                },
+            )
+            for item in new
+        ]
+    )
+    return items
 
 
 def describe_state(item: ExceptionItem) -> str:

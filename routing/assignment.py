@@ -7,6 +7,9 @@ by 1/weight (weight 1 under plain round robin). So the rotation is exact; a memb
 from unavailability enters the current round in its usual place (no burst to "catch up", no reset of
 everyone else's counts); a member who leaves changes nothing for the rest. The queue row is locked for
 the pick, so concurrent workers serialise per queue and never hand out the same turn twice.
+
+A batch of leads for one queue is served under one lock: the picks are made one after another in memory,
+exactly as separate picks would be, and the rotation is written once (`pick_assignees`).
 """
 
 from dataclasses import dataclass
@@ -27,16 +30,34 @@ class Pick:
 def pick_assignee(*, queue_id: int, exclude_user_id: int | None = None, follow_overflow: bool = True) -> Pick:
     """Call inside a transaction: locks each queue it tries until commit. `exclude_user_id` skips one
     person (handing an item on to someone else); `follow_overflow=False` stays in this queue."""
+    (pick,) = pick_assignees(
+        queue_id=queue_id, count=1, exclude_user_id=exclude_user_id, follow_overflow=follow_overflow
+    )
+    return pick
+
+
+def pick_assignees(
+    *, queue_id: int, count: int, exclude_user_id: int | None = None, follow_overflow: bool = True
+) -> list[Pick]:
+    """`count` picks in a row, as `count` calls of pick_assignee would make them, under one lock per queue
+    tried. Call inside a transaction."""
+    picks: list[Pick] = []
     tried: list[Queue] = []
     next_id: int | None = queue_id
-    while next_id is not None and next_id not in {q.id for q in tried}:
-        queue = Queue.objects.select_for_update().get(pk=next_id)
-        member = _pick_in_queue(queue, exclude_user_id)
-        if member is not None:
-            return Pick(queue=queue, assignee=member.user, overflowed_from=tuple(q.name for q in tried))
+    while len(picks) < count and next_id is not None and next_id not in {q.id for q in tried}:
+        # NO KEY: PostgreSQL checks Django's (deferred) foreign keys at commit with FOR KEY SHARE on the row they
+        # name, which a plain FOR UPDATE blocks: every transaction writing a lead or an item of this queue would
+        # wait for whoever holds the queue. The rotation changes no key, so NO KEY UPDATE is the lock it needs.
+        queue = Queue.objects.select_for_update(no_key=True).get(pk=next_id)
+        rotation = _Rotation(queue, exclude_user_id)
+        overflowed_from = tuple(q.name for q in tried)
+        while len(picks) < count and (member := rotation.pick()) is not None:
+            picks.append(Pick(queue=queue, assignee=member.user, overflowed_from=overflowed_from))
+        rotation.save()
         tried.append(queue)
         next_id = queue.overflow_queue_id if follow_overflow else None
-    return Pick(queue=tried[0], assignee=None, overflowed_from=tuple(q.name for q in tried[1:]))
+    nobody = Pick(queue=tried[0], assignee=None, overflowed_from=tuple(q.name for q in tried[1:]))
+    return picks + [nobody] * (count - len(picks))
 
 
 def open_lead_counts(user_ids) -> dict[int, int]:
@@ -49,50 +70,62 @@ def open_lead_counts(user_ids) -> dict[int, int]:
     return dict(rows)
 
 
-def _pick_in_queue(queue: Queue, exclude_user_id: int | None = None) -> QueueMembership | None:
-    members = list(
-        queue.memberships.filter(is_available=True, user__is_active=True)
-        .exclude(user_id=exclude_user_id)
-        .select_related("user")
-        .order_by("id")
-    )
-    if not members:
-        return None
-    cap = queue.max_open_per_member
-    least_loaded = queue.strategy == AssignmentStrategy.LEAST_LOADED
-    load = open_lead_counts(m.user_id for m in members) if (least_loaded or cap is not None) else {}
+class _Rotation:
+    """One locked queue's eligible members, for picks made one after another in memory."""
 
-    def start(member):
-        return max(member.rotation_pass, queue.virtual_time)
+    def __init__(self, queue: Queue, exclude_user_id: int | None):
+        self.queue = queue
+        self.members = list(
+            queue.memberships.filter(is_available=True, user__is_active=True)
+            .exclude(user_id=exclude_user_id)
+            .select_related("user")
+            .order_by("id")
+        )
+        self.cap = queue.max_open_per_member
+        self.least_loaded = queue.strategy == AssignmentStrategy.LEAST_LOADED
+        self.weighted = queue.strategy == AssignmentStrategy.WEIGHTED_ROUND_ROBIN
+        self.moved: dict[int, QueueMembership] = {}
+        self.load: dict[int, int] = {}
+        if not self.members:
+            return
+        if self.cap is not None:
+            # A member may sit in several queues: lock the people, then count, so two queues routing at once
+            # cannot both hand over the last free slot. (In pk order, so two batches never lock in a circle.)
+            user_ids = sorted({m.user_id for m in self.members})
+            list(
+                get_user_model()
+                .objects.select_for_update(no_key=True)
+                .filter(pk__in=user_ids)
+                .order_by("pk")
+                .values("pk")
+            )
+        if self.least_loaded or self.cap is not None:
+            self.load = open_lead_counts(m.user_id for m in self.members)
 
-    # Members at the cap sit this pick out, and do not hold the round back for everyone else.
-    eligible = [m for m in members if cap is None or load.get(m.user_id, 0) < cap]
-    if least_loaded:
-        order = sorted(eligible, key=lambda m: (load.get(m.user_id, 0), start(m), m.id))
-    else:
-        order = sorted(eligible, key=lambda m: (start(m), m.id))
+    def pick(self) -> QueueMembership | None:
+        queue, cap, load = self.queue, self.cap, self.load
+        # Members at the cap sit this pick out, and do not hold the round back for everyone else.
+        eligible = [m for m in self.members if cap is None or load.get(m.user_id, 0) < cap]
+        if not eligible:
+            return None
 
-    for member in order:
-        if cap is not None and not _under_cap(member, cap, load):
-            continue
-        _advance(queue, member, start(member), eligible)
+        def start(member):
+            return max(member.rotation_pass, queue.virtual_time)
+
+        if self.least_loaded:
+            member = min(eligible, key=lambda m: (load.get(m.user_id, 0), start(m), m.id))
+        else:
+            member = min(eligible, key=lambda m: (start(m), m.id))
+        member.rotation_pass = start(member) + 1.0 / (member.weight if self.weighted else 1)
+        queue.virtual_time = min(max(m.rotation_pass, queue.virtual_time) for m in eligible)
+        load[member.user_id] = load.get(member.user_id, 0) + 1
+        self.moved[member.pk] = member
         return member
-    return None
 
-
-def _under_cap(member: QueueMembership, cap: int, load: dict[int, int]) -> bool:
-    if load.get(member.user_id, 0) >= cap:
-        return False
-    # A member may sit in several queues: lock the person and count again, so two queues routing at
-    # once cannot both hand over the last free slot.
-    get_user_model().objects.select_for_update().filter(pk=member.user_id).exists()
-    return open_lead_counts([member.user_id]).get(member.user_id, 0) < cap
-
-
-def _advance(queue: Queue, member: QueueMembership, start_tag: float, eligible: list[QueueMembership]) -> None:
-    weighted = queue.strategy == AssignmentStrategy.WEIGHTED_ROUND_ROBIN
-    member.rotation_pass = start_tag + 1.0 / (member.weight if weighted else 1)
-    # An update, not save(): the rotation is bookkeeping, and save() would write a membership history row per lead.
-    QueueMembership.objects.filter(pk=member.pk).update(rotation_pass=member.rotation_pass)
-    queue.virtual_time = min(max(m.rotation_pass, queue.virtual_time) for m in eligible)
-    Queue.objects.filter(pk=queue.pk).update(virtual_time=queue.virtual_time)
+    def save(self) -> None:
+        """Write the rotation once. Updates, not save(): the rotation is bookkeeping, and save() would write a
+        membership history row per lead."""
+        for member in self.moved.values():
+            QueueMembership.objects.filter(pk=member.pk).update(rotation_pass=member.rotation_pass)
+        if self.moved:
+            Queue.objects.filter(pk=self.queue.pk).update(virtual_time=self.queue.virtual_time)

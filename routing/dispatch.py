@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from enum import StrEnum
 
 from django.conf import settings
 from django.db import transaction
@@ -42,15 +43,27 @@ class TaskName:
         return {value for key, value in vars(cls).items() if key.isupper()}
 
 
-def routing_enqueue(lead_ids: Sequence[int], countdown: float | None = None) -> int:
-    """Publish route tasks for these leads (now, or `countdown` seconds from now); returns how many leads
-    were published."""
+class Lane(StrEnum):
+    """Where routing work waits (settings.HANDOFF_QUEUES; README: Workers). Leads posted one by one are routed
+    on the live lane, which a worker of its own serves; imports, backfills and re-queues go to the bulk lane."""
+
+    LIVE = "live"
+    BULK = "bulk"
+
+    @property
+    def queue(self) -> str:
+        return settings.HANDOFF_QUEUES[self.value]
+
+
+def routing_enqueue(lead_ids: Sequence[int], countdown: float | None = None, *, lane: Lane = Lane.BULK) -> int:
+    """Publish route tasks for these leads on `lane` (now, or `countdown` seconds from now); returns how many
+    leads were published."""
     chunk = settings.HANDOFF["ROUTE_CHUNK_SIZE"]
     published = 0
     for start in range(0, len(lead_ids), chunk):
         part = list(lead_ids[start : start + chunk])
         try:
-            app.send_task(TaskName.ROUTE_LEADS, args=(part,), countdown=countdown)
+            app.send_task(TaskName.ROUTE_LEADS, args=(part,), countdown=countdown, queue=lane.queue)
         except Exception as exc:  # kombu OperationalError and friends: the sweeper will re-publish
             logger.warning(
                 "Could not queue routing for %d leads (first id %s): %s; the sweeper will retry.",
@@ -69,7 +82,8 @@ class BackgroundPublisher:
     after the first lead, and leads committed meanwhile, or while a publish is under way, leave in one task: under
     load a publish carries several leads, which is what makes it cheap per lead.
 
-    Ids held here when the process dies are not lost: their leads are committed as `received`, and
+    Each lane has its own pending list, so a live lead never travels in a bulk task. Ids held here when the
+    process dies are not lost: their leads are committed as `received`, and
     `requeue_stuck_leads` publishes them again after the grace period."""
 
     def __init__(self):
@@ -79,16 +93,16 @@ class BackgroundPublisher:
 
     def _reset(self) -> None:
         self._changed = threading.Condition()
-        self._pending: list[int] = []
+        self._pending: dict[Lane, list[int]] = {}
         self._publishing = False
         self._thread: threading.Thread | None = None
 
-    def submit(self, lead_ids: Sequence[int]) -> None:
+    def submit(self, lead_ids: Sequence[int], lane: Lane) -> None:
         with self._changed:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="routing-publisher", daemon=True)
                 self._thread.start()
-            self._pending.extend(lead_ids)
+            self._pending.setdefault(lane, []).extend(lead_ids)
             self._changed.notify_all()
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -103,11 +117,13 @@ class BackgroundPublisher:
                 self._publishing = True
             time.sleep(settings.HANDOFF["PUBLISH_LINGER_MS"] / 1000)
             with self._changed:
-                batch, self._pending = self._pending, []
+                batches, self._pending = self._pending, {}
             try:
-                routing_enqueue(batch)
-            except Exception:  # never let the thread die: the sweeper repairs what this publish missed
-                logger.exception("Publishing routing for %d leads failed; the sweeper will retry.", len(batch))
+                for lane, batch in batches.items():
+                    try:
+                        routing_enqueue(batch, lane=lane)
+                    except Exception:  # never let the thread die: the sweeper repairs what this publish missed
+                        logger.exception("Publishing routing for %d leads failed; the sweeper will retry.", len(batch))
             finally:
                 with self._changed:
                     self._publishing = False
@@ -117,25 +133,40 @@ class BackgroundPublisher:
 routing_publisher = BackgroundPublisher()
 
 
-def routing_enqueue_on_commit(lead_ids: Sequence[int]) -> None:
-    """Once the transaction commits, publish routing for these leads from the background publisher."""
+def routing_enqueue_on_commit(lead_ids: Sequence[int], *, lane: Lane) -> None:
+    """Once the transaction commits, publish routing for these leads on `lane` from the background publisher."""
     if lead_ids:
         ids = list(lead_ids)
-        transaction.on_commit(lambda: routing_publisher.submit(ids), robust=True)
+        transaction.on_commit(lambda: routing_publisher.submit(ids, lane), robust=True)
+
+
+def queue_depths() -> dict[str, int] | None:
+    """Tasks waiting in each of the project's queues (the default queue and every lane), or None when the
+    broker cannot say."""
+    names = [settings.CELERY_TASK_DEFAULT_QUEUE, *settings.HANDOFF_QUEUES.values()]
+    try:
+        with app.connection_for_read() as conn:
+            return {name: _depth(conn.default_channel, name) for name in names}
+    except Exception as exc:  # unknown is not zero: the caller decides
+        logger.warning("Could not read the queue depths: %s", exc)
+        return None
+
+
+def _depth(channel, name: str) -> int:
+    try:
+        return channel.queue_declare(queue=name, passive=True).message_count
+    except Exception as exc:
+        if str(getattr(exc, "reply_code", "")) == "404":
+            return 0  # Redis keeps no key for an empty queue
+        raise
 
 
 def routing_backlog() -> int | None:
-    """Routing tasks waiting in the broker, or None when the broker cannot say."""
-    try:
-        with app.connection_for_read() as conn:
-            return conn.default_channel.queue_declare(
-                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
-            ).message_count
-    except Exception as exc:  # unknown is not zero: the caller decides
-        if str(getattr(exc, "reply_code", "")) == "404":
-            return 0  # Redis keeps no key for an empty queue
-        logger.warning("Could not read the routing backlog: %s", exc)
+    """Routing tasks waiting in the broker, both lanes, or None when the broker cannot say."""
+    depths = queue_depths()
+    if depths is None:
         return None
+    return sum(depths[lane.queue] for lane in Lane)
 
 
 def deliveries_enqueue(event_ids: list[int], countdown: float | None = None) -> None:

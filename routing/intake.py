@@ -7,6 +7,7 @@ becomes a second lead and never a second routing.
 
 import datetime as dt
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -233,3 +234,16 @@ def _new_row(source: Source, lead_in: LeadIn, now: dt.datetime) -> dict[str, Any
     row["occurred_at"] = row["occurred_at"] or now
     row.update(origin_id=source.pk, received_at=now, status=LeadStatus.RECEIVED)
     return row
+
+
+_waiting_cache: tuple[float, int] | None = None
+
+
+def leads_waiting_for_routing(*, max_age_seconds: float = 1.0) -> int:
+    """How many leads wait for routing (`received`), counted on the partial index `lead_pending_idx`; kept per
+    process for a second, so concurrent batch posts do not each count again."""
+    global _waiting_cache
+    now = time.monotonic()
+    if _waiting_cache is None or now - _waiting_cache[0] > max_age_seconds:
+        _waiting_cache = (now, Lead.objects.filter(status=LeadStatus.RECEIVED).count())
+    return _waiting_cache[1]

@@ -2,6 +2,9 @@
 
 import datetime as dt
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
@@ -9,104 +12,154 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from audit.models import AuditAction
-from audit.services import audit_record
+from audit.services import audit_event
 from exceptions.models import ExceptionReason
-from exceptions.services import exception_open
-from routing.assignment import pick_assignee
+from exceptions.services import Opening, exceptions_open
+from routing.assignment import Pick, pick_assignees
+from routing.bulk import bulk_insert
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
 from routing.governance.models import ShadowDecision
 from routing.integrations import events as integration_events
 from routing.integrations.models import EnrichmentStatus
+from routing.lead_store import leads_assignment_write
 from routing.models import Lead, LeadStatus, Queue
 
 logger = logging.getLogger(__name__)
 MAX_REQUEUE_DOUBLINGS = 5
+# What routing changes on an assigned lead.
+ASSIGNED_FIELDS = ["status", "queue", "assignee", "assigned_at", "rule", "rule_version", "routed_at"]
+EXCEPTION_FIELDS = ["status", "queue", "rule", "rule_version", "routed_at"]
 
 
 def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None:
-    """Route one received lead by the production rules (`rulesets`, when a caller routing many leads
-    fetched them once), and record what the staging rules would have done. Idempotent: a lead that is no
-    longer `received` (routed by an earlier delivery of the same task) is returned untouched."""
+    """Route one received lead (see `leads_route`), waiting for its row lock if someone holds it (a person
+    re-routing a lead they just corrected). Returns the lead, routed or as it already was."""
+    leads_route(lead_ids=[lead_id], rulesets=rulesets, skip_locked=False)
+    return Lead.objects.filter(pk=lead_id).select_related("queue").first()
+
+
+def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, skip_locked: bool = True) -> list[Lead]:
+    """Route the received leads among `lead_ids` by the production rules, together, and record what the staging
+    rules would have done. Set-based: one locked read of the batch, the engine over all of it in memory, one
+    lock per queue for its assignees, then bulk writes of the leads, their history rows, decisions, shadow
+    decisions and outbox rows. Returns the leads it routed.
+
+    Idempotent: a lead no longer `received` (routed by an earlier delivery of the same task) is left alone.
+    With `skip_locked`, a lead another worker holds is skipped: that worker is routing it."""
     rulesets = rulesets or routing_rulesets()
     ruleset = rulesets.production
     with transaction.atomic():
-        # The row lock makes a second delivery of the same lead wait, then see it already routed.
-        lead = Lead.objects.select_for_update().filter(pk=lead_id).first()
-        if lead is None or lead.status != LeadStatus.RECEIVED:
-            return lead
-        now = timezone.now()
-        if not lead.email and not lead.phone:
-            _to_exception(
-                lead,
-                reason=ExceptionReason.MISSING_CONTACT,
-                at=now,
-                inputs={field: getattr(lead, field) for field in CONTACT_FIELDS},
-                detail="The lead has neither an email address nor a phone number.",
-            )
-            return lead
-
-        if lead.enrichment_status == EnrichmentStatus.FAILED and _needs_review(lead):
-            _to_exception(
-                lead,
-                reason=ExceptionReason.ENRICHMENT_FAILED,
-                at=now,
-                inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status},
-                detail=f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes.",
-                queue=enrichment_review_queue(),
-            )
-            return lead
-        view = lead.routing_view()
-        match = ruleset.evaluate(view)
-        if rulesets.shadow is not None:
-            _record_shadow(lead, match, rulesets.shadow.evaluate(view), at=now)
-        if match.rule is None:
-            _to_exception(
-                lead,
-                reason=ExceptionReason.NO_MATCHING_RULE,
-                at=now,
-                inputs=match.inputs,
-                detail=f"None of the {len(ruleset)} production rules matched.",
-            )
-            return lead
-
-        rule = match.rule  # the compiled version that decided, even if an edit landed since
-        pick = pick_assignee(queue_id=rule.queue_id)
-        lead.queue, lead.rule_id, lead.rule_version, lead.routed_at = pick.queue, rule.id, rule.version, now
-        if pick.assignee is None:
-            chain = " → ".join((pick.queue.name, *pick.overflowed_from))
-            _to_exception(
-                lead,
-                reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
-                at=now,
-                inputs=match.inputs,
-                rule=rule,
-                detail=f"No available member under the cap in {chain}.",
-            )
-            return lead
-
-        lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
-        lead.save()
-        audit_record(
-            action=AuditAction.ROUTING_DECISION,
-            lead=lead,
-            rule=rule,
-            inputs=match.inputs,
-            outcome="assigned",
-            at=now,
-            data={
-                "queue": pick.queue.name,
-                "assignee": pick.assignee.get_username(),
-                "overflowed_from": list(pick.overflowed_from),
-                "enrichment": lead.enrichment_status or "not tried",
-            },
+        leads = list(
+            Lead.objects.select_for_update(skip_locked=skip_locked, no_key=True, of=("self",))  # NO KEY: assignment.py
+            .filter(pk__in=list(lead_ids), status=LeadStatus.RECEIVED)
+            .select_related("origin")
+            .order_by("id")
         )
-        integration_events.lead_assigned(lead=lead, rule=rule)  # outbox rows, in this transaction
-    return lead
+        now = timezone.now()
+        by_queue: dict[int, list[tuple[Lead, Match]]] = defaultdict(list)
+        shadows: list[ShadowDecision] = []
+        unroutable: list[Unroutable] = []  # what goes to a person, written together at the end
+        for lead in leads:
+            if not lead.email and not lead.phone:
+                unroutable.append(
+                    Unroutable(
+                        lead,
+                        reason=ExceptionReason.MISSING_CONTACT,
+                        inputs={field: getattr(lead, field) for field in CONTACT_FIELDS},
+                        detail="The lead has neither an email address nor a phone number.",
+                    )
+                )
+                continue
+            if lead.enrichment_status == EnrichmentStatus.FAILED and _needs_review(lead):
+                unroutable.append(
+                    Unroutable(
+                        lead,
+                        reason=ExceptionReason.ENRICHMENT_FAILED,
+                        inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status},
+                        detail=(
+                            f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes."
+                        ),
+                        queue=enrichment_review_queue(),
+                    )
+                )
+                continue
+            view = lead.routing_view()
+            match = ruleset.evaluate(view)
+            if rulesets.shadow is not None:
+                shadows.append(_shadow_decision(lead, match, rulesets.shadow.evaluate(view), at=now))
+            if match.rule is None:
+                unroutable.append(
+                    Unroutable(
+                        lead,
+                        reason=ExceptionReason.NO_MATCHING_RULE,
+                        inputs=match.inputs,
+                        detail=f"None of the {len(ruleset)} production rules matched.",
+                    )
+                )
+                continue
+            by_queue[match.rule.queue_id].append((lead, match))
+
+        # Everything that needs no queue lock is written first: the queue locks are what concurrent batches
+        # (and the live lane) wait for, so they are taken last and held only for the assignments' writes.
+        bulk_insert(shadows)
+        _record_exceptions(unroutable, at=now)
+        unroutable = []
+        assigned: list[tuple[Lead, Match, Pick]] = []
+        for queue_id in sorted(by_queue):  # queues locked in id order, so two batches never wait in a circle
+            matched = by_queue[queue_id]
+            for (lead, match), pick in zip(matched, pick_assignees(queue_id=queue_id, count=len(matched)), strict=True):
+                rule = match.rule  # the compiled version that decided, even if an edit landed since
+                lead.queue, lead.rule_id, lead.rule_version, lead.routed_at = pick.queue, rule.id, rule.version, now
+                if pick.assignee is None:
+                    chain = " → ".join((pick.queue.name, *pick.overflowed_from))
+                    unroutable.append(
+                        Unroutable(
+                            lead,
+                            reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
+                            inputs=match.inputs,
+                            rule=rule,
+                            detail=f"No available member under the cap in {chain}.",
+                        )
+                    )
+                    continue
+                lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
+                assigned.append((lead, match, pick))
+        _record_assignments(assigned, at=now)
+        _record_exceptions(unroutable, at=now)  # nobody eligible
+    return leads
 
 
-def _record_shadow(lead: Lead, production: Match, shadow: Match, *, at) -> None:
+def _record_assignments(assigned: list[tuple["Lead", Match, "Pick"]], *, at) -> None:
+    """The assigned leads' rows and history rows, their decisions (audit) and their outbox events, in bulk."""
+    if not assigned:
+        return
+    leads = [lead for lead, _, _ in assigned]
+    leads_assignment_write(leads, ASSIGNED_FIELDS, at=at)
+    bulk_insert(
+        [
+            audit_event(
+                action=AuditAction.ROUTING_DECISION,
+                lead=lead,
+                rule=match.rule,
+                inputs=match.inputs,
+                outcome="assigned",
+                at=at,
+                data={
+                    "queue": pick.queue.name,
+                    "assignee": pick.assignee.get_username(),
+                    "overflowed_from": list(pick.overflowed_from),
+                    "enrichment": lead.enrichment_status or "not tried",
+                },
+            )
+            for lead, match, pick in assigned
+        ]
+    )
+    integration_events.leads_assigned([(lead, match.rule) for lead, match, _ in assigned])  # in this transaction
+
+
+def _shadow_decision(lead: Lead, production: Match, shadow: Match, *, at) -> ShadowDecision:
     live, candidate = production.rule, shadow.rule
-    ShadowDecision.objects.create(
+    return ShadowDecision(
         lead=lead,
         at=at,
         production_rule_id=live.id if live else None,
@@ -123,16 +176,12 @@ def _record_shadow(lead: Lead, production: Match, shadow: Match, *, at) -> None:
 def lead_fail_routing(*, lead_id: int, error: str) -> Lead | None:
     """Routing raised something retrying will not fix: put the lead in front of a person, not in limbo."""
     with transaction.atomic():
-        lead = Lead.objects.select_for_update().filter(pk=lead_id).first()
+        lead = Lead.objects.select_for_update(no_key=True).filter(pk=lead_id).first()
         if lead is None or lead.status != LeadStatus.RECEIVED:
             return lead
-        _to_exception(
-            lead,
-            reason=ExceptionReason.ROUTING_FAILED,
-            at=timezone.now(),
-            inputs={},
-            detail=f"Routing failed: {error}"[:2000],
-        )
+        reason = ExceptionReason.ROUTING_FAILED
+        detail = f"Routing failed: {error}"[:2000]
+        _record_exceptions([Unroutable(lead, reason=reason, inputs={}, detail=detail)], at=timezone.now())
     return lead
 
 
@@ -148,34 +197,47 @@ def enrichment_review_queue() -> Queue:
     return queue
 
 
-def _to_exception(
-    lead: Lead,
-    *,
-    reason: str,
-    at,
-    inputs: dict,
-    detail: str,
-    rule: CompiledRule | None = None,
-    queue: Queue | None = None,
-):
-    lead.status = LeadStatus.EXCEPTION
-    lead.routed_at = at
-    lead.save()
-    item = exception_open(lead=lead, reason=reason, detail=detail, at=at, queue=queue)
-    audit_record(
-        action=AuditAction.ROUTING_DECISION,
-        lead=lead,
-        rule=rule,
-        inputs=inputs,
-        outcome=reason,
-        at=at,
-        data={
-            "exception_id": item.id,
-            "exception_queue": item.queue.name,
-            "queue": lead.queue.name if lead.queue else None,
-            "detail": detail,
-            "enrichment": lead.enrichment_status or "not tried",
-        },
+@dataclass(frozen=True)
+class Unroutable:
+    """A lead that goes to a person: why, what the engine read, and where (None: the triage queue)."""
+
+    lead: Lead
+    reason: str
+    inputs: dict
+    detail: str
+    rule: CompiledRule | None = None
+    queue: Queue | None = None
+
+
+def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
+    """The leads' rows (status `exception`) and history rows, their exception items, and their decisions."""
+    if not unroutable:
+        return
+    for entry in unroutable:
+        entry.lead.status, entry.lead.routed_at = LeadStatus.EXCEPTION, at
+    leads_assignment_write([entry.lead for entry in unroutable], EXCEPTION_FIELDS, at=at)
+    items = exceptions_open(
+        openings=[Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue) for e in unroutable], at=at
+    )
+    bulk_insert(
+        [
+            audit_event(
+                action=AuditAction.ROUTING_DECISION,
+                lead=entry.lead,
+                rule=entry.rule,
+                inputs=entry.inputs,
+                outcome=entry.reason,
+                at=at,
+                data={
+                    "exception_id": item.id,
+                    "exception_queue": item.queue.name,
+                    "queue": entry.lead.queue.name if entry.lead.queue else None,
+                    "detail": entry.detail,
+                    "enrichment": entry.lead.enrichment_status or "not tried",
+                },
+            )
+            for entry, item in zip(unroutable, items, strict=True)
+        ]
     )
 
 

@@ -1,6 +1,7 @@
 """Celery tasks: thin wrappers that fetch by id and call the routing services."""
 
 import logging
+from contextlib import contextmanager
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -11,7 +12,7 @@ from config.logs import log_context
 from routing.dispatch import TaskName, routing_backlog, routing_enqueue
 from routing.engine import routing_rulesets
 from routing.integrations.enrichment import WAIT, active_provider, lead_enrich
-from routing.services import lead_fail_routing, lead_route, leads_claim_stuck
+from routing.services import lead_fail_routing, leads_claim_stuck, leads_route
 
 logger = logging.getLogger(__name__)
 
@@ -30,36 +31,65 @@ TRANSIENT = (OperationalError, InterfaceError)
     max_retries=6,
 )
 def route_leads(self, lead_ids: list[int]) -> None:
-    """Route each lead; idempotent, so a redelivered or retried task routes nothing twice."""
+    """Route the leads together (routing.services.leads_route). A batch that fails for any other reason than a
+    transient database error is routed again lead by lead, so one bad lead cannot hold the others back: it
+    alone goes to a person (routing_failed). Idempotent: a redelivered or retried task routes nothing twice."""
     try:
         rulesets = routing_rulesets()  # once per task, not once per lead
     except TRANSIENT:
         raise
     except Exception:
-        rulesets = None  # rules that do not compile: each lead meets the error below and goes to a person
+        rulesets = None  # rules that do not compile: each lead meets the error alone and goes to a person
     provider = active_provider()
+    ready = []
     for lead_id in lead_ids:
-        with log_context(lead_id=lead_id):  # every line logged while routing it names the lead
-            try:
-                if lead_enrich(lead_id=lead_id, provider=provider) == WAIT:
-                    logger.info("Lead %s waits for enrichment; it routes after the next attempt.", lead_id)
-                    continue  # an attempt is scheduled for later, with this lead's routing
-                lead = lead_route(lead_id=lead_id, rulesets=rulesets)
-                if lead is not None:
-                    logger.info("Lead %s routed: %s, queue %s.", lead_id, lead.status, lead.queue_id)
-            except SoftTimeLimitExceeded:
-                raise  # slow is not broken: the lead stays `received` and is re-queued, not sent to a person
-            except TRANSIENT:
-                if self.request.retries >= self.max_retries:
-                    # Leave the lead `received`: requeue_stuck_leads publishes it again later.
-                    logger.error(
-                        "Routing lead %s failed after %d retries; left for the sweeper.", lead_id, self.request.retries
-                    )
-                    continue
+        with _one_lead(self, lead_id):
+            if lead_enrich(lead_id=lead_id, provider=provider) == WAIT:
+                logger.info("Lead %s waits for enrichment; it routes after the next attempt.", lead_id)
+                continue  # an attempt is scheduled for later, with this lead's routing
+            ready.append(lead_id)
+    if not ready:
+        return
+    try:
+        routed = leads_route(lead_ids=ready, rulesets=rulesets)
+    except SoftTimeLimitExceeded:
+        raise  # slow is not broken: the leads stay `received` and are re-queued, not sent to a person
+    except TRANSIENT:
+        if self.request.retries < self.max_retries:
+            raise
+        logger.error("Routing %d leads failed after %d retries; left for the sweeper.", len(ready), self.max_retries)
+        return
+    except Exception:
+        logger.exception("Routing %d leads together failed; routing each alone.", len(ready))
+        routed = []
+    # Each lead the batch did not take is routed alone: after a failed batch, or a lead another transaction
+    # held (the batch skips locked rows; alone, it waits for the lock, then finds it routed or routes it).
+    taken = {lead.pk for lead in routed}
+    for lead_id in ready:
+        if lead_id not in taken:
+            with _one_lead(self, lead_id):
+                routed += leads_route(lead_ids=[lead_id], rulesets=rulesets, skip_locked=False)
+    for lead in routed:
+        with log_context(lead_id=lead.pk):  # the routing line of each lead names it
+            logger.info("Lead %s routed: %s, queue %s.", lead.pk, lead.status, lead.queue_id)
+
+
+@contextmanager
+def _one_lead(task, lead_id: int):
+    """One lead's step: lines logged name the lead; a transient error retries the task (after the last retry
+    the lead is left `received` for the sweeper); anything else sends the lead to a person."""
+    with log_context(lead_id=lead_id):
+        try:
+            yield
+        except SoftTimeLimitExceeded:
+            raise
+        except TRANSIENT:
+            if task.request.retries < task.max_retries:
                 raise
-            except Exception as exc:
-                logger.exception("Routing lead %s failed; opening a routing_failed exception.", lead_id)
-                lead_fail_routing(lead_id=lead_id, error=f"{type(exc).__name__}: {exc}")
+            logger.error("Routing lead %s failed after %d retries; left for the sweeper.", lead_id, task.max_retries)
+        except Exception as exc:
+            logger.exception("Routing lead %s failed; opening a routing_failed exception.", lead_id)
+            lead_fail_routing(lead_id=lead_id, error=f"{type(exc).__name__}: {exc}")
 
 
 @shared_task(name=TaskName.REQUEUE_STUCK_LEADS, acks_late=True, reject_on_worker_lost=True)

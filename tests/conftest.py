@@ -64,10 +64,15 @@ def wait_until(predicate, *, timeout=30.0, interval=0.05, what="condition"):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def project_queues() -> list[str]:
+    """The default queue and every lane (settings.HANDOFF_QUEUES): what a worker started without -Q consumes."""
+    return [settings.CELERY_TASK_DEFAULT_QUEUE, *settings.HANDOFF_QUEUES.values()]
+
+
 def queue_drained() -> bool:
     """Nothing waiting and nothing in flight (acks_late keeps running tasks in `unacked`)."""
     client = broker()
-    return client.llen(settings.CELERY_TASK_DEFAULT_QUEUE) == 0 and client.hlen("unacked") == 0
+    return all(client.llen(queue) == 0 for queue in project_queues()) and client.hlen("unacked") == 0
 
 
 def database_url_for_tests() -> str:
@@ -114,8 +119,6 @@ def celery_worker_process(django_db_setup, tmp_path_factory):
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
-                "-Q",
-                settings.CELERY_TASK_DEFAULT_QUEUE,
             ],
             cwd=ROOT,
             env=service_env(),

@@ -9,7 +9,7 @@ from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException, ParseError, UnsupportedMediaType, ValidationError
+from rest_framework.exceptions import APIException, ParseError, Throttled, UnsupportedMediaType, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,8 +18,8 @@ from config.logs import log_context
 from routing.api import schema  # noqa: F401  (registers the token scheme for the OpenAPI docs)
 from routing.api.auth import IsCaptureSource, IsSourceOrStaff
 from routing.api.serializers import AcceptedLeadSerializer, BatchResponseSerializer, LeadDetailSerializer
-from routing.dispatch import routing_enqueue_on_commit
-from routing.intake import IntakeStatus, LeadIn, leads_intake
+from routing.dispatch import Lane, routing_enqueue_on_commit
+from routing.intake import IntakeStatus, LeadIn, leads_intake, leads_waiting_for_routing
 from routing.models import Lead, Source
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,22 @@ logger = logging.getLogger(__name__)
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "payload_too_large"
+
+
+BULK_RETRY_AFTER_SECONDS = 30
+
+
+class BulkBacklogFull(Throttled):
+    """429 with Retry-After: the bulk lane is this far behind, so take nothing more from imports for now."""
+
+    def __init__(self, waiting: int, limit: int):
+        super().__init__(
+            wait=BULK_RETRY_AFTER_SECONDS,
+            detail=(
+                f"{waiting:,} leads are waiting for routing (limit {limit:,}); nothing from this batch was stored. "
+                f"Send it again in {BULK_RETRY_AFTER_SECONDS} s. Single leads are still accepted."
+            ),
+        )
 
 
 def read_json_body(request, *, limit: int):
@@ -88,7 +104,7 @@ class LeadIntakeView(APIView):
         (result,), created = leads_intake(source=request.auth, payloads=[payload])
         if result.status == IntakeStatus.INVALID:
             raise ValidationError(result.errors)
-        routing_enqueue_on_commit(created)
+        routing_enqueue_on_commit(created, lane=Lane.LIVE)
         log_intake(request.auth, [result])
         body = {
             "id": result.id,
@@ -114,9 +130,17 @@ class LeadBatchIntakeView(APIView):
             400: OpenApiResponse(description="Not a JSON list, or more than 500 items."),
             401: OpenApiResponse(description="No or bad token."),
             413: OpenApiResponse(description="Body too large."),
+            429: OpenApiResponse(
+                description="Too many leads wait for routing (HANDOFF_BULK_BACKLOG_LIMIT); nothing was stored. "
+                "Send the batch again after Retry-After seconds."
+            ),
         },
     )
     def post(self, request):
+        limit = settings.HANDOFF["BULK_BACKLOG_LIMIT"]
+        waiting = leads_waiting_for_routing()
+        if waiting > limit:
+            raise BulkBacklogFull(waiting, limit)
         payload = read_json_body(request, limit=settings.HANDOFF["MAX_BATCH_BODY_BYTES"])
         limit = settings.HANDOFF["MAX_BATCH_ITEMS"]
         if not isinstance(payload, list):
@@ -124,7 +148,7 @@ class LeadBatchIntakeView(APIView):
         if len(payload) > limit:
             raise ValidationError({"non_field_errors": [f"{len(payload)} items; send at most {limit} per batch."]})
         results, created = leads_intake(source=request.auth, payloads=payload)
-        routing_enqueue_on_commit(created)
+        routing_enqueue_on_commit(created, lane=Lane.BULK)
         log_intake(request.auth, results)
         return Response(
             {"results": [{"lead_id": r.lead_id, "status": r.status, "id": r.id, "errors": r.errors} for r in results]}

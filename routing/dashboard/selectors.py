@@ -21,6 +21,8 @@ from exceptions.models import UNRESOLVED, ExceptionItem, ExceptionStatus
 from routing.dashboard.buckets import percentile
 from routing.dashboard.models import DailyDeliveryStat, DailyLeadStat, DailyQueueStat, LatencyBucket, RollupDay
 from routing.days import day_bounds
+from routing.dispatch import Lane, queue_depths
+from routing.intake import leads_waiting_for_routing
 from routing.integrations.models import OutboxEvent, OutboxStatus
 
 LEAD_SUMS = (
@@ -313,4 +315,15 @@ def _delivery(window: Window, span: dict, days: list) -> dict:
         "dead_now": OutboxEvent.objects.filter(status=OutboxStatus.DEAD).count(),
         "link": reverse("console:dead-letters"),
         "series": {name: [getattr(by_day.get(day), name, 0) for day in days] for name in fields},
+    }
+
+
+def routing_lanes() -> dict:
+    """Now, not rolled up: routing tasks waiting in each lane (None when the broker does not answer) and the
+    leads waiting to be routed (what /batch/'s back-pressure compares with its limit)."""
+    depths = queue_depths() or {}
+    return {
+        "live": depths.get(Lane.LIVE.queue),
+        "bulk": depths.get(Lane.BULK.queue),
+        "waiting": leads_waiting_for_routing(max_age_seconds=0),
     }

@@ -3,6 +3,7 @@
 import datetime as dt
 
 from django import forms
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import BooleanField, Count, Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
@@ -13,7 +14,7 @@ from django.views import View
 from audit.models import AuditEvent, Override
 from exceptions.permissions import ConsoleAccessMixin
 from routing.dashboard.rollups import MANUAL_TOUCHES, latency_sql
-from routing.dashboard.selectors import Window, dashboard_figures, window_for
+from routing.dashboard.selectors import Window, dashboard_figures, routing_lanes, window_for
 from routing.models import Lead
 
 RANGES = [("today", "Today"), ("7d", "7 days"), ("30d", "30 days"), ("custom", "Custom")]
@@ -56,6 +57,8 @@ class DashboardView(ConsoleAccessMixin, View):
                 "current": current or "7d",
                 "now": now,
                 "charts": chart_data(figures),
+                "lanes": routing_lanes(),
+                "bulk_limit": settings.HANDOFF["BULK_BACKLOG_LIMIT"],
                 **figures,
             },
         )

@@ -1,7 +1,9 @@
 """The events execution targets receive, built from the change that caused them (README: Delivery)."""
 
+import functools
+
 from routing.integrations.models import EventType
-from routing.integrations.outbox import events_emit
+from routing.integrations.outbox import events_emit, events_emit_many
 
 
 def _person(user) -> dict | None:
@@ -27,17 +29,25 @@ def _lead(lead) -> dict:
 
 def lead_assigned(*, lead, rule) -> None:
     """`rule`: the compiled rule (or Rule) that decided, with its version."""
-    events_emit(
+    leads_assigned([(lead, rule)])
+
+
+def leads_assigned(assigned: list[tuple]) -> None:
+    """(lead, rule) pairs routed together: their events in one write."""
+    events_emit_many(
         event_type=EventType.LEAD_ASSIGNED,
-        lead=lead,
-        payload=lambda: {
-            "lead": _lead(lead),
-            "queue": lead.queue.name,
-            "assignee": _person(lead.assignee),
-            "rule": {"id": rule.id, "name": rule.name, "version": rule.version} if rule else None,
-            "assigned_at": lead.assigned_at,
-        },
+        items=[(lead, functools.partial(_assignment, lead, rule)) for lead, rule in assigned],
     )
+
+
+def _assignment(lead, rule) -> dict:
+    return {
+        "lead": _lead(lead),
+        "queue": lead.queue.name,
+        "assignee": _person(lead.assignee),
+        "rule": {"id": rule.id, "name": rule.name, "version": rule.version} if rule else None,
+        "assigned_at": lead.assigned_at,
+    }
 
 
 def lead_reassigned(*, lead, from_queue, from_assignee, by, reason: str) -> None:

@@ -15,6 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
+from routing.bulk import bulk_insert
 from routing.dispatch import deliveries_enqueue
 from routing.integrations.models import DeliveryTarget, OutboxEvent
 
@@ -45,22 +46,25 @@ def events_emit(*, event_type: str, payload: Callable[[], dict], lead=None) -> l
     """Queue an event for every active target that receives this type. Call inside the transaction of the
     change it reports: the event exists if and only if the change committed. `payload` is only built when
     some target wants the event."""
+    return events_emit_many(event_type=event_type, items=[(lead, payload)])
+
+
+def events_emit_many(*, event_type: str, items: list[tuple[object, Callable[[], dict]]]) -> list[OutboxEvent]:
+    """`events_emit` for many (lead, payload) pairs at once: one read of the targets, one write."""
     targets = [t for t in DeliveryTarget.objects.filter(is_active=True) if event_type in (t.events or [])]
-    if not targets:
+    if not targets or not items:
         return []
-    data = payload()
     now = timezone.now()
-    events = OutboxEvent.objects.bulk_create(
-        OutboxEvent(
-            target=target,
-            event_type=event_type,
-            lead=lead,
-            payload={"type": event_type, "occurred_at": now, "data": data},
-            created_at=now,
-            next_attempt_at=now,
-        )
-        for target in targets
-    )
+    rows = []
+    for lead, payload in items:
+        body = {"type": event_type, "occurred_at": now, "data": payload()}
+        rows += [
+            OutboxEvent(
+                target=target, event_type=event_type, lead=lead, payload=body, created_at=now, next_attempt_at=now
+            )
+            for target in targets
+        ]
+    events = bulk_insert(rows)
     ids = [event.pk for event in events]
     transaction.on_commit(lambda: deliveries_enqueue(ids))
     return events

@@ -20,14 +20,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from django.conf import settings
 from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, Q, Sum, Value, When
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
 from exceptions.models import UNRESOLVED_STATUSES, ExceptionItem, ExceptionStatus, SlaClock
-from routing.dispatch import routing_backlog
+from routing.dispatch import queue_depths
 from routing.integrations.models import DeliveryAttempt, DeliveryTarget, OutboxEvent, OutboxStatus
 from routing.models import Lead, LeadStatus, Source
 
@@ -347,20 +346,21 @@ class HandoffCollector:
         yield from (pending, dead)
 
     def _task_queue(self):
-        depth = routing_backlog()
+        depths = queue_depths()
         readable = GaugeMetricFamily(
             "handoff_task_queue_readable", "1 when the broker answered the queue-depth question, 0 when it did not."
         )
-        readable.add_metric([], 0 if depth is None else 1)
+        readable.add_metric([], 0 if depths is None else 1)
         yield readable
         family = GaugeMetricFamily(
             "handoff_task_queue_depth",
-            "Celery tasks waiting in the broker queue (routing, delivery and sweeps share it); absent when the "
+            "Celery tasks waiting in each broker queue: the live and bulk routing lanes (<queue>-live, "
+            "<queue>-bulk), deliveries, replays, and the default queue of beat's housekeeping; absent when the "
             "broker does not answer.",
             labels=["queue"],
         )
-        if depth is not None:
-            family.add_metric([settings.CELERY_TASK_DEFAULT_QUEUE], depth)
+        for name, depth in (depths or {}).items():
+            family.add_metric([name], depth)
         yield family
 
 

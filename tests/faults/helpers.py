@@ -14,14 +14,13 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
-from django.conf import settings
 from django.db import connection
 
 from audit.models import AuditAction, AuditEvent
 from exceptions.models import ExceptionItem
 from routing.models import Lead, LeadStatus, QueueMembership
 from routing.reports.parity import parity_reconcile
-from tests.conftest import ROOT, broker, service_env, wait_until
+from tests.conftest import ROOT, broker, project_queues, service_env, wait_until
 
 PRIVATE_REDIS_PORTS = range(6391, 6400)  # set aside for this package's own redis-server processes
 
@@ -151,7 +150,6 @@ class Processes:
         embedded (`-B`, with a schedule file of its own, never the shared var/celerybeat-schedule)."""
         command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=2"]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
-        command += ["-Q", settings.CELERY_TASK_DEFAULT_QUEUE]
         if beat:
             command += ["--beat", "--schedule", str(self.directory / f"{name}-beat-schedule")]
         if broker_url:
@@ -253,7 +251,7 @@ def backends_waiting_for_a_lock(holder: psycopg.Connection) -> list[int]:
 def broker_idle(client: redis.Redis) -> bool:
     """Nothing waiting in the routing queue and nothing delivered but unacknowledged (acks_late keeps a running
     task, and a task held for a retry countdown, in `unacked` until it finishes)."""
-    return client.llen(settings.CELERY_TASK_DEFAULT_QUEUE) == 0 and client.hlen("unacked") == 0
+    return all(client.llen(queue) == 0 for queue in project_queues()) and client.hlen("unacked") == 0
 
 
 def assert_nothing_lost(accepted_ids, *, broker_client: redis.Redis | None = None) -> None:

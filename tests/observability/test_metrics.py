@@ -297,8 +297,23 @@ def test_task_queue_depth_comes_from_the_broker(client, db, settings):
     assert value(samples, "handoff_task_queue_depth", queue="handoff-obs-depth-test") == 3
 
 
+def test_each_routing_lane_shows_its_own_depth(client, db, settings):
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    live, bulk = settings.HANDOFF_QUEUES["live"], settings.HANDOFF_QUEUES["bulk"]
+    broker.delete(live, bulk)
+    broker.rpush(live, "a")
+    broker.rpush(bulk, "a", "b", "c", "d")
+    try:
+        samples = scrape(client)
+    finally:
+        broker.delete(live, bulk)
+
+    assert value(samples, "handoff_task_queue_depth", queue=live) == 1
+    assert value(samples, "handoff_task_queue_depth", queue=bulk) == 4
+
+
 def test_an_unreadable_broker_leaves_the_depth_out_and_says_so(client, db, monkeypatch):
-    monkeypatch.setattr("routing.reports.metrics.routing_backlog", lambda: None)
+    monkeypatch.setattr("routing.reports.metrics.queue_depths", lambda: None)
 
     samples = scrape(client)
 

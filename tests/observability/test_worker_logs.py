@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-from django.conf import settings
 
 from routing.dispatch import routing_enqueue
 from routing.models import Lead, LeadStatus
@@ -23,7 +22,7 @@ def worker_log(transactional_db, tmp_path):
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency=1", "--without-gossip"]
-            + ["--without-mingle", "--without-heartbeat", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE],
+            + ["--without-mingle", "--without-heartbeat"],
             cwd=ROOT,
             env=service_env(),
             stdout=out,

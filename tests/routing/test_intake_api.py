@@ -77,7 +77,7 @@ class TestSingleIntake:
         assert lead.history.count() == 1
 
     def test_routing_is_queued_after_commit(self, source_client, django_capture_on_commit_callbacks):
-        queue = settings.CELERY_TASK_DEFAULT_QUEUE
+        queue = settings.HANDOFF_QUEUES["live"]  # a lead posted alone is routed on the live lane
         broker().delete(queue)
         with django_capture_on_commit_callbacks() as callbacks:
             response = post_json(source_client, INTAKE, LeadPayloadFactory())
@@ -341,8 +341,9 @@ class TestQueryCounts:
         with django_assert_num_queries(2):
             assert post_json(source_client, INTAKE, LeadPayloadFactory()).status_code == 202
 
-    def test_batch_intake_costs_the_same_for_500_leads(self, source_client, django_assert_num_queries):
-        with django_assert_num_queries(2):
+    def test_batch_intake_costs_the_same_for_500_leads(self, source_client, django_assert_num_queries, monkeypatch):
+        monkeypatch.setattr("routing.intake._waiting_cache", None)  # counted at most once a second per process
+        with django_assert_num_queries(3):  # the leads waiting for routing (back-pressure), then as a single lead
             assert post_json(source_client, BATCH, LeadPayloadFactory.build_batch(500)).status_code == 200
 
     def test_lead_detail_query_count_does_not_grow_with_decisions(self, source_client, django_assert_num_queries):
@@ -369,3 +370,41 @@ def test_an_unrouted_api_url_answers_json_404(source_client):
     response = source_client.get("/api/v1/leads/not-a-number/")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+@pytest.mark.django_db
+class TestLanesAndBackPressure:
+    """Leads posted alone are routed on the live lane, batches on the bulk lane; a bulk backlog over the limit
+    refuses batches (429, nothing stored) and never single leads."""
+
+    @pytest.fixture(autouse=True)
+    def fresh_count(self, monkeypatch):
+        monkeypatch.setattr("routing.intake._waiting_cache", None)  # the per-process second-long count
+
+    def test_a_batch_is_routed_on_the_bulk_lane(self, source_client, django_capture_on_commit_callbacks):
+        live, bulk = settings.HANDOFF_QUEUES["live"], settings.HANDOFF_QUEUES["bulk"]
+        broker().delete(live, bulk)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post_json(source_client, BATCH, LeadPayloadFactory.create_batch(3))
+        assert response.status_code == 200
+        assert routing_publisher.flush(timeout=10)
+        assert (broker().llen(live), broker().llen(bulk)) == (0, 1)
+
+    def test_a_batch_is_refused_while_too_many_leads_wait_and_nothing_is_stored(self, source_client, settings):
+        settings.HANDOFF = {**settings.HANDOFF, "BULK_BACKLOG_LIMIT": 2}
+        LeadFactory.create_batch(3)  # received, waiting for routing
+        response = post_json(source_client, BATCH, LeadPayloadFactory.create_batch(2))
+        assert response.status_code == 429
+        assert response["Retry-After"] == "30"
+        assert response.json()["detail"].startswith("3 leads are waiting for routing (limit 2); nothing from this")
+        assert Lead.objects.count() == 3
+
+    def test_a_single_lead_is_accepted_whatever_the_bulk_backlog(self, source_client, settings):
+        settings.HANDOFF = {**settings.HANDOFF, "BULK_BACKLOG_LIMIT": 2}
+        LeadFactory.create_batch(3)
+        assert post_json(source_client, INTAKE, LeadPayloadFactory()).status_code == 202
+
+    def test_a_batch_is_accepted_at_the_limit(self, source_client, settings):
+        settings.HANDOFF = {**settings.HANDOFF, "BULK_BACKLOG_LIMIT": 3}
+        LeadFactory.create_batch(3)
+        assert post_json(source_client, BATCH, LeadPayloadFactory.create_batch(2)).status_code == 200

@@ -6,11 +6,10 @@ import json
 import threading
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from routing.dispatch import BackgroundPublisher
+from routing.dispatch import BackgroundPublisher, Lane
 from routing.models import Lead
 from routing.sources import active_sources
 from tests.conftest import broker
@@ -63,9 +62,9 @@ class TestSourceTokenCache:
             assert any("routing_source" in q["sql"] for q in lookups.captured_queries)
 
 
-def published_lead_ids() -> list[list[int]]:
-    """The lead ids of each routing task waiting in the test broker queue, oldest first."""
-    messages = reversed(broker().lrange(settings.CELERY_TASK_DEFAULT_QUEUE, 0, -1))
+def published_lead_ids(lane: Lane = Lane.LIVE) -> list[list[int]]:
+    """The lead ids of each routing task waiting in a lane's queue, oldest first."""
+    messages = reversed(broker().lrange(lane.queue, 0, -1))
     return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0] for raw in messages]
 
 
@@ -73,9 +72,9 @@ def published_lead_ids() -> list[list[int]]:
 class TestBackgroundPublisher:
     @pytest.fixture(autouse=True)
     def empty_queue(self):
-        broker().delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+        broker().delete(*(lane.queue for lane in Lane))
         yield
-        broker().delete(settings.CELERY_TASK_DEFAULT_QUEUE)
+        broker().delete(*(lane.queue for lane in Lane))
 
     def test_leads_submitted_together_share_a_task_and_each_is_published_once(self, settings):
         settings.HANDOFF = {**settings.HANDOFF, "PUBLISH_LINGER_MS": 200}
@@ -85,7 +84,7 @@ class TestBackgroundPublisher:
 
         def submit(lead):
             start.wait()
-            publisher.submit([lead.id])
+            publisher.submit([lead.id], Lane.LIVE)
 
         threads = [threading.Thread(target=submit, args=(lead,)) for lead in leads]
         for thread in threads:
@@ -102,14 +101,24 @@ class TestBackgroundPublisher:
         settings.HANDOFF = {**settings.HANDOFF, "PUBLISH_LINGER_MS": 1}
         lead = LeadFactory()
         publisher = BackgroundPublisher()
-        publisher.submit([lead.id])
+        publisher.submit([lead.id], Lane.LIVE)
         assert publisher.flush(timeout=10)
         assert published_lead_ids() == [[lead.id]]
 
     def test_flush_reports_a_publish_still_under_way(self, settings):
         settings.HANDOFF = {**settings.HANDOFF, "PUBLISH_LINGER_MS": 2000}
         publisher = BackgroundPublisher()
-        publisher.submit([LeadFactory().id])
+        publisher.submit([LeadFactory().id], Lane.LIVE)
         assert publisher.flush(timeout=0.05) is False
         assert publisher.flush(timeout=10) is True
         assert len(published_lead_ids()) == 1
+
+    def test_each_lane_gets_its_own_tasks(self, settings):
+        settings.HANDOFF = {**settings.HANDOFF, "PUBLISH_LINGER_MS": 200}
+        live, bulk = LeadFactory(), LeadFactory.create_batch(3)
+        publisher = BackgroundPublisher()
+        publisher.submit([lead.id for lead in bulk], Lane.BULK)
+        publisher.submit([live.id], Lane.LIVE)  # within the linger: it still travels alone, on its lane
+        assert publisher.flush(timeout=10)
+        assert published_lead_ids(Lane.LIVE) == [[live.id]]
+        assert published_lead_ids(Lane.BULK) == [[lead.id for lead in bulk]]

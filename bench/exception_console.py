@@ -24,7 +24,7 @@ Items are seeded with set-based SQL (INSERT … SELECT FROM generate_series) int
 own (handoff_bench_exceptions), so this never touches the other benchmarks' database. Two of the five
 queues keep office hours (Berlin 9-17, New York 8-18), which changes how escalation level 2 is computed.
 
-    python bench/exceptions.py [--items 100000] [--queues 5] [--business-hours-queues 2] [--spread-minutes 480]
+    python bench/exception_console.py [--items 100000] [--queues 5] [--business-hours-queues 2] [--spread-minutes 480]
                                [--requests 30] [--send-batches 3] [--explain] [--only pages|sweep]
 """
 
@@ -57,6 +57,7 @@ from _setup import (
     median,
     percentile,
     recreate_database,
+    sized,
     use_plain_static_storage,
 )  # noqa: E402
 
@@ -379,12 +380,12 @@ def bench_sweep(seeded: dict, send_batches: int, floor_db: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=sized(100_000, 500))
     parser.add_argument("--queues", type=int, default=5)
     parser.add_argument("--business-hours-queues", type=int, default=2, help="queues with Mon-Fri office hours")
     parser.add_argument("--people", type=int, default=20, help="ops users (queue owners, assignees)")
-    parser.add_argument("--requests", type=int, default=30)
-    parser.add_argument("--send-batches", type=int, default=3, help="notifications_send_due calls; 0 skips")
+    parser.add_argument("--requests", type=int, default=sized(30, 2))
+    parser.add_argument("--send-batches", type=int, default=sized(3, 1), help="notifications_send_due calls; 0 skips")
     parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE each page's slowest query")
     parser.add_argument("--only", choices=["pages", "sweep"], help="run one half (the seed is the same)")
     parser.add_argument("--spread-minutes", type=float, default=480, help="window of acknowledge due times")
@@ -392,9 +393,7 @@ def main():
     global BURST_SECONDS
     BURST_SECONDS = int(args.spread_minutes * 60)
 
-    # Celery's Django fixup puts the working directory first on sys.path; run from bench/ (as run_all.py
-    # does), this file would then shadow the `exceptions` app it measures.
-    os.chdir(ROOT)
+    os.chdir(ROOT)  # the product's directory, as its servers and workers run
     prepare_database()
     db = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
     print(f"Exceptions benchmark on {machine()}; PostgreSQL on loopback, database {db}")
