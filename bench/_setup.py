@@ -70,6 +70,41 @@ def tiny_note() -> str:
     return "TINY RUN (a smoke run: the figures below mean nothing)" if TINY else ""
 
 
+PG = ["-h", "127.0.0.1", "-U", "postgres"]
+
+
+def demo_template(template: str, *statements: str) -> str:
+    """Migrate the bench database, seed the demo's owners, queues with members, production rules and source
+    (seed_demo), run `statements`, and keep it all as the database `template`; returns the source's token."""
+    import io
+
+    recreate_database()
+    from django.core.management import call_command
+    from django.db import connection, connections
+
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    token = out.getvalue().strip().splitlines()[-1]
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    connections.close_all()
+    database = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
+    subprocess.run(["dropdb", *PG, "--if-exists", template], check=True)
+    subprocess.run(["createdb", *PG, "-T", database, template], check=True)
+    return token
+
+
+def database_from_template(template: str) -> None:
+    """The bench database again as `template` holds it (a fresh start for each run)."""
+    from django.db import connections
+
+    connections.close_all()
+    database = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
+    subprocess.run(["dropdb", *PG, "--force", "--if-exists", database], check=True)
+    subprocess.run(["createdb", *PG, "-T", template, database], check=True)
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:

@@ -25,7 +25,6 @@ trail (no lead routed twice). Beat is not run: no lead is re-queued behind the b
 
 import argparse
 import base64
-import io
 import json
 import multiprocessing as mp
 import os
@@ -33,7 +32,7 @@ import subprocess
 import time
 from collections import Counter
 
-from _setup import BENCH_ENV, machine, median, percentile, recreate_database, sized
+from _setup import BENCH_ENV, PG, database_from_template, demo_template, machine, median, percentile, sized
 
 QUEUE = f"{BENCH_ENV['CELERY_TASK_DEFAULT_QUEUE']}-e2e"
 NOOP_QUEUE = f"{QUEUE}-noop"
@@ -41,7 +40,6 @@ LIVE, BULK = f"{QUEUE}-live", f"{QUEUE}-bulk"  # the routing lanes (settings.HAN
 BENCH_ENV["CELERY_TASK_DEFAULT_QUEUE"] = QUEUE  # this benchmark's own queue, in every process it starts
 DATABASE = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
 TEMPLATE = f"{DATABASE}_template"
-PG = ["-h", "127.0.0.1", "-U", "postgres"]
 TASKS_MODULE = "bench._e2e_tasks"
 
 from _e2e_tasks import CREATE_STAMP_TABLE, NOOP_TASK, STAMP_TABLE, STAMP_TASK  # noqa: E402
@@ -50,29 +48,12 @@ from _processes import CpuMeter, Processes, free_port  # noqa: E402
 
 
 def prepare_template() -> str:
-    """Migrate and seed the demo routing set-up once, keep it as a template database; returns the demo
-    source's token."""
-    recreate_database()
-    from django.core.management import call_command
-    from django.db import connection, connections
-
-    out = io.StringIO()
-    call_command("seed_demo", stdout=out)  # the demo's owners, queues with members, production rules, a source
-    token = out.getvalue().strip().splitlines()[-1]
-    with connection.cursor() as cursor:
-        cursor.execute(CREATE_STAMP_TABLE)
-    connections.close_all()
-    subprocess.run(["dropdb", *PG, "--if-exists", TEMPLATE], check=True)
-    subprocess.run(["createdb", *PG, "-T", DATABASE, TEMPLATE], check=True)
-    return token
+    """The demo's routing set-up and the stamp table, kept as a template database; returns the source's token."""
+    return demo_template(TEMPLATE, CREATE_STAMP_TABLE)
 
 
 def fresh_database() -> None:
-    from django.db import connections
-
-    connections.close_all()
-    subprocess.run(["dropdb", *PG, "--force", "--if-exists", DATABASE], check=True)
-    subprocess.run(["createdb", *PG, "-T", TEMPLATE, DATABASE], check=True)
+    database_from_template(TEMPLATE)
 
 
 def in_child(target, *args, timeout: float):

@@ -13,45 +13,28 @@ Workers as the README lays them out: one process for the live lane, and 1 or 2 p
 """
 
 import argparse
-import io
 import multiprocessing
 import os
 import random
-import subprocess
 import time
 
 from _load import post_leads
 from _processes import Processes, free_port
-from _setup import BENCH_ENV, contention, machine, percentile, recreate_database, sized
+from _setup import BENCH_ENV, contention, database_from_template, demo_template, machine, percentile, sized
 
 QUEUE = "handoff-bench-lanes"
 LIVE, BULK = f"{QUEUE}-live", f"{QUEUE}-bulk"
 BENCH_ENV["CELERY_TASK_DEFAULT_QUEUE"] = QUEUE
 DATABASE = BENCH_ENV["DATABASE_URL"].rsplit("/", 1)[1]
 TEMPLATE = f"{DATABASE}_lanes_template"
-PG = ["-h", "127.0.0.1", "-U", "postgres"]
 
 
 def prepare_template() -> str:
-    recreate_database()
-    from django.core.management import call_command
-    from django.db import connections
-
-    out = io.StringIO()
-    call_command("seed_demo", stdout=out)
-    token = out.getvalue().strip().splitlines()[-1]
-    connections.close_all()
-    subprocess.run(["dropdb", *PG, "--if-exists", TEMPLATE], check=True)
-    subprocess.run(["createdb", *PG, "-T", DATABASE, TEMPLATE], check=True)
-    return token
+    return demo_template(TEMPLATE)
 
 
 def fresh_database() -> None:
-    from django.db import connections
-
-    connections.close_all()
-    subprocess.run(["dropdb", *PG, "--force", "--if-exists", DATABASE], check=True)
-    subprocess.run(["createdb", *PG, "-T", TEMPLATE, DATABASE], check=True)
+    database_from_template(TEMPLATE)
 
 
 def backlog_of(count: int) -> list[int]:
