@@ -95,3 +95,40 @@ def test_the_same_lead_routed_concurrently_is_assigned_once():
 
     assert AuditEvent.objects.filter(lead=lead, action=AuditAction.ROUTING_DECISION).count() == 1
     assert sum(m.rotation_pass for m in queue.memberships.all()) == 1.0  # one turn handed out, not eight
+
+
+def test_a_queue_held_for_a_pick_does_not_hold_back_commits_that_name_it():
+    """PostgreSQL checks Django's (deferred) foreign keys at commit with FOR KEY SHARE on the row they name: if
+    a pick held its queue FOR UPDATE, every transaction writing a lead of that queue would wait at COMMIT for
+    the whole routing batch holding it (what serialised two bulk workers and held the live lane back)."""
+    from django.db import transaction
+
+    from routing.assignment import pick_assignee
+    from tests.faults.helpers import raw_connection
+
+    queue = QueueFactory(name="AE")
+    MembershipFactory(queue=queue, user=UserFactory(username="alan"))
+    lead = LeadFactory()
+    picked, release = threading.Event(), threading.Event()
+
+    def pick():
+        try:
+            with transaction.atomic():
+                pick_assignee(queue_id=queue.id)
+                picked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=pick)
+    holder.start()
+    try:
+        assert picked.wait(10)
+        with raw_connection() as other:
+            other.execute("SET lock_timeout = '3s'")  # waiting for the pick fails here instead of hanging
+            other.execute("UPDATE routing_lead SET queue_id = %s WHERE id = %s", [queue.id, lead.id])
+            other.commit()
+    finally:
+        release.set()
+        holder.join()
+    assert Lead.objects.get(pk=lead.pk).queue_id == queue.id
