@@ -1,6 +1,7 @@
 from django.urls import path
 
 from exceptions import views
+from routing.accounts.urls import console_urlpatterns as account_screens
 from routing.dashboard.urls import urlpatterns as dashboard_screens
 from routing.governance.urls import urlpatterns as rule_screens
 from routing.integrations.attribution_views import AttributionReportView, AttributionView
@@ -24,6 +25,7 @@ urlpatterns = [
     path("incidents/<int:pk>/<slug:action>/", IncidentActionView.as_view(), name="incident-action"),
     *rule_screens,
     *dashboard_screens,
+    *account_screens,
     path("reconciliation/attribution/", AttributionView.as_view(), name="attribution"),
     path("reconciliation/attribution/<int:pk>/", AttributionReportView.as_view(), name="attribution-report"),
 ]

@@ -179,10 +179,11 @@ class ImportSummary:
     notes: list[str] = field(default_factory=list)
 
 
-def read_accounts_csv(raw: bytes) -> list[tuple[int, dict]]:
-    """The file's rows as (line number, {column: value}), UTF-8 with or without a byte-order mark. Header
-    names in any case; `account_id,name,domains,phone,country,owner` required, `territory` optional, any
-    other column an attribute. Raises AccountsFileError."""
+def read_accounts_csv(raw: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
+    """The file's rows as (line number, {column: value}), and the lines that could not be read; UTF-8 with or
+    without a byte-order mark. Header names in any case; `account_id,name,domains,phone,country,owner`
+    required, `territory` optional, any other column an attribute. Raises AccountsFileError when the file as
+    a whole cannot be read (encoding, header)."""
     if len(raw) > MAX_IMPORT_BYTES:
         raise AccountsFileError([f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB."])
     try:
@@ -221,9 +222,11 @@ def read_accounts_csv(raw: bytes) -> list[tuple[int, dict]]:
             rows.append((line, dict(zip(columns, values, strict=True))))
     except csv.Error as exc:
         problems.append(f"line {reader.line_num}: {exc}")
-    if problems:
-        raise AccountsFileError(problems)
-    return rows
+    return rows, problems
+
+
+def _line_number(problem: str) -> int:
+    return int(problem.split(":", 1)[0].removeprefix("line "))
 
 
 def _attribute_value(value: str):
@@ -237,9 +240,9 @@ def _attribute_value(value: str):
 def accounts_import(*, raw: bytes, by=None, dry_run: bool = False) -> ImportSummary:
     """Upsert every account of a CRM file by `account_id`, all or nothing: raises AccountsFileError naming every
     bad line, and then writes nothing. Accounts absent from the file are left as they are."""
-    rows = read_accounts_csv(raw)
+    rows, problems = read_accounts_csv(raw)
     owners = _owners_lookup([row.get("owner", "") for _, row in rows])
-    problems, cleaned, seen = [], [], {}
+    cleaned, seen = [], {}
     summary = ImportSummary()
     for line, row in rows:
         data = {key: row.get(key) for key in KNOWN_COLUMNS}
@@ -257,7 +260,7 @@ def accounts_import(*, raw: bytes, by=None, dry_run: bool = False) -> ImportSumm
         summary.notes += [f"line {line}: {note}" for note in clean.notes]
         cleaned.append(clean)
     if problems:
-        raise AccountsFileError(problems)
+        raise AccountsFileError(sorted(problems, key=_line_number))
     with transaction.atomic():
         existing = {}
         ids = [c.account_id for c in cleaned]

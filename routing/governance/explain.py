@@ -87,15 +87,20 @@ class SampleLeadError(ValueError):
         super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
 
 
-def sample_view(sample: Any) -> dict:
-    """A pasted or test-case lead as the engine would see it, validated like intake (lead_id optional)."""
+def sample_fields(sample: Any) -> dict:
+    """A pasted or test-case lead's fields, validated like intake (lead_id optional)."""
     if not isinstance(sample, dict):
         raise SampleLeadError({"lead": ["Expected a JSON object with the lead's fields."]})
     try:
         clean = LeadIn.model_validate({"lead_id": "sample", **sample})
     except ValidationError as exc:
         raise SampleLeadError(validation_errors(exc)) from None
-    return Lead.view_from({name: getattr(clean, name) for name in Lead.ROUTABLE_FIELDS})
+    return {name: getattr(clean, name) for name in Lead.ROUTABLE_FIELDS}
+
+
+def sample_view(sample: Any) -> dict:
+    """A pasted or test-case lead as the engine would see it, validated like intake (lead_id optional)."""
+    return Lead.view_from(sample_fields(sample))
 
 
 @dataclass(frozen=True)
