@@ -153,6 +153,14 @@ class RuleStage(models.TextChoices):
     PRODUCTION = "production", "Production"
 
 
+class AssignTo(models.TextChoices):
+    """Who in the rule's queue gets the lead (a rule's `then.assignee`)."""
+
+    DEFAULT = "", "The person's sticky owner, else the queue's strategy"
+    ACCOUNT_OWNER = "account_owner", "The matched account's owner, else the queue's strategy"
+    QUEUE = "queue", "The queue's strategy (never sticky)"
+
+
 class Rule(models.Model):
     """A routing rule: its identity and owner, and the working copy of its contract (the draft).
 
@@ -172,6 +180,14 @@ class Rule(models.Model):
         Queue, on_delete=models.PROTECT, related_name="rules", help_text="Action: assign matching leads to this queue."
     )
     sla_minutes = models.PositiveIntegerField(null=True, blank=True, help_text="Assign within this many minutes.")
+    assign_to = models.CharField(
+        max_length=16,
+        choices=AssignTo.choices,
+        default=AssignTo.DEFAULT,
+        db_default=AssignTo.DEFAULT,  # rows written by older code (and data migrations) get the default
+        blank=True,
+        help_text="then.assignee",
+    )
     inputs = models.TextField(blank=True)
     outputs = models.TextField(blank=True)
     rollback_plan = models.TextField(blank=True)
@@ -201,6 +217,7 @@ class Rule(models.Model):
         "outputs",
         "rollback_plan",
         "test_cases",
+        "assign_to",
     )
     # The same, by column: what a version freezes; a promotion with none of them changed has nothing to promote.
     CONTRACT_FIELDS = (
@@ -215,6 +232,7 @@ class Rule(models.Model):
         "outputs",
         "rollback_plan",
         "test_cases",
+        "assign_to",
     )
 
     class Meta:

@@ -12,7 +12,8 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from exceptions.models import ExceptionReason
 from exceptions.services import exception_open
-from routing.assignment import pick_assignee
+from routing.accounts.leads import assignee_choice, lead_match_account
+from routing.assignment import Pick, pick_assignee
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
 from routing.governance.models import ShadowDecision
 from routing.integrations import events as integration_events
@@ -35,12 +36,14 @@ def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None
         if lead is None or lead.status != LeadStatus.RECEIVED:
             return lead
         now = timezone.now()
+        # The lead's account, matched before any rule reads it (routing/accounts); recorded with the lead.
+        account = lead_match_account(lead=lead, at=now)
         if not lead.email and not lead.phone:
             _to_exception(
                 lead,
                 reason=ExceptionReason.MISSING_CONTACT,
                 at=now,
-                inputs={field: getattr(lead, field) for field in CONTACT_FIELDS},
+                inputs={**{field: getattr(lead, field) for field in CONTACT_FIELDS}, "account_match": account.audit},
                 detail="The lead has neither an email address nor a phone number.",
             )
             return lead
@@ -50,27 +53,38 @@ def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None
                 lead,
                 reason=ExceptionReason.ENRICHMENT_FAILED,
                 at=now,
-                inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status},
+                inputs={
+                    "intent_score": lead.intent_score,
+                    "enrichment": lead.enrichment_status,
+                    "account_match": account.audit,
+                },
                 detail=f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes.",
                 queue=enrichment_review_queue(),
             )
             return lead
         view = lead.routing_view()
+        view["account"] = account.view
         match = ruleset.evaluate(view)
         if rulesets.shadow is not None:
             _record_shadow(lead, match, rulesets.shadow.evaluate(view), at=now)
+        inputs = {**match.inputs, "account_match": account.audit}
         if match.rule is None:
             _to_exception(
                 lead,
                 reason=ExceptionReason.NO_MATCHING_RULE,
                 at=now,
-                inputs=match.inputs,
+                inputs=inputs,
                 detail=f"None of the {len(ruleset)} production rules matched.",
             )
             return lead
 
         rule = match.rule  # the compiled version that decided, even if an edit landed since
-        pick = pick_assignee(queue_id=rule.queue_id)
+        choice = assignee_choice(assign_to=rule.assign_to, queue_id=rule.queue_id, account=account.account)
+        if choice.user is not None:
+            # The account's owner takes it in the rule's queue (and its SLA), member of it or not.
+            pick = Pick(queue=Queue.objects.get(pk=rule.queue_id), assignee=choice.user)
+        else:
+            pick = pick_assignee(queue_id=rule.queue_id)
         lead.queue, lead.rule_id, lead.rule_version, lead.routed_at = pick.queue, rule.id, rule.version, now
         if pick.assignee is None:
             chain = " → ".join((pick.queue.name, *pick.overflowed_from))
@@ -78,9 +92,9 @@ def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None
                 lead,
                 reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
                 at=now,
-                inputs=match.inputs,
+                inputs=inputs,
                 rule=rule,
-                detail=f"No available member under the cap in {chain}.",
+                detail=f"No available member under the cap in {chain}." + (f" ({choice.note})" if choice.note else ""),
             )
             return lead
 
@@ -90,12 +104,14 @@ def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None
             action=AuditAction.ROUTING_DECISION,
             lead=lead,
             rule=rule,
-            inputs=match.inputs,
+            inputs=inputs,
             outcome="assigned",
             at=now,
             data={
                 "queue": pick.queue.name,
                 "assignee": pick.assignee.get_username(),
+                "assigned_by": choice.how,
+                "assignee_note": choice.note,
                 "overflowed_from": list(pick.overflowed_from),
                 "enrichment": lead.enrichment_status or "not tried",
             },

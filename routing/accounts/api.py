@@ -11,8 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from exceptions.permissions import IsConsoleUser
+from routing.accounts.leads import sample_account
 from routing.accounts.models import Account
-from routing.accounts.selectors import account_list, account_match_for, accounts_by_pk
+from routing.accounts.selectors import account_list
 from routing.accounts.services import AccountError, account_delete, account_upsert
 from routing.governance.explain import SampleLeadError, sample_fields
 
@@ -62,25 +63,6 @@ class MatchSerializer(serializers.Serializer):
     confidence = serializers.FloatField()
     candidates = CandidateSerializer(many=True)
     why = serializers.CharField()
-
-
-def match_body(result) -> dict:
-    account = None
-    if result.account is not None:
-        row = accounts_by_pk([result.account.pk]).get(result.account.pk)
-        account = {
-            "account_id": result.account.account_id,
-            "name": result.account.name,
-            "owner": row.owner.get_username() if row is not None and row.owner_id else None,
-            "territory": row.territory if row is not None else "",
-        }
-    return {
-        "account": account,
-        "method": result.method,
-        "confidence": result.confidence,
-        "candidates": [c.as_dict() for c in result.candidates],
-        "why": result.why,
-    }
 
 
 class Pages(PageNumberPagination):
@@ -159,7 +141,4 @@ class AccountMatchView(APIView):
             lead = sample_fields(request.data)
         except SampleLeadError as exc:
             raise ValidationError(exc.errors) from None
-        result = account_match_for(
-            email=lead["email"], company=lead["company"], phone=lead["phone"], country=lead["country"]
-        )
-        return Response(MatchSerializer(match_body(result)).data)
+        return Response(MatchSerializer(sample_account(lead).as_body()).data)

@@ -98,9 +98,15 @@ def sample_fields(sample: Any) -> dict:
     return {name: getattr(clean, name) for name in Lead.ROUTABLE_FIELDS}
 
 
-def sample_view(sample: Any) -> dict:
-    """A pasted or test-case lead as the engine would see it, validated like intake (lead_id optional)."""
-    return Lead.view_from(sample_fields(sample))
+def sample_view(sample: Any, *, with_account: bool = True) -> dict:
+    """A pasted or test-case lead as the engine would see it, validated like intake (lead_id optional), with
+    its account matched against the accounts as they stand (a query; skipped when nothing reads `account.*`)."""
+    from routing.accounts.leads import sample_account
+
+    fields = sample_fields(sample)
+    view = Lead.view_from(fields)
+    view["account"] = sample_account(fields).view if with_account else None
+    return view
 
 
 @dataclass(frozen=True)

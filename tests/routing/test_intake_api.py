@@ -291,6 +291,7 @@ class TestLeadDetail:
             "assigned_at",
             "decisions",
             "exceptions",
+            "account",
         }
 
     def test_another_sources_lead_is_404(self, source_client):
