@@ -28,6 +28,11 @@ class Source(models.Model):
         max_length=TOKEN_PREFIX_LENGTH, editable=False, help_text="First characters of the token, to tell tokens apart."
     )
     is_active = models.BooleanField(default=True)
+    # Identity: this source's lead_ids are shared with other such sources (one id, one person, whichever
+    # source sends it), so a lead_id seen from another sharing source links the two leads.
+    shares_lead_ids = models.BooleanField(
+        default=False, db_default=False, help_text="Its lead_ids name the same person in every source that shares ids."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):

@@ -12,7 +12,8 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from exceptions.models import ExceptionReason
 from exceptions.services import exception_open
-from routing.accounts.leads import assignee_choice, lead_match_account
+from routing.accounts.identity import lead_link_identity, person_open_item, routing_choice
+from routing.accounts.leads import lead_match_account
 from routing.assignment import Pick, pick_assignee
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
 from routing.governance.models import ShadowDecision
@@ -36,14 +37,19 @@ def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None
         if lead is None or lead.status != LeadStatus.RECEIVED:
             return lead
         now = timezone.now()
-        # The lead's account, matched before any rule reads it (routing/accounts); recorded with the lead.
+        # The lead's account and person, found before any rule reads them (routing/accounts).
         account = lead_match_account(lead=lead, at=now)
+        identity = lead_link_identity(lead=lead, at=now)
         if not lead.email and not lead.phone:
             _to_exception(
                 lead,
                 reason=ExceptionReason.MISSING_CONTACT,
                 at=now,
-                inputs={**{field: getattr(lead, field) for field in CONTACT_FIELDS}, "account_match": account.audit},
+                inputs={
+                    **{field: getattr(lead, field) for field in CONTACT_FIELDS},
+                    "account_match": account.audit,
+                    "identity": identity.audit,
+                },
                 detail="The lead has neither an email address nor a phone number.",
             )
             return lead
@@ -57,6 +63,7 @@ def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None
                     "intent_score": lead.intent_score,
                     "enrichment": lead.enrichment_status,
                     "account_match": account.audit,
+                    "identity": identity.audit,
                 },
                 detail=f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes.",
                 queue=enrichment_review_queue(),
@@ -67,7 +74,7 @@ def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None
         match = ruleset.evaluate(view)
         if rulesets.shadow is not None:
             _record_shadow(lead, match, rulesets.shadow.evaluate(view), at=now)
-        inputs = {**match.inputs, "account_match": account.audit}
+        inputs = {**match.inputs, "account_match": account.audit, "identity": identity.audit}
         if match.rule is None:
             _to_exception(
                 lead,
@@ -79,9 +86,11 @@ def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None
             return lead
 
         rule = match.rule  # the compiled version that decided, even if an edit landed since
-        choice = assignee_choice(assign_to=rule.assign_to, queue_id=rule.queue_id, account=account.account)
+        choice = routing_choice(
+            assign_to=rule.assign_to, queue_id=rule.queue_id, account=account.account, identity=identity, now=now
+        )
         if choice.user is not None:
-            # The account's owner takes it in the rule's queue (and its SLA), member of it or not.
+            # The account's owner (or the person's sticky owner) takes it in the rule's queue, member or not.
             pick = Pick(queue=Queue.objects.get(pk=rule.queue_id), assignee=choice.user)
         else:
             pick = pick_assignee(queue_id=rule.queue_id)
@@ -177,7 +186,12 @@ def _to_exception(
     lead.status = LeadStatus.EXCEPTION
     lead.routed_at = at
     lead.save()
-    item = exception_open(lead=lead, reason=reason, detail=detail, at=at, queue=queue)
+    # The same person's unresolved item for this cause takes the lead in: one item per person and cause.
+    item = person_open_item(lead=lead, reason=reason)
+    if item is not None:
+        detail += f" Same person as lead {item.lead.lead_id}, whose item #{item.pk} is still open: no second item."
+    else:
+        item = exception_open(lead=lead, reason=reason, detail=detail, at=at, queue=queue)
     audit_record(
         action=AuditAction.ROUTING_DECISION,
         lead=lead,
@@ -187,6 +201,7 @@ def _to_exception(
         at=at,
         data={
             "exception_id": item.id,
+            "exception_of_same_person": item.lead_id != lead.id,
             "exception_queue": item.queue.name,
             "queue": lead.queue.name if lead.queue else None,
             "detail": detail,

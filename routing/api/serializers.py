@@ -49,6 +49,12 @@ class LeadAccountSerializer(serializers.Serializer):
     why = serializers.CharField()
 
 
+class SamePersonSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    lead_id = serializers.CharField()
+    origin = serializers.CharField(source="origin.name")
+
+
 class LeadDetailSerializer(serializers.ModelSerializer):
     origin = serializers.CharField(source="origin.name")
     queue = serializers.CharField(source="queue.name", allow_null=True, default=None)
@@ -56,6 +62,7 @@ class LeadDetailSerializer(serializers.ModelSerializer):
     decisions = serializers.SerializerMethodField()
     exceptions = LeadExceptionSerializer(many=True)
     account = serializers.SerializerMethodField()
+    identity = serializers.SerializerMethodField()
 
     class Meta:
         model = Lead
@@ -71,6 +78,7 @@ class LeadDetailSerializer(serializers.ModelSerializer):
             "decisions",
             "exceptions",
             "account",
+            "identity",
         ]
 
     @extend_schema_field(DecisionSerializer(many=True))
@@ -94,3 +102,10 @@ class LeadDetailSerializer(serializers.ModelSerializer):
             "confidence": match.confidence,
             "why": match.why,
         }
+
+    @extend_schema_field(SamePersonSerializer(many=True))
+    def get_identity(self, lead):
+        """The other leads of the same person (same normalised email, or a lead_id shared between sources)."""
+        from routing.accounts.identity import person_leads
+
+        return SamePersonSerializer(person_leads(lead).select_related("origin")[:50], many=True).data

@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils import timezone
 
-from routing.accounts.leads import LeadAccount, assignee_choice, recorded_account_view, sample_account
+from routing.accounts.identity import routing_choice, sample_identity
+from routing.accounts.leads import LeadAccount, recorded_account_view, sample_account
 from routing.assignment import pick_assignee
 from routing.engine import candidate_versions, production_versions, versions_live_at
 from routing.governance.explain import Explanation, explain, sample_fields
@@ -34,7 +36,13 @@ def routing_preview(*, sample: dict, candidate: bool = False) -> Preview:
     if decided is None:
         return Preview(explanation=explanation, queue=None, assignee=None, account=account)
     version = decided.version
-    choice = assignee_choice(assign_to=version.assign_to, queue_id=version.queue_id, account=account.account)
+    choice = routing_choice(
+        assign_to=version.assign_to,
+        queue_id=version.queue_id,
+        account=account.account,
+        identity=sample_identity(fields),
+        now=timezone.now(),
+    )
     if choice.user is not None:
         return Preview(
             explanation=explanation,

@@ -13,6 +13,7 @@ from django.views import View
 from audit.models import Override
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.selectors import lead_decisions, lead_trail
+from routing.accounts.identity import person_leads
 from routing.accounts.models import AccountMatch
 from routing.governance import services
 from routing.governance.explain import SampleLeadError, condition_text
@@ -309,5 +310,6 @@ class LeadView(ConsoleAccessMixin, View):
                 "items": lead.exceptions.select_related("queue").order_by("-opened_at"),
                 "now": timezone.now(),
                 "account_match": AccountMatch.objects.filter(lead=lead).select_related("account__owner").first(),
+                "same_person": person_leads(lead).select_related("origin", "assignee")[:50],
             },
         )

@@ -84,7 +84,9 @@ def test_preview_writes_nothing_and_routing_then_gives_the_previewed_assignee(en
     assert state() == before
     lead = routed(LeadFactory(**SAMPLE))
     assert (lead.queue.name, lead.assignee.username, lead.rule) == (previewed.queue, previewed.assignee, gb)
-    assert routing_preview(sample=SAMPLE).assignee == "dana"  # now the rotation did move
+    # Now the rotation did move (for another person: this one's next lead would stick to carl).
+    assert routing_preview(sample={**SAMPLE, "email": "someone.else@example.com"}).assignee == "dana"
+    assert routing_preview(sample=SAMPLE).assignee == "carl"
 
 
 def test_preview_stops_at_the_first_match(engaged, gb):
