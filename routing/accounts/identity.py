@@ -72,9 +72,12 @@ def lead_link_identity(*, lead: Lead, at) -> Identity:
     leads."""
     email, shared = identity_keys(lead)
     others = list(person_leads(lead).select_related("assignee", "origin")[:OTHERS_KEPT])
-    LeadIdentity.objects.update_or_create(
-        lead=lead,
-        defaults={"email_key": email, "shared_id": shared, "known_person": bool(others), "linked_at": at},
+    row = LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=bool(others), linked_at=at)
+    LeadIdentity.objects.bulk_create(
+        [row],
+        update_conflicts=True,
+        unique_fields=["lead"],
+        update_fields=["email_key", "shared_id", "known_person", "linked_at"],
     )
     return Identity(email, shared, others)
 

@@ -3,9 +3,9 @@ and pick the account's owner when a rule says `"assignee": "account_owner"`."""
 
 from dataclasses import dataclass
 
-from routing.accounts.matching import MatchMethod, MatchResult
+from routing.accounts.matching import MatchResult
 from routing.accounts.models import Account, AccountMatch
-from routing.accounts.selectors import account_match_for, account_view, accounts_by_pk
+from routing.accounts.selectors import account_match_for, facts_account, facts_view
 from routing.models import AssignTo, Lead, QueueMembership
 
 
@@ -53,14 +53,13 @@ class LeadAccount:
 
 
 def lead_account(result: MatchResult) -> LeadAccount:
-    """A match against the accounts as they stand (preview, test cases, the match API)."""
-    account = accounts_by_pk([result.account.pk]).get(result.account.pk) if result.account else None
-    method = result.method if account is not None or result.account is None else MatchMethod.NONE
+    """A match as routing uses it, built from the candidate row (no further query)."""
+    facts = result.account
     return LeadAccount(
-        account=account,
-        view=account_view(account),
-        method=method,
-        confidence=result.confidence if account is not None else 0.0,
+        account=facts_account(facts) if facts is not None else None,
+        view=facts_view(facts) if facts is not None else None,
+        method=result.method,
+        confidence=result.confidence,
         why=result.why,
         candidates=[c.as_dict() for c in result.candidates],
     )
@@ -80,19 +79,22 @@ def sample_account(fields: dict) -> LeadAccount:
 def lead_match_account(*, lead: Lead, at) -> LeadAccount:
     """Match the lead before routing and record it (one row per lead, replaced when it is routed again)."""
     matched = sample_account({name: getattr(lead, name) for name in ("email", "company", "phone", "country")})
-    AccountMatch.objects.update_or_create(
+    row = AccountMatch(
         lead=lead,
-        defaults={
-            "account": matched.account,
-            "method": matched.method,
-            "confidence": matched.confidence,
-            "why": matched.why,
-            "candidates": matched.candidates,
-            "account_view": matched.view,
-            "matched_at": at,
-        },
+        account_id=matched.account.pk if matched.account else None,
+        method=matched.method,
+        confidence=matched.confidence,
+        why=matched.why,
+        candidates=matched.candidates,
+        account_view=matched.view,
+        matched_at=at,
     )
+    # One statement, insert or replace (a lead routed again after a correction is matched again).
+    AccountMatch.objects.bulk_create([row], update_conflicts=True, unique_fields=["lead"], update_fields=MATCH_FIELDS)
     return matched
+
+
+MATCH_FIELDS = ["account", "method", "confidence", "why", "candidates", "account_view", "matched_at"]
 
 
 def recorded_account_view(lead: Lead) -> dict | None:

@@ -51,6 +51,11 @@ class AccountFacts:
     domains: tuple[str, ...]
     phone_key: str = ""
     country: str = ""
+    # Not read by the matcher: what routing shows the rules once the account is chosen.
+    territory: str = ""
+    attributes: dict | None = None
+    owner_id: int | None = None
+    owner: str | None = None  # username
 
 
 @dataclass(frozen=True)

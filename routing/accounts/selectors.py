@@ -1,6 +1,10 @@
 """Account reads: the candidates the matcher weighs for a lead, the console's list and page, a lead's match."""
 
-from django.db.models import Case, Count, IntegerField, Q, Value, When
+import json
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Count, Q
 
 from routing.accounts import normalize
 from routing.accounts.matching import (
@@ -14,63 +18,112 @@ from routing.accounts.matching import (
 from routing.accounts.models import Account, AccountDomain, AccountMatch
 
 MAX_CANDIDATES = 300
-FACT_FIELDS = ("pk", "account_id", "name", "name_key", "domains", "phone_key", "country")
+
+
+def _select(where: str) -> str:
+    account, user = Account._meta.db_table, get_user_model()._meta.db_table
+    return (
+        f"SELECT a.id, a.account_id, a.name, a.name_key, a.domains, a.phone_key, a.country, a.territory, "
+        f"a.attributes, a.owner_id, u.{get_user_model().USERNAME_FIELD} FROM {account} a "
+        f"LEFT JOIN {user} u ON u.id = a.owner_id WHERE {where}"
+    )
+
+
+def _placeholders(values) -> str:
+    return ", ".join(["%s"] * len(values))
 
 
 def match_candidates(signals: LeadSignals) -> list[AccountFacts]:
-    """Every account sharing a strong key with the lead (the email's domain or a parent of it, the exact name,
-    the phone), then accounts in the lead's country whose name starts with the same word
-    (close-name candidates, which need the country to agree). One query; strong keys sort first, so the cap
-    only ever drops close-name candidates."""
-    strong = Q()
+    """The accounts the matcher weighs for a lead: every account sharing a strong key with it (the email's
+    domain or a parent of it, the exact name, the phone), in one query of indexed lookups joined by UNION
+    (an OR across them would scan the table; SQL by hand, as the ORM's union costs more than the lookups).
+    Only when none of those can decide by domain or exact name, a second query adds accounts in the lead's
+    country whose name starts alike (close-name candidates, which need the country to agree), at most
+    MAX_CANDIDATES."""
+    parts, params = [], []
     if signals.chain:
-        strong |= Q(pk__in=AccountDomain.objects.filter(domain__in=signals.chain).values("account_id"))
+        domains = AccountDomain._meta.db_table
+        parts.append(
+            _select(f"a.id IN (SELECT account_id FROM {domains} WHERE domain IN ({_placeholders(signals.chain)}))")
+        )
+        params += signals.chain
     if signals.name_key:
-        strong |= Q(name_key=signals.name_key)
+        parts.append(_select("a.name_key = %s AND a.name_key <> ''"))
+        params.append(signals.name_key)
     if signals.phone_key:
-        strong |= Q(phone_key=signals.phone_key)
-    wanted = strong
-    if signals.name_key and signals.country:
-        wanted |= Q(name_token=normalize.name_token(signals.name_key), country=signals.country)
-    if not wanted:
-        return []
-    rows = (
-        Account.objects.filter(wanted)
-        .annotate(weak=Case(When(strong, then=Value(0)), default=Value(1), output_field=IntegerField()))
-        .order_by("weak", "pk")
-        .values_list(*FACT_FIELDS)[:MAX_CANDIDATES]
-        if strong
-        else Account.objects.filter(wanted).order_by("pk").values_list(*FACT_FIELDS)[:MAX_CANDIDATES]
+        parts.append(_select("a.phone_key = %s AND a.phone_key <> ''"))
+        params.append(signals.phone_key)
+    facts: dict[int, AccountFacts] = {}
+    with connection.cursor() as cursor:
+        if parts:
+            cursor.execute(" UNION ".join(parts), params)
+            facts = {row[0]: _facts(row) for row in cursor.fetchall()}
+        decided = any(
+            set(f.domains) & set(signals.chain) or (signals.name_key and f.name_key == signals.name_key)
+            for f in facts.values()
+        )
+        if not decided and signals.name_key and signals.country:
+            where = "a.name_token = %s AND a.country = %s AND a.name_token <> '' ORDER BY a.id LIMIT %s"
+            cursor.execute(_select(where), [normalize.name_token(signals.name_key), signals.country, MAX_CANDIDATES])
+            for row in cursor.fetchall():
+                facts.setdefault(row[0], _facts(row))
+    return [facts[pk] for pk in sorted(facts)]
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _facts(row) -> AccountFacts:
+    pk, account_id, name, key, domains, phone, country, territory, attributes, owner_id, owner = row
+    return AccountFacts(
+        pk,
+        account_id,
+        name,
+        key,
+        tuple(_json(domains) or ()),
+        phone,
+        country,
+        territory,
+        _json(attributes),
+        owner_id,
+        owner,
     )
-    return [
-        AccountFacts(pk, account_id, name, key, tuple(domains), phone, country)
-        for pk, account_id, name, key, domains, phone, country in rows
-    ]
+
+
+def facts_account(facts: AccountFacts) -> Account:
+    """An Account instance from the candidate row (no query; `owner` is fetched if read)."""
+    return Account(
+        pk=facts.pk,
+        account_id=facts.account_id,
+        name=facts.name,
+        domains=list(facts.domains),
+        country=facts.country,
+        territory=facts.territory,
+        attributes=facts.attributes or {},
+        owner_id=facts.owner_id,
+        name_key=facts.name_key,
+        phone_key=facts.phone_key,
+    )
+
+
+def facts_view(facts: AccountFacts) -> dict:
+    """The account as rule conditions read it: `account.id` (the CRM's id), `.name`, `.owner` (username),
+    `.territory`, `.country` and each attribute (a fixed field wins over an attribute of the same name)."""
+    return {
+        **(facts.attributes or {}),
+        "id": facts.account_id,
+        "name": facts.name,
+        "owner": facts.owner,
+        "territory": facts.territory or None,
+        "country": facts.country or None,
+    }
 
 
 def account_match_for(*, email=None, company=None, phone=None, country=None) -> MatchResult:
     """Match a lead's fields against the accounts as they stand (no writes)."""
     signals = lead_signals(email=email, company=company, phone=phone, country=country)
     return match_account(signals, match_candidates(signals))
-
-
-def account_view(account: Account | None) -> dict | None:
-    """The account as rule conditions read it: `account.id`, `.name`, `.owner` (username), `.territory`,
-    `.country` and each attribute (a fixed field wins over an attribute of the same name)."""
-    if account is None:
-        return None
-    return {
-        **(account.attributes or {}),
-        "id": account.account_id,
-        "name": account.name,
-        "owner": account.owner.get_username() if account.owner_id else None,
-        "territory": account.territory or None,
-        "country": account.country or None,
-    }
-
-
-def accounts_by_pk(pks) -> dict[int, Account]:
-    return {a.pk: a for a in Account.objects.filter(pk__in=list(pks)).select_related("owner")}
 
 
 def account_list(*, search: str = ""):
