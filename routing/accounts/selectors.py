@@ -4,13 +4,12 @@ import json
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, Q
+from django.db.models import Q
 
 from routing.accounts import normalize
 from routing.accounts.matching import (
     AccountFacts,
     LeadSignals,
-    MatchMethod,
     MatchResult,
     lead_signals,
     match_account,
@@ -153,32 +152,3 @@ def account_leads(account: Account, *, limit: int = 100):
         .select_related("lead__origin", "lead__queue", "lead__assignee", "lead__rule")
         .order_by("-matched_at", "-lead_id")[:limit]
     )
-
-
-def matching_by_origin(*, since, until) -> dict:
-    """Dashboard: per origin, of the leads received in [since, until) and matched before routing, how many
-    matched an account, how many were ambiguous, and how many belonged to a person seen before. Live, from
-    the match and identity rows (one grouped query)."""
-    from routing.models import Lead
-
-    unmatched = [MatchMethod.NONE, MatchMethod.AMBIGUOUS]
-    rows = list(
-        Lead.objects.filter(received_at__gte=since, received_at__lt=until, account_match__isnull=False)
-        .values("origin__name")
-        .annotate(
-            routed=Count("id"),
-            matched=Count("id", filter=~Q(account_match__method__in=unmatched)),
-            ambiguous=Count("id", filter=Q(account_match__method=MatchMethod.AMBIGUOUS)),
-            known_person=Count("id", filter=Q(identity__known_person=True)),
-        )
-        .order_by("origin__name")
-    )
-    for row in rows:
-        row["match_rate"] = _percent(row["matched"], row["routed"])
-    totals = {key: sum(row[key] for row in rows) for key in ("routed", "matched", "ambiguous", "known_person")}
-    totals["match_rate"] = _percent(totals["matched"], totals["routed"])
-    return {"origins": rows, "totals": totals}
-
-
-def _percent(part: int, whole: int) -> float | None:
-    return round(100 * part / whole, 1) if whole else None

@@ -12,7 +12,6 @@ from django.views import View
 
 from audit.models import AuditEvent, Override
 from exceptions.permissions import ConsoleAccessMixin
-from routing.accounts.selectors import matching_by_origin
 from routing.dashboard.rollups import MANUAL_TOUCHES, latency_sql
 from routing.dashboard.selectors import Window, dashboard_figures, window_for
 from routing.models import Lead
@@ -57,7 +56,6 @@ class DashboardView(ConsoleAccessMixin, View):
                 "current": current or "7d",
                 "now": now,
                 "charts": chart_data(figures),
-                "accounts": matching_by_origin(since=window.since, until=window.until),
                 **figures,
             },
         )

@@ -1,7 +1,8 @@
-"""The dashboard's accounts and identity figures, per origin."""
+"""The dashboard's accounts and identity figures, per origin, from the daily rollup."""
 
 import pytest
 
+from routing.dashboard.rollups import dashboard_rollup_recent
 from routing.services import lead_route
 from tests.factories import AccountFactory, LeadFactory, MembershipFactory, QueueFactory, RuleFactory, SourceFactory
 
@@ -24,11 +25,12 @@ def test_match_rate_ambiguous_and_known_people_per_origin(client, ops_person, ru
     ]:
         lead = LeadFactory(origin=origin, email=email, company=company, country=None)
         lead_route(lead_id=lead.pk)
+    dashboard_rollup_recent()
     client.force_login(ops_person)
     response = client.get("/console/dashboard/")
-    rows = {row["origin__name"]: row for row in response.context["accounts"]["origins"]}
-    assert (rows["web"]["routed"], rows["web"]["matched"], rows["web"]["ambiguous"]) == (3, 2, 1)
+    rows = {row["origin"]: row for row in response.context["accounts"]["origins"]}
+    assert (rows["web"]["checked"], rows["web"]["matched"], rows["web"]["ambiguous"]) == (3, 2, 1)
     assert rows["web"]["known_person"] == 1 and rows["web"]["match_rate"] == 66.7
     assert (rows["chat"]["matched"], rows["chat"]["match_rate"]) == (0, 0.0)
-    assert response.context["accounts"]["totals"]["routed"] == 4
+    assert response.context["accounts"]["totals"]["checked"] == 4
     assert 'id="account-matching"' in response.content.decode()

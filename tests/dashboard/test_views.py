@@ -71,7 +71,7 @@ def test_the_query_count_does_not_grow_with_the_range_or_the_data(
 ):
     client.force_login(ops_person)
     client.get(DAY)  # warm the session and content types
-    with django_assert_num_queries(16) as one_day:  # 15, and one for accounts and identity per origin
+    with django_assert_num_queries(15) as one_day:
         client.get(DAY)
     for n in range(20):
         assigned_lead(
