@@ -138,9 +138,13 @@ def account_upsert(*, account_id: str, data: dict, by=None) -> tuple[Account, bo
     if errors:
         raise AccountError(errors)
     with transaction.atomic():
-        account = Account.objects.select_for_update().filter(account_id=clean.account_id).first()
-        created = account is None
-        account = _fill(account or Account(account_id=clean.account_id), clean)
+        # Claim the id first, so two PUTs of a new account at once do not collide on the unique id: one
+        # inserts, the other waits for its lock, then updates.
+        created = not Account.objects.filter(account_id=clean.account_id).exists()
+        if created:
+            Account.objects.bulk_create([Account(account_id=clean.account_id, name=clean.name)], ignore_conflicts=True)
+        account = Account.objects.select_for_update().get(account_id=clean.account_id)
+        account = _fill(account, clean)
         account.save()
         account.domain_rows.all().delete()
         AccountDomain.objects.bulk_create(_domain_rows(account))

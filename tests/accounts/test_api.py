@@ -68,3 +68,29 @@ def test_only_console_people_use_it(source_client, outsider):
     client = APIClient()
     client.force_authenticate(outsider)
     assert client.post("/api/v1/accounts/match/", {"email": "a@b.com"}, format="json").status_code == 403
+
+
+def test_concurrent_puts_of_a_new_account_both_succeed(transactional_db, ops_person):
+    import threading
+
+    from django.db import connection
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=ops_person).key
+    codes = []
+
+    def put(name):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        codes.append(
+            client.put("/api/v1/accounts/NEW/", {"name": name, "domains": "new.com"}, format="json").status_code
+        )
+        connection.close()
+
+    threads = [threading.Thread(target=put, args=(f"New {n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(codes)[-1] in (200, 201) and all(code in (200, 201) for code in codes)
+    assert Account.objects.filter(account_id="NEW").count() == 1
