@@ -27,3 +27,33 @@ def test_account_page_shows_owner_and_attributes(client, ops_person, sam):
 def test_outsiders_get_403(client, outsider):
     client.force_login(outsider)
     assert client.get("/console/accounts/").status_code == 403
+
+
+def test_an_exception_item_shows_the_account_and_the_same_person(client, ops_person, rule_owner):
+    from exceptions.models import ExceptionItem
+    from routing.services import lead_route
+    from tests.factories import LeadFactory, QueueFactory, RuleFactory
+
+    QueueFactory(name="Triage")
+    RuleFactory(owner=rule_owner, condition={"field": "country", "op": "eq", "value": "FR"})
+    AccountFactory(account_id="A-1", name="Acme Corporation", domains=["acme.com"])
+    first = LeadFactory(email="jo@acme.com", country="GB", lead_id="first")
+    second = LeadFactory(email="jo@acme.com", country="GB", lead_id="second", status="assigned")
+    lead_route(lead_id=first.pk)
+    from routing.accounts.identity import lead_link_identity
+
+    lead_link_identity(lead=second, at=second.received_at)
+    client.force_login(ops_person)
+    page = client.get(f"/console/items/{ExceptionItem.objects.get().pk}/").content.decode()
+    assert "Acme Corporation" in page and "Same person" in page and ">second<" in page
+
+
+def test_seed_demo_loads_the_demo_accounts():
+    import io
+
+    from django.core.management import call_command
+
+    from routing.accounts.selectors import account_match_for
+
+    call_command("seed_demo", stdout=io.StringIO())
+    assert account_match_for(email="ana.ito@acme.example").account.account_id == "DEMO-ACME"
