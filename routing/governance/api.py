@@ -40,6 +40,9 @@ class RuleSerializer(serializers.Serializer):
     owner = serializers.CharField(source="rule.owner.username", allow_null=True, default=None)
     priority = serializers.IntegerField(source="rule.priority")
     queue = serializers.CharField(source="rule.queue.name")
+    assignee = serializers.CharField(
+        source="rule.assign_to", help_text='then.assignee: "account_owner", "queue", or "" (sticky, else the queue)'
+    )
     sla_minutes = serializers.IntegerField(source="rule.sla_minutes", allow_null=True)
     production_version = serializers.IntegerField(
         source="rule.production_version.number", allow_null=True, default=None

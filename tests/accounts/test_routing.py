@@ -240,3 +240,11 @@ def test_unknown_account_field_names_are_refused():
     with pytest.raises(ConditionError, match="account.<id"):
         validate_condition({"field": "accounts.id", "op": "exists"})
     UserFactory()
+
+
+def test_the_rules_api_names_the_assignee(rules, ops_person):
+    client = APIClient()
+    client.force_authenticate(ops_person)
+    rows = {row["name"]: row for row in client.get("/api/v1/rules/").json()}
+    assert rows["Known accounts to their owner"]["assignee"] == "account_owner"
+    assert rows["Everyone else"]["assignee"] == ""
