@@ -164,7 +164,7 @@ class LeadDetailView(APIView):
         responses={200: LeadDetailSerializer, 404: OpenApiResponse(description="No such lead.")},
     )
     def get(self, request, pk: int):
-        leads = Lead.objects.select_related("origin", "queue", "assignee").prefetch_related(
+        leads = Lead.objects.select_related("origin", "queue", "assignee", "account_match").prefetch_related(
             Prefetch("audit_events", queryset=AuditEvent.objects.select_related("rule")),
             "exceptions",
         )
