@@ -15,8 +15,8 @@ from audit.models import AuditAction
 from audit.services import audit_event
 from exceptions.models import ExceptionReason
 from exceptions.services import Opening, exceptions_open
-from routing.accounts.identity import lead_link_identity, person_open_item, routing_choice
-from routing.accounts.leads import lead_match_account
+from routing.accounts.identity import leads_link_identities, one_lead_per_person, person_open_item, routing_choice
+from routing.accounts.leads import leads_match_accounts
 from routing.assignment import Pick, pick_assignees
 from routing.bulk import bulk_insert
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
@@ -47,17 +47,32 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
     decisions and outbox rows. Returns the leads it routed.
 
     Idempotent: a lead no longer `received` (routed by an earlier delivery of the same task) is left alone.
-    With `skip_locked`, a lead another worker holds is skipped: that worker is routing it."""
+    With `skip_locked`, a lead another worker holds is skipped: that worker is routing it. A second lead of the
+    same person waits for the first to be routed and committed (a batch of its own, after), so it sees the
+    first's owner and exception item as if the two had come one after the other."""
     rulesets = rulesets or routing_rulesets()
+    routed, later = _route_batch(lead_ids, rulesets, skip_locked)
+    while later:
+        more, later = _route_batch(later, rulesets, skip_locked)
+        routed += more
+    return routed
+
+
+def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[Lead], list[int]]:
+    """Route one lead per person among `lead_ids`, in one transaction; returns (the leads routed, the ids of the
+    persons' other leads, left for the next batch)."""
     ruleset = rulesets.production
     with transaction.atomic():
-        leads = list(
+        locked = list(
             Lead.objects.select_for_update(skip_locked=skip_locked, no_key=True, of=("self",))  # NO KEY: assignment.py
             .filter(pk__in=list(lead_ids), status=LeadStatus.RECEIVED)
             .select_related("origin")
             .order_by("id")
         )
+        leads, later = one_lead_per_person(locked)
         now = timezone.now()
+        accounts = leads_match_accounts(leads=leads, at=now)
+        identities = leads_link_identities(leads=leads, at=now)
         by_queue: dict[int, list[Decided]] = defaultdict(list)  # leads the queue's strategy assigns
         direct: list[tuple[Decided, Pick]] = []  # leads an account owner or a sticky owner takes
         shadows: list[ShadowDecision] = []
@@ -65,8 +80,7 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
         queues: dict[int, Queue] = {}
         for lead in leads:
             # The lead's account and person, found before any rule reads them (routing/accounts).
-            account = lead_match_account(lead=lead, at=now)
-            identity = lead_link_identity(lead=lead, at=now)
+            account, identity = accounts[lead.pk], identities[lead.pk]
             found = {"account_match": account.audit, "identity": identity.audit}
             if not lead.email and not lead.phone:
                 unroutable.append(
@@ -150,7 +164,7 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
             assigned.append((decided, pick))
         _record_assignments(assigned, at=now)
         _record_exceptions(unroutable, at=now)  # nobody eligible
-    return leads
+    return leads, [lead.pk for lead in later]
 
 
 @dataclass(frozen=True)

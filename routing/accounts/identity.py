@@ -16,7 +16,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 
 from exceptions.models import UNRESOLVED, ExceptionItem
 from routing.accounts.leads import Choice, assignee_choice, unavailable_because
@@ -70,16 +71,65 @@ OTHERS_KEPT = 20
 def lead_link_identity(*, lead: Lead, at) -> Identity:
     """Record the lead's identity keys (replacing them when it is routed again) and find its person's other
     leads."""
-    email, shared = identity_keys(lead)
-    others = list(person_leads(lead).select_related("assignee", "origin")[:OTHERS_KEPT])
-    row = LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=bool(others), linked_at=at)
+    return leads_link_identities(leads=[lead], at=at)[lead.pk]
+
+
+def one_lead_per_person(leads: list[Lead]) -> tuple[list[Lead], list[Lead]]:
+    """Split a batch (in order) into the first lead of each person and the rest."""
+    seen: set[tuple[str, str]] = set()
+    first, rest = [], []
+    for lead in leads:
+        email, shared = identity_keys(lead)
+        keys = {("email", email)} if email else set()
+        if shared:
+            keys.add(("shared", shared))
+        (rest if keys & seen else first).append(lead)
+        seen |= keys
+    return first, rest
+
+
+def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
+    """`lead_link_identity` for a routing batch, by lead id: one read of the people's recorded leads (at most
+    OTHERS_KEPT + 1 per key, newest first) and one write of the batch's keys. The batch must hold one lead per
+    person (routing.services.leads_route defers repeats): leads of the batch do not see each other."""
+    keys = {lead.pk: identity_keys(lead) for lead in leads}
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for field, position in (("email_key", 0), ("shared_id", 1)):
+        wanted = {key[position] for key in keys.values() if key[position]}
+        if not wanted:
+            continue
+        newest = Window(
+            RowNumber(), partition_by=F(field), order_by=[F("lead__received_at").desc(), F("lead_id").desc()]
+        )
+        rows = (
+            LeadIdentity.objects.filter(**{f"{field}__in": wanted})
+            .annotate(rank=newest)
+            .filter(rank__lte=OTHERS_KEPT + 1)
+            .values_list(field, "lead_id")
+        )
+        for value, lead_id in rows:
+            by_key.setdefault((field, value), []).append(lead_id)
+    wanted_leads = {lead_id for ids in by_key.values() for lead_id in ids}
+    known = Lead.objects.select_related("assignee", "origin").in_bulk(wanted_leads)
+    identities = {}
+    rows = []
+    for lead in leads:
+        email, shared = keys[lead.pk]
+        ids = set(by_key.get(("email_key", email), []) if email else []) | set(
+            by_key.get(("shared_id", shared), []) if shared else []
+        )
+        ids.discard(lead.pk)
+        others = sorted((known[i] for i in ids if i in known), key=lambda o: (o.received_at, o.pk), reverse=True)
+        others = others[:OTHERS_KEPT]
+        identities[lead.pk] = Identity(email, shared, others)
+        rows.append(LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=bool(others), linked_at=at))
     LeadIdentity.objects.bulk_create(
-        [row],
+        rows,
         update_conflicts=True,
         unique_fields=["lead"],
         update_fields=["email_key", "shared_id", "known_person", "linked_at"],
     )
-    return Identity(email, shared, others)
+    return identities
 
 
 def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime) -> Choice | None:

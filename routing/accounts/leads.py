@@ -78,20 +78,32 @@ def sample_account(fields: dict) -> LeadAccount:
 
 def lead_match_account(*, lead: Lead, at) -> LeadAccount:
     """Match the lead before routing and record it (one row per lead, replaced when it is routed again)."""
-    matched = sample_account({name: getattr(lead, name) for name in ("email", "company", "phone", "country")})
-    row = AccountMatch(
-        lead=lead,
-        account_id=matched.account.pk if matched.account else None,
-        method=matched.method,
-        confidence=matched.confidence,
-        why=matched.why,
-        candidates=matched.candidates,
-        account_view=matched.view,
-        matched_at=at,
-    )
+    return leads_match_accounts(leads=[lead], at=at)[lead.pk]
+
+
+def leads_match_accounts(*, leads: list[Lead], at) -> dict[int, LeadAccount]:
+    """Match each lead of a routing batch, and record the matches in one write; by lead id."""
+    matches = {
+        lead.pk: sample_account({name: getattr(lead, name) for name in ("email", "company", "phone", "country")})
+        for lead in leads
+    }
+    rows = [
+        AccountMatch(
+            lead=lead,
+            account_id=matched.account.pk if matched.account else None,
+            method=matched.method,
+            confidence=matched.confidence,
+            why=matched.why,
+            candidates=matched.candidates,
+            account_view=matched.view,
+            matched_at=at,
+        )
+        for lead in leads
+        for matched in (matches[lead.pk],)
+    ]
     # One statement, insert or replace (a lead routed again after a correction is matched again).
-    AccountMatch.objects.bulk_create([row], update_conflicts=True, unique_fields=["lead"], update_fields=MATCH_FIELDS)
-    return matched
+    AccountMatch.objects.bulk_create(rows, update_conflicts=True, unique_fields=["lead"], update_fields=MATCH_FIELDS)
+    return matches
 
 
 MATCH_FIELDS = ["account", "method", "confidence", "why", "candidates", "account_view", "matched_at"]

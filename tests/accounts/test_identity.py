@@ -80,6 +80,31 @@ def test_a_persons_new_lead_sticks_to_the_owner_of_their_open_lead(everyone):
     assert stranger.assignee != first.assignee  # round robin carried on
 
 
+def test_two_leads_of_one_person_in_one_batch_go_to_one_owner(everyone):
+    """A batch defers a person's second lead until the first is routed, as if they had come one by one."""
+    from routing.services import leads_route
+
+    first, second, stranger = LeadFactory(email="jo@acme.com"), LeadFactory(email="JO@acme.com"), LeadFactory()
+    routed = leads_route(lead_ids=[first.pk, second.pk, stranger.pk])
+    assert {lead.pk for lead in routed} == {first.pk, second.pk, stranger.pk}
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert second.assignee == first.assignee
+    assert decision(second).data["assigned_by"] == "sticky"
+    assert decision(second).inputs["identity"]["same_person"] == [first.pk]
+
+
+def test_two_leads_of_one_person_without_contact_in_one_batch_share_one_item(everyone):
+    from routing.services import leads_route
+
+    crm = SourceFactory(name="crm", shares_lead_ids=True)
+    first = LeadFactory(lead_id="P-7", email=None, phone=None, origin=crm)
+    second = LeadFactory(lead_id="P-7", email=None, phone=None, origin=SourceFactory(name="web", shares_lead_ids=True))
+    leads_route(lead_ids=[first.pk, second.pk])
+    assert ExceptionItem.objects.count() == 1
+    assert decision(second).data["exception_of_same_person"] is True
+
+
 def test_sticky_ownership_ends_with_the_window(everyone):
     first = routed(email="jo@acme.com")
     Lead.objects.filter(pk=first.pk).update(assigned_at=timezone.now() - dt.timedelta(days=31))
