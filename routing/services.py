@@ -82,6 +82,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[
             # The lead's account and person, found before any rule reads them (routing/accounts).
             account, identity = accounts[lead.pk], identities[lead.pk]
             found = {"account_match": account.audit, "identity": identity.audit}
+            known = bool(identity.others)
             if not lead.email and not lead.phone:
                 unroutable.append(
                     Unroutable(
@@ -89,6 +90,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[
                         reason=ExceptionReason.MISSING_CONTACT,
                         inputs={**{field: getattr(lead, field) for field in CONTACT_FIELDS}, **found},
                         detail="The lead has neither an email address nor a phone number.",
+                        known_person=known,
                     )
                 )
                 continue
@@ -102,6 +104,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[
                             f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes."
                         ),
                         queue=enrichment_review_queue(),
+                        known_person=known,
                     )
                 )
                 continue
@@ -118,6 +121,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[
                         reason=ExceptionReason.NO_MATCHING_RULE,
                         inputs=inputs,
                         detail=f"None of the {len(ruleset)} production rules matched.",
+                        known_person=known,
                     )
                 )
                 continue
@@ -125,7 +129,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[
             choice = routing_choice(
                 assign_to=rule.assign_to, queue_id=rule.queue_id, account=account.account, identity=identity, now=now
             )
-            decided = Decided(lead, rule, inputs, choice)
+            decided = Decided(lead, rule, inputs, choice, known)
             if choice.user is not None:
                 # The account's owner (or the person's sticky owner) takes it in the rule's queue, member or not.
                 if rule.queue_id not in queues:
@@ -157,6 +161,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[
                         inputs=decided.inputs,
                         rule=rule,
                         detail=f"No available member under the cap in {chain}.{note}",
+                        known_person=decided.known_person,
                     )
                 )
                 continue
@@ -175,6 +180,7 @@ class Decided:
     rule: CompiledRule
     inputs: dict
     choice: object  # routing.accounts.leads.Choice: user None means the queue's strategy picks
+    known_person: bool
 
 
 def _record_assignments(assigned: list[tuple[Decided, Pick]], *, at) -> None:
@@ -256,6 +262,7 @@ class Unroutable:
     detail: str
     rule: CompiledRule | None = None
     queue: Queue | None = None
+    known_person: bool = True  # False: the lead's person has no other lead, so no other item to join
 
 
 def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
@@ -266,7 +273,10 @@ def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
     for entry in unroutable:
         entry.lead.status, entry.lead.routed_at = LeadStatus.EXCEPTION, at
     leads_assignment_write([entry.lead for entry in unroutable], EXCEPTION_FIELDS, at=at)
-    held = {id(entry): person_open_item(lead=entry.lead, reason=entry.reason) for entry in unroutable}
+    held = {
+        id(entry): person_open_item(lead=entry.lead, reason=entry.reason) if entry.known_person else None
+        for entry in unroutable
+    }
     to_open = [entry for entry in unroutable if held[id(entry)] is None]
     opened = exceptions_open(
         openings=[Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue) for e in to_open], at=at
