@@ -5,12 +5,12 @@ with a legal form, one or two domains, some with a subdomain entry, a phone and 
 vocabulary the labelled set does not use, and 1% of them sharing a name with another account) are imported
 through `accounts_import`, as `manage.py import_accounts` would (its time is printed too). Then:
 
-- precision and recall over the 286 labelled leads, matched against all of them (so the 100,000 others may
+- precision and recall over the 287 labelled leads, matched against all of them (so the 100,000 others may
   steal or tie a match);
 - the time to match one lead as routing does (`account_match_for`: the candidate query on PostgreSQL, then
   the pure matcher), over the labelled leads repeated to --calls calls, with median, P95 and mean;
 - the same, plus recording the match as `lead_route` does (`lead_match_account`: one upsert of the lead's
-  match row) inside one open transaction, as in routing (the commit is routing's, not timed), over 286
+  match row) inside one open transaction, as in routing (the commit is routing's, not timed), over 287
   stored leads;
 - the pure matcher alone over the same candidates (no database);
 - the floor, alternating with the matching call by call: one indexed primary-key lookup of an account on a
