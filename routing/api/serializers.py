@@ -105,7 +105,11 @@ class LeadDetailSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(SamePersonSerializer(many=True))
     def get_identity(self, lead):
-        """The other leads of the same person (same normalised email, or a lead_id shared between sources)."""
+        """The other leads of the same person (same normalised email, or a lead_id shared between sources);
+        a capture source sees only its own."""
         from routing.accounts.identity import person_leads
 
-        return SamePersonSerializer(person_leads(lead).select_related("origin")[:50], many=True).data
+        others = person_leads(lead).select_related("origin")
+        if self.context.get("source") is not None:
+            others = others.filter(origin=self.context["source"])
+        return SamePersonSerializer(others[:50], many=True).data

@@ -44,7 +44,8 @@ def decision(lead):
 
 
 def test_leads_with_the_same_normalised_email_are_linked_across_sources(everyone, ops_person, client):
-    first = routed(email="jo.doe@gmail.com", origin=SourceFactory(name="web"))
+    web_form = SourceFactory(name="web")
+    first = routed(email="jo.doe@gmail.com", origin=web_form)
     second = routed(email="jodoe+demo@googlemail.com", origin=SourceFactory(name="chat"))
     other = routed(email="someone@gmail.com")
     assert LeadIdentity.objects.get(lead=second).known_person
@@ -55,6 +56,9 @@ def test_leads_with_the_same_normalised_email_are_linked_across_sources(everyone
     assert identity == [{"id": first.pk, "lead_id": first.lead_id, "origin": "web"}]
     assert [x["id"] for x in api.get(f"/api/v1/leads/{first.pk}/").json()["identity"]] == [second.pk]
     assert api.get(f"/api/v1/leads/{other.pk}/").json()["identity"] == []
+    web = APIClient()
+    web.credentials(HTTP_AUTHORIZATION=f"Token {web_form.token}")
+    assert web.get(f"/api/v1/leads/{first.pk}/").json()["identity"] == []  # a source sees only its own leads
     client.force_login(ops_person)
     page = client.get(f"/console/leads/{first.pk}/").content.decode()
     assert second.lead_id in page and "Same person" in page
