@@ -67,19 +67,39 @@ class Identity:
 OTHERS_KEPT = 20
 
 
-def lead_link_identity(*, lead: Lead, at) -> Identity:
-    """Record the lead's identity keys (replacing them when it is routed again) and find its person's other
-    leads."""
-    email, shared = identity_keys(lead)
-    others = list(person_leads(lead).select_related("assignee", "origin")[:OTHERS_KEPT])
-    row = LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=bool(others), linked_at=at)
+def leads_link_identities(*, leads, at) -> dict[int, Identity]:
+    """Record each lead's identity keys (replacing them when it is routed again) and find its person's other
+    leads: those recorded before (a query per lead, at most OTHERS_KEPT), and those earlier in this batch.
+    One upsert for all of them. {lead pk: its identity}."""
+    found: dict[int, Identity] = {}
+    seen: list[tuple[Lead, str, str]] = []
+    for lead in sorted(leads, key=lambda lead: lead.pk):
+        email, shared = identity_keys(lead)
+        others = list(person_leads(lead).select_related("assignee", "origin")[:OTHERS_KEPT])
+        batch = [o for o, e, s in seen if (email and e == email) or (shared and s == shared)]
+        found[lead.pk] = Identity(email, shared, [*reversed(batch), *[o for o in others if o not in batch]])
+        seen.append((lead, email, shared))
+    rows = [
+        LeadIdentity(
+            lead=lead,
+            email_key=found[lead.pk].email_key,
+            shared_id=found[lead.pk].shared_id,
+            known_person=bool(found[lead.pk].others),
+            linked_at=at,
+        )
+        for lead in leads
+    ]
     LeadIdentity.objects.bulk_create(
-        [row],
+        rows,
         update_conflicts=True,
         unique_fields=["lead"],
         update_fields=["email_key", "shared_id", "known_person", "linked_at"],
     )
-    return Identity(email, shared, others)
+    return found
+
+
+def lead_link_identity(*, lead: Lead, at) -> Identity:
+    return leads_link_identities(leads=[lead], at=at)[lead.pk]
 
 
 def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime) -> Choice | None:

@@ -76,22 +76,33 @@ def sample_account(fields: dict) -> LeadAccount:
     )
 
 
-def lead_match_account(*, lead: Lead, at) -> LeadAccount:
-    """Match the lead before routing and record it (one row per lead, replaced when it is routed again)."""
-    matched = sample_account({name: getattr(lead, name) for name in ("email", "company", "phone", "country")})
-    row = AccountMatch(
-        lead=lead,
-        account_id=matched.account.pk if matched.account else None,
-        method=matched.method,
-        confidence=matched.confidence,
-        why=matched.why,
-        candidates=matched.candidates,
-        account_view=matched.view,
-        matched_at=at,
-    )
+def leads_match_accounts(*, leads, at) -> dict[int, LeadAccount]:
+    """Match each lead before routing and record it (one row per lead, replaced when it is routed again):
+    a candidate query per lead, then one upsert for all of them. {lead pk: its match}."""
+    matched = {
+        lead.pk: sample_account({name: getattr(lead, name) for name in ("email", "company", "phone", "country")})
+        for lead in leads
+    }
+    rows = [
+        AccountMatch(
+            lead=lead,
+            account_id=m.account.pk if m.account else None,
+            method=m.method,
+            confidence=m.confidence,
+            why=m.why,
+            candidates=m.candidates,
+            account_view=m.view,
+            matched_at=at,
+        )
+        for lead, m in ((lead, matched[lead.pk]) for lead in leads)
+    ]
     # One statement, insert or replace (a lead routed again after a correction is matched again).
-    AccountMatch.objects.bulk_create([row], update_conflicts=True, unique_fields=["lead"], update_fields=MATCH_FIELDS)
+    AccountMatch.objects.bulk_create(rows, update_conflicts=True, unique_fields=["lead"], update_fields=MATCH_FIELDS)
     return matched
+
+
+def lead_match_account(*, lead: Lead, at) -> LeadAccount:
+    return leads_match_accounts(leads=[lead], at=at)[lead.pk]
 
 
 MATCH_FIELDS = ["account", "method", "confidence", "why", "candidates", "account_view", "matched_at"]

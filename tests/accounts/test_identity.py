@@ -131,3 +131,23 @@ def test_a_person_gets_one_exception_item_per_cause_while_it_is_open(rule_owner)
 def test_create_source_can_declare_shared_ids():
     call_command("create_source", "crm", "--shares-lead-ids", stdout=io.StringIO())
     assert Source.objects.get(name="crm").shares_lead_ids
+
+
+def test_a_batch_links_its_own_leads_of_one_person_and_records_every_match():
+    from routing.accounts.identity import leads_link_identities
+    from routing.accounts.leads import leads_match_accounts
+    from routing.accounts.models import AccountMatch
+    from tests.factories import AccountFactory
+
+    AccountFactory(account_id="A-1", name="Acme Corporation", domains=["acme.com"])
+    earlier = LeadFactory(email="jo@acme.com")
+    LeadIdentity.objects.create(lead=earlier, email_key="jo@acme.com", linked_at=timezone.now())
+    one, two, other = LeadFactory(email="jo@acme.com"), LeadFactory(email="Jo@Acme.com"), LeadFactory(email="x@y.io")
+    now = timezone.now()
+    identities = leads_link_identities(leads=[one, two, other], at=now)
+    assert [lead.pk for lead in identities[two.pk].others] == [one.pk, earlier.pk]
+    assert [lead.pk for lead in identities[one.pk].others] == [earlier.pk]
+    assert identities[other.pk].others == []
+    matches = leads_match_accounts(leads=[one, two, other], at=now)
+    assert matches[one.pk].account.account_id == "A-1" and matches[other.pk].account is None
+    assert AccountMatch.objects.filter(lead__in=[one, two, other]).count() == 3
