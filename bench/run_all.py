@@ -6,6 +6,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script in ("engine.py", "http_intake.py", "end_to_end.py", "exceptions.py", "replay.py", "dashboard.py"):
+SCRIPTS = (
+    "engine.py",
+    "http_intake.py",
+    "end_to_end.py",
+    "exceptions.py",
+    "replay.py",
+    "dashboard.py",
+    "account_matching.py",
+)
+for script in SCRIPTS:
     print(f"\n== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], cwd=HERE, check=True)
