@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 
 from exceptions.models import UNRESOLVED, ExceptionItem
@@ -71,6 +72,7 @@ def leads_link_identities(*, leads, at) -> dict[int, Identity]:
     """Record each lead's identity keys (replacing them when it is routed again) and find its person's other
     leads: those recorded before (a query per lead, at most OTHERS_KEPT), and those earlier in this batch.
     One upsert for all of them. {lead pk: its identity}."""
+    _lock_people([key for lead in leads for key in identity_keys(lead) if key])
     found: dict[int, Identity] = {}
     seen: list[tuple[Lead, str, str]] = []
     for lead in sorted(leads, key=lambda lead: lead.pk):
@@ -96,6 +98,18 @@ def leads_link_identities(*, leads, at) -> dict[int, Identity]:
         update_fields=["email_key", "shared_id", "known_person", "linked_at"],
     )
     return found
+
+
+def _lock_people(keys: list[str]) -> None:
+    """Routing of one person's leads takes turns until commit (a transaction-scoped advisory lock per key,
+    taken in key order so two batches never wait in a circle): the second lead sees the first's identity,
+    assignment and exception item, so concurrent workers neither split a person nor open two items. Only
+    PostgreSQL has the locks; elsewhere (the SQLite demo) one worker routes at a time anyway."""
+    if not keys or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for key in sorted(set(keys)):
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 13))", [f"person:{key}"])
 
 
 def lead_link_identity(*, lead: Lead, at) -> Identity:
