@@ -5,12 +5,12 @@ with a legal form, one or two domains, some with a subdomain entry, a phone and 
 vocabulary the labelled set does not use, and 1% of them sharing a name with another account) are imported
 through `accounts_import`, as `manage.py import_accounts` would (its time is printed too). Then:
 
-- precision and recall over the 286 labelled leads, matched against all of them (so the 100,000 others may
+- precision and recall over the 287 labelled leads, matched against all of them (so the 100,000 others may
   steal or tie a match);
 - the time to match one lead as routing does (`account_match_for`: the candidate query on PostgreSQL, then
   the pure matcher), over the labelled leads repeated to --calls calls, with median, P95 and mean;
 - the same, plus recording the match as `lead_route` does (`lead_match_account`: one upsert of the lead's
-  match row) inside one open transaction, as in routing (the commit is routing's, not timed), over 286
+  match row) inside one open transaction, as in routing (the commit is routing's, not timed), over 287
   stored leads;
 - the pure matcher alone over the same candidates (no database);
 - the floor, alternating with the matching call by call: one indexed primary-key lookup of an account on a
@@ -21,12 +21,16 @@ Goal: matching adds < 1 ms per lead at 100,000 accounts.
 
 Everything runs in a database of its own (handoff_bench_accounts), recreated on each run.
 
-    python bench/account_matching.py [--accounts 100000] [--calls 3000]
+    python bench/account_matching.py [--accounts 100000] [--calls 3000]    (HANDOFF_BENCH_TINY=1: 1,000 and 100)
 """
 
 import os
 
-os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/handoff_bench_accounts")
+TINY = os.environ.get("HANDOFF_BENCH_TINY", "") not in ("", "0")  # a smoke run: seconds, figures meaningless
+# A database of its own (a tiny run's apart, so a smoke run never drops a real run's).
+os.environ.setdefault(
+    "BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/handoff_bench_accounts{'_tiny' if TINY else ''}"
+)
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
@@ -87,9 +91,12 @@ def labelled_csv(accounts: list[dict]) -> bytes:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--accounts", type=int, default=100_000)
-    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--accounts", type=int, default=1_000 if TINY else 100_000)
+    parser.add_argument("--calls", type=int, default=100 if TINY else 3000)
     args = parser.parse_args()
+    # Celery puts the working directory on sys.path when Django starts: from bench/, bench/exceptions.py would
+    # shadow the exceptions app.
+    os.chdir(ROOT)
     print(f"# Account matching, {args.accounts:,} synthetic accounts + the labelled set; {machine()}")
     recreate_database()
 

@@ -245,6 +245,7 @@ def build() -> dict:
         ("t@northwindtrading.com", "Northwind Trading", "US"),
         ("t@gmail.com", "Northwind Trading Co", "US"),
         ("p@gmail.com", "Summit Healthcare", "US"),
+        ("q@gmail.com", "Summit Wealth", "US"),
         ("p@summitdental.com", "Summit Dental", "US"),
         ("z@yahoo.com", "Contoso Pharmaceuticals", "GB"),
         ("m@fourthcoffeeroasters.com", "Fourth Coffee Roasters", "US"),

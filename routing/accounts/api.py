@@ -3,6 +3,7 @@ anything. Console people only (a session, or a personal token); capture sources 
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from pydantic import ValidationError as PydanticValidationError
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
@@ -15,7 +16,7 @@ from routing.accounts.leads import sample_account
 from routing.accounts.models import Account
 from routing.accounts.selectors import account_list
 from routing.accounts.services import AccountError, account_delete, account_upsert
-from routing.intake import SampleLeadError, sample_fields
+from routing.intake import LeadIn, validation_errors
 
 
 class AccountSerializer(serializers.ModelSerializer):
@@ -137,8 +138,10 @@ class AccountMatchView(APIView):
         responses={200: MatchSerializer, 400: OpenApiResponse(description="Invalid lead fields.")},
     )
     def post(self, request):
-        try:
-            lead = sample_fields(request.data)
-        except SampleLeadError as exc:
-            raise ValidationError(exc.errors) from None
-        return Response(MatchSerializer(sample_account(lead).as_body()).data)
+        if not isinstance(request.data, dict):
+            raise ValidationError({"lead": ["Expected a JSON object with the lead's fields."]})
+        try:  # validated as intake validates, lead_id optional
+            lead = LeadIn.model_validate({"lead_id": "match", **request.data})
+        except PydanticValidationError as exc:
+            raise ValidationError(validation_errors(exc)) from None
+        return Response(MatchSerializer(sample_account(lead.model_dump()).as_body()).data)

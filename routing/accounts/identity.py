@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 
@@ -90,9 +91,11 @@ def one_lead_per_person(leads: list[Lead]) -> tuple[list[Lead], list[Lead]]:
 
 def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
     """`lead_link_identity` for a routing batch, by lead id: one read of the people's recorded leads (at most
-    OTHERS_KEPT + 1 per key, newest first) and one write of the batch's keys. The batch must hold one lead per
-    person (routing.services.leads_route defers repeats): leads of the batch do not see each other."""
+    OTHERS_KEPT + 1 per key, newest first) and one write of the batch's keys. A lead also sees the leads of its
+    person earlier in the batch (routing.services.leads_route routes such a lead in a later batch anyway, so
+    that it also sees their owner)."""
     keys = {lead.pk: identity_keys(lead) for lead in leads}
+    _lock_people([key for pair in keys.values() for key in pair if key])
     by_key: dict[tuple[str, str], list[int]] = {}
     for field, position in (("email_key", 0), ("shared_id", 1)):
         wanted = {key[position] for key in keys.values() if key[position]}
@@ -113,15 +116,22 @@ def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
     known = Lead.objects.select_related("assignee", "origin").in_bulk(wanted_leads)
     identities = {}
     rows = []
-    for lead in leads:
+    seen: list[Lead] = []  # this batch's leads so far, in id order
+    for lead in sorted(leads, key=lambda lead: lead.pk):
         email, shared = keys[lead.pk]
         ids = set(by_key.get(("email_key", email), []) if email else []) | set(
             by_key.get(("shared_id", shared), []) if shared else []
         )
         ids.discard(lead.pk)
-        others = sorted((known[i] for i in ids if i in known), key=lambda o: (o.received_at, o.pk), reverse=True)
-        others = others[:OTHERS_KEPT]
+        in_batch = [
+            o for o in reversed(seen) if (email and keys[o.pk][0] == email) or (shared and keys[o.pk][1] == shared)
+        ]
+        recorded = sorted(
+            (known[i] for i in ids if i in known and i not in keys), key=lambda o: (o.received_at, o.pk), reverse=True
+        )
+        others = [*in_batch, *recorded][:OTHERS_KEPT]
         identities[lead.pk] = Identity(email, shared, others)
+        seen.append(lead)
         rows.append(LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=bool(others), linked_at=at))
     LeadIdentity.objects.bulk_create(
         rows,
@@ -130,6 +140,18 @@ def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
         update_fields=["email_key", "shared_id", "known_person", "linked_at"],
     )
     return identities
+
+
+def _lock_people(keys: list[str]) -> None:
+    """Routing of one person's leads takes turns until commit (a transaction-scoped advisory lock per key,
+    taken in key order so two batches never wait in a circle): the second lead sees the first's identity,
+    assignment and exception item, so concurrent workers neither split a person nor open two items. Only
+    PostgreSQL has the locks; elsewhere (the SQLite demo) one worker routes at a time anyway."""
+    if not keys or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for key in sorted(set(keys)):
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 13))", [f"person:{key}"])
 
 
 def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime) -> Choice | None:

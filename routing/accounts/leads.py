@@ -106,6 +106,7 @@ def leads_match_accounts(*, leads: list[Lead], at) -> dict[int, LeadAccount]:
     return matches
 
 
+
 MATCH_FIELDS = ["account", "method", "confidence", "why", "candidates", "account_view", "matched_at"]
 
 

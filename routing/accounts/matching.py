@@ -5,8 +5,9 @@ Signals, per candidate account:
 - **domain**: the email's host, or a parent of it, is one of the account's domains (`eu.acme.com` → `acme.com`;
   `acme.co.uk` is one registrable name, never `co.uk`). Free-mail addresses give no domain signal.
 - **name**: the normalised company names are equal (exact), or close: same number of words, each word equal
-  or one typo apart (two in words of 9+ letters), at most two typos in all, or equal once spaces are dropped.
-  "Acme Dental" is neither exact nor close to "Acme".
+  or one typo apart (two in words of 9+ letters; never in words under 5 letters, nor in the first letter),
+  at most two typos in all, or equal once spaces are dropped. "Acme Dental" is neither exact nor close to
+  "Acme", nor "Summit Wealth" to "Summit Health".
 - **phone** (last 8 digits equal) and **country**.
 
 Who may match (false matches are worse than misses):
@@ -149,7 +150,8 @@ def close_names(a: str, b: str) -> bool:
             continue
         shortest = min(len(x), len(y))
         allowed = 2 if shortest >= 9 else 1 if shortest >= 5 else 0
-        if allowed == 0 or x.isdigit() or y.isdigit():
+        # Typos rarely hit the first letter; other words often differ just there ("health", "wealth").
+        if allowed == 0 or x[0] != y[0] or x.isdigit() or y.isdigit():
             return False
         distance = normalize.osa_distance(x, y, allowed)
         if distance > allowed:

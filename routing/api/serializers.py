@@ -106,5 +106,9 @@ class LeadDetailSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(SamePersonSerializer(many=True))
     def get_identity(self, lead):
-        """The other leads of the same person (same normalised email, or a lead_id shared between sources)."""
-        return SamePersonSerializer(person_leads(lead).select_related("origin")[:50], many=True).data
+        """The other leads of the same person (same normalised email, or a lead_id shared between sources);
+        a capture source sees only its own."""
+        others = person_leads(lead).select_related("origin")
+        if self.context.get("source") is not None:
+            others = others.filter(origin=self.context["source"])
+        return SamePersonSerializer(others[:50], many=True).data

@@ -168,6 +168,7 @@ class LeadDetailView(APIView):
             Prefetch("audit_events", queryset=AuditEvent.objects.select_related("rule")),
             "exceptions",
         )
-        if isinstance(request.auth, Source):
-            leads = leads.filter(origin=request.auth)  # a source sees only its own leads
-        return Response(LeadDetailSerializer(get_object_or_404(leads, pk=pk)).data)
+        source = request.auth if isinstance(request.auth, Source) else None
+        if source is not None:
+            leads = leads.filter(origin=source)  # a source sees only its own leads
+        return Response(LeadDetailSerializer(get_object_or_404(leads, pk=pk), context={"source": source}).data)

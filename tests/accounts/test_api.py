@@ -94,3 +94,13 @@ def test_concurrent_puts_of_a_new_account_both_succeed(transactional_db, ops_per
         thread.join()
     assert sorted(codes)[-1] in (200, 201) and all(code in (200, 201) for code in codes)
     assert Account.objects.filter(account_id="NEW").count() == 1
+
+
+def test_the_list_api_costs_the_same_queries_for_3_or_30_accounts(api, sam, django_assert_num_queries):
+    AccountFactory.create_batch(3, owner=sam)
+    api.get("/api/v1/accounts/")
+    with django_assert_num_queries(5) as few:  # source token, person token, groups, count, page with owners
+        api.get("/api/v1/accounts/")
+    AccountFactory.create_batch(27, owner=sam)
+    with django_assert_num_queries(len(few.captured_queries)):
+        api.get("/api/v1/accounts/")

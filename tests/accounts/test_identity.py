@@ -44,7 +44,8 @@ def decision(lead):
 
 
 def test_leads_with_the_same_normalised_email_are_linked_across_sources(everyone, ops_person, client):
-    first = routed(email="jo.doe@gmail.com", origin=SourceFactory(name="web"))
+    web_form = SourceFactory(name="web")
+    first = routed(email="jo.doe@gmail.com", origin=web_form)
     second = routed(email="jodoe+demo@googlemail.com", origin=SourceFactory(name="chat"))
     other = routed(email="someone@gmail.com")
     assert LeadIdentity.objects.get(lead=second).known_person
@@ -55,6 +56,9 @@ def test_leads_with_the_same_normalised_email_are_linked_across_sources(everyone
     assert identity == [{"id": first.pk, "lead_id": first.lead_id, "origin": "web"}]
     assert [x["id"] for x in api.get(f"/api/v1/leads/{first.pk}/").json()["identity"]] == [second.pk]
     assert api.get(f"/api/v1/leads/{other.pk}/").json()["identity"] == []
+    web = APIClient()
+    web.credentials(HTTP_AUTHORIZATION=f"Token {web_form.token}")
+    assert web.get(f"/api/v1/leads/{first.pk}/").json()["identity"] == []  # a source sees only its own leads
     client.force_login(ops_person)
     page = client.get(f"/console/leads/{first.pk}/").content.decode()
     assert second.lead_id in page and "Same person" in page
@@ -152,3 +156,23 @@ def test_a_person_gets_one_exception_item_per_cause_while_it_is_open(rule_owner)
 def test_create_source_can_declare_shared_ids():
     call_command("create_source", "crm", "--shares-lead-ids", stdout=io.StringIO())
     assert Source.objects.get(name="crm").shares_lead_ids
+
+
+def test_a_batch_links_its_own_leads_of_one_person_and_records_every_match():
+    from routing.accounts.identity import leads_link_identities
+    from routing.accounts.leads import leads_match_accounts
+    from routing.accounts.models import AccountMatch
+    from tests.factories import AccountFactory
+
+    AccountFactory(account_id="A-1", name="Acme Corporation", domains=["acme.com"])
+    earlier = LeadFactory(email="jo@acme.com")
+    LeadIdentity.objects.create(lead=earlier, email_key="jo@acme.com", linked_at=timezone.now())
+    one, two, other = LeadFactory(email="jo@acme.com"), LeadFactory(email="Jo@Acme.com"), LeadFactory(email="x@y.io")
+    now = timezone.now()
+    identities = leads_link_identities(leads=[one, two, other], at=now)
+    assert [lead.pk for lead in identities[two.pk].others] == [one.pk, earlier.pk]
+    assert [lead.pk for lead in identities[one.pk].others] == [earlier.pk]
+    assert identities[other.pk].others == []
+    matches = leads_match_accounts(leads=[one, two, other], at=now)
+    assert matches[one.pk].account.account_id == "A-1" and matches[other.pk].account is None
+    assert AccountMatch.objects.filter(lead__in=[one, two, other]).count() == 3

@@ -52,6 +52,7 @@ def test_keys_for_domains_phones_and_emails():
     assert close_names("northwnd traders", "northwind traders")
     assert not close_names("acme dental", "acme metal")
     assert not close_names("acme dental", "acme")
+    assert not close_names("summit wealth", "summit health")
 
 
 def test_email_domain_matches_with_subdomains_and_case(acme):

@@ -57,3 +57,22 @@ def test_seed_demo_loads_the_demo_accounts():
 
     call_command("seed_demo", stdout=io.StringIO())
     assert account_match_for(email="ana.ito@acme.example").account.account_id == "DEMO-ACME"
+
+
+def test_hostile_values_are_escaped(client, ops_person):
+    account = AccountFactory(name="<script>alert(1)</script> Ltd", territory="<b>x</b>", attributes={"k": "<i>"})
+    client.force_login(ops_person)
+    for url in ("/console/accounts/", f"/console/accounts/{account.pk}/"):
+        page = client.get(url).content.decode()
+        assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_the_list_costs_the_same_queries_for_3_or_30_accounts(client, ops_person, sam, django_assert_num_queries):
+    client.force_login(ops_person)
+    AccountFactory.create_batch(3, owner=sam)
+    client.get("/console/accounts/")
+    with django_assert_num_queries(5) as few:  # session, user, groups, count, page with owners
+        client.get("/console/accounts/")
+    AccountFactory.create_batch(27, owner=sam)
+    with django_assert_num_queries(len(few.captured_queries)):
+        client.get("/console/accounts/")
