@@ -31,6 +31,9 @@ class AuditAction(models.TextChoices):
     INCIDENT_RESOLVED = "incident.resolved", "Incident resolved"
     RULES_IMPORTED = "rules.imported", "Rules imported"
     SOURCE_CREATED = "source.created", "Capture source created"
+    ACCOUNT_SAVED = "account.saved", "Account saved"
+    ACCOUNT_DELETED = "account.deleted", "Account deleted"
+    ACCOUNTS_IMPORTED = "accounts.imported", "Accounts imported"
 
 
 class AppendOnlyError(Exception):

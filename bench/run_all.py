@@ -19,6 +19,7 @@ SCRIPTS = (
     "exception_console.py",
     "replay.py",
     "dashboard.py",
+    "account_matching.py",
 )
 
 if "--tiny" in sys.argv:

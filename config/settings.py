@@ -290,6 +290,9 @@ HANDOFF = {
     "CHECKLIST_RECIPIENTS": env_list("HANDOFF_CHECKLIST_RECIPIENTS"),
     # A rule with this many manual overrides in one ISO week is flagged on its page and in sign-off.
     "OVERRIDE_FLAG_THRESHOLD": env_int("HANDOFF_OVERRIDE_FLAG_THRESHOLD", 3),
+    # Sticky ownership: a person's new lead goes to whoever holds their open lead assigned within this many
+    # days (unless the deciding rule says `"assignee": "queue"` or "account_owner"). 0 turns it off.
+    "STICKY_OWNERSHIP_DAYS": env_int("HANDOFF_STICKY_OWNERSHIP_DAYS", 30),
     # Links in notification emails point here.
     "CONSOLE_URL": env_str("HANDOFF_CONSOLE_URL", "http://127.0.0.1:8000"),
     # /metrics answers a request bearing this token ("Authorization: Bearer …"), or a direct (not proxied)

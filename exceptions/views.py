@@ -25,6 +25,8 @@ from exceptions.selectors import (
     notifications_for,
     queue_overview,
 )
+from routing.accounts.identity import person_leads
+from routing.accounts.models import AccountMatch
 from routing.governance.preview import lead_explanation
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,8 @@ class ItemDetailView(ConsoleAccessMixin, View):
                 "trail": trail,
                 "timeline": item_timeline(item),
                 "now": timezone.now(),
+                "account_match": AccountMatch.objects.filter(lead=item.lead).select_related("account__owner").first(),
+                "same_person": person_leads(item.lead).select_related("origin", "assignee")[:50],
                 "assign_form": AssignForm(initial={"version": item.version, "assignee": item.assignee_id}),
                 "resolve_form": ResolveForm(),
                 "waiting_form": WaitingForm(),

@@ -11,9 +11,9 @@ from routing.models import Lead, Queue, QueueMembership, Rule, Source
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ["name", "token_prefix", "is_active", "created_at"]
+    list_display = ["name", "token_prefix", "is_active", "shares_lead_ids", "created_at"]
     readonly_fields = ["token_prefix", "created_at"]
-    fields = ["name", "is_active", "token_prefix", "created_at"]
+    fields = ["name", "is_active", "shares_lead_ids", "token_prefix", "created_at"]
 
     def has_add_permission(self, request):
         return False  # tokens are issued by `manage.py create_source`, which shows the token once

@@ -36,7 +36,12 @@ MEMBERSHIP_OPS = ("in", "not_in")
 STRING_OPS = ("contains", "startswith", "endswith", "matches")
 PRESENCE_OPS = ("exists", "missing")
 OPS = COMPARISON_OPS + MEMBERSHIP_OPS + STRING_OPS + PRESENCE_OPS
-FIELD_PATTERN = "^(" + "|".join(LEAD_FIELDS) + r"|attributes(\.[A-Za-z0-9_\-]+)+)$"
+# The lead's matched account (routing/accounts): missing when no account matched. Its CRM attributes are
+# read the same way, `account.<attribute>`; a fixed field wins over an attribute of the same name.
+ACCOUNT_FIELDS = ("id", "name", "owner", "territory", "country")
+# Fields holding an object, read as `<root>.<key>[.<key>…]`.
+NESTED_ROOTS = ("attributes", "account")
+FIELD_PATTERN = "^(" + "|".join(LEAD_FIELDS) + r"|(attributes|account)(\.[A-Za-z0-9_\-]+)+)$"
 MAX_DEPTH = 12
 MAX_PATTERN_LENGTH = 500  # characters of a `matches` pattern (the limit the schema has always had)
 
@@ -122,7 +127,10 @@ def _location(root: str, path: Sequence[Any]) -> str:
 
 def _message(error) -> str:
     if error.validator == "pattern" and error.path and error.path[-1] == "field":
-        return f"unknown field {error.instance!r}; use one of {', '.join(LEAD_FIELDS)} or attributes.<key>"
+        return (
+            f"unknown field {error.instance!r}; use one of {', '.join(LEAD_FIELDS)}, attributes.<key> or "
+            f"account.<{'|'.join(ACCOUNT_FIELDS)}|attribute>"
+        )
     if error.validator == "enum" and error.path and error.path[-1] == "op":
         return f"unknown op {error.instance!r}; use one of {', '.join(OPS)}"
     if error.validator == "additionalProperties" and not error.path:
@@ -235,9 +243,10 @@ def fields_read(condition: dict) -> list[str]:
 
 def read_field(view: dict, field: str):
     """A lead field's value from the engine's view of the lead; None when missing."""
-    if not field.startswith("attributes."):
+    root, dot, rest = field.partition(".")
+    if not dot or root not in NESTED_ROOTS:
         return view.get(field)
-    return _dig(view.get("attributes"), tuple(field.split(".")[1:]))
+    return _dig(view.get(root), tuple(rest.split(".")))
 
 
 def _dig(value, keys):
@@ -318,12 +327,15 @@ class _Compiler:
 
     def prelude(self) -> list[str]:
         lines = ["    g = L.get"]
-        if any(field.startswith("attributes.") for field in self.fields):
-            lines.append("    A = g('attributes')")
+        holders = {"attributes": "A", "account": "C"}
+        for root, name in holders.items():
+            if any(field.startswith(root + ".") for field in self.fields):
+                lines.append(f"    {name} = g({root!r})")
         for field, index in self.fields.items():
-            if field.startswith("attributes."):
-                keys = tuple(field.split(".")[1:])
-                lines.append(f"    f{index} = _dig(A, {self.const(keys)})")
+            root, dot, rest = field.partition(".")
+            if dot and root in holders:
+                keys = tuple(rest.split("."))
+                lines.append(f"    f{index} = _dig({holders[root]}, {self.const(keys)})")
             else:
                 lines.append(f"    f{index} = g({field!r})")
             kinds = [kind for kind, i in sorted(self.views) if i == index]

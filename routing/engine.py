@@ -24,6 +24,7 @@ class CompiledRule:
     owner_id: int | None
     queue_id: int
     sla_minutes: int
+    assign_to: str = ""  # routing.models.AssignTo
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class RuleSet:
                 owner_id=r.owner_id,
                 queue_id=r.queue_id,
                 sla_minutes=r.sla_minutes,
+                assign_to=r.assign_to,
             )
             for r in ordered
         )

@@ -247,3 +247,20 @@ def leads_waiting_for_routing(*, max_age_seconds: float = 1.0) -> int:
     if _waiting_cache is None or now - _waiting_cache[0] > max_age_seconds:
         _waiting_cache = (now, Lead.objects.filter(status=LeadStatus.RECEIVED).count())
     return _waiting_cache[1]
+
+
+class SampleLeadError(ValueError):
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
+
+
+def sample_fields(sample: Any) -> dict:
+    """A pasted or test-case lead's fields, validated like intake (lead_id optional)."""
+    if not isinstance(sample, dict):
+        raise SampleLeadError({"lead": ["Expected a JSON object with the lead's fields."]})
+    try:
+        clean = LeadIn.model_validate({"lead_id": "sample", **sample})
+    except ValidationError as exc:
+        raise SampleLeadError(validation_errors(exc)) from None
+    return {name: getattr(clean, name) for name in Lead.ROUTABLE_FIELDS}

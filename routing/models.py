@@ -28,6 +28,11 @@ class Source(models.Model):
         max_length=TOKEN_PREFIX_LENGTH, editable=False, help_text="First characters of the token, to tell tokens apart."
     )
     is_active = models.BooleanField(default=True)
+    # Identity: this source's lead_ids are shared with other such sources (one id, one person, whichever
+    # source sends it), so a lead_id seen from another sharing source links the two leads.
+    shares_lead_ids = models.BooleanField(
+        default=False, db_default=False, help_text="Its lead_ids name the same person in every source that shares ids."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):
@@ -156,6 +161,14 @@ class RuleStage(models.TextChoices):
 TEST_RESULT_FIELDS = ("test_results", "test_status", "test_run_at", "test_fingerprint")
 
 
+class AssignTo(models.TextChoices):
+    """Who in the rule's queue gets the lead (a rule's `then.assignee`)."""
+
+    DEFAULT = "", "The person's sticky owner, else the queue's strategy"
+    ACCOUNT_OWNER = "account_owner", "The matched account's owner, else the queue's strategy"
+    QUEUE = "queue", "The queue's strategy (never sticky)"
+
+
 class Rule(models.Model):
     """A routing rule: its identity and owner, and the working copy of its contract (the draft).
 
@@ -175,6 +188,14 @@ class Rule(models.Model):
         Queue, on_delete=models.PROTECT, related_name="rules", help_text="Action: assign matching leads to this queue."
     )
     sla_minutes = models.PositiveIntegerField(null=True, blank=True, help_text="Assign within this many minutes.")
+    assign_to = models.CharField(
+        max_length=16,
+        choices=AssignTo.choices,
+        default=AssignTo.DEFAULT,
+        db_default=AssignTo.DEFAULT,  # rows written by older code (and data migrations) get the default
+        blank=True,
+        help_text="then.assignee",
+    )
     inputs = models.TextField(blank=True)
     outputs = models.TextField(blank=True)
     rollback_plan = models.TextField(blank=True)
@@ -214,6 +235,7 @@ class Rule(models.Model):
         "outputs",
         "rollback_plan",
         "test_cases",
+        "assign_to",
     )
     # The same, by column: what a version freezes; a promotion with none of them changed has nothing to promote.
     CONTRACT_FIELDS = (
@@ -228,6 +250,7 @@ class Rule(models.Model):
         "outputs",
         "rollback_plan",
         "test_cases",
+        "assign_to",
     )
 
     class Meta:
@@ -343,6 +366,7 @@ class RuleSetGeneration(models.Model):
         return f"rule set generation {self.value}"
 
 
+from routing.accounts.models import Account, AccountDomain, AccountMatch, LeadIdentity  # noqa: E402,F401
 from routing.dashboard.models import (  # noqa: E402,F401
     DailyDeliveryStat,
     DailyLeadStat,

@@ -15,7 +15,7 @@ from routing.conditions import ConditionError, validate_condition
 from routing.governance.gates import TEST_CASES_SCHEMA, cases_problems
 from routing.governance.replay import replay_execute, replay_request
 from routing.governance.services import PromotionBlocked, rule_draft_save, rule_promote, same_content
-from routing.models import AssignmentStrategy, Queue, QueueMembership, Rule, RuleStage
+from routing.models import AssignmentStrategy, AssignTo, Queue, QueueMembership, Rule, RuleStage
 
 User = get_user_model()
 
@@ -123,7 +123,7 @@ RULES_FILE_SCHEMA = {
                         "type": "object",
                         "required": ["queue"],
                         "additionalProperties": False,
-                        "properties": {"queue": _text},
+                        "properties": {"queue": _text, "assignee": {"enum": ["account_owner", "queue"]}},
                     },
                     "sla_minutes": _minutes,
                     "description": _text,
@@ -278,6 +278,7 @@ def _import_rules(items: list[dict], *, by) -> dict[str, int]:
         rule.condition = item["when"]
         rule.queue = Queue.objects.get(name=item["then"]["queue"])
         rule.sla_minutes = item.get("sla_minutes")
+        rule.assign_to = item["then"].get("assignee", AssignTo.DEFAULT)
         rule.test_cases = item.get("test_cases", [])
         for key in ("description", "inputs", "outputs", "rollback_plan"):
             setattr(rule, key, item.get(key, ""))
@@ -394,7 +395,7 @@ def rules_export() -> dict:
                 "priority": r.priority,
                 "stage": r.stage,
                 "when": r.condition,
-                "then": {"queue": r.queue.name},
+                "then": {"queue": r.queue.name, **({"assignee": r.assign_to} if r.assign_to else {})},
                 "sla_minutes": r.sla_minutes,
                 "description": r.description,
                 "inputs": r.inputs,

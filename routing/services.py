@@ -15,6 +15,8 @@ from audit.models import AuditAction
 from audit.services import audit_event
 from exceptions.models import ExceptionReason
 from exceptions.services import Opening, exceptions_open
+from routing.accounts.identity import leads_link_identities, one_lead_per_person, person_open_item, routing_choice
+from routing.accounts.leads import leads_match_accounts
 from routing.assignment import Pick, pick_assignees
 from routing.bulk import bulk_insert
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
@@ -45,28 +47,50 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
     decisions and outbox rows. Returns the leads it routed.
 
     Idempotent: a lead no longer `received` (routed by an earlier delivery of the same task) is left alone.
-    With `skip_locked`, a lead another worker holds is skipped: that worker is routing it."""
+    With `skip_locked`, a lead another worker holds is skipped: that worker is routing it. A second lead of the
+    same person waits for the first to be routed and committed (a batch of its own, after), so it sees the
+    first's owner and exception item as if the two had come one after the other."""
     rulesets = rulesets or routing_rulesets()
+    routed, later = _route_batch(lead_ids, rulesets, skip_locked)
+    while later:
+        more, later = _route_batch(later, rulesets, skip_locked)
+        routed += more
+    return routed
+
+
+def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[Lead], list[int]]:
+    """Route one lead per person among `lead_ids`, in one transaction; returns (the leads routed, the ids of the
+    persons' other leads, left for the next batch)."""
     ruleset = rulesets.production
     with transaction.atomic():
-        leads = list(
+        locked = list(
             Lead.objects.select_for_update(skip_locked=skip_locked, no_key=True, of=("self",))  # NO KEY: assignment.py
             .filter(pk__in=list(lead_ids), status=LeadStatus.RECEIVED)
             .select_related("origin")
             .order_by("id")
         )
+        leads, later = one_lead_per_person(locked)
         now = timezone.now()
-        by_queue: dict[int, list[tuple[Lead, Match]]] = defaultdict(list)
+        accounts = leads_match_accounts(leads=leads, at=now)
+        identities = leads_link_identities(leads=leads, at=now)
+        by_queue: dict[int, list[Decided]] = defaultdict(list)  # leads the queue's strategy assigns
+        direct: list[tuple[Decided, Pick]] = []  # leads an account owner or a sticky owner takes
         shadows: list[ShadowDecision] = []
         unroutable: list[Unroutable] = []  # what goes to a person, written together at the end
+        queues: dict[int, Queue] = {}
         for lead in leads:
+            # The lead's account and person, found before any rule reads them (routing/accounts).
+            account, identity = accounts[lead.pk], identities[lead.pk]
+            found = {"account_match": account.audit, "identity": identity.audit}
+            known = bool(identity.others)
             if not lead.email and not lead.phone:
                 unroutable.append(
                     Unroutable(
                         lead,
                         reason=ExceptionReason.MISSING_CONTACT,
-                        inputs={field: getattr(lead, field) for field in CONTACT_FIELDS},
+                        inputs={**{field: getattr(lead, field) for field in CONTACT_FIELDS}, **found},
                         detail="The lead has neither an email address nor a phone number.",
+                        known_person=known,
                     )
                 )
                 continue
@@ -75,86 +99,117 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
                     Unroutable(
                         lead,
                         reason=ExceptionReason.ENRICHMENT_FAILED,
-                        inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status},
+                        inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status, **found},
                         detail=(
                             f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes."
                         ),
                         queue=enrichment_review_queue(),
+                        known_person=known,
                     )
                 )
                 continue
             view = lead.routing_view()
+            view["account"] = account.view
             match = ruleset.evaluate(view)
             if rulesets.shadow is not None:
                 shadows.append(_shadow_decision(lead, match, rulesets.shadow.evaluate(view), at=now))
+            inputs = {**match.inputs, **found}
             if match.rule is None:
                 unroutable.append(
                     Unroutable(
                         lead,
                         reason=ExceptionReason.NO_MATCHING_RULE,
-                        inputs=match.inputs,
+                        inputs=inputs,
                         detail=f"None of the {len(ruleset)} production rules matched.",
+                        known_person=known,
                     )
                 )
                 continue
-            by_queue[match.rule.queue_id].append((lead, match))
+            rule = match.rule  # the compiled version that decided, even if an edit landed since
+            choice = routing_choice(
+                assign_to=rule.assign_to, queue_id=rule.queue_id, account=account.account, identity=identity, now=now
+            )
+            decided = Decided(lead, rule, inputs, choice, known)
+            if choice.user is not None:
+                # The account's owner (or the person's sticky owner) takes it in the rule's queue, member or not.
+                if rule.queue_id not in queues:
+                    queues[rule.queue_id] = Queue.objects.get(pk=rule.queue_id)
+                direct.append((decided, Pick(queue=queues[rule.queue_id], assignee=choice.user)))
+            else:
+                by_queue[rule.queue_id].append(decided)
 
         # Everything that needs no queue lock is written first: the queue locks are what concurrent batches
         # (and the live lane) wait for, so they are taken last and held only for the assignments' writes.
         bulk_insert(shadows)
         _record_exceptions(unroutable, at=now)
         unroutable = []
-        assigned: list[tuple[Lead, Match, Pick]] = []
+        picked = list(direct)
         for queue_id in sorted(by_queue):  # queues locked in id order, so two batches never wait in a circle
-            matched = by_queue[queue_id]
-            for (lead, match), pick in zip(matched, pick_assignees(queue_id=queue_id, count=len(matched)), strict=True):
-                rule = match.rule  # the compiled version that decided, even if an edit landed since
-                lead.queue, lead.rule_id, lead.rule_version, lead.routed_at = pick.queue, rule.id, rule.version, now
-                if pick.assignee is None:
-                    chain = " → ".join((pick.queue.name, *pick.overflowed_from))
-                    unroutable.append(
-                        Unroutable(
-                            lead,
-                            reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
-                            inputs=match.inputs,
-                            rule=rule,
-                            detail=f"No available member under the cap in {chain}.",
-                        )
+            group = by_queue[queue_id]
+            picked += zip(group, pick_assignees(queue_id=queue_id, count=len(group)), strict=True)
+        assigned: list[tuple[Decided, Pick]] = []
+        for decided, pick in picked:
+            lead, rule = decided.lead, decided.rule
+            lead.queue, lead.rule_id, lead.rule_version, lead.routed_at = pick.queue, rule.id, rule.version, now
+            if pick.assignee is None:
+                chain = " → ".join((pick.queue.name, *pick.overflowed_from))
+                note = f" ({decided.choice.note})" if decided.choice.note else ""
+                unroutable.append(
+                    Unroutable(
+                        lead,
+                        reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
+                        inputs=decided.inputs,
+                        rule=rule,
+                        detail=f"No available member under the cap in {chain}.{note}",
+                        known_person=decided.known_person,
                     )
-                    continue
-                lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
-                assigned.append((lead, match, pick))
+                )
+                continue
+            lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
+            assigned.append((decided, pick))
         _record_assignments(assigned, at=now)
         _record_exceptions(unroutable, at=now)  # nobody eligible
-    return leads
+    return leads, [lead.pk for lead in later]
 
 
-def _record_assignments(assigned: list[tuple["Lead", Match, "Pick"]], *, at) -> None:
+@dataclass(frozen=True)
+class Decided:
+    """A lead a production rule decided: what the engine read, and who the rule's assignee setting chose."""
+
+    lead: Lead
+    rule: CompiledRule
+    inputs: dict
+    choice: object  # routing.accounts.leads.Choice: user None means the queue's strategy picks
+    known_person: bool
+
+
+def _record_assignments(assigned: list[tuple[Decided, Pick]], *, at) -> None:
     """The assigned leads' rows and history rows, their decisions (audit) and their outbox events, in bulk."""
     if not assigned:
         return
-    leads = [lead for lead, _, _ in assigned]
-    leads_assignment_write(leads, ASSIGNED_FIELDS, at=at)
+    leads_assignment_write([decided.lead for decided, _ in assigned], ASSIGNED_FIELDS, at=at)
     bulk_insert(
         [
             audit_event(
                 action=AuditAction.ROUTING_DECISION,
-                lead=lead,
-                rule=match.rule,
-                inputs=match.inputs,
+                lead=decided.lead,
+                rule=decided.rule,
+                inputs=decided.inputs,
                 outcome="assigned",
                 at=at,
                 data={
                     "queue": pick.queue.name,
                     "assignee": pick.assignee.get_username(),
+                    "assigned_by": decided.choice.how,
+                    "assignee_note": decided.choice.note,
                     "overflowed_from": list(pick.overflowed_from),
-                    "enrichment": lead.enrichment_status or "not tried",
+                    "enrichment": decided.lead.enrichment_status or "not tried",
                 },
             )
-            for lead, match, pick in assigned
+            for decided, pick in assigned
         ]
     )
-    integration_events.leads_assigned([(lead, match.rule) for lead, match, _ in assigned])  # in this transaction
+    integration_events.leads_assigned([(decided.lead, decided.rule) for decided, _ in assigned])  # in this transaction
 
 
 def _shadow_decision(lead: Lead, production: Match, shadow: Match, *, at) -> ShadowDecision:
@@ -207,20 +262,34 @@ class Unroutable:
     detail: str
     rule: CompiledRule | None = None
     queue: Queue | None = None
+    known_person: bool = True  # False: the lead's person has no other lead, so no other item to join
 
 
 def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
-    """The leads' rows (status `exception`) and history rows, their exception items, and their decisions."""
+    """The leads' rows (status `exception`) and history rows, their exception items, and their decisions. The
+    same person's unresolved item for the same cause takes a lead in: one item per person and cause."""
     if not unroutable:
         return
     for entry in unroutable:
         entry.lead.status, entry.lead.routed_at = LeadStatus.EXCEPTION, at
     leads_assignment_write([entry.lead for entry in unroutable], EXCEPTION_FIELDS, at=at)
-    items = exceptions_open(
-        openings=[Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue) for e in unroutable], at=at
+    held = {
+        id(entry): person_open_item(lead=entry.lead, reason=entry.reason) if entry.known_person else None
+        for entry in unroutable
+    }
+    to_open = [entry for entry in unroutable if held[id(entry)] is None]
+    opened = exceptions_open(
+        openings=[Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue) for e in to_open], at=at
     )
-    bulk_insert(
-        [
+    items = dict(zip(map(id, to_open), opened, strict=True))
+    events = []
+    for entry in unroutable:
+        item, detail = held[id(entry)], entry.detail
+        if item is not None:
+            detail += f" Same person as lead {item.lead.lead_id}, whose item #{item.pk} is still open: no second item."
+        else:
+            item = items[id(entry)]
+        events.append(
             audit_event(
                 action=AuditAction.ROUTING_DECISION,
                 lead=entry.lead,
@@ -230,15 +299,15 @@ def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
                 at=at,
                 data={
                     "exception_id": item.id,
+                    "exception_of_same_person": item.lead_id != entry.lead.id,
                     "exception_queue": item.queue.name,
                     "queue": entry.lead.queue.name if entry.lead.queue else None,
-                    "detail": entry.detail,
+                    "detail": detail,
                     "enrichment": entry.lead.enrichment_status or "not tried",
                 },
             )
-            for entry, item in zip(unroutable, items, strict=True)
-        ]
-    )
+        )
+    bulk_insert(events)
 
 
 def leads_claim_stuck(*, limit: int = 5000) -> list[int]:

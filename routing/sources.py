@@ -10,12 +10,13 @@ from audit.services import audit_record
 from routing.models import Source
 
 
-def source_create(*, name: str, by=None) -> tuple[Source, str]:
-    """Create a capture source; returns it and its token in clear (stored only as a hash)."""
+def source_create(*, name: str, by=None, shares_lead_ids: bool = False) -> tuple[Source, str]:
+    """Create a capture source; returns it and its token in clear (stored only as a hash). `shares_lead_ids`:
+    its lead_ids are shared with other sources that say so (the same id is the same person)."""
     name = name.strip()
     if not name:
         raise ValueError("Give the source a name, e.g. 'website-form'.")
-    source = Source(name=name)
+    source = Source(name=name, shares_lead_ids=shares_lead_ids)
     token = source.set_new_token()
     try:
         with transaction.atomic():

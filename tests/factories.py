@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from exceptions.models import ExceptionItem, ExceptionReason
+from routing.accounts.models import Account
 from routing.governance.models import RulePromotion, RuleVersion
 from routing.governance.services import rule_tests_record
 from routing.integrations.models import DeliveryTarget, EnrichmentProvider
@@ -223,3 +224,27 @@ class EnrichmentProviderFactory(factory.django.DjangoModelFactory):
     auth_value = "Bearer test-key"
     timeout_seconds = 1.0
     max_attempts = 4
+
+
+class AccountFactory(factory.Factory):
+    """An account saved through `account_upsert`, as the API and the import save one (normalised keys, domain
+    rows). `owner` is a user or None."""
+
+    class Meta:
+        model = Account
+
+    account_id = factory.Sequence(lambda n: f"ACC-{n:05d}")
+    name = factory.Sequence(lambda n: f"Company {n} Ltd")
+    domains = factory.Sequence(lambda n: [f"company{n}.com"])
+    phone = ""
+    country = "GB"
+    owner = None
+    territory = ""
+    attributes = factory.LazyFunction(dict)
+
+    @classmethod
+    def _create(cls, model_class, account_id, owner=None, **fields):
+        from routing.accounts.services import account_upsert
+
+        data = {**fields, "owner": owner.get_username() if owner is not None else None}
+        return account_upsert(account_id=account_id, data=data)[0]

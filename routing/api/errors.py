@@ -9,9 +9,9 @@ from exceptions.api.serializers import ExceptionItemSerializer
 from exceptions.selectors import exception_api_queryset
 from exceptions.services import ExceptionConflict, InvalidAction
 from exceptions.triage import InvalidLeadData
-from routing.governance.explain import SampleLeadError
 from routing.governance.replay import ReplayError
 from routing.governance.services import GovernanceError, PromotionBlocked
+from routing.intake import SampleLeadError
 
 
 def api_exception_handler(exc, context):

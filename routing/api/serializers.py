@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from audit.models import AuditAction
+from routing.accounts.identity import person_leads
 from routing.models import Lead
 
 
@@ -39,12 +40,30 @@ class LeadExceptionSerializer(serializers.Serializer):
     status = serializers.CharField()
 
 
+class LeadAccountSerializer(serializers.Serializer):
+    account_id = serializers.CharField(allow_null=True, help_text="The CRM's id; null when nothing matched.")
+    name = serializers.CharField(allow_null=True)
+    owner = serializers.CharField(allow_null=True)
+    territory = serializers.CharField(allow_null=True)
+    method = serializers.CharField(help_text="domain, name, close_name, phone, ambiguous or none")
+    confidence = serializers.FloatField()
+    why = serializers.CharField()
+
+
+class SamePersonSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    lead_id = serializers.CharField()
+    origin = serializers.CharField(source="origin.name")
+
+
 class LeadDetailSerializer(serializers.ModelSerializer):
     origin = serializers.CharField(source="origin.name")
     queue = serializers.CharField(source="queue.name", allow_null=True, default=None)
     assignee = serializers.CharField(source="assignee.username", allow_null=True, default=None)
     decisions = serializers.SerializerMethodField()
     exceptions = LeadExceptionSerializer(many=True)
+    account = serializers.SerializerMethodField()
+    identity = serializers.SerializerMethodField()
 
     class Meta:
         model = Lead
@@ -59,9 +78,37 @@ class LeadDetailSerializer(serializers.ModelSerializer):
             "assigned_at",
             "decisions",
             "exceptions",
+            "account",
+            "identity",
         ]
 
     @extend_schema_field(DecisionSerializer(many=True))
     def get_decisions(self, lead):
         events = [e for e in lead.audit_events.all() if e.action == AuditAction.ROUTING_DECISION]
         return DecisionSerializer(events, many=True).data
+
+    @extend_schema_field(LeadAccountSerializer(allow_null=True))
+    def get_account(self, lead):
+        """The account matched before routing, as routing saw it (null before the lead was routed)."""
+        match = getattr(lead, "account_match", None)
+        if match is None:
+            return None
+        view = match.account_view or {}
+        return {
+            "account_id": view.get("id"),
+            "name": view.get("name"),
+            "owner": view.get("owner"),
+            "territory": view.get("territory"),
+            "method": match.method,
+            "confidence": match.confidence,
+            "why": match.why,
+        }
+
+    @extend_schema_field(SamePersonSerializer(many=True))
+    def get_identity(self, lead):
+        """The other leads of the same person (same normalised email, or a lead_id shared between sources);
+        a capture source sees only its own."""
+        others = person_leads(lead).select_related("origin")
+        if self.context.get("source") is not None:
+            others = others.filter(origin=self.context["source"])
+        return SamePersonSerializer(others[:50], many=True).data

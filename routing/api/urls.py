@@ -1,5 +1,6 @@
 from django.urls import path
 
+from routing.accounts.urls import api_urlpatterns as account_api
 from routing.api import views
 from routing.governance import api as rules
 
@@ -16,4 +17,5 @@ urlpatterns = [
     path("rules/<int:pk>/test/", rules.RunTestsView.as_view(), name="rule-test"),
     path("rules/<int:pk>/promote/", rules.PromoteView.as_view(), name="rule-promote"),
     path("rules/<int:pk>/rollback/", rules.RollbackView.as_view(), name="rule-rollback"),
+    *account_api,
 ]

@@ -164,10 +164,11 @@ class LeadDetailView(APIView):
         responses={200: LeadDetailSerializer, 404: OpenApiResponse(description="No such lead.")},
     )
     def get(self, request, pk: int):
-        leads = Lead.objects.select_related("origin", "queue", "assignee").prefetch_related(
+        leads = Lead.objects.select_related("origin", "queue", "assignee", "account_match").prefetch_related(
             Prefetch("audit_events", queryset=AuditEvent.objects.select_related("rule")),
             "exceptions",
         )
-        if isinstance(request.auth, Source):
-            leads = leads.filter(origin=request.auth)  # a source sees only its own leads
-        return Response(LeadDetailSerializer(get_object_or_404(leads, pk=pk)).data)
+        source = request.auth if isinstance(request.auth, Source) else None
+        if source is not None:
+            leads = leads.filter(origin=source)  # a source sees only its own leads
+        return Response(LeadDetailSerializer(get_object_or_404(leads, pk=pk), context={"source": source}).data)

@@ -38,6 +38,12 @@ class DailyLeadStat(models.Model):
     touched_leads = models.PositiveIntegerField(default=0, help_text="Leads with at least one human action.")
     enrich_tried = models.PositiveIntegerField(default=0)
     enrich_ok = models.PositiveIntegerField(default=0)
+    # Accounts and identity (routing/accounts): leads matched before routing, to an account, ambiguously, and
+    # leads of a person seen before.
+    account_checked = models.PositiveIntegerField(default=0)
+    account_matched = models.PositiveIntegerField(default=0)
+    account_ambiguous = models.PositiveIntegerField(default=0)
+    known_person = models.PositiveIntegerField(default=0)
 
     class Meta:
         indexes = [models.Index(fields=["day"], name="dash_lead_day_idx")]  # every dashboard read: a day range

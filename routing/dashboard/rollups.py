@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
 from exceptions.models import ExceptionItem
+from routing.accounts.matching import MatchMethod
+from routing.accounts.models import AccountMatch, LeadIdentity
 from routing.dashboard.buckets import bucket_sql
 from routing.dashboard.models import DailyDeliveryStat, DailyLeadStat, DailyQueueStat, LatencyBucket, RollupDay
 from routing.days import day_bounds
@@ -89,6 +91,23 @@ def _lead_rows(start, end) -> dict[tuple, dict]:
     for row in touches:
         entry = rows.setdefault((row["lead__origin"], row["lead__rule"]), {})
         entry["touches"], entry["touched_leads"] = row["n"], row["leads"]
+    no_account = [MatchMethod.NONE, MatchMethod.AMBIGUOUS]
+    matches = (
+        AccountMatch.objects.filter(**cohort)
+        .values("lead__origin", "lead__rule")
+        .annotate(
+            checked=Count("pk"),
+            matched=Count("pk", filter=~Q(method__in=no_account)),
+            ambiguous=Count("pk", filter=Q(method=MatchMethod.AMBIGUOUS)),
+        )
+    )
+    for row in matches:
+        entry = rows.setdefault((row["lead__origin"], row["lead__rule"]), {})
+        entry["account_checked"], entry["account_matched"] = row["checked"], row["matched"]
+        entry["account_ambiguous"] = row["ambiguous"]
+    known = LeadIdentity.objects.filter(known_person=True, **cohort).values("lead__origin", "lead__rule")
+    for row in known.annotate(n=Count("pk")):
+        rows.setdefault((row["lead__origin"], row["lead__rule"]), {})["known_person"] = row["n"]
     return rows
 
 

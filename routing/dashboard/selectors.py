@@ -35,6 +35,10 @@ LEAD_SUMS = (
     "touched_leads",
     "enrich_tried",
     "enrich_ok",
+    "account_checked",
+    "account_matched",
+    "account_ambiguous",
+    "known_person",
 )
 QUEUE_SUMS = ("items", "ack_done", "ack_met", "resolve_done", "resolve_met", "breached")
 ALL_STATUSES = [s.value for s in ExceptionStatus]
@@ -207,6 +211,7 @@ def dashboard_figures(*, window: Window, now: dt.datetime | None = None) -> dict
         "window": window,
         "as_of": as_of,
         "leads": leads,
+        "accounts": _accounts(by_origin, totals),
         "series": series,
         "origins": origins,
         "rules": rules,
@@ -214,6 +219,24 @@ def dashboard_figures(*, window: Window, now: dt.datetime | None = None) -> dict
         "overrides": _overrides(window),
         "delivery": _delivery(window, span, days),
     }
+
+
+def _accounts(by_origin: list[dict], totals: dict) -> dict:
+    """Accounts and identity per origin (routing/accounts): leads matched before routing, the share matched
+    to an account, ambiguous matches, and leads of a person seen before."""
+
+    def figures(row: dict) -> dict:
+        checked, matched = row["account_checked"] or 0, row["account_matched"] or 0
+        return {
+            "checked": checked,
+            "matched": matched,
+            "match_rate": ratio(matched, checked),
+            "ambiguous": row["account_ambiguous"] or 0,
+            "known_person": row["known_person"] or 0,
+        }
+
+    origins = [{"origin": row["origin__name"], **figures(row)} for row in by_origin if row["account_checked"]]
+    return {"origins": origins, "totals": figures(totals)}
 
 
 def _queues(window: Window, span: dict, days: list, now: dt.datetime) -> dict:

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from exceptions.models import ExceptionStatus
 from exceptions.permissions import IsConsoleUser
 from exceptions.triage import lead_assign_manually
+from routing.accounts.api import MatchSerializer
 from routing.conditions import ConditionError, validate_condition
 from routing.governance import services
 from routing.governance.explain import condition_text
@@ -40,6 +41,9 @@ class RuleSerializer(serializers.Serializer):
     owner = serializers.CharField(source="rule.owner.username", allow_null=True, default=None)
     priority = serializers.IntegerField(source="rule.priority")
     queue = serializers.CharField(source="rule.queue.name")
+    assignee = serializers.CharField(
+        source="rule.assign_to", help_text='then.assignee: "account_owner", "queue", or "" (sticky, else the queue)'
+    )
     sla_minutes = serializers.IntegerField(source="rule.sla_minutes", allow_null=True)
     production_version = serializers.IntegerField(
         source="rule.production_version.number", allow_null=True, default=None
@@ -285,6 +289,9 @@ class PreviewSerializer(serializers.Serializer):
     queue = serializers.CharField(allow_null=True)
     assignee = serializers.CharField(allow_null=True, help_text="Who would get it next; None when nobody is eligible.")
     not_matched = VerdictSerializer(many=True, help_text="Each rule tried before, with why it did not match.")
+    account = MatchSerializer(help_text="The account the lead matches, as the accounts stand.")
+    assigned_by = serializers.CharField(help_text="account_owner, sticky or queue (the queue's strategy).")
+    assignee_note = serializers.CharField(allow_blank=True, help_text="Why, when a rule's choice fell back.")
 
 
 class PreviewView(APIView):
@@ -307,6 +314,9 @@ class PreviewView(APIView):
             "queue": preview.queue,
             "assignee": preview.assignee,
             "not_matched": [_verdict(v) for v in explanation.verdicts if not v.matched],
+            "account": preview.account.as_body(),
+            "assigned_by": preview.assigned_by,
+            "assignee_note": preview.assignee_note,
         }
         return Response(PreviewSerializer(body).data)
 

@@ -6,10 +6,9 @@ disagree with what the engine decided; this module only walks down to the part t
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
+from routing.accounts.leads import sample_account
 from routing.conditions import compile_condition, fields_read, read_field
-from routing.intake import LeadIn, validation_errors
+from routing.intake import sample_fields
 from routing.models import Lead
 
 OP_WORDS = {
@@ -81,21 +80,13 @@ def _values(node: dict, view: dict) -> dict[str, Any]:
     return {field: read_field(view, field) for field in fields_read(node)}
 
 
-class SampleLeadError(ValueError):
-    def __init__(self, errors: dict[str, list[str]]):
-        self.errors = errors
-        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
-
-
-def sample_view(sample: Any) -> dict:
-    """A pasted or test-case lead as the engine would see it, validated like intake (lead_id optional)."""
-    if not isinstance(sample, dict):
-        raise SampleLeadError({"lead": ["Expected a JSON object with the lead's fields."]})
-    try:
-        clean = LeadIn.model_validate({"lead_id": "sample", **sample})
-    except ValidationError as exc:
-        raise SampleLeadError(validation_errors(exc)) from None
-    return Lead.view_from({name: getattr(clean, name) for name in Lead.ROUTABLE_FIELDS})
+def sample_view(sample: Any, *, with_account: bool = True) -> dict:
+    """A pasted or test-case lead as the engine would see it, validated like intake (lead_id optional), with
+    its account matched against the accounts as they stand (a query; skipped when nothing reads `account.*`)."""
+    fields = sample_fields(sample)
+    view = Lead.view_from(fields)
+    view["account"] = sample_account(fields).view if with_account else None
+    return view
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class DraftForm(DraftChecks, forms.ModelForm):
             "owner",
             "priority",
             "queue",
+            "assign_to",
             "sla_minutes",
             "description",
             "inputs",

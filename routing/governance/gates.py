@@ -14,8 +14,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from routing.conditions import ConditionError, compile_condition, validate_condition
-from routing.governance.explain import SampleLeadError, first_failure, sample_view
+from routing.conditions import ConditionError, compile_condition, fields_read, validate_condition
+from routing.governance.explain import first_failure, sample_view
+from routing.intake import SampleLeadError
 
 NO_MATCH = "no match"
 MAX_TEST_CASES = 200  # per rule
@@ -89,11 +90,12 @@ class CaseResult:
 def cases_run(*, condition: dict, queue_name: str, test_cases: list) -> list[CaseResult]:
     """Run each sample lead through the rule alone: it matches (the outcome is its queue) or it does not."""
     holds = compile_condition(condition)
+    reads_account = any(field.split(".", 1)[0] == "account" for field in fields_read(condition))
     results = []
     for case in test_cases:
         expected = case["expect"]["queue"] if "queue" in case["expect"] else NO_MATCH
         try:
-            view = sample_view(case["lead"])
+            view = sample_view(case["lead"], with_account=reads_account)
         except SampleLeadError as exc:
             results.append(CaseResult(case["name"], False, expected, "invalid sample lead", str(exc)))
             continue

@@ -39,6 +39,8 @@ class RuleVersion(AppendOnlyModel):
     condition = models.JSONField()
     queue = models.ForeignKey("routing.Queue", on_delete=models.PROTECT, related_name="+")
     sla_minutes = models.PositiveIntegerField()
+    # routing.models.AssignTo; db_default: versions written by code that predates it (migration 0004) get "".
+    assign_to = models.CharField(max_length=16, blank=True, default="", db_default="")
     inputs = models.TextField()
     outputs = models.TextField()
     rollback_plan = models.TextField()

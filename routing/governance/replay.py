@@ -2,8 +2,9 @@
 
 The candidate is every rule's staging version, or its production version where it has none in staging.
 "Before" is the decision recorded on each lead (the queue of the rule version that decided it); "after" is
-the candidate's first match. Leads are read as plain values in chunks and evaluated by the compiled set,
-so 10,000 leads take well under a second of engine time (bench/replay.py)."""
+the candidate's first match, over the lead and the account it was matched to when it was routed. Leads are
+read as plain values in chunks and evaluated by the compiled set, so 10,000 leads take well under a second of
+engine time (bench/replay.py)."""
 
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +27,7 @@ MOVED_KEPT = 5_000  # moved leads listed in the stored result; the count is alwa
 CHUNK = 2_000
 NO_MATCH = "(no match)"
 MISSING_CONTACT = "(missing contact)"
+ACCOUNT_VIEW = "account_match__account_view"
 
 
 class ReplayError(ValueError):
@@ -84,7 +86,8 @@ def replay_execute(*, run_id: int, on_progress: Callable[[int, int], None] | Non
     )
     before, after, moved = Counter(), Counter(), []
     moved_count = done = 0
-    fields = ("id", "lead_id", "rule_id", "rule_version", "queue_id", *Lead.ROUTABLE_FIELDS)
+    # The account each lead was matched to when it was routed (what its `account.*` fields were then).
+    fields = ("id", "lead_id", "rule_id", "rule_version", "queue_id", *Lead.ROUTABLE_FIELDS, ACCOUNT_VIEW)
     # One ordered, limited read streamed in chunks; progress is stored after each chunk for the console.
     for row in leads.values(*fields).iterator(chunk_size=CHUNK):
         was = _recorded_decision(row, decided_by, queue_names)
@@ -151,5 +154,7 @@ def _recorded_decision(row: dict, decided_by: dict, queue_names: dict) -> str:
 def _candidate_decision(row: dict, ruleset: RuleSet, queue_names: dict) -> str:
     if not _has_contact(row):
         return MISSING_CONTACT  # routing checks contact details before any rule
-    index = ruleset.first_match_index(Lead.view_from(row))
+    view = Lead.view_from(row)
+    view["account"] = row[ACCOUNT_VIEW]
+    index = ruleset.first_match_index(view)
     return NO_MATCH if index < 0 else queue_names[ruleset.rules[index].queue_id]

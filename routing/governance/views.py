@@ -13,8 +13,10 @@ from django.views import View
 from audit.models import Override
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.selectors import lead_decisions, lead_trail
+from routing.accounts.identity import person_leads
+from routing.accounts.models import AccountMatch
 from routing.governance import services
-from routing.governance.explain import SampleLeadError, condition_text
+from routing.governance.explain import condition_text
 from routing.governance.forms import CommentForm, DraftForm, ForceForm, PreviewForm, ReplayForm
 from routing.governance.models import ReplayRun, ReplayStatus, RuleVersion
 from routing.governance.preview import lead_explanation, routing_preview
@@ -33,6 +35,7 @@ from routing.governance.selectors import (
     version_diff,
     versions_with_diffs,
 )
+from routing.intake import SampleLeadError
 from routing.models import Lead, Rule, RuleStage
 
 
@@ -308,5 +311,7 @@ class LeadView(ConsoleAccessMixin, View):
                 ),
                 "items": lead.exceptions.select_related("queue").order_by("-opened_at"),
                 "now": timezone.now(),
+                "account_match": AccountMatch.objects.filter(lead=lead).select_related("account__owner").first(),
+                "same_person": person_leads(lead).select_related("origin", "assignee")[:50],
             },
         )

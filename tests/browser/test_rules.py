@@ -342,7 +342,7 @@ def test_the_preview_of_a_pasted_lead_names_the_deciding_rule_and_why_an_earlier
     form.get_by_role("button", name="Preview").click()
 
     result = owner_page.locator("#preview-result")
-    expect(result.get_by_role("heading")).to_have_text("MQLs to sales v1 would decide → Sales, assignee sam")
+    expect(result.get_by_role("heading", level=2)).to_have_text("MQLs to sales v1 would decide → Sales, assignee sam")
     verdicts = result.locator("ol.verdicts li")
     expect(verdicts).to_have_text(
         [

@@ -4,10 +4,10 @@ rule did not, who would get the lead, all without writing anything."""
 import pytest
 
 from audit.models import AuditEvent
-from routing.governance.explain import SampleLeadError
 from routing.governance.models import ShadowDecision
 from routing.governance.preview import lead_explanation, routing_preview
 from routing.governance.services import rule_rollback
+from routing.intake import SampleLeadError
 from routing.models import Lead, Queue, QueueMembership
 from tests.factories import LeadFactory, RuleFactory, case, promote_live
 from tests.governance.helpers import routed, stage
@@ -84,7 +84,9 @@ def test_preview_writes_nothing_and_routing_then_gives_the_previewed_assignee(en
     assert state() == before
     lead = routed(LeadFactory(**SAMPLE))
     assert (lead.queue.name, lead.assignee.username, lead.rule) == (previewed.queue, previewed.assignee, gb)
-    assert routing_preview(sample=SAMPLE).assignee == "dana"  # now the rotation did move
+    # Now the rotation did move (for another person: this one's next lead would stick to carl).
+    assert routing_preview(sample={**SAMPLE, "email": "someone.else@example.com"}).assignee == "dana"
+    assert routing_preview(sample=SAMPLE).assignee == "carl"
 
 
 def test_preview_stops_at_the_first_match(engaged, gb):

@@ -61,6 +61,7 @@ def test_rules_list_shows_stage_owner_sla_versions_overrides_and_test_status(own
         "owner": "rowan",
         "priority": live.priority,
         "queue": live.queue.name,
+        "assignee": "",
         "sla_minutes": 15,
         "production_version": 1,
         "staging_version": None,

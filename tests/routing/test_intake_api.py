@@ -291,6 +291,8 @@ class TestLeadDetail:
             "assigned_at",
             "decisions",
             "exceptions",
+            "account",
+            "identity",
         }
 
     def test_another_sources_lead_is_404(self, source_client):
@@ -353,8 +355,8 @@ class TestQueryCounts:
         lead = LeadFactory(origin=source_client.source)
         for _ in range(5):
             audit_record(action=AuditAction.ROUTING_DECISION, lead=lead, outcome="no_matching_rule")
-        # token, lead with origin/queue/assignee, audit events with rules, exceptions
-        with django_assert_num_queries(4):
+        # token, lead with origin/queue/assignee/account match, audit events with rules, exceptions, same person
+        with django_assert_num_queries(5):
             body = source_client.get(reverse("lead-detail", args=[lead.id])).json()
         assert len(body["decisions"]) == 5
 

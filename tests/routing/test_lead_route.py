@@ -48,6 +48,9 @@ def test_seed_rule_assigns_mql_to_ae_with_audit(ae_queue, rule_owner):
     (event,) = decisions(lead)
     assert (event.rule, event.rule_version, event.rule_owner, event.outcome) == (rule, 1, rule_owner, "assigned")
     assert event.actor is None and event.actor_label == "engine"
+    match = event.inputs.pop("account_match")  # no accounts here: the match says so (tests/accounts)
+    assert match["account_id"] is None and match["method"] == "none"
+    assert event.inputs.pop("identity")["same_person"] == []
     assert event.inputs == {"lifecycle_stage": "mql", "engagement_score": 60.0, "company_size": 51}
     assert event.data["queue"] == "Account Executives" and event.data["assignee"] == "alan"
 
@@ -101,6 +104,7 @@ def test_no_contact_info_opens_missing_contact_before_any_rule(ae_queue):
         "Triage",
     )
     (event,) = decisions(lead)
+    event.inputs.pop("account_match"), event.inputs.pop("identity")
     assert (event.rule, event.outcome, event.inputs) == (None, "missing_contact", {"email": None, "phone": None})
 
 
@@ -122,7 +126,7 @@ def test_no_matching_rule_goes_to_triage_with_sla_due_times():
     assert item.ack_due_at - item.opened_at == dt.timedelta(minutes=30)
     assert item.resolve_due_at - item.opened_at == dt.timedelta(minutes=240)
     (event,) = decisions(lead)
-    assert event.inputs == {"country": "GB"}
+    assert {k: v for k, v in event.inputs.items() if k not in ("account_match", "identity")} == {"country": "GB"}
     assert AuditEvent.objects.filter(lead=lead, action=AuditAction.EXCEPTION_OPENED).count() == 1
 
 

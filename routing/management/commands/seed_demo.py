@@ -5,12 +5,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from routing.accounts.services import accounts_import
 from routing.dashboard.rollups import dashboard_rollup_recent
 from routing.models import Source
 from routing.rules import rules_import
 from routing.sources import source_create
 
 DEMO_RULES = Path(__file__).resolve().parents[2] / "demo" / "rules.json"
+DEMO_ACCOUNTS = Path(__file__).resolve().parents[2] / "demo" / "accounts.csv"
 DEMO_SOURCE = "demo-web-form"
 DEMO_LOGIN = ("admin", "handoff-demo")
 DEMO_OWNER = "ada"
@@ -21,6 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         counts = rules_import(document=json.loads(DEMO_RULES.read_text()))
+        accounts = accounts_import(raw=DEMO_ACCOUNTS.read_bytes())  # the demo's leads come from their domains
         username, password = DEMO_LOGIN
         user, _ = get_user_model().objects.get_or_create(username=username)
         user.is_staff = user.is_superuser = True
@@ -40,7 +43,8 @@ class Command(BaseCommand):
             token = source.set_new_token()
             source.save()
         self.stdout.write(
-            f"Demo data: {counts['owners']} owners, {counts['queues']} queues, {counts['rules']} rules; "
+            f"Demo data: {counts['owners']} owners, {counts['queues']} queues, {counts['rules']} rules, "
+            f"{accounts.created + accounts.updated + accounts.unchanged} accounts; "
             f"login {username} / {password} (or {DEMO_OWNER}, a rule owner, same password); "
             f"source {DEMO_SOURCE}. Token:"
         )

@@ -1,0 +1,1 @@
+"""Accounts and identity: match each lead to its account (CRM) and its person (issue 13)."""

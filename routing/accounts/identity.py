@@ -1,0 +1,213 @@
+"""Identity: which leads are the same person, and what follows from it.
+
+Two leads are the same person when their normalised emails are equal (case, `+tags` and Gmail's dots do not
+count: routing/accounts/normalize.py `email_key`), or when both come from sources that share lead ids
+(`Source.shares_lead_ids`) with the same `lead_id`. Keys are recorded when a lead is routed (LeadIdentity), so
+a lead is linked to every earlier lead with an equal key, and later leads find it the same way.
+
+- Sticky ownership: when a rule decides without naming an assignee, a person's new lead goes to whoever holds
+  their open (assigned) lead, assigned within `HANDOFF["STICKY_OWNERSHIP_DAYS"]` (30), if that person is active
+  and available; a rule that says `"assignee": "queue"` or `"account_owner"` decides otherwise.
+- One exception per cause: a lead whose person already has an unresolved exception item for the same reason
+  joins that item instead of opening a second one.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
+
+from exceptions.models import UNRESOLVED, ExceptionItem
+from routing.accounts.leads import Choice, assignee_choice, unavailable_because
+from routing.accounts.models import LeadIdentity
+from routing.accounts.normalize import email_key
+from routing.models import AssignTo, Lead, LeadStatus
+
+
+def identity_keys(lead: Lead) -> tuple[str, str]:
+    """(email key, shared lead id) of a lead; either may be ""."""
+    shared = lead.lead_id if lead.origin.shares_lead_ids else ""
+    return email_key(lead.email)[:254], shared
+
+
+def same_person(email: str = "", shared_id: str = "") -> Q | None:
+    """The filter on leads for one person's keys; None when the lead has no key at all."""
+    query = Q()
+    if email:
+        query |= Q(identity__email_key=email)
+    if shared_id:
+        query |= Q(identity__shared_id=shared_id)
+    return query or None
+
+
+def person_leads(lead: Lead):
+    """The other leads of the lead's person (recorded when each was routed), newest first."""
+    query = same_person(*identity_keys(lead))
+    if query is None:
+        return Lead.objects.none()
+    return Lead.objects.filter(query).exclude(pk=lead.pk).distinct().order_by("-received_at", "-id")
+
+
+@dataclass(frozen=True)
+class Identity:
+    email_key: str
+    shared_id: str
+    others: list  # the person's other leads, newest first (at most OTHERS_KEPT)
+
+    @property
+    def audit(self) -> dict:
+        return {
+            "email_key": self.email_key or None,
+            "shared_id": self.shared_id or None,
+            "same_person": [lead.pk for lead in self.others],
+        }
+
+
+OTHERS_KEPT = 20
+
+
+def lead_link_identity(*, lead: Lead, at) -> Identity:
+    """Record the lead's identity keys (replacing them when it is routed again) and find its person's other
+    leads."""
+    return leads_link_identities(leads=[lead], at=at)[lead.pk]
+
+
+def one_lead_per_person(leads: list[Lead]) -> tuple[list[Lead], list[Lead]]:
+    """Split a batch (in order) into the first lead of each person and the rest."""
+    seen: set[tuple[str, str]] = set()
+    first, rest = [], []
+    for lead in leads:
+        email, shared = identity_keys(lead)
+        keys = {("email", email)} if email else set()
+        if shared:
+            keys.add(("shared", shared))
+        (rest if keys & seen else first).append(lead)
+        seen |= keys
+    return first, rest
+
+
+def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
+    """`lead_link_identity` for a routing batch, by lead id: one read of the people's recorded leads (at most
+    OTHERS_KEPT + 1 per key, newest first) and one write of the batch's keys. A lead also sees the leads of its
+    person earlier in the batch (routing.services.leads_route routes such a lead in a later batch anyway, so
+    that it also sees their owner)."""
+    keys = {lead.pk: identity_keys(lead) for lead in leads}
+    _lock_people([key for pair in keys.values() for key in pair if key])
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for field, position in (("email_key", 0), ("shared_id", 1)):
+        wanted = {key[position] for key in keys.values() if key[position]}
+        if not wanted:
+            continue
+        newest = Window(
+            RowNumber(), partition_by=F(field), order_by=[F("lead__received_at").desc(), F("lead_id").desc()]
+        )
+        rows = (
+            LeadIdentity.objects.filter(**{f"{field}__in": wanted})
+            .annotate(rank=newest)
+            .filter(rank__lte=OTHERS_KEPT + 1)
+            .values_list(field, "lead_id")
+        )
+        for value, lead_id in rows:
+            by_key.setdefault((field, value), []).append(lead_id)
+    wanted_leads = {lead_id for ids in by_key.values() for lead_id in ids}
+    known = Lead.objects.select_related("assignee", "origin").in_bulk(wanted_leads)
+    identities = {}
+    rows = []
+    seen: list[Lead] = []  # this batch's leads so far, in id order
+    for lead in sorted(leads, key=lambda lead: lead.pk):
+        email, shared = keys[lead.pk]
+        ids = set(by_key.get(("email_key", email), []) if email else []) | set(
+            by_key.get(("shared_id", shared), []) if shared else []
+        )
+        ids.discard(lead.pk)
+        in_batch = [
+            o for o in reversed(seen) if (email and keys[o.pk][0] == email) or (shared and keys[o.pk][1] == shared)
+        ]
+        recorded = sorted(
+            (known[i] for i in ids if i in known and i not in keys), key=lambda o: (o.received_at, o.pk), reverse=True
+        )
+        others = [*in_batch, *recorded][:OTHERS_KEPT]
+        identities[lead.pk] = Identity(email, shared, others)
+        seen.append(lead)
+        rows.append(LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=bool(others), linked_at=at))
+    LeadIdentity.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["lead"],
+        update_fields=["email_key", "shared_id", "known_person", "linked_at"],
+    )
+    return identities
+
+
+def _lock_people(keys: list[str]) -> None:
+    """Routing of one person's leads takes turns until commit (a transaction-scoped advisory lock per key,
+    taken in key order so two batches never wait in a circle): the second lead sees the first's identity,
+    assignment and exception item, so concurrent workers neither split a person nor open two items. Only
+    PostgreSQL has the locks; elsewhere (the SQLite demo) one worker routes at a time anyway."""
+    if not keys or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for key in sorted(set(keys)):
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 13))", [f"person:{key}"])
+
+
+def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime) -> Choice | None:
+    """Whoever holds the person's most recently assigned open lead, within the window; None when nobody does
+    (or the window is 0). An owner who cannot take it now gives a queue choice saying why."""
+    days = settings.HANDOFF["STICKY_OWNERSHIP_DAYS"]
+    if days <= 0:
+        return None
+    since = now - dt.timedelta(days=days)
+    open_leads = [
+        other
+        for other in identity.others
+        if other.status == LeadStatus.ASSIGNED
+        and other.assignee_id
+        and other.assigned_at
+        and other.assigned_at >= since
+    ]
+    if not open_leads:
+        return None
+    held = max(open_leads, key=lambda other: (other.assigned_at, other.pk))
+    reason = unavailable_because(held.assignee, queue_id)
+    name = held.assignee.get_username()
+    if reason:
+        return Choice(None, "queue", f"the person's open lead {held.lead_id} is {name}'s, but {reason}")
+    return Choice(held.assignee, "sticky", f"sticky: the same person's open lead {held.lead_id} is {name}'s")
+
+
+def person_open_item(*, lead: Lead, reason: str) -> ExceptionItem | None:
+    """An unresolved exception item for this reason on another lead of the same person, if there is one."""
+    query = same_person(*identity_keys(lead))
+    if query is None:
+        return None
+    leads = Lead.objects.filter(query).exclude(pk=lead.pk)
+    return (
+        ExceptionItem.objects.filter(UNRESOLVED, reason=reason, lead__in=leads)
+        .select_related("queue", "lead")
+        .order_by("opened_at", "id")
+        .first()
+    )
+
+
+def routing_choice(*, assign_to: str, queue_id: int, account, identity: Identity, now: dt.datetime) -> Choice:
+    """Who gets a lead the deciding rule sends to `queue_id`: the account's owner, the sticky owner, or the
+    queue's strategy (Choice.user None), with the reason."""
+    sticky = sticky_choice(identity=identity, queue_id=queue_id, now=now) if assign_to == AssignTo.DEFAULT else None
+    return assignee_choice(assign_to=assign_to, queue_id=queue_id, account=account, sticky=sticky)
+
+
+def sample_identity(fields: dict) -> Identity:
+    """The person of a pasted lead (routing preview): the routed leads with its email."""
+    key = email_key(fields.get("email"))[:254]
+    others = []
+    if key:
+        others = list(
+            Lead.objects.filter(identity__email_key=key)
+            .select_related("assignee", "origin")
+            .order_by("-received_at", "-id")[:OTHERS_KEPT]
+        )
+    return Identity(key, "", others)

@@ -1,0 +1,104 @@
+"""`import_accounts`: upsert by account_id, all or nothing with every bad line named, UTF-8 with or without BOM."""
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from audit.models import AuditAction, AuditEvent
+from routing.accounts.models import Account, AccountDomain
+from routing.accounts.selectors import account_match_for
+
+pytestmark = pytest.mark.django_db
+
+GOOD = (
+    "account_id,name,domains,phone,country,owner,territory,Industry,Employees,Zip\n"
+    "A-1,Acme Corporation,acme.com;www.acme.co.uk,+1 415 555 0100,us,sam,West,Manufacturing,1200,02134\n"
+    'A-2,"Globex, GmbH",https://globex.de/,,DE,sam@ourco.example,,,,\n'
+)
+
+
+def run(tmp_path, text: str, *args, encoding="utf-8"):
+    path = tmp_path / "accounts.csv"
+    path.write_bytes(text.encode(encoding))
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_accounts", str(path), *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_import_creates_accounts_with_normalised_domains_and_attributes(tmp_path, sam):
+    out, _ = run(tmp_path, GOOD)
+    assert "2 new, 0 updated" in out
+    acme = Account.objects.get(account_id="A-1")
+    assert acme.domains == ["acme.com", "acme.co.uk"]
+    assert acme.country == "US" and acme.owner == sam and acme.territory == "West"
+    assert acme.attributes == {"industry": "Manufacturing", "employees": 1200, "zip": "02134"}
+    assert Account.objects.get(account_id="A-2").owner == sam  # by email
+    assert set(AccountDomain.objects.values_list("domain", flat=True)) == {"acme.com", "acme.co.uk", "globex.de"}
+    assert account_match_for(email="jo@eu.acme.co.uk").account.account_id == "A-1"
+    assert AuditEvent.objects.filter(action=AuditAction.ACCOUNTS_IMPORTED).count() == 1
+
+
+def test_import_accepts_a_byte_order_mark_and_upserts(tmp_path, sam):
+    run(tmp_path, GOOD, encoding="utf-8-sig")
+    out, _ = run(tmp_path, GOOD.replace("Acme Corporation", "Acme Corp.").replace(";www.acme.co.uk", ""))
+    assert "0 new, 1 updated, 1 unchanged" in out
+    acme = Account.objects.get(account_id="A-1")
+    assert acme.name == "Acme Corp." and acme.domains == ["acme.com"]
+    assert account_match_for(email="jo@acme.co.uk").account is None
+    assert Account.objects.count() == 2
+
+
+def test_every_bad_line_is_named_and_nothing_is_written(tmp_path, sam):
+    bad = (
+        "account_id,name,domains,phone,country,owner\n"
+        "A-1,Acme,acme.com,,US,sam\n"
+        ",No Id,noid.com,,US,\n"
+        "A-3,Bad Domain,co.uk,,US,\n"
+        "A-4,Bad Country,bad.com,,XX,\n"
+        "A-5,Unknown Owner,owner.com,,US,nobody\n"
+        "A-1,Twice,twice.com,,US,\n"
+        "A-7,Short,short.com\n"
+    )
+    with pytest.raises(CommandError, match="6 problem"):
+        _, err = run(tmp_path, bad)
+    path = tmp_path / "accounts.csv"
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
+    lines = err.getvalue()
+    for expected in (
+        "line 3: account_id",
+        "line 4: domains: 'co.uk' is a public suffix",
+        "line 5: country",
+        "line 6: owner: No user 'nobody'",
+        "line 7: account_id 'A-1' appears again (first on line 2)",
+        "line 8: 3 fields, the header has 6",
+    ):
+        assert expected in lines
+    assert Account.objects.count() == 0
+
+
+def test_missing_columns_and_bad_encoding_are_refused(tmp_path):
+    with pytest.raises(CommandError):
+        run(tmp_path, "account_id,name\nA-1,Acme\n")
+    path = tmp_path / "latin.csv"
+    path.write_bytes("account_id,name,domains,phone,country,owner\nA-1,Café,cafe.fr,,FR,\n".encode("latin-1"))
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
+    assert "line 2: not UTF-8" in err.getvalue()
+
+
+def test_free_mail_domains_are_kept_off_the_account(tmp_path):
+    out, _ = run(
+        tmp_path, "account_id,name,domains,phone,country,owner\nA-1,Tiny Bakery,gmail.com;tinybakery.com,,GB,\n"
+    )
+    assert "gmail.com is a free-mail domain" in out
+    assert Account.objects.get().domains == ["tinybakery.com"]
+
+
+def test_dry_run_writes_nothing(tmp_path, sam):
+    out, _ = run(tmp_path, GOOD, "--dry-run")
+    assert "Would import 2 accounts" in out
+    assert Account.objects.count() == 0

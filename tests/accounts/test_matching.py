@@ -1,0 +1,144 @@
+"""The matcher's rules, case by case, through the real candidate query (accounts saved with the service)."""
+
+import pytest
+
+from routing.accounts.matching import MatchMethod, close_names
+from routing.accounts.normalize import email_key, host_chain, name_key, phone_key
+from routing.accounts.selectors import account_match_for
+from tests.factories import AccountFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def acme():
+    return AccountFactory(
+        account_id="A-1", name="Acme Corporation", domains=["acme.com"], phone="+1 415 555 0100", country="US"
+    )
+
+
+def match(**lead):
+    return account_match_for(**lead)
+
+
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("ACME, Inc.", "acme"),
+        ("The Acme Company", "acme"),
+        ("Acme GmbH & Co. KG", "acme"),
+        ("Société Générale S.A.", "societe generale"),
+        ("Sony K.K.", "sony"),
+        ("K.K. Sony", "sony"),
+        ("Ørsted A/S", "orsted"),
+        ("O'Brien plc", "obrien"),
+        ("Acme Coporation", "acme"),
+        ("Acme Dental", "acme dental"),
+        ("Inc.", ""),
+        ("The Company", ""),
+        ("N/A", ""),
+    ],
+)
+def test_names_normalise(name, key):
+    assert name_key(name) == key
+
+
+def test_keys_for_domains_phones_and_emails():
+    assert host_chain("eu.mail.acme.co.uk") == ("eu.mail.acme.co.uk", "mail.acme.co.uk", "acme.co.uk")
+    assert host_chain("co.uk") == ()
+    assert "acme.com" not in host_chain("acme.com.evil.io")
+    assert phone_key("+44 20 7946 0000") == phone_key("020 7946 0000")
+    assert email_key("Jo.Doe+news@GoogleMail.com") == email_key("jodoe@gmail.com")
+    assert close_names("northwnd traders", "northwind traders")
+    assert not close_names("acme dental", "acme metal")
+    assert not close_names("acme dental", "acme")
+    assert not close_names("summit wealth", "summit health")
+
+
+def test_email_domain_matches_with_subdomains_and_case(acme):
+    for email in ("jo@acme.com", "JO@ACME.COM", "jo@eu.mail.acme.com"):
+        result = match(email=email)
+        assert result.account.account_id == "A-1", email
+        assert result.method == MatchMethod.DOMAIN
+
+
+def test_multi_part_public_suffix():
+    AccountFactory(account_id="UK", name="Initech Ltd", domains=["initech.co.uk"])
+    AccountFactory(account_id="OTHER", name="Other Ltd", domains=["other.co.uk"])
+    assert match(email="peter@mail.initech.co.uk").account.account_id == "UK"
+    assert match(email="peter@co.uk").account is None
+
+
+@pytest.mark.parametrize(
+    "email", ["jo@acme.com.evil.io", "jo@notacme.com", "jo@acme.co", "jo@acme-corp.net", "jo@acmecorp.com"]
+)
+def test_lookalike_domains_never_match_even_with_the_name(acme, email):
+    result = match(email=email, company="Acme Corporation", country="US")
+    assert result.account is None
+    assert result.method == MatchMethod.NONE
+
+
+def test_free_mail_never_matches_by_domain_but_the_name_can():
+    AccountFactory(account_id="G", name="Gmail Fans Inc", domains=["gmail.com", "gmailfans.com"])
+    assert match(email="jo@gmail.com").account is None
+    assert match(email="jo@gmail.com", company="Gmail Fans").account.account_id == "G"
+
+
+def test_lookalike_names_do_not_match(acme):
+    for company in ("Acme Dental", "Acme Plumbing LLC", "Acme Holdings"):
+        result = match(email="jo@gmail.com", company=company, country="US")
+        assert result.account is None, company
+
+
+def test_exact_name_matches_from_free_mail(acme):
+    result = match(email="jo@gmail.com", company="ACME, Inc.")
+    assert result.account.account_id == "A-1"
+    assert result.method == MatchMethod.NAME
+
+
+def test_close_name_needs_a_supporting_signal(acme):
+    assert match(email="jo@gmail.com", company="Acme Corp Intl").account is None
+    AccountFactory(account_id="N", name="Northwind Traders", domains=["northwind.com"], country="US")
+    assert match(email="jo@gmail.com", company="Northwnd Traders").account is None
+    result = match(email="jo@gmail.com", company="Northwnd Traders", country="US")
+    assert result.account.account_id == "N"
+    assert result.method == MatchMethod.CLOSE_NAME
+    # ...but not when the lead writes from another company's domain.
+    assert match(email="jo@northwnd.io", company="Northwnd Traders", country="US").account is None
+
+
+def test_a_real_tie_is_ambiguous_and_names_the_candidates():
+    AccountFactory(account_id="US", name="Delta Freight Inc.", domains=["deltafreight.com"], country="US")
+    AccountFactory(account_id="DE", name="Delta Freight GmbH", domains=["deltafreight.de"], country="DE")
+    tie = match(email="d@gmail.com", company="Delta Freight")
+    assert tie.account is None
+    assert tie.method == MatchMethod.AMBIGUOUS
+    assert tie.why.startswith("ambiguous account")
+    assert {c.account.account_id for c in tie.candidates} == {"US", "DE"}
+    assert match(email="d@gmail.com", company="Delta Freight", country="DE").account.account_id == "DE"
+
+
+def test_the_most_specific_domain_wins():
+    AccountFactory(account_id="H", name="Apex Holdings", domains=["apex-group.com"])
+    AccountFactory(account_id="L", name="Apex Logistics", domains=["apex-group.com", "logistics.apex-group.com"])
+    assert match(email="ops@logistics.apex-group.com").account.account_id == "L"
+    assert match(email="cfo@apex-group.com", company="Apex Holdings").account.account_id == "H"
+    assert match(email="ops@apex-group.com").method == MatchMethod.AMBIGUOUS
+
+
+def test_generic_names_match_nothing():
+    AccountFactory(account_id="I", name="Inc Magazine", domains=["inc.com"])
+    for company in ("Inc.", "LLC", "N/A", "Self-employed"):
+        assert match(email="jo@gmail.com", company=company, country="GB").account is None, company
+
+
+def test_phone_alone_matches_only_when_nothing_points_elsewhere(acme):
+    assert match(email="jo@gmail.com", phone="(415) 555-0100").method == MatchMethod.PHONE
+    assert match(email="jo@gmail.com", phone="(415) 555-0100", company="Globex").account is None
+    assert match(email="jo@globex.com", phone="(415) 555-0100").account is None
+
+
+def test_matching_is_deterministic_whatever_the_order(acme):
+    AccountFactory(account_id="A-2", name="Acme Corporation", domains=["acme.org"], country="US")
+    answers = {match(email="jo@gmail.com", company="Acme").why for _ in range(5)}
+    assert len(answers) == 1
