@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from routing.accounts.matching import MatchResult
 from routing.accounts.models import Account, AccountMatch
-from routing.accounts.selectors import account_match_for, facts_account, facts_view
+from routing.accounts.selectors import account_match_for, account_matches_for, facts_account, facts_view
 from routing.models import AssignTo, Lead, QueueMembership
 
 
@@ -83,10 +83,8 @@ def lead_match_account(*, lead: Lead, at) -> LeadAccount:
 
 def leads_match_accounts(*, leads: list[Lead], at) -> dict[int, LeadAccount]:
     """Match each lead of a routing batch, and record the matches in one write; by lead id."""
-    matches = {
-        lead.pk: sample_account({name: getattr(lead, name) for name in ("email", "company", "phone", "country")})
-        for lead in leads
-    }
+    fields = [{name: getattr(lead, name) for name in ("email", "company", "phone", "country")} for lead in leads]
+    matches = {lead.pk: lead_account(result) for lead, result in zip(leads, account_matches_for(fields), strict=True)}
     rows = [
         AccountMatch(
             lead=lead,
@@ -104,7 +102,6 @@ def leads_match_accounts(*, leads: list[Lead], at) -> dict[int, LeadAccount]:
     # One statement, insert or replace (a lead routed again after a correction is matched again).
     AccountMatch.objects.bulk_create(rows, update_conflicts=True, unique_fields=["lead"], update_fields=MATCH_FIELDS)
     return matches
-
 
 
 MATCH_FIELDS = ["account", "method", "confidence", "why", "candidates", "account_view", "matched_at"]

@@ -57,16 +57,85 @@ def match_candidates(signals: LeadSignals) -> list[AccountFacts]:
         if parts:
             cursor.execute(" UNION ".join(parts), params)
             facts = {row[0]: _facts(row) for row in cursor.fetchall()}
-        decided = any(
-            set(f.domains) & set(signals.chain) or (signals.name_key and f.name_key == signals.name_key)
-            for f in facts.values()
-        )
-        if not decided and signals.name_key and signals.country:
+        if not _decided(signals, facts.values()) and signals.name_key and signals.country:
             where = "a.name_token = %s AND a.country = %s AND a.name_token <> '' ORDER BY a.id LIMIT %s"
             cursor.execute(_select(where), [normalize.name_token(signals.name_key), signals.country, MAX_CANDIDATES])
             for row in cursor.fetchall():
                 facts.setdefault(row[0], _facts(row))
     return [facts[pk] for pk in sorted(facts)]
+
+
+def match_candidates_many(signals: list[LeadSignals]) -> list[list[AccountFacts]]:
+    """`match_candidates` for a routing batch, in the same order: the strong-key lookups of every lead in one
+    UNION query, then, for the leads none of those decide, the close-name lookups of all of them in one query
+    (at most MAX_CANDIDATES per name start and country, as one lead's query would take)."""
+    chains = sorted({domain for s in signals for domain in s.chain})
+    names = sorted({s.name_key for s in signals if s.name_key})
+    phones = sorted({s.phone_key for s in signals if s.phone_key})
+    parts, params = [], []
+    if chains:
+        domains = AccountDomain._meta.db_table
+        parts.append(_select(f"a.id IN (SELECT account_id FROM {domains} WHERE domain IN ({_placeholders(chains)}))"))
+        params += chains
+    if names:
+        parts.append(_select(f"a.name_key IN ({_placeholders(names)}) AND a.name_key <> ''"))
+        params += names
+    if phones:
+        parts.append(_select(f"a.phone_key IN ({_placeholders(phones)}) AND a.phone_key <> ''"))
+        params += phones
+    strong: list[AccountFacts] = []
+    with connection.cursor() as cursor:
+        if parts:
+            cursor.execute(" UNION ".join(parts), params)
+            strong = [_facts(row) for row in cursor.fetchall()]
+        found: list[dict[int, AccountFacts]] = []
+        for s in signals:
+            chain = set(s.chain)
+            found.append(
+                {
+                    f.pk: f
+                    for f in strong
+                    if chain & set(f.domains)
+                    or (s.name_key and f.name_key == s.name_key)
+                    or (s.phone_key and f.phone_key == s.phone_key)
+                }
+            )
+        close = {
+            (normalize.name_token(s.name_key), s.country)
+            for s, facts in zip(signals, found, strict=True)
+            if s.name_key and s.country and not _decided(s, facts.values())
+        }
+        close.discard(("", ""))
+        close = {pair for pair in close if pair[0]}
+        by_start: dict[tuple[str, str], list[AccountFacts]] = {}
+        if close:
+            pairs = ", ".join(["(%s, %s)"] * len(close))
+            inner = _select(f"(a.name_token, a.country) IN (VALUES {pairs}) AND a.name_token <> ''").replace(
+                "SELECT a.id,",
+                "SELECT row_number() OVER (PARTITION BY a.name_token, a.country ORDER BY a.id) AS nth, a.id,",
+                1,
+            )
+            cursor.execute(
+                f"SELECT * FROM ({inner}) AS ranked WHERE nth <= %s",
+                [value for pair in sorted(close) for value in pair] + [MAX_CANDIDATES],
+            )
+            for row in cursor.fetchall():
+                facts = _facts(row[1:])
+                by_start.setdefault((normalize.name_token(facts.name_key), facts.country), []).append(facts)
+    result = []
+    for s, facts in zip(signals, found, strict=True):
+        if s.name_key and s.country and not _decided(s, facts.values()):
+            for extra in by_start.get((normalize.name_token(s.name_key), s.country), ()):
+                facts.setdefault(extra.pk, extra)
+        result.append([facts[pk] for pk in sorted(facts)])
+    return result
+
+
+def _decided(signals: LeadSignals, facts) -> bool:
+    """Whether a strong key already decides (then no close-name candidates are added)."""
+    return any(
+        set(f.domains) & set(signals.chain) or (signals.name_key and f.name_key == signals.name_key) for f in facts
+    )
 
 
 def _json(value):
@@ -123,6 +192,14 @@ def account_match_for(*, email=None, company=None, phone=None, country=None) -> 
     """Match a lead's fields against the accounts as they stand (no writes)."""
     signals = lead_signals(email=email, company=company, phone=phone, country=country)
     return match_account(signals, match_candidates(signals))
+
+
+def account_matches_for(leads: list[dict]) -> list[MatchResult]:
+    """`account_match_for` for many leads' fields at once (a routing batch): two queries in all."""
+    signals = [
+        lead_signals(**{name: lead.get(name) for name in ("email", "company", "phone", "country")}) for lead in leads
+    ]
+    return [match_account(s, facts) for s, facts in zip(signals, match_candidates_many(signals), strict=True)]
 
 
 def account_list(*, search: str = ""):

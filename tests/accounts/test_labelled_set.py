@@ -43,3 +43,22 @@ def test_labelled_set_precision_and_recall():
     print(f"\nprecision {precision:.4f}, recall {recall:.4f}\n" + "\n".join(mistakes))
     assert precision >= 0.99, mistakes
     assert recall >= 0.95, mistakes
+
+
+@pytest.mark.django_db
+def test_a_batch_is_matched_exactly_as_each_lead_alone(django_assert_num_queries):
+    """Routing matches its batch in two queries (routing.accounts.selectors.match_candidates_many): every lead
+    of the labelled set must get the same account, method, confidence, candidates and reasons as alone."""
+    from routing.accounts.selectors import account_matches_for
+
+    data = json.loads(LABELLED_SET.read_text())
+    for account in data["accounts"]:
+        account_upsert(account_id=account["account_id"], data=account)
+    leads = [case["lead"] for case in data["leads"]]
+    alone = [
+        account_match_for(**{name: lead.get(name) for name in ("email", "company", "phone", "country")})
+        for lead in leads
+    ]
+    with django_assert_num_queries(2):
+        together = account_matches_for(leads)
+    assert together == alone
