@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Value
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -210,13 +210,30 @@ def exception_acknowledge(*, item: ExceptionItem, by) -> ExceptionItem:
             "acknowledged_by": by,
             "assignee": Coalesce(F("assignee"), Value(by.pk)),
             "due_at": F("resolve_due_at"),
+            "ack_breached_at": _breached_if_late("ack", now),
         },
         by=by,
         action=AuditAction.EXCEPTION_ACKNOWLEDGED,
         verb="acknowledge",
     )
+    _late_breach_events(fresh, now, clocks=[SlaClock.ACKNOWLEDGE])
     _sla_events(fresh, now, (SlaClock.ACKNOWLEDGE, SlaEventKind.FULFILLED), within_sla=now <= fresh.ack_due_at)
     return fresh
+
+
+def _breached_if_late(clock: str, now: dt.datetime):
+    """The breach stamp an action writes when it comes after the due time and before any sweep noticed: the
+    sweep runs once a minute, and a late action must not count as met. (A paused resolve clock is not late.)"""
+    running = ~Q(status=WAITING) if clock == "resolve" else Q()
+    late = When(running, **{f"{clock}_due_at__lt": now, f"{clock}_breached_at__isnull": True}, then=Value(now))
+    return Case(late, default=F(f"{clock}_breached_at"))
+
+
+def _late_breach_events(item: ExceptionItem, now: dt.datetime, *, clocks: list[str]) -> None:
+    stamps = {SlaClock.ACKNOWLEDGE: item.ack_breached_at, SlaClock.RESOLVE: item.resolve_breached_at}
+    late = [(clock, SlaEventKind.BREACHED) for clock in clocks if stamps[clock] == now]
+    if late:
+        _sla_events(item, now, *late, by="late action")
 
 
 @transaction.atomic
@@ -255,12 +272,15 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
             "due_at": None,
             "acknowledged_at": Coalesce(F("acknowledged_at"), Value(now)),
             "acknowledged_by": Coalesce(F("acknowledged_by"), Value(by.pk)),
+            "ack_breached_at": _breached_if_late("ack", now),
+            "resolve_breached_at": _breached_if_late("resolve", now),
         },
         by=by,
         action=AuditAction.EXCEPTION_RESOLVED,
         verb="resolve",
         data={"resolution": resolution, "note": note},
     )
+    _late_breach_events(fresh, now, clocks=[SlaClock.ACKNOWLEDGE, SlaClock.RESOLVE])
     if not was_acknowledged and fresh.acknowledged_at == now:
         _sla_events(fresh, now, (SlaClock.ACKNOWLEDGE, SlaEventKind.FULFILLED), within_sla=now <= fresh.ack_due_at)
     if item.status == WAITING:  # the clock was paused: met if time was left when it stopped

@@ -206,3 +206,38 @@ def test_resolving_a_waiting_item_is_in_time_if_time_was_left(item, ops_person):
     event = SlaEvent.objects.get(item=item, clock="resolve", kind="fulfilled")
     assert event.data == {"within_sla": True}
     assert SlaEvent.objects.filter(item=item, clock="ack", kind="fulfilled").count() == 1  # waiting acknowledged it
+
+
+def test_a_late_acknowledge_before_any_sweep_is_recorded_as_a_breach(item, ops_person):
+    """The sweep stamps breaches once a minute; an acknowledge that comes after the due time first must not
+    count as met (the dashboard's adherence reads the stamp)."""
+    late = T0 + dt.timedelta(minutes=30, seconds=20)
+    with time_machine.travel(late, tick=False):
+        item = exception_acknowledge(item=item, by=ops_person)
+    assert item.ack_breached_at == late and item.is_breached
+    assert sla_trail(item)[-2:] == [("ack", "breached"), ("ack", "fulfilled")]
+    breach = SlaEvent.objects.get(item=item, kind="breached")
+    assert breach.data == {"by": "late action"}
+
+
+def test_an_acknowledge_in_time_stamps_no_breach(item, ops_person):
+    with time_machine.travel(T0 + dt.timedelta(minutes=29), tick=False):
+        item = exception_acknowledge(item=item, by=ops_person)
+    assert item.ack_breached_at is None
+    assert not SlaEvent.objects.filter(item=item, kind="breached").exists()
+
+
+def test_a_late_resolve_before_any_sweep_is_recorded_as_a_breach_of_both_clocks(item, ops_person):
+    late = T0 + dt.timedelta(hours=4, seconds=5)
+    with time_machine.travel(late, tick=False):
+        item = exception_resolve(item=item, by=ops_person, resolution="duplicate", note="seen")
+    assert (item.ack_breached_at, item.resolve_breached_at) == (late, late)
+
+
+def test_resolving_a_waiting_item_after_its_old_due_time_is_not_a_breach(item, ops_person):
+    with time_machine.travel(T0 + dt.timedelta(minutes=10), tick=False):
+        item = exception_acknowledge(item=item, by=ops_person)
+        item = exception_mark_waiting(item=item, by=ops_person, note="customer")
+    with time_machine.travel(T0 + dt.timedelta(hours=5), tick=False):  # the paused clock had time left
+        item = exception_resolve(item=item, by=ops_person, resolution="duplicate", note="seen")
+    assert item.resolve_breached_at is None
