@@ -71,6 +71,9 @@ class ExceptionItem(models.Model):
     escalated_at = models.DateTimeField(null=True, blank=True)
     # Bumped by every change a person makes; forms carry it so a stale edit is refused, not applied.
     version = models.PositiveIntegerField(default=1)
+    # The same person's later leads that came in for the same cause while this item was open: they wait on it
+    # (no second item) and follow its resolution (routing.accounts.identity, exceptions.services).
+    held_leads = models.ManyToManyField("routing.Lead", blank=True, related_name="held_by_items")
 
     class Meta:
         constraints = [

@@ -29,8 +29,10 @@ from exceptions.models import (
 )
 from exceptions.sla import add_business_time, business_time_between
 from routing.bulk import bulk_insert
+from routing.dispatch import Lane, routing_enqueue_on_commit
 from routing.integrations import events as integration_events
-from routing.models import Queue
+from routing.lead_store import leads_assignment_write
+from routing.models import LeadStatus, Queue
 
 OPEN, ACKNOWLEDGED, WAITING, RESOLVED = (
     ExceptionStatus.OPEN,
@@ -289,7 +291,59 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
         in_time = now <= fresh.resolve_due_at
     _sla_events(fresh, now, (SlaClock.RESOLVE, SlaEventKind.FULFILLED), within_sla=in_time)
     integration_events.exception_resolved(item=fresh)
+    _held_leads_follow(fresh, by=by, resolution=resolution, note=note, at=now)
     return fresh
+
+
+# Resolutions that send the item's lead on (routed, or its data fixed). The others (duplicate, spam, not a lead)
+# say what the person's leads are: the leads the item held are closed with it.
+RELEASING_RESOLUTIONS = (Resolution.REROUTED, Resolution.FIXED_DATA)
+
+
+def _held_leads_follow(item: ExceptionItem, *, by, resolution: str, note: str, at: dt.datetime) -> None:
+    """The same person's leads that waited on this item follow its resolution, each with its own audit event:
+    the person's owner takes them if the item's lead is now assigned; they route again by the rules if its
+    data was fixed but it needs other attention; otherwise they are closed with the item."""
+    held = list(
+        item.held_leads.select_for_update(no_key=True, of=("self",))
+        .filter(status=LeadStatus.EXCEPTION)
+        .select_related("origin")
+        .order_by("id")
+    )
+    if not held:
+        return
+    trail = {"held_by_item": item.pk, "resolution": resolution}
+    settled = item.lead
+    settled.refresh_from_db(fields=["status", "queue", "assignee"])
+    if resolution in RELEASING_RESOLUTIONS and settled.status == LeadStatus.ASSIGNED:
+        for lead in held:
+            lead.status, lead.assigned_at = LeadStatus.ASSIGNED, at
+            lead.queue, lead.assignee = settled.queue, settled.assignee
+        leads_assignment_write(held, ["status", "queue", "assignee", "assigned_at"], at=at)
+        owner = {
+            "with_lead": settled.lead_id,
+            "queue": settled.queue.name,
+            "assignee": settled.assignee.get_username() if settled.assignee else None,
+        }
+        events = [_held_event(lead, item, by, at, outcome="assigned", data={**trail, **owner}) for lead in held]
+        integration_events.leads_assigned([(lead, None) for lead in held])  # a person decided, not a rule
+    elif resolution in RELEASING_RESOLUTIONS:
+        for lead in held:
+            lead.status = LeadStatus.RECEIVED
+        leads_assignment_write(held, ["status"], at=at)
+        events = [_held_event(lead, item, by, at, outcome="released", data=trail) for lead in held]
+        routing_enqueue_on_commit([lead.pk for lead in held], lane=Lane.LIVE)
+    else:
+        events = [
+            _held_event(lead, item, by, at, outcome=resolution, data={**trail, "note": note}, closed=True)
+            for lead in held
+        ]
+    bulk_insert(events)
+
+
+def _held_event(lead, item, by, at, *, outcome: str, data: dict, closed: bool = False) -> AuditEvent:
+    action = AuditAction.EXCEPTION_RESOLVED if closed else AuditAction.LEAD_REROUTED
+    return audit_event(action=action, actor=by, lead=lead, exception=item, outcome=outcome, at=at, data=data)
 
 
 @transaction.atomic

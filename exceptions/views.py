@@ -118,6 +118,7 @@ class ItemDetailView(ConsoleAccessMixin, View):
                 "now": timezone.now(),
                 "account_match": AccountMatch.objects.filter(lead=item.lead).select_related("account__owner").first(),
                 "same_person": person_leads(item.lead).select_related("origin", "assignee")[:50],
+                "held": list(item.held_leads.select_related("origin", "assignee").order_by("id")[:50]),
                 "assign_form": AssignForm(initial={"version": item.version, "assignee": item.assignee_id}),
                 "resolve_form": ResolveForm(),
                 "waiting_form": WaitingForm(),

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_event
-from exceptions.models import ExceptionReason
+from exceptions.models import ExceptionItem, ExceptionReason
 from exceptions.services import Opening, exceptions_open
 from routing.accounts.identity import leads_link_identities, one_lead_per_person, person_open_item, routing_choice
 from routing.accounts.leads import leads_match_accounts
@@ -282,11 +282,15 @@ def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
         openings=[Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue) for e in to_open], at=at
     )
     items = dict(zip(map(id, to_open), opened, strict=True))
-    events = []
+    events, waiting = [], []
     for entry in unroutable:
         item, detail = held[id(entry)], entry.detail
         if item is not None:
-            detail += f" Same person as lead {item.lead.lead_id}, whose item #{item.pk} is still open: no second item."
+            detail += (
+                f" Same person as lead {item.lead.lead_id}, whose item #{item.pk} is still open: no second item;"
+                " this lead follows that item's resolution."
+            )
+            waiting.append(ExceptionItem.held_leads.through(exceptionitem_id=item.pk, lead_id=entry.lead.pk))
         else:
             item = items[id(entry)]
         events.append(
@@ -308,6 +312,7 @@ def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
             )
         )
     bulk_insert(events)
+    ExceptionItem.held_leads.through.objects.bulk_create(waiting, ignore_conflicts=True)
 
 
 def leads_claim_stuck(*, limit: int = 5000) -> list[int]:

@@ -32,6 +32,19 @@ class DecisionSerializer(serializers.Serializer):
     outcome = serializers.CharField()
     decided_at = serializers.DateTimeField(source="occurred_at")
     decided_by = serializers.CharField(source="actor_label")
+    queue = serializers.CharField(source="data.queue", allow_null=True, default=None)
+    assignee = serializers.CharField(source="data.assignee", allow_null=True, default=None)
+    assigned_by = serializers.CharField(
+        source="data.assigned_by",
+        allow_null=True,
+        default=None,
+        help_text="Who chose the assignee: account_owner, sticky (the person's owner) or queue (its strategy).",
+    )
+    note = serializers.SerializerMethodField(help_text="Why, in words: the assignee's reason or the exception's.")
+
+    def get_note(self, event) -> str:
+        data = event.data or {}
+        return data.get("assignee_note") or data.get("detail") or ""
 
 
 class LeadExceptionSerializer(serializers.Serializer):
@@ -56,12 +69,24 @@ class SamePersonSerializer(serializers.Serializer):
     origin = serializers.CharField(source="origin.name")
 
 
+class HeldBySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    reason = serializers.CharField()
+    status = serializers.CharField()
+    lead = serializers.IntegerField(source="lead_id", help_text="The lead the item is about (the person's first).")
+
+
 class LeadDetailSerializer(serializers.ModelSerializer):
     origin = serializers.CharField(source="origin.name")
     queue = serializers.CharField(source="queue.name", allow_null=True, default=None)
     assignee = serializers.CharField(source="assignee.username", allow_null=True, default=None)
     decisions = serializers.SerializerMethodField()
     exceptions = LeadExceptionSerializer(many=True)
+    held_by = HeldBySerializer(
+        source="held_by_items",
+        many=True,
+        help_text="The same person's open or resolved items this lead waited on instead of opening its own.",
+    )
     account = serializers.SerializerMethodField()
     identity = serializers.SerializerMethodField()
 
@@ -78,6 +103,7 @@ class LeadDetailSerializer(serializers.ModelSerializer):
             "assigned_at",
             "decisions",
             "exceptions",
+            "held_by",
             "account",
             "identity",
         ]

@@ -167,6 +167,7 @@ class LeadDetailView(APIView):
         leads = Lead.objects.select_related("origin", "queue", "assignee", "account_match").prefetch_related(
             Prefetch("audit_events", queryset=AuditEvent.objects.select_related("rule")),
             "exceptions",
+            "held_by_items",
         )
         source = request.auth if isinstance(request.auth, Source) else None
         if source is not None:

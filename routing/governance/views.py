@@ -310,6 +310,7 @@ class LeadView(ConsoleAccessMixin, View):
                     "by", "from_queue", "to_queue", "from_assignee", "to_assignee", "rule"
                 ),
                 "items": lead.exceptions.select_related("queue").order_by("-opened_at"),
+                "held_by": lead.held_by_items.select_related("lead").order_by("-opened_at"),
                 "now": timezone.now(),
                 "account_match": AccountMatch.objects.filter(lead=lead).select_related("account__owner").first(),
                 "same_person": person_leads(lead).select_related("origin", "assignee")[:50],
