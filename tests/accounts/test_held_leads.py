@@ -1,7 +1,10 @@
 """A person's later lead that joins their open exception item waits on it and follows its resolution: it is
 never left `exception` with nothing pointing at it."""
 
+import importlib
+
 import pytest
+from django.apps import apps
 from django.utils.html import escape
 from rest_framework.test import APIClient
 
@@ -130,3 +133,10 @@ def test_a_decision_says_who_chose_the_assignee_and_why_in_the_api_and_on_the_pa
     client.force_login(ops_person)
     page = client.get(f"/console/leads/{second.pk}/").content.decode()
     assert 'Sales → alan <span class="status">sticky</span><br>' + escape(decision["note"]) in page
+
+
+def test_the_migration_holds_the_leads_that_joined_an_item_before_holds_existed(held):
+    first, item, second = held
+    item.held_leads.clear()  # as a database migrated before 0006 left it
+    importlib.import_module("exceptions.migrations.0006_item_held_leads").hold_the_leads_already_waiting(apps, None)
+    assert list(item.held_leads.all()) == [second]
