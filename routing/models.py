@@ -366,7 +366,7 @@ class RuleSetGeneration(models.Model):
         return f"rule set generation {self.value}"
 
 
-from routing.accounts.models import Account, AccountDomain, AccountMatch, LeadIdentity  # noqa: E402,F401
+from routing.accounts.models import Account, AccountDomain, AccountMatch, AccountNameKey, LeadIdentity  # noqa: E402,F401
 from routing.dashboard.models import (  # noqa: E402,F401
     DailyDeliveryStat,
     DailyLeadStat,

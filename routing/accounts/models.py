@@ -25,7 +25,6 @@ class Account(models.Model):
     attributes = models.JSONField(default=dict, blank=True, help_text="Further CRM columns, read as account.<key>.")
     # Derived by the services on every write (routing/accounts/normalize.py); what the matcher looks up.
     name_key = models.CharField(max_length=300, blank=True, editable=False)
-    name_token = models.CharField(max_length=100, blank=True, editable=False)
     phone_key = models.CharField(max_length=8, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -33,10 +32,9 @@ class Account(models.Model):
     class Meta:
         ordering = ["name", "id"]
         indexes = [
-            # The matcher's candidate query (selectors.match_candidates): exact name, close name within a
-            # country (first word), and phone. Partial: accounts without the key are never looked up by it.
+            # The matcher's candidate query (selectors.match_candidates): exact name and phone (close names:
+            # AccountNameKey). Partial: accounts without the key are never looked up by it.
             models.Index(fields=["name_key"], condition=~Q(name_key=""), name="account_name_key_idx"),
-            models.Index(fields=["name_token", "country"], condition=~Q(name_token=""), name="account_token_idx"),
             models.Index(fields=["phone_key"], condition=~Q(phone_key=""), name="account_phone_key_idx"),
         ]
 
@@ -56,6 +54,24 @@ class AccountDomain(models.Model):
 
     def __str__(self):
         return self.domain
+
+
+class AccountNameKey(models.Model):
+    """One key a close company name is looked up by, with the account's country (a close name needs it; the
+    phone case is found by the phone lookup): the first word, the first word less one letter (two from 9
+    letters), and the name without spaces (normalize.close_name_keys). A lead's name finds an account when
+    one of its keys is one of the account's: every name close enough to match shares one."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="name_keys")
+    key = models.CharField(max_length=120)
+    country = models.CharField(max_length=2)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "key"], name="account_name_key_unique")]
+        indexes = [models.Index(fields=["key", "country"], name="account_close_name_idx")]
+
+    def __str__(self):
+        return self.key
 
 
 class AccountMatch(models.Model):

@@ -134,17 +134,22 @@ def osa_distance(a: str, b: str, cap: int) -> int:
     return previous[-1]
 
 
-def name_token(key: str) -> str:
-    """How close names are looked up: the first word's consonant skeleton (first letter, then consonants,
-    repeats collapsed), so "mueller" and "muller", "sumit" and "summit" share it."""
+def close_name_keys(key: str) -> list[str]:
+    """The keys a close name is looked up by (models.AccountNameKey), such that two names `matching.close_names`
+    accepts always share one: the first word ("w:"), the first word less one letter (less two from 9 letters,
+    where two typos are allowed; never the first letter, which a close name keeps), and the whole name without
+    spaces ("j:"). A typo in a word of 5+ letters, a swap of neighbours, "Mega Corp" for "Megacorp": found.
+    A typo in a later word leaves the first word equal."""
     if not key:
-        return ""
-    word = key.split(" ", 1)[0]
-    out = word[0]
-    for ch in word[1:]:
-        if ch not in "aeiouy" and ch != out[-1]:
-            out += ch
-    return out
+        return []
+    first = key.split(" ", 1)[0]
+    keys = {"w:" + first, "j:" + key.replace(" ", "")}
+    if len(first) >= 5:
+        less_one = {first[:i] + first[i + 1 :] for i in range(1, len(first))}
+        keys |= {"w:" + word for word in less_one}
+        if len(first) >= 9:
+            keys |= {"w:" + word[:i] + word[i + 1 :] for word in less_one for i in range(1, len(word))}
+    return sorted(k[:120] for k in keys)
 
 
 def clean_domain(raw: str | None) -> str | None:

@@ -14,17 +14,19 @@ from routing.accounts.matching import (
     lead_signals,
     match_account,
 )
-from routing.accounts.models import Account, AccountDomain, AccountMatch
+from routing.accounts.models import Account, AccountDomain, AccountMatch, AccountNameKey
 
 MAX_CANDIDATES = 300
 
 
-def _select(where: str) -> str:
+def _select(where: str, *, lead_index: str = "", join: str = "") -> str:
+    """The candidate row of each account `where` selects (`_facts`), after `lead_index` if one is given."""
     account, user = Account._meta.db_table, get_user_model()._meta.db_table
+    first = f"{lead_index}, " if lead_index else ""
     return (
-        f"SELECT a.id, a.account_id, a.name, a.name_key, a.domains, a.phone_key, a.country, a.territory, "
+        f"SELECT {first}a.id, a.account_id, a.name, a.name_key, a.domains, a.phone_key, a.country, a.territory, "
         f"a.attributes, a.owner_id, u.{get_user_model().USERNAME_FIELD} FROM {account} a "
-        f"LEFT JOIN {user} u ON u.id = a.owner_id WHERE {where}"
+        f"LEFT JOIN {user} u ON u.id = a.owner_id {join}WHERE {where}"
     )
 
 
@@ -34,41 +36,16 @@ def _placeholders(values) -> str:
 
 def match_candidates(signals: LeadSignals) -> list[AccountFacts]:
     """The accounts the matcher weighs for a lead: every account sharing a strong key with it (the email's
-    domain or a parent of it, the exact name, the phone), in one query of indexed lookups joined by UNION
-    (an OR across them would scan the table; SQL by hand, as the ORM's union costs more than the lookups).
-    Only when none of those can decide by domain or exact name, a second query adds accounts in the lead's
-    country whose name starts alike (close-name candidates, which need the country to agree), at most
-    MAX_CANDIDATES."""
-    parts, params = [], []
-    if signals.chain:
-        domains = AccountDomain._meta.db_table
-        parts.append(
-            _select(f"a.id IN (SELECT account_id FROM {domains} WHERE domain IN ({_placeholders(signals.chain)}))")
-        )
-        params += signals.chain
-    if signals.name_key:
-        parts.append(_select("a.name_key = %s AND a.name_key <> ''"))
-        params.append(signals.name_key)
-    if signals.phone_key:
-        parts.append(_select("a.phone_key = %s AND a.phone_key <> ''"))
-        params.append(signals.phone_key)
-    facts: dict[int, AccountFacts] = {}
-    with connection.cursor() as cursor:
-        if parts:
-            cursor.execute(" UNION ".join(parts), params)
-            facts = {row[0]: _facts(row) for row in cursor.fetchall()}
-        if not _decided(signals, facts.values()) and signals.name_key and signals.country:
-            where = "a.name_token = %s AND a.country = %s AND a.name_token <> '' ORDER BY a.id LIMIT %s"
-            cursor.execute(_select(where), [normalize.name_token(signals.name_key), signals.country, MAX_CANDIDATES])
-            for row in cursor.fetchall():
-                facts.setdefault(row[0], _facts(row))
-    return [facts[pk] for pk in sorted(facts)]
+    domain or a parent of it, the exact name, the phone), and, when none of those decides, the accounts in
+    its country whose name may be close (they share a close-name key), at most MAX_CANDIDATES of those."""
+    return match_candidates_many([signals])[0]
 
 
 def match_candidates_many(signals: list[LeadSignals]) -> list[list[AccountFacts]]:
-    """`match_candidates` for a routing batch, in the same order: the strong-key lookups of every lead in one
-    UNION query, then, for the leads none of those decide, the close-name lookups of all of them in one query
-    (at most MAX_CANDIDATES per name start and country, as one lead's query would take)."""
+    """`match_candidates` for many leads (a routing batch), in the same order, in two queries in all: the
+    strong-key lookups of every lead in one UNION of indexed lookups (an OR across them would scan the table;
+    SQL by hand, as the ORM's union costs more than the lookups), then the close-name lookups of the leads
+    none of those decide, at most MAX_CANDIDATES per lead, in one query."""
     chains = sorted({domain for s in signals for domain in s.chain})
     names = sorted({s.name_key for s in signals if s.name_key})
     phones = sorted({s.phone_key for s in signals if s.phone_key})
@@ -100,35 +77,31 @@ def match_candidates_many(signals: list[LeadSignals]) -> list[list[AccountFacts]
                     or (s.phone_key and f.phone_key == s.phone_key)
                 }
             )
-        close = {
-            (normalize.name_token(s.name_key), s.country)
-            for s, facts in zip(signals, found, strict=True)
+        wanted = [
+            (n, key, s.country)
+            for n, (s, facts) in enumerate(zip(signals, found, strict=True))
             if s.name_key and s.country and not _decided(s, facts.values())
-        }
-        close.discard(("", ""))
-        close = {pair for pair in close if pair[0]}
-        by_start: dict[tuple[str, str], list[AccountFacts]] = {}
-        if close:
-            pairs = ", ".join(["(%s, %s)"] * len(close))
-            inner = _select(f"(a.name_token, a.country) IN (VALUES {pairs}) AND a.name_token <> ''").replace(
-                "SELECT a.id,",
-                "SELECT row_number() OVER (PARTITION BY a.name_token, a.country ORDER BY a.id) AS nth, a.id,",
-                1,
-            )
-            cursor.execute(
-                f"SELECT * FROM ({inner}) AS ranked WHERE nth <= %s",
-                [value for pair in sorted(close) for value in pair] + [MAX_CANDIDATES],
-            )
+            for key in normalize.close_name_keys(s.name_key)
+        ]
+        if wanted:
+            cursor.execute(_close_name_query(len(wanted)), [v for row in wanted for v in row] + [MAX_CANDIDATES])
             for row in cursor.fetchall():
-                facts = _facts(row[1:])
-                by_start.setdefault((normalize.name_token(facts.name_key), facts.country), []).append(facts)
-    result = []
-    for s, facts in zip(signals, found, strict=True):
-        if s.name_key and s.country and not _decided(s, facts.values()):
-            for extra in by_start.get((normalize.name_token(s.name_key), s.country), ()):
-                facts.setdefault(extra.pk, extra)
-        result.append([facts[pk] for pk in sorted(facts)])
-    return result
+                found[row[0]].setdefault(row[1], _facts(row[1:]))
+    return [[facts[pk] for pk in sorted(facts)] for facts in found]
+
+
+def _close_name_query(rows: int) -> str:
+    """(lead's index, account row) for each (lead's index, close-name key, country) given, the first
+    MAX_CANDIDATES accounts by id per lead (the parameter after the rows)."""
+    keys = AccountNameKey._meta.db_table
+    values = ", ".join(["(%s, %s, %s)"] * rows)
+    return (
+        f"WITH wanted(n, key, country) AS (VALUES {values}), "
+        f"hits AS (SELECT DISTINCT w.n, k.account_id FROM wanted w "
+        f"JOIN {keys} k ON k.key = w.key AND k.country = w.country), "
+        "ranked AS (SELECT n, account_id, row_number() OVER (PARTITION BY n ORDER BY account_id) AS nth FROM hits) "
+        + _select("r.nth <= %s", lead_index="r.n", join="JOIN ranked r ON r.account_id = a.id ")
+    )
 
 
 def _decided(signals: LeadSignals, facts) -> bool:

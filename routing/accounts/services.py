@@ -13,7 +13,7 @@ from iso3166 import countries_by_alpha2
 from audit.models import AuditAction
 from audit.services import audit_record
 from routing.accounts import normalize
-from routing.accounts.models import Account, AccountDomain
+from routing.accounts.models import Account, AccountDomain, AccountNameKey
 
 REQUIRED_COLUMNS = ("account_id", "name", "domains", "phone", "country", "owner")
 KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "territory")
@@ -122,13 +122,21 @@ def _fill(account: Account, clean: CleanAccount) -> Account:
     account.country, account.owner_id, account.territory = clean.country, clean.owner_id, clean.territory
     account.attributes = clean.attributes
     account.name_key = normalize.name_key(clean.name)[:300]
-    account.name_token = normalize.name_token(account.name_key)[:100]
     account.phone_key = normalize.phone_key(clean.phone)
     return account
 
 
 def _domain_rows(account: Account) -> list[AccountDomain]:
     return [AccountDomain(account=account, domain=domain) for domain in account.domains]
+
+
+def _name_key_rows(account: Account) -> list[AccountNameKey]:
+    if not account.country:
+        return []  # a close name needs the country (or the phone, which the phone lookup finds)
+    return [
+        AccountNameKey(account=account, key=key, country=account.country)
+        for key in normalize.close_name_keys(account.name_key)
+    ]
 
 
 def account_upsert(*, account_id: str, data: dict, by=None) -> tuple[Account, bool]:
@@ -148,6 +156,8 @@ def account_upsert(*, account_id: str, data: dict, by=None) -> tuple[Account, bo
         account.save()
         account.domain_rows.all().delete()
         AccountDomain.objects.bulk_create(_domain_rows(account))
+        account.name_keys.all().delete()
+        AccountNameKey.objects.bulk_create(_name_key_rows(account))
         audit_record(
             action=AuditAction.ACCOUNT_SAVED,
             actor=by,
@@ -286,13 +296,16 @@ def accounts_import(*, raw: bytes, by=None, dry_run: bool = False) -> ImportSumm
                 changed.append(account)
         Account.objects.bulk_create(new, batch_size=2000)
         if changed:
-            fields = [*compared, "name_key", "name_token", "phone_key", "updated_at"]
+            fields = [*compared, "name_key", "phone_key", "updated_at"]
             now = timezone.now()
             for account in changed:
                 account.updated_at = now
             Account.objects.bulk_update(changed, fields, batch_size=2000)
             AccountDomain.objects.filter(account__in=changed).delete()
-        AccountDomain.objects.bulk_create([row for a in (*new, *changed) for row in _domain_rows(a)], batch_size=5000)
+            AccountNameKey.objects.filter(account__in=changed).delete()
+        written = (*new, *changed)
+        AccountDomain.objects.bulk_create([row for a in written for row in _domain_rows(a)], batch_size=5000)
+        AccountNameKey.objects.bulk_create([row for a in written for row in _name_key_rows(a)], batch_size=5000)
         summary.created, summary.updated = len(new), len(changed)
         audit_record(
             action=AuditAction.ACCOUNTS_IMPORTED,

@@ -1,9 +1,11 @@
 """The matcher's rules, case by case, through the real candidate query (accounts saved with the service)."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from routing.accounts.matching import MatchMethod, close_names
-from routing.accounts.normalize import email_key, host_chain, name_key, phone_key
+from routing.accounts.normalize import close_name_keys, email_key, host_chain, name_key, phone_key
 from routing.accounts.selectors import account_match_for
 from tests.factories import AccountFactory
 
@@ -142,3 +144,43 @@ def test_matching_is_deterministic_whatever_the_order(acme):
     AccountFactory(account_id="A-2", name="Acme Corporation", domains=["acme.org"], country="US")
     answers = {match(email="jo@gmail.com", company="Acme").why for _ in range(5)}
     assert len(answers) == 1
+
+
+@pytest.mark.parametrize(
+    "account, lead",
+    [
+        ("Stark Industries", "Strak Industries"),  # neighbours swapped in the first word
+        ("Globex Holdings", "Glomex Holdings"),  # a consonant typed wrong
+        ("Initech Systems", "Inittech Systems"),  # a letter too many
+        ("Megawidgets", "Mega Widgets"),  # a space the account's name does not have
+        ("Vandelay Industries", "Vandelay Industires"),  # a typo in a later word
+        ("Consolidated Widgets", "Consolidtaed Widgets"),  # a word of 9+ letters: two typos allowed
+    ],
+)
+def test_a_close_name_with_the_country_is_found_whatever_the_typo(account, lead):
+    found = AccountFactory(name=account, domains=[], country="DE")
+    AccountFactory(name="Strand Holdings", domains=[], country="DE")  # the same first letters, not close
+    result = match(company=lead, country="DE", email="someone@gmail.com")
+    assert (result.account.pk, result.method) == (found.pk, MatchMethod.CLOSE_NAME)
+    assert match(company=lead, country="FR", email="someone@gmail.com").account is None  # no support, no match
+
+
+@given(word=st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=5, max_size=14), data=st.data())
+def test_every_close_name_shares_a_lookup_key(word, data):
+    """What the close-name lookup finds is at least everything `close_names` accepts: one or two edits."""
+    edited = word
+    for _ in range(data.draw(st.integers(1, 2))):
+        at = data.draw(st.integers(1, len(edited) - 1))
+        kind = data.draw(st.sampled_from(["swap", "replace", "insert", "delete"]))
+        letter = data.draw(st.sampled_from("abcdefghijklmnopqrstuvwxyz"))
+        if kind == "swap" and at < len(edited) - 1:
+            edited = edited[:at] + edited[at + 1] + edited[at] + edited[at + 2 :]
+        elif kind == "replace":
+            edited = edited[:at] + letter + edited[at + 1 :]
+        elif kind == "insert":
+            edited = edited[:at] + letter + edited[at:]
+        elif len(edited) > 5:
+            edited = edited[:at] + edited[at + 1 :]
+    lead, account = f"{edited} systems", f"{word} systems"
+    if close_names(lead, account):
+        assert set(close_name_keys(lead)) & set(close_name_keys(account))

@@ -66,6 +66,10 @@ def test_a_posted_lead_is_routed_by_the_worker(celery_worker, source_client, ae_
         "outcome": "assigned",
         "decided_at": None,
         "decided_by": "engine",
+        "queue": "Account Executives",
+        "assignee": body["assignee"],
+        "assigned_by": "queue",
+        "note": "",
     }
 
 

@@ -279,7 +279,7 @@ class TestLeadDetail:
         assert body["origin"] == "web-form"
         assert body["status"] == "received"
         assert (body["queue"], body["assignee"], body["assigned_at"]) == (None, None, None)
-        assert body["decisions"] == [] and body["exceptions"] == []
+        assert body["decisions"] == [] and body["exceptions"] == [] and body["held_by"] == []
         assert set(body) == {
             "id",
             "lead_id",
@@ -291,6 +291,7 @@ class TestLeadDetail:
             "assigned_at",
             "decisions",
             "exceptions",
+            "held_by",
             "account",
             "identity",
         }
@@ -355,8 +356,9 @@ class TestQueryCounts:
         lead = LeadFactory(origin=source_client.source)
         for _ in range(5):
             audit_record(action=AuditAction.ROUTING_DECISION, lead=lead, outcome="no_matching_rule")
-        # token, lead with origin/queue/assignee/account match, audit events with rules, exceptions, same person
-        with django_assert_num_queries(5):
+        # token, lead with origin/queue/assignee/account match, audit events with rules, exceptions, the items
+        # holding it, same person
+        with django_assert_num_queries(6):
             body = source_client.get(reverse("lead-detail", args=[lead.id])).json()
         assert len(body["decisions"]) == 5
 
