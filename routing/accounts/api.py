@@ -1,7 +1,6 @@
 """The accounts API: put and delete one account (CRM sync), list and read them, and match a lead without writing
 anything. Console people only (a session, or a personal token); capture sources get 403."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from pydantic import ValidationError as PydanticValidationError
 from rest_framework import serializers, status
@@ -15,7 +14,7 @@ from exceptions.permissions import IsConsoleUser
 from routing.accounts.leads import sample_account
 from routing.accounts.models import Account
 from routing.accounts.selectors import account_list
-from routing.accounts.services import AccountError, account_delete, account_upsert
+from routing.accounts.services import AccountError, account_delete, account_errors, account_upsert
 from routing.intake import LeadIn, validation_errors
 
 
@@ -27,16 +26,30 @@ class AccountSerializer(serializers.ModelSerializer):
         fields = ["account_id", "name", "domains", "phone", "country", "owner", "territory", "attributes", "updated_at"]
 
 
+class SavedAccountSerializer(AccountSerializer):
+    notes = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What was kept off the account (a free-mail domain) or will not match as you may expect (a "
+        "domain another account has).",
+    )
+
+    class Meta(AccountSerializer.Meta):
+        fields = [*AccountSerializer.Meta.fields, "notes"]
+
+
 class AccountInSerializer(serializers.Serializer):
     """What a PUT sends: the whole account (a field left out is emptied). `domains` is a list, or one string
-    separated by `;` as in the CSV file; `owner` a username or an email address."""
+    separated by `;` as in the CSV file; `owner` a username or an email address. Only the shape is checked
+    here; the values (lengths, ISO country, domains, owner) by the service, so one answer names every problem."""
 
-    name = serializers.CharField(max_length=300)
+    name = serializers.CharField(help_text="At most 300 characters.")
     domains = serializers.JSONField(required=False, help_text='["acme.com", "acme.co.uk"] or "acme.com;acme.co.uk"')
-    phone = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=32)
-    country = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=2)
+    phone = serializers.CharField(required=False, allow_blank=True, allow_null=True, help_text="At most 32.")
+    country = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, help_text="ISO 3166-1 alpha-2 (US, DE)."
+    )
     owner = serializers.CharField(required=False, allow_blank=True, allow_null=True)
-    territory = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=200)
+    territory = serializers.CharField(required=False, allow_blank=True, allow_null=True, help_text="At most 200.")
     attributes = serializers.DictField(required=False)
 
 
@@ -87,12 +100,18 @@ class AccountListView(ListAPIView):
         return account_list(search=self.request.query_params.get("q", ""))
 
 
+def _no_such_account(account_id: str) -> Response:
+    return Response({"detail": f"No account {account_id!r}."}, status=status.HTTP_404_NOT_FOUND)
+
+
 class AccountDetailView(APIView):
     permission_classes = [IsConsoleUser]
 
     @extend_schema(operation_id="accounts_retrieve", summary="One account", responses={200: AccountSerializer})
     def get(self, request, account_id):
-        account = get_object_or_404(Account.objects.select_related("owner"), account_id=account_id)
+        account = Account.objects.select_related("owner").filter(account_id=account_id).first()
+        if account is None:
+            return _no_such_account(account_id)
         return Response(AccountSerializer(account).data)
 
     @extend_schema(
@@ -100,21 +119,26 @@ class AccountDetailView(APIView):
         summary="Create or replace the account with this CRM id",
         request=AccountInSerializer,
         responses={
-            200: AccountSerializer,
-            201: AccountSerializer,
+            200: SavedAccountSerializer,
+            201: SavedAccountSerializer,
             400: OpenApiResponse(description='Field errors, e.g. {"domains": ["\'co.uk\' is a public suffix…"]}'),
         },
     )
     def put(self, request, account_id):
         body = AccountInSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
+        if not body.is_valid():
+            # Every problem at once: the fields of the wrong shape, and what the service finds in the others.
+            given = request.data if isinstance(request.data, dict) else {}
+            rest = {k: v for k, v in given.items() if k not in body.errors and k in body.fields}
+            raise ValidationError({**account_errors(account_id=account_id, data=rest), **body.errors})
         try:
-            account, created = account_upsert(account_id=account_id, data=body.validated_data, by=request.user)
+            account, created, notes = account_upsert(account_id=account_id, data=body.validated_data, by=request.user)
         except AccountError as exc:
             raise ValidationError(exc.errors) from None
         account = Account.objects.select_related("owner").get(pk=account.pk)
+        account.notes = notes
         return Response(
-            AccountSerializer(account).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            SavedAccountSerializer(account).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
 
     @extend_schema(
@@ -124,7 +148,7 @@ class AccountDetailView(APIView):
     )
     def delete(self, request, account_id):
         if not account_delete(account_id=account_id, by=request.user):
-            return Response({"detail": f"No account {account_id!r}."}, status=status.HTTP_404_NOT_FOUND)
+            return _no_such_account(account_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -3,10 +3,12 @@
 import csv
 import io
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 from iso3166 import countries_by_alpha2
 
@@ -139,12 +141,49 @@ def _name_key_rows(account: Account) -> list[AccountNameKey]:
     ]
 
 
-def account_upsert(*, account_id: str, data: dict, by=None) -> tuple[Account, bool]:
+def account_errors(*, account_id: str, data: dict) -> dict[str, list[str]]:
+    """What is wrong with these fields, field by field (nothing written): for an answer that names every
+    problem at once, with the ones a request's shape check found."""
+    return clean_account({**data, "account_id": account_id}, _owners_lookup([data.get("owner") or ""]))[1]
+
+
+def shared_domain_notes(domains: list[str], *, account_id: str) -> list[str]:
+    """A domain another account already has makes every lead from it ambiguous between the two: say so."""
+    shared = (
+        AccountDomain.objects.filter(domain__in=domains)
+        .exclude(account__account_id=account_id)
+        .values_list("domain", "account__account_id", "account__name")
+        .order_by("domain", "account__account_id")
+    )
+    return [f"{domain} is also a domain of {name} ({other}): {AMBIGUOUS_DOMAIN}" for domain, other, name in shared]
+
+
+AMBIGUOUS_DOMAIN = "leads from it are ambiguous unless the company name or phone tells the accounts apart"
+MAX_SHARED_DOMAIN_NOTES = 50
+
+
+def _shared_domain_notes(domains: set[str]) -> list[str]:
+    """Those of `domains` that more than one account now has, one note each (at most 50, then a count)."""
+    shared = AccountDomain.objects.values("domain").annotate(n=Count("id")).filter(n__gt=1).values_list("domain")
+    hits = sorted({domain for (domain,) in shared} & domains)
+    holders = defaultdict(list)
+    listed = AccountDomain.objects.filter(domain__in=hits[:MAX_SHARED_DOMAIN_NOTES]).order_by("account__account_id")
+    for domain, account_id in listed.values_list("domain", "account__account_id"):
+        holders[domain].append(account_id)
+    notes = [f"{d} is a domain of {', '.join(holders[d])}: {AMBIGUOUS_DOMAIN}" for d in hits[:MAX_SHARED_DOMAIN_NOTES]]
+    if len(hits) > MAX_SHARED_DOMAIN_NOTES:
+        notes.append(f"… and {len(hits) - MAX_SHARED_DOMAIN_NOTES} more domains that several accounts have")
+    return notes
+
+
+def account_upsert(*, account_id: str, data: dict, by=None) -> tuple[Account, bool, list[str]]:
     """Create or replace the account with this CRM id (fields not given are emptied, as a PUT does).
-    Raises AccountError naming every bad field. Returns (account, created)."""
+    Raises AccountError naming every bad field. Returns (account, created, notes): what was kept off the
+    account (a free-mail domain) and what will not match as the caller may expect (a shared domain)."""
     clean, errors = clean_account({**data, "account_id": account_id}, _owners_lookup([data.get("owner") or ""]))
     if errors:
         raise AccountError(errors)
+    notes = clean.notes + shared_domain_notes(clean.domains, account_id=clean.account_id)
     with transaction.atomic():
         # Claim the id first, so two PUTs of a new account at once do not collide on the unique id: one
         # inserts, the other waits for its lock, then updates.
@@ -162,9 +201,9 @@ def account_upsert(*, account_id: str, data: dict, by=None) -> tuple[Account, bo
             action=AuditAction.ACCOUNT_SAVED,
             actor=by,
             outcome="created" if created else "updated",
-            data={"account_id": account.account_id, "name": account.name, "notes": clean.notes},
+            data={"account_id": account.account_id, "name": account.name, "notes": notes},
         )
-    return account, created
+    return account, created, notes
 
 
 def account_delete(*, account_id: str, by=None) -> bool:
@@ -307,6 +346,7 @@ def accounts_import(*, raw: bytes, by=None, dry_run: bool = False) -> ImportSumm
         AccountDomain.objects.bulk_create([row for a in written for row in _domain_rows(a)], batch_size=5000)
         AccountNameKey.objects.bulk_create([row for a in written for row in _name_key_rows(a)], batch_size=5000)
         summary.created, summary.updated = len(new), len(changed)
+        summary.notes += _shared_domain_notes({domain for clean in cleaned for domain in clean.domains})
         audit_record(
             action=AuditAction.ACCOUNTS_IMPORTED,
             actor=by,

@@ -20,7 +20,8 @@ def test_put_creates_then_replaces_and_delete_removes(api, sam):
     assert replaced.json()["owner"] is None and replaced.json()["country"] == ""
     assert api.get("/api/v1/accounts/A-1/").json()["name"] == "Acme Corp"
     assert api.delete("/api/v1/accounts/A-1/").status_code == 204
-    assert api.delete("/api/v1/accounts/A-1/").status_code == 404
+    gone = [api.delete("/api/v1/accounts/A-1/"), api.get("/api/v1/accounts/A-1/")]
+    assert [(r.status_code, r.json()) for r in gone] == [(404, {"detail": "No account 'A-1'."})] * 2
     assert not Account.objects.exists()
     actions = list(AuditEvent.objects.values_list("action", flat=True))
     assert actions.count(AuditAction.ACCOUNT_SAVED) == 2 and AuditAction.ACCOUNT_DELETED in actions
@@ -32,6 +33,30 @@ def test_put_names_every_bad_field(api):
     )
     assert response.status_code == 400
     assert set(response.json()) == {"domains", "country", "owner"}
+
+
+def test_a_missing_name_is_reported_with_every_other_bad_field(api):
+    response = api.put("/api/v1/accounts/A-1/", {"country": "USA", "domains": "co.uk"}, format="json")
+    assert response.status_code == 400
+    errors = response.json()
+    assert set(errors) == {"name", "country", "domains"}
+    assert errors["country"] == ["'USA' is not an ISO 3166-1 alpha-2 code (e.g. US, DE)."]
+    assert not Account.objects.exists()
+
+
+def test_put_says_what_it_kept_off_and_what_another_account_shares(api):
+    AccountFactory(account_id="A-1", name="Acme Corporation", domains=["acme.com"])
+    response = api.put(
+        "/api/v1/accounts/A-2/", {"name": "Acme Europe", "domains": ["acme.com", "gmail.com", "acme.eu"]}, format="json"
+    )
+    assert response.status_code == 201
+    assert response.json()["domains"] == ["acme.com", "acme.eu"]
+    assert response.json()["notes"] == [
+        "gmail.com is a free-mail domain: kept off the account, it never matches",
+        "acme.com is also a domain of Acme Corporation (A-1): leads from it are ambiguous unless the company name "
+        "or phone tells the accounts apart",
+    ]
+    assert api.put("/api/v1/accounts/A-3/", {"name": "Solo", "domains": ["solo.io"]}, format="json").json()["notes"] == []
 
 
 def test_list_searches_by_name_id_and_domain(api):

@@ -98,6 +98,18 @@ def test_free_mail_domains_are_kept_off_the_account(tmp_path):
     assert Account.objects.get().domains == ["tinybakery.com"]
 
 
+def test_a_domain_several_accounts_have_is_named(tmp_path):
+    run(tmp_path, "account_id,name,domains,phone,country,owner\nA-1,Acme Corporation,acme.com,,US,\n")
+    out, _ = run(
+        tmp_path,
+        "account_id,name,domains,phone,country,owner\n"
+        "A-2,Acme Europe,acme.com;acme.eu,,DE,\nA-3,Acme Asia,acme.asia;acme.eu,,JP,\nA-4,Solo,solo.io,,GB,\n",
+    )
+    assert "acme.com is a domain of A-1, A-2: leads from it are ambiguous" in out
+    assert "acme.eu is a domain of A-2, A-3: leads from it are ambiguous" in out
+    assert "solo.io" not in out and Account.objects.count() == 4
+
+
 def test_dry_run_writes_nothing(tmp_path, sam):
     out, _ = run(tmp_path, GOOD, "--dry-run")
     assert "Would import 2 accounts" in out

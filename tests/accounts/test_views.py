@@ -18,10 +18,15 @@ def test_list_and_search(client, ops_person, sam):
 
 
 def test_account_page_shows_owner_and_attributes(client, ops_person, sam):
-    account = AccountFactory(name="Acme Corporation", owner=sam, attributes={"tier": "gold"})
+    account = AccountFactory(
+        name="Acme Corporation", owner=sam, attributes={"tier": "gold", "sites": ["Boston", "Köln"], "seats": 1200}
+    )
     client.force_login(ops_person)
     page = client.get(f"/console/accounts/{account.pk}/").content.decode()
-    assert "Sam Seller" in page and "gold" in page and "No leads matched" in page
+    assert "Sam Seller" in page and "No leads matched" in page
+    # One per line, lists as JSON rather than Python's repr.
+    assert "<dt>tier</dt><dd>gold</dd>" in page and "<dt>seats</dt><dd>1200</dd>" in page
+    assert "<dt>sites</dt><dd>[&quot;Boston&quot;, &quot;Köln&quot;]</dd>" in page
 
 
 def test_outsiders_get_403(client, outsider):
@@ -65,6 +70,7 @@ def test_hostile_values_are_escaped(client, ops_person):
     for url in ("/console/accounts/", f"/console/accounts/{account.pk}/"):
         page = client.get(url).content.decode()
         assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+    assert "<dd>&lt;i&gt;</dd>" in page
 
 
 def test_the_list_costs_the_same_queries_for_3_or_30_accounts(client, ops_person, sam, django_assert_num_queries):
