@@ -15,8 +15,8 @@ from audit.models import AuditAction
 from audit.services import audit_event
 from exceptions.models import ExceptionItem, ExceptionReason
 from exceptions.services import Opening, exceptions_open
-from routing.accounts.identity import leads_link_identities, one_lead_per_person, person_open_item, routing_choice
-from routing.accounts.leads import leads_match_accounts
+from routing.accounts.identity import leads_link_identities, one_lead_per_person, people_open_items, routing_choice
+from routing.accounts.leads import Availability, leads_match_accounts
 from routing.assignment import Pick, pick_assignees
 from routing.bulk import bulk_insert
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
@@ -73,6 +73,8 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[
         now = timezone.now()
         accounts = leads_match_accounts(leads=leads, at=now)
         identities = leads_link_identities(leads=leads, at=now)
+        # The sticky owners' memberships, read once for the batch (account owners are read when first asked).
+        availability = Availability(other.assignee for i in identities.values() for other in i.others)
         by_queue: dict[int, list[Decided]] = defaultdict(list)  # leads the queue's strategy assigns
         direct: list[tuple[Decided, Pick]] = []  # leads an account owner or a sticky owner takes
         shadows: list[ShadowDecision] = []
@@ -127,7 +129,12 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[
                 continue
             rule = match.rule  # the compiled version that decided, even if an edit landed since
             choice = routing_choice(
-                assign_to=rule.assign_to, queue_id=rule.queue_id, account=account.account, identity=identity, now=now
+                assign_to=rule.assign_to,
+                queue_id=rule.queue_id,
+                account=account.account,
+                identity=identity,
+                now=now,
+                availability=availability,
             )
             decided = Decided(lead, rule, inputs, choice, known)
             if choice.user is not None:
@@ -273,10 +280,8 @@ def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
     for entry in unroutable:
         entry.lead.status, entry.lead.routed_at = LeadStatus.EXCEPTION, at
     leads_assignment_write([entry.lead for entry in unroutable], EXCEPTION_FIELDS, at=at)
-    held = {
-        id(entry): person_open_item(lead=entry.lead, reason=entry.reason) if entry.known_person else None
-        for entry in unroutable
-    }
+    theirs = people_open_items([(entry.lead, entry.reason) for entry in unroutable if entry.known_person])
+    held = {id(entry): theirs.get(entry.lead.pk) if entry.known_person else None for entry in unroutable}
     to_open = [entry for entry in unroutable if held[id(entry)] is None]
     opened = exceptions_open(
         openings=[Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue) for e in to_open], at=at

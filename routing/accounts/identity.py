@@ -21,7 +21,7 @@ from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 
 from exceptions.models import UNRESOLVED, ExceptionItem
-from routing.accounts.leads import Choice, assignee_choice, unavailable_because
+from routing.accounts.leads import Availability, Choice, assignee_choice
 from routing.accounts.models import LeadIdentity
 from routing.accounts.normalize import email_key
 from routing.models import AssignTo, Lead, LeadStatus
@@ -67,6 +67,7 @@ class Identity:
 
 
 OTHERS_KEPT = 20
+OTHER_FIELDS = ("id", "lead_id", "status", "assignee", "assigned_at", "received_at")
 
 
 def lead_link_identity(*, lead: Lead, at) -> Identity:
@@ -113,25 +114,23 @@ def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
         for value, lead_id in rows:
             by_key.setdefault((field, value), []).append(lead_id)
     wanted_leads = {lead_id for ids in by_key.values() for lead_id in ids}
-    known = Lead.objects.select_related("assignee", "origin").in_bulk(wanted_leads)
+    # What the identity is read for (the audit's ids, sticky ownership): no more, as a batch may load thousands.
+    known = Lead.objects.select_related("assignee").only(*OTHER_FIELDS).in_bulk(wanted_leads)
     identities = {}
     rows = []
-    seen: list[Lead] = []  # this batch's leads so far, in id order
+    earlier: dict[tuple[str, str], list[Lead]] = {}  # this batch's leads so far by key, in id order
     for lead in sorted(leads, key=lambda lead: lead.pk):
         email, shared = keys[lead.pk]
-        ids = set(by_key.get(("email_key", email), []) if email else []) | set(
-            by_key.get(("shared_id", shared), []) if shared else []
-        )
-        ids.discard(lead.pk)
-        in_batch = [
-            o for o in reversed(seen) if (email and keys[o.pk][0] == email) or (shared and keys[o.pk][1] == shared)
-        ]
+        person = [key for key in (("email_key", email), ("shared_id", shared)) if key[1]]
+        ids = {i for key in person for i in by_key.get(key, ())} - {lead.pk}
+        in_batch = sorted({o.pk: o for key in person for o in earlier.get(key, ())}.values(), key=lambda o: -o.pk)
         recorded = sorted(
             (known[i] for i in ids if i in known and i not in keys), key=lambda o: (o.received_at, o.pk), reverse=True
         )
         others = [*in_batch, *recorded][:OTHERS_KEPT]
         identities[lead.pk] = Identity(email, shared, others)
-        seen.append(lead)
+        for key in person:
+            earlier.setdefault(key, []).append(lead)
         rows.append(LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=bool(others), linked_at=at))
     LeadIdentity.objects.bulk_create(
         rows,
@@ -144,17 +143,21 @@ def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
 
 def _lock_people(keys: list[str]) -> None:
     """Routing of one person's leads takes turns until commit (a transaction-scoped advisory lock per key,
-    taken in key order so two batches never wait in a circle): the second lead sees the first's identity,
+    taken in lock-id order so two batches never wait in a circle): the second lead sees the first's identity,
     assignment and exception item, so concurrent workers neither split a person nor open two items. Only
     PostgreSQL has the locks; elsewhere (the SQLite demo) one worker routes at a time anyway."""
     if not keys or connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        for key in sorted(set(keys)):
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 13))", [f"person:{key}"])
+        # One round trip for the batch: the lock ids sorted in a subquery, locked in that order by the outer scan.
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(lock_id)) FROM (SELECT DISTINCT hashtextextended(key, 13) AS lock_id "
+            "FROM unnest(%s::text[]) AS key ORDER BY lock_id) AS people",
+            [[f"person:{key}" for key in keys]],
+        )
 
 
-def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime) -> Choice | None:
+def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime, availability: Availability) -> Choice | None:
     """Whoever holds the person's most recently assigned open lead, within the window; None when nobody does
     (or the window is 0). An owner who cannot take it now gives a queue choice saying why."""
     days = settings.HANDOFF["STICKY_OWNERSHIP_DAYS"]
@@ -172,32 +175,60 @@ def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime) -> Cho
     if not open_leads:
         return None
     held = max(open_leads, key=lambda other: (other.assigned_at, other.pk))
-    reason = unavailable_because(held.assignee, queue_id)
+    reason = availability.unavailable_because(held.assignee, queue_id)
     name = held.assignee.get_username()
     if reason:
         return Choice(None, "queue", f"the person's open lead {held.lead_id} is {name}'s, but {reason}")
     return Choice(held.assignee, "sticky", f"sticky: the same person's open lead {held.lead_id} is {name}'s")
 
 
-def person_open_item(*, lead: Lead, reason: str) -> ExceptionItem | None:
-    """An unresolved exception item for this reason on another lead of the same person, if there is one."""
-    query = same_person(*identity_keys(lead))
-    if query is None:
-        return None
-    leads = Lead.objects.filter(query).exclude(pk=lead.pk)
-    return (
-        ExceptionItem.objects.filter(UNRESOLVED, reason=reason, lead__in=leads)
-        .select_related("queue", "lead")
-        .order_by("opened_at", "id")
-        .first()
-    )
+def people_open_items(wanted: list[tuple[Lead, str]]) -> dict[int, ExceptionItem]:
+    """For each (lead, reason) of a batch: the oldest unresolved item for that reason on another lead of the
+    same person, by lead id (leads whose person has none are left out). One query per kind of key."""
+    keyed = [(lead, reason, *identity_keys(lead)) for lead, reason in wanted]
+    reasons = {reason for _, reason, _, _ in keyed}
+    found: list[tuple[str, str, ExceptionItem]] = []  # (field, the person's key, item)
+    for field, position in (("email_key", 2), ("shared_id", 3)):
+        values = {entry[position] for entry in keyed if entry[position]}
+        if not values:
+            continue
+        items = ExceptionItem.objects.filter(UNRESOLVED, reason__in=reasons, **{f"lead__identity__{field}__in": values})
+        for item in items.select_related("queue", "lead", "lead__identity"):
+            found.append((field, getattr(item.lead.identity, field), item))
+    held = {}
+    for lead, reason, email, shared in keyed:
+        theirs = [
+            item
+            for field, key, item in found
+            if item.reason == reason
+            and item.lead_id != lead.pk
+            and ((field == "email_key" and key == email) or (field == "shared_id" and key == shared))
+        ]
+        if theirs:
+            held[lead.pk] = min(theirs, key=lambda item: (item.opened_at, item.pk))
+    return held
 
 
-def routing_choice(*, assign_to: str, queue_id: int, account, identity: Identity, now: dt.datetime) -> Choice:
+def routing_choice(
+    *,
+    assign_to: str,
+    queue_id: int,
+    account,
+    identity: Identity,
+    now: dt.datetime,
+    availability: Availability | None = None,
+) -> Choice:
     """Who gets a lead the deciding rule sends to `queue_id`: the account's owner, the sticky owner, or the
-    queue's strategy (Choice.user None), with the reason."""
-    sticky = sticky_choice(identity=identity, queue_id=queue_id, now=now) if assign_to == AssignTo.DEFAULT else None
-    return assignee_choice(assign_to=assign_to, queue_id=queue_id, account=account, sticky=sticky)
+    queue's strategy (Choice.user None), with the reason. `availability`: shared by a batch's leads."""
+    availability = availability or Availability()
+    sticky = (
+        sticky_choice(identity=identity, queue_id=queue_id, now=now, availability=availability)
+        if assign_to == AssignTo.DEFAULT
+        else None
+    )
+    return assignee_choice(
+        assign_to=assign_to, queue_id=queue_id, account=account, sticky=sticky, availability=availability
+    )
 
 
 def sample_identity(fields: dict) -> Identity:

@@ -121,38 +121,63 @@ class Choice:
     note: str  # why, in words, including why a rule's choice fell back to the queue
 
 
-def unavailable_because(user, queue_id: int) -> str:
-    """Why this person cannot take a lead in the queue now, or "" when they can: inactive, or marked
-    unavailable in this queue, or (not a member of it) unavailable in every queue they belong to."""
-    if not user.is_active:
-        return f"{user.get_username()} is inactive"
-    memberships = list(QueueMembership.objects.filter(user=user).values_list("queue_id", "is_available"))
-    here = [available for queue, available in memberships if queue == queue_id]
-    if here and not here[0]:
-        return f"{user.get_username()} is marked unavailable in the queue"
-    if not here and memberships and not any(available for _, available in memberships):
-        return f"{user.get_username()} is marked unavailable in every queue"
-    return ""
+class Availability:
+    """Why people cannot take a lead in a queue now, from their memberships read once for everyone asked about
+    (a routing batch asks about the same owners again and again)."""
+
+    def __init__(self, users=()):
+        self._memberships: dict[int, list[tuple[int, bool]]] = {}
+        self.load(users)
+
+    def load(self, users) -> None:
+        """Read the memberships of those of `users` not read yet, in one query."""
+        missing = {user.pk for user in users if user is not None} - self._memberships.keys()
+        if not missing:
+            return
+        for user_id in missing:
+            self._memberships[user_id] = []
+        rows = QueueMembership.objects.filter(user_id__in=missing).values_list("user_id", "queue_id", "is_available")
+        for user_id, queue_id, available in rows:
+            self._memberships[user_id].append((queue_id, available))
+
+    def unavailable_because(self, user, queue_id: int) -> str:
+        """Why this person cannot take a lead in the queue now, or "" when they can: inactive, or marked
+        unavailable in this queue, or (not a member of it) unavailable in every queue they belong to."""
+        if not user.is_active:
+            return f"{user.get_username()} is inactive"
+        self.load([user])
+        memberships = self._memberships[user.pk]
+        here = [available for queue, available in memberships if queue == queue_id]
+        if here and not here[0]:
+            return f"{user.get_username()} is marked unavailable in the queue"
+        if not here and memberships and not any(available for _, available in memberships):
+            return f"{user.get_username()} is marked unavailable in every queue"
+        return ""
 
 
-def account_owner_choice(*, account: Account | None, queue_id: int) -> Choice:
+def account_owner_choice(*, account: Account | None, queue_id: int, availability: Availability) -> Choice:
     if account is None:
         return Choice(None, "queue", "no account matched, so the queue's strategy picked")
     owner = account.owner
     if owner is None:
         return Choice(None, "queue", f"{account.name} has no owner, so the queue's strategy picked")
-    reason = unavailable_because(owner, queue_id)
+    reason = availability.unavailable_because(owner, queue_id)
     if reason:
         return Choice(None, "queue", f"the owner of {account.name}: {reason}, so the queue's strategy picked")
     return Choice(owner, "account_owner", f"{owner.get_username()} owns {account.name}")
 
 
 def assignee_choice(
-    *, assign_to: str, queue_id: int, account: Account | None, sticky: "Choice | None" = None
+    *,
+    assign_to: str,
+    queue_id: int,
+    account: Account | None,
+    sticky: "Choice | None" = None,
+    availability: Availability | None = None,
 ) -> Choice:
     """The rule's `then.assignee`: the account's owner, the person's sticky owner (default), or the queue."""
     if assign_to == AssignTo.ACCOUNT_OWNER:
-        return account_owner_choice(account=account, queue_id=queue_id)
+        return account_owner_choice(account=account, queue_id=queue_id, availability=availability or Availability())
     if assign_to == AssignTo.DEFAULT and sticky is not None:
         return sticky
     return Choice(None, "queue", "")

@@ -84,7 +84,11 @@ def match_candidates_many(signals: list[LeadSignals]) -> list[list[AccountFacts]
             for key in normalize.close_name_keys(s.name_key)
         ]
         if wanted:
-            cursor.execute(_close_name_query(len(wanted)), [v for row in wanted for v in row] + [MAX_CANDIDATES])
+            if connection.vendor == "postgresql":  # three arrays: a batch's thousands of keys, parsed cheaply
+                params = [[n for n, _, _ in wanted], [k for _, k, _ in wanted], [c for _, _, c in wanted]]
+            else:
+                params = [v for row in wanted for v in row]
+            cursor.execute(_close_name_query(len(wanted)), [*params, MAX_CANDIDATES])
             for row in cursor.fetchall():
                 found[row[0]].setdefault(row[1], _facts(row[1:]))
     return [[facts[pk] for pk in sorted(facts)] for facts in found]
@@ -94,9 +98,12 @@ def _close_name_query(rows: int) -> str:
     """(lead's index, account row) for each (lead's index, close-name key, country) given, the first
     MAX_CANDIDATES accounts by id per lead (the parameter after the rows)."""
     keys = AccountNameKey._meta.db_table
-    values = ", ".join(["(%s, %s, %s)"] * rows)
+    if connection.vendor == "postgresql":
+        values = "SELECT * FROM unnest(%s::int[], %s::text[], %s::text[])"
+    else:
+        values = "VALUES " + ", ".join(["(%s, %s, %s)"] * rows)
     return (
-        f"WITH wanted(n, key, country) AS (VALUES {values}), "
+        f"WITH wanted(n, key, country) AS ({values}), "
         f"hits AS (SELECT DISTINCT w.n, k.account_id FROM wanted w "
         f"JOIN {keys} k ON k.key = w.key AND k.country = w.country), "
         "ranked AS (SELECT n, account_id, row_number() OVER (PARTITION BY n ORDER BY account_id) AS nth FROM hits) "
