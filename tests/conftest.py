@@ -20,7 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(request, django_test_environment, django_db_blocker, django_db_keepdb, django_db_createdb):
+def django_db_setup(
+    request,
+    django_test_environment,
+    django_db_blocker,
+    django_db_keepdb,
+    django_db_createdb,
+    django_db_modify_db_settings,
+):
     """pytest-django's, with two roles when DATABASE_MIGRATE_URL is set (docs/security.md, 4): the owner creates
     and migrates the test database (migrate's post_migrate handler grants the application its share), then
     every test, and every worker and server a test starts, connects as the application role. Flushes between
