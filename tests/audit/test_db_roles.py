@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.django_db,
     pytest.mark.skipif(
         not settings.HANDOFF_DATABASE_OWNER,
-        reason="one database role for everything: set DATABASE_MIGRATE_URL to an owner role (README: Tests)",
+        reason="one database role for everything: set DATABASE_MIGRATE_URL to an owner role (README, Database roles)",
     ),
 ]
 
