@@ -22,8 +22,16 @@ from audit.db_roles import (
 from exceptions.triage import lead_assign_manually
 from routing.models import Lead, LeadStatus, QueueMembership
 from routing.services import lead_route
-from tests.conftest import service_env
-from tests.factories import LeadFactory, MembershipFactory, QueueFactory, RuleFactory, UserFactory
+from tests.conftest import queue_drained, service_env, wait_until
+from tests.factories import (
+    LeadFactory,
+    LeadPayloadFactory,
+    MembershipFactory,
+    QueueFactory,
+    RuleFactory,
+    UserFactory,
+)
+from tests.faults.helpers import Processes, post_lead
 
 pytestmark = [
     pytest.mark.django_db,
@@ -220,7 +228,36 @@ def test_the_owner_is_still_refused_by_the_triggers(routed_world):
         owner.close()
 
 
-def test_workers_and_servers_the_tests_start_connect_as_the_application():
+def test_workers_and_servers_the_tests_start_are_not_given_the_owners_url():
     env = service_env()
     assert env["DATABASE_URL"].startswith(f"postgres://{APP_ROLE}@")
     assert "DATABASE_MIGRATE_URL" not in env
+
+
+@pytest.mark.celery_worker
+@pytest.mark.django_db(transaction=True)
+def test_a_lead_posted_to_gunicorn_and_routed_by_a_worker_touches_the_database_only_as_the_application(
+    tmp_path, source
+):
+    started = Processes(tmp_path)
+    try:
+        keep = {"TEST_CONN_MAX_AGE": "60"}  # as production: connections stay open, so they can be seen
+        base = started.web(workers=1, threads=2, **keep)
+        started.worker(**keep)
+        response = post_lead(base, source.token, LeadPayloadFactory(lead_id="seen-by-role"))
+        assert response.status_code == 202, response.text
+        wait_until(
+            lambda: Lead.objects.exclude(status=LeadStatus.RECEIVED).filter(lead_id="seen-by-role").exists(),
+            what="the worker to route the lead",
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT usename, count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() GROUP BY usename"
+            )
+            sessions = dict(cursor.fetchall())
+        assert set(sessions) == {APP_ROLE}, sessions
+        assert sessions[APP_ROLE] >= 2  # the web server's and the worker's
+    finally:
+        started.stop_all()
+        wait_until(queue_drained, what="the broker to be empty")
