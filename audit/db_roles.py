@@ -85,7 +85,7 @@ ORDINARY_TABLES = frozenset(
 ORDINARY_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 APPEND_ONLY_PRIVILEGES = "SELECT, INSERT"
 READ_ONLY_PRIVILEGES = "SELECT"
-_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def history_tables() -> set[str]:

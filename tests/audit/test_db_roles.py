@@ -5,6 +5,8 @@ and the append-only tables refuse its UPDATE and DELETE; the owner's triggers st
 Runs when DATABASE_MIGRATE_URL names an owner role (as CI does, .ci/run); with one role for everything there
 is nothing to test, and the module says so."""
 
+import io
+
 import pytest
 from django.conf import settings
 from django.core.management import call_command
@@ -22,7 +24,7 @@ from audit.db_roles import (
 from exceptions.triage import lead_assign_manually
 from routing.models import Lead, LeadStatus, QueueMembership
 from routing.services import lead_route
-from tests.conftest import queue_drained, service_env, wait_until
+from tests.conftest import database_url_for_tests, queue_drained, service_env, wait_until
 from tests.factories import (
     LeadFactory,
     LeadPayloadFactory,
@@ -261,3 +263,29 @@ def test_a_lead_posted_to_gunicorn_and_routed_by_a_worker_touches_the_database_o
     finally:
         started.stop_all()
         wait_until(queue_drained, what="the broker to be empty")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flush_empties_the_tables_through_the_owner_and_leaves_the_application_without_truncate(routed_world):
+    """How transactional tests are emptied (audit/management/commands/flush.py): the owner TRUNCATEs, the
+    connection stays the application's, which still may not."""
+    call_command("flush", interactive=False, verbosity=0)
+    assert counts() == dict.fromkeys(PROTECTED, 0)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user, has_table_privilege('audit_auditevent', 'TRUNCATE')")
+        assert cursor.fetchone() == (APP_ROLE, False)
+
+
+def test_db_roles_prints_roles_without_powers_and_the_applications_share():
+    owner, out = settings.HANDOFF_DATABASE_OWNER["USER"], io.StringIO()
+    roles = ["--owner", owner, "--app", APP_ROLE]
+    call_command("db_roles", "--print", "--adopt", *roles, "--admin-url", database_url_for_tests(), stdout=out)
+    sql = out.getvalue()
+    limits = "LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT NOCREATEDB;"
+    assert f"ALTER ROLE {APP_ROLE} {limits}" in sql and f"ALTER ROLE {owner} {limits}" in sql
+    (revoke,) = [line for line in sql.splitlines() if line.startswith("REVOKE ALL ON TABLE")]
+    assert "audit_auditevent" in revoke and "routing_lead," in revoke and revoke.endswith(f"FROM {APP_ROLE};")
+    (append_only,) = [line for line in sql.splitlines() if line.startswith("GRANT SELECT, INSERT ON TABLE")]
+    assert "audit_auditevent" in append_only and "routing_historicallead" in append_only
+    assert "routing_lead," not in append_only
+    assert f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT SELECT, INSERT ON TABLES" in sql
