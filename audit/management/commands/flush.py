@@ -1,4 +1,3 @@
-from django.core.management.base import CommandError
 from django.core.management.color import no_style
 from django.core.management.commands import flush
 from django.core.management.sql import emit_post_migrate_signal, sql_flush
@@ -17,8 +16,10 @@ class Command(flush.Command):
         owner = owner_connection(connections[database])
         if owner is None:
             return super().handle(**options)
-        if options["interactive"]:
-            raise CommandError("Flushing through the owner's connection is for scripts: pass --no-input.")
+        name = connections[database].settings_dict["NAME"]
+        if options["interactive"] and input(f"Remove ALL DATA from {name!r}, as its owner? Type 'yes': ") != "yes":
+            self.stdout.write("Flush cancelled.")
+            return
         statements = sql_flush(
             no_style(),
             connections[database],
