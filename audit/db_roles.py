@@ -49,6 +49,7 @@ ORDINARY_TABLES = frozenset(
         "exceptions_exceptionitem",
         "exceptions_notification",
         "exceptions_slaevent",
+        "exceptions_exceptionitem_held_leads",  # main's migration exceptions 0006
         # Routing: sources, queues, rules (the editable draft), leads and their accounts.
         "routing_source",
         "routing_queue",
@@ -60,6 +61,7 @@ ORDINARY_TABLES = frozenset(
         "routing_account",
         "routing_accountdomain",
         "routing_accountmatch",
+        "routing_accountnamekey",  # main's migration routing 0016
         # Governance beside the frozen versions: shadow decisions, replays, sign-offs and their reminders.
         "routing_shadowdecision",
         "routing_replayrun",
