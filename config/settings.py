@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
 from config.env import env_bool, env_choice, env_float, env_int, env_list, env_networks, env_str
@@ -71,9 +72,26 @@ TEMPLATES = [
 ]
 
 # Default: a SQLite file under var/, so the console runs on a machine with Python alone.
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'handoff.sqlite3'}")
+# Least privilege (docs/security.md, 4): the application connects with DATABASE_URL, a role that may only read
+# and write rows; the role that owns the schema, DATABASE_MIGRATE_URL, is used only by `manage.py migrate`
+# (manage.py sets HANDOFF_DATABASE_AS_OWNER for it) and by the test harness. Without it, one role does both.
+DATABASE_MIGRATE_URL = env_str("DATABASE_MIGRATE_URL", "")
+_app_database = dj_database_url.parse(DATABASE_URL)
+_owner_database = dj_database_url.parse(DATABASE_MIGRATE_URL) if DATABASE_MIGRATE_URL else None
+if _owner_database and (_owner_database["ENGINE"], _owner_database["NAME"]) != (
+    _app_database["ENGINE"],
+    _app_database["NAME"],
+):
+    raise ImproperlyConfigured("DATABASE_MIGRATE_URL must name the same database as DATABASE_URL, as its owner role.")
+# The owner's credentials, and the role the owner grants row access to after every migrate (audit/db_roles.py).
+HANDOFF_DATABASE_OWNER = (
+    {key: _owner_database[key] for key in ("USER", "PASSWORD", "HOST", "PORT")} if _owner_database else None
+)
+HANDOFF_DATABASE_APP_ROLE = _app_database["USER"] if _owner_database else None
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'handoff.sqlite3'}"),
+        DATABASE_MIGRATE_URL if _owner_database and env_bool("HANDOFF_DATABASE_AS_OWNER") else DATABASE_URL,
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -12,9 +13,36 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
+from audit.db_roles import as_owner
 from tests.factories import SourceFactory, UserFactory
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(
+    request,
+    django_test_environment,
+    django_db_blocker,
+    django_db_keepdb,
+    django_db_createdb,
+    django_db_modify_db_settings,
+):
+    """pytest-django's, with two roles when DATABASE_MIGRATE_URL is set (docs/security.md, 4): the owner creates
+    and migrates the test database (migrate's post_migrate handler grants the application its share), then
+    every test, and every worker and server a test starts, connects as the application role. Flushes between
+    transactional tests go through the owner (audit/management/commands/flush.py)."""
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    keepdb = django_db_keepdb and not django_db_createdb
+    verbosity = request.config.option.verbose
+    with django_db_blocker.unblock(), as_owner(connection):
+        config = setup_databases(verbosity=verbosity, interactive=False, keepdb=keepdb)
+    yield
+    if not keepdb:
+        with django_db_blocker.unblock(), as_owner(connection):
+            teardown_databases(config, verbosity=verbosity)
 
 
 @pytest.fixture
@@ -76,16 +104,19 @@ def queue_drained() -> bool:
 
 
 def database_url_for_tests() -> str:
+    """The test database, as the tests connect to it: as the application role when there are two roles."""
     from django.db import connection
 
     db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
+    return f"postgres://{quote(db['USER'], safe='')}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 def service_env(**overrides) -> dict:
-    """Environment for a subprocess (worker, web server) that shares the test database and broker."""
+    """Environment for a subprocess (worker, web server) that shares the test database and broker. It connects
+    as the application does in production: DATABASE_URL alone, without the owner's DATABASE_MIGRATE_URL."""
     env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key != "DATABASE_MIGRATE_URL"},
         "DJANGO_SETTINGS_MODULE": "config.settings_test",
         "DATABASE_URL": database_url_for_tests(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,

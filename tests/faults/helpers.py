@@ -222,7 +222,9 @@ def log_in(base: str, username: str, password: str) -> dict[str, str]:
 
 def raw_connection() -> psycopg.Connection:
     db = connection.settings_dict
-    return psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=False)
+    return psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"] or None, dbname=db["NAME"]
+    )
 
 
 @contextlib.contextmanager

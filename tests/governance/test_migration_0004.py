@@ -8,31 +8,39 @@ from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
+from audit.db_roles import as_owner
 from routing.governance.models import RulePromotion
 from routing.governance.preview import versions_live_at
 from routing.models import Rule, RuleStage
 from tests.factories import RuleFactory
 
-pytestmark = pytest.mark.django_db
+# Transactional: the test connects as the schema's owner, as migrations do (the application role may not ALTER
+# a table), and what it adds to the schema is dropped again after it.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 freeze_live_rules = importlib.import_module("routing.migrations.0004_freeze_live_rules").freeze_live_rules
 
 
 @pytest.fixture
 def rules_before_0004(sales, uk, rule_owner):
-    """The state 0004 starts from: rules with their own `version` column (added back inside the test's
-    transaction, which rolls it back) and a stage, but no frozen versions. Returns the apps of 0003."""
-    with connection.cursor() as cursor:
-        cursor.execute("ALTER TABLE routing_rule ADD COLUMN version integer NOT NULL DEFAULT 1")
-    live = RuleFactory(name="Live", owner=rule_owner, queue=sales, stage=RuleStage.DRAFT)
-    staged = RuleFactory(name="Staged", owner=rule_owner, queue=uk, stage=RuleStage.DRAFT)
-    RuleFactory(name="Draft", owner=rule_owner, queue=uk, stage=RuleStage.DRAFT)
-    Rule.objects.filter(pk=live.pk).update(stage=RuleStage.PRODUCTION)
-    Rule.objects.filter(pk=staged.pk).update(stage=RuleStage.STAGING)
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE routing_rule SET version = 3 WHERE id = %s", [live.pk])
-    state = MigrationLoader(connection).project_state(("routing", "0003_rule_versions_governance"))
-    return state.apps, live, staged
+    """The state 0004 starts from: rules with their own `version` column (added back for the test) and a
+    stage, but no frozen versions. Returns the apps of 0003."""
+    with as_owner(connection):
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE routing_rule ADD COLUMN version integer NOT NULL DEFAULT 1")
+        try:
+            live = RuleFactory(name="Live", owner=rule_owner, queue=sales, stage=RuleStage.DRAFT)
+            staged = RuleFactory(name="Staged", owner=rule_owner, queue=uk, stage=RuleStage.DRAFT)
+            RuleFactory(name="Draft", owner=rule_owner, queue=uk, stage=RuleStage.DRAFT)
+            Rule.objects.filter(pk=live.pk).update(stage=RuleStage.PRODUCTION)
+            Rule.objects.filter(pk=staged.pk).update(stage=RuleStage.STAGING)
+            with connection.cursor() as cursor:
+                cursor.execute("UPDATE routing_rule SET version = 3 WHERE id = %s", [live.pk])
+            state = MigrationLoader(connection).project_state(("routing", "0003_rule_versions_governance"))
+            yield state.apps, live, staged
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("ALTER TABLE routing_rule DROP COLUMN version")
 
 
 def test_a_production_rule_keeps_routing_as_its_frozen_version(rules_before_0004):

@@ -15,7 +15,9 @@ import urllib.request
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import connection
 
+from audit.db_roles import as_owner
 from routing.demo.leads import synthetic_lead
 from routing.management.commands.seed_demo import DEMO_LOGIN
 
@@ -28,14 +30,16 @@ class Command(BaseCommand):
         parser.add_argument("--every", type=float, default=3.0, help="Seconds between synthetic leads (0: none).")
 
     def handle(self, *args, port, every, **options):
-        call_command("migrate", verbosity=0)
+        with as_owner(connection):  # the schema's owner migrates when DATABASE_MIGRATE_URL names one
+            call_command("migrate", verbosity=0)
         out = io.StringIO()
         call_command("seed_demo", stdout=out)
         token = out.getvalue().strip().splitlines()[-1]
         base = f"http://127.0.0.1:{port}"
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         celery = [sys.executable, "-m", "celery", "-A", "config"]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The web server, worker and beat connect as the application; the owner's URL is not theirs to hold.
+        env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_MIGRATE_URL"}, "PYTHONUNBUFFERED": "1"}
         commands = {
             "Celery worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
             "Celery beat": [*celery, "beat", "--loglevel=INFO"],
