@@ -139,7 +139,9 @@ def test_wrong_api_tokens_lock_out_a_capture_source_token_from_that_address(sour
     for n in range(LIMIT):
         token_client(f"{n:040x}").get("/api/v1/exceptions/")
 
-    answer = token_client(source.token).post("/api/v1/leads/", {"lead_id": "f-1", "email": "a@b.example"}, format="json")
+    answer = token_client(source.token).post(
+        "/api/v1/leads/", {"lead_id": "f-1", "email": "a@b.example"}, format="json"
+    )
 
     assert answer.status_code == 429
     attempt = AccessAttempt.objects.get()
@@ -185,7 +187,11 @@ def test_a_signed_in_person_changes_their_password_with_the_old_one(client, rule
 
     answer = client.post(
         "/accounts/password_change/",
-        {"old_password": PASSWORD, "new_password1": "a-new-long-passphrase-42", "new_password2": "a-new-long-passphrase-42"},
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a-new-long-passphrase-42",
+            "new_password2": "a-new-long-passphrase-42",
+        },
     )
 
     assert answer.status_code == 302
