@@ -80,9 +80,13 @@ class DraftForm(DraftChecks, forms.ModelForm):
             "rollback_plan": forms.Textarea(attrs={"rows": 2}),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, author=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
+        owners = get_user_model().objects.filter(is_active=True).order_by("username")
+        if author is not None and not author.is_superuser:
+            # Only an admin hands a rule to someone else (rule_draft_save refuses it too).
+            owners = owners.filter(pk=author.pk)
+        self.fields["owner"].queryset = owners
         self.fields["queue"].queryset = Queue.objects.order_by("name")
 
 

@@ -80,9 +80,14 @@ def _require_author(user, rule: Rule, stored: dict | None) -> None:
     if stored is None:
         if not may_author_rules(user):
             raise PermissionDenied("Only rule owners and admins create rules.")
-        return
-    if not (user.is_superuser or stored["owner_id"] == user.pk):
+    elif not (user.is_superuser or stored["owner_id"] == user.pk):
         raise PermissionDenied(f"Only the rule's owner or an admin edits {rule.name!r}.")
+    # A rule's owner answers for it (sign-off, reminders, the audit trail): only an admin names someone else.
+    # (No owner at all is judged by the draft's own checks: a rule with versions keeps one.)
+    if not user.is_superuser and rule.owner_id not in (None, user.pk):
+        raise PermissionDenied(
+            f"Only an admin makes someone else the owner of {rule.name!r}; a rule you save is yours."
+        )
 
 
 def rule_draft_save(*, rule: Rule, by=None) -> Rule:
