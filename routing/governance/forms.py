@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from routing.conditions import ConditionError, validate_condition
 from routing.governance.gates import cases_problems
 from routing.models import Queue, Rule
+from routing.text import refused_character
 
 
 class JSONTextField(forms.CharField):
@@ -33,6 +34,13 @@ class JSONTextField(forms.CharField):
 class DraftChecks:
     """What a draft must be to be saved at all (the gates ask for more): a condition that compiles and test
     cases of the documented shape. Shared by the console's editor and the admin."""
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        problem = refused_character(name or "")
+        if problem:
+            raise forms.ValidationError(problem)
+        return name
 
     def clean_condition(self):
         condition = self.cleaned_data["condition"]

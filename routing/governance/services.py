@@ -36,6 +36,7 @@ from routing.governance.models import (
     iso_week_start,
 )
 from routing.models import TEST_RESULT_FIELDS, Rule, RuleSetGeneration, RuleStage
+from routing.text import refused_character
 
 
 class RuleDraftError(ValueError):
@@ -99,6 +100,8 @@ def rule_draft_save(*, rule: Rule, by=None) -> Rule:
     if by is not None:
         _require_author(by, rule, before)
     problems = []
+    if refused_character(rule.name or ""):
+        problems.append(f"name: {refused_character(rule.name)}")
     if rule.pk is not None and rule.owner_id is None and rule.versions.exists():
         problems.append("owner: a rule with versions keeps a named owner; hand it to someone else instead")
     try:
