@@ -17,6 +17,14 @@ from tests.factories import SourceFactory, UserFactory
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def no_token_failures_seen(monkeypatch):
+    """Token authentication reads the addresses with failed token sign-ins at most once a second per process
+    (config/signin.py); start each test with that read done and empty, so query counts do not depend on the
+    clock. A failed token in the test reads them again, as in production."""
+    monkeypatch.setattr("config.signin._token_suspects", (float("inf"), frozenset()))
+
+
 @pytest.fixture
 def source(db):
     return SourceFactory(name="web-form")

@@ -338,9 +338,7 @@ def test_batch_body_over_8_mib_is_413(source_client):
 
 
 class TestQueryCounts:
-    def test_single_intake_is_one_lookup_and_one_insert(self, source_client, django_assert_num_queries, monkeypatch):
-        # Addresses with failed token sign-ins are read at most once a second per process (config/signin.py).
-        monkeypatch.setattr("config.signin._token_suspects", (float("inf"), frozenset()))
+    def test_single_intake_is_one_lookup_and_one_insert(self, source_client, django_assert_num_queries):
         # token lookup; the insert of lead and history row is one statement (inside the test's transaction)
         with django_assert_num_queries(2):
             assert post_json(source_client, INTAKE, LeadPayloadFactory()).status_code == 202
