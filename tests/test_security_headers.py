@@ -10,7 +10,7 @@ from tests.factories import ExceptionItemFactory
 from tests.test_deploy_settings import PRODUCTION_ENV, manage
 
 INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>", re.IGNORECASE)
-INLINE_HANDLER_OR_STYLE = re.compile(r"""\s(on[a-z]+|style)\s*=\s*["']""", re.IGNORECASE)
+INLINE_HANDLER_OR_STYLE = re.compile(r"""\s(on[a-z]+|style)\s*=\s*["']|<style""", re.IGNORECASE)
 
 
 def policy(response) -> dict[str, str]:
