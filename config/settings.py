@@ -136,8 +136,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "config.signin.client_address"
 AXES_LOCKOUT_CALLABLE = "config.signin.lockout_response"
 # Failed sign-ins are logged with the username and address tried (never the password): that is what an
-# operator needs to see an attack. axes masks both by default.
-AXES_SENSITIVE_PARAMETERS = []
+# operator needs to see an attack. axes masks both by default; the form's CSRF token is masked in what it stores.
+AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]
 # Reverse proxies in front of the web process (README: Behind a reverse proxy). 0: clients connect directly,
 # so X-Forwarded-* headers are the client's own words and are ignored. N: the N-th proxy from here appended
 # the client's address to X-Forwarded-For and set X-Forwarded-Proto, overwriting what the client sent.

@@ -42,18 +42,25 @@ def client_address(request: HttpRequest) -> str:
     return forwarded[-hops]
 
 
+def lockout_seconds() -> int:
+    return int(settings.AXES_COOLOFF_TIME.total_seconds())
+
+
+def lockout_message() -> str:
+    return (
+        f"Too many failed sign-ins from this address: locked out for {lockout_seconds() // 60} minutes after the "
+        "last attempt. An admin can lift it sooner."
+    )
+
+
 def lockout_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
     """429 for a locked-out client: JSON under /api/ (as every API error), the lockout page elsewhere."""
-    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
-    message = (
-        f"Too many failed sign-ins from this address: locked out for {minutes} minutes after the last attempt. "
-        "An admin can lift it sooner."
-    )
+    message = lockout_message()
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": message}, status=429)
     else:
         response = render(request, "registration/locked_out.html", {"message": message}, status=429)
-    response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    response["Retry-After"] = str(lockout_seconds())
     return response
 
 

@@ -131,6 +131,7 @@ def test_wrong_api_tokens_lock_the_address_out_even_for_a_right_personal_token(o
 
     assert locked.status_code == 429
     assert "Too many failed sign-ins" in locked.json()["detail"]
+    assert locked["Retry-After"] == str(15 * 60)
     assert token_client(right.key, address="198.51.100.20").get("/api/v1/exceptions/").status_code == 200
 
 

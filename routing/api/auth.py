@@ -3,7 +3,7 @@
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.authtoken.models import Token
 
-from config.signin import token_failed, token_locked_out
+from config.signin import lockout_message, lockout_seconds, token_failed, token_locked_out
 from exceptions.permissions import has_console_access
 from routing.models import Source
 from routing.sources import active_sources
@@ -28,8 +28,13 @@ class SourcePrincipal:
 
 
 class TokenLockedOut(exceptions.APIException):
+    """429 with Retry-After (DRF sets it from `wait`), worded as the login form's lockout."""
+
     status_code = 429
-    default_detail = "Too many failed sign-ins from this address."
+
+    def __init__(self):
+        super().__init__(lockout_message())
+        self.wait = lockout_seconds()
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
