@@ -1,5 +1,6 @@
 """Handoff settings. Production differs from development only by environment variables (README: Configuration)."""
 
+import datetime as dt
 from pathlib import Path
 
 import dj_database_url
@@ -33,6 +34,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
+    "axes",
+    "csp",
     "routing",
     "exceptions",
     "audit",
@@ -47,8 +50,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: it turns a lockout flagged during the request into the lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -132,6 +138,48 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
+
+# Sign-in (docs/security.md, finding 3). django-axes' backend comes first: it refuses a locked-out client
+# before any password is checked. Failures are counted per (username, client address): one address cannot
+# guess one account's password, and nobody elsewhere can lock a person out by typing their name.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("HANDOFF_LOGIN_FAILURE_LIMIT", 5)
+# A lockout lifts by itself after this long; a failure while locked out starts it again.
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_float("HANDOFF_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "config.signin.client_address"
+AXES_LOCKOUT_CALLABLE = "config.signin.lockout_response"
+# Failed sign-ins are logged with the username and address tried (never the password): that is what an
+# operator needs to see an attack. axes masks both by default; the form's CSRF token is masked in what it stores.
+AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]
+# Reverse proxies in front of the web process (README: Behind a reverse proxy). 0: clients connect directly,
+# so X-Forwarded-* headers are the client's own words and are ignored. N: the N-th proxy from here appended
+# the client's address to X-Forwarded-For and set X-Forwarded-Proto, overwriting what the client sent.
+HANDOFF_PROXY_COUNT = env_int("HANDOFF_PROXY_COUNT", 0)
+
+# A signed-in session lasts this long (default 8 hours, a working day; Django's default is two weeks).
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_COOKIE_AGE", 8 * 3600)
+
+# Content-Security-Policy on every response (django-csp): scripts, styles, images and fetches from this site
+# only, no inline script or style attribute, no framing, forms post here only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "console:overview"
@@ -354,7 +402,10 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     # Probes speak plain HTTP to the process; a redirect would count as healthy without checking anything.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if HANDOFF_PROXY_COUNT:
+        # Only behind a proxy that sets X-Forwarded-Proto itself (a client's own value must never get through):
+        # otherwise anyone could claim HTTPS on a plain connection.
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True

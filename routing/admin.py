@@ -7,10 +7,22 @@ from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
 from routing.governance.services import rule_draft_save
 from routing.integrations.models import DeliveryAttempt, DeliveryTarget, EnrichmentProvider, EventType, OutboxEvent
 from routing.models import Lead, Queue, QueueMembership, Rule, Source
+from routing.text import refused_character
+
+
+class PlainNameForm(forms.ModelForm):
+    """Refuses control and bidirectional-override characters in `name` (routing/text.py)."""
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if refused_character(name or ""):
+            raise forms.ValidationError(refused_character(name))
+        return name
 
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
+    form = PlainNameForm
     list_display = ["name", "token_prefix", "is_active", "shares_lead_ids", "created_at"]
     readonly_fields = ["token_prefix", "created_at"]
     fields = ["name", "is_active", "shares_lead_ids", "token_prefix", "created_at"]
@@ -29,6 +41,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Queue)
 class QueueAdmin(SimpleHistoryAdmin):
+    form = PlainNameForm
     list_display = [
         "name",
         "strategy",

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from routing.lead_store import leads_insert_new
 from routing.models import Lead, LeadStatus, Source
+from routing.text import refused_character
 
 # Django's EmailValidator rules for ASCII addresses, compiled once (its lazy regexes cost ~10 µs a call).
 _EMAIL_LOCAL = re.compile(r"^[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*\Z", re.IGNORECASE)
@@ -60,6 +61,15 @@ class LeadIn(BaseModel):
     def no_nul(cls, value):
         if value is not None and "\x00" in value:
             raise ValueError(_NUL_MESSAGE)
+        return value
+
+    @field_validator("lead_id", "first_name", "last_name", "company", "lifecycle_stage")
+    @classmethod
+    def no_control_or_bidi_characters(cls, value):
+        # Email, phone and country have formats of their own that already refuse these.
+        problem = value and refused_character(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("email", "phone", "first_name", "last_name", "company", "country", "lifecycle_stage")

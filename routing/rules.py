@@ -16,6 +16,7 @@ from routing.governance.gates import TEST_CASES_SCHEMA, cases_problems
 from routing.governance.replay import replay_execute, replay_request
 from routing.governance.services import PromotionBlocked, rule_draft_save, rule_promote, same_content
 from routing.models import AssignmentStrategy, AssignTo, Queue, QueueMembership, Rule, RuleStage
+from routing.text import refused_character
 
 User = get_user_model()
 
@@ -165,6 +166,8 @@ def _check_document(doc: Any) -> None:
             if item[key] in seen:
                 problems.append(f"{kind}[{i}].{key}: {item[key]!r} appears twice")
             seen.add(item[key])
+            if refused_character(item["name"]):
+                problems.append(f"{kind}[{i}].name: {refused_character(item['name'])}")
     for i, queue in enumerate(doc.get("queues", [])):
         for j, member in enumerate(queue.get("members", [])):
             username = member if isinstance(member, str) else member["username"]

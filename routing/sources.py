@@ -8,6 +8,7 @@ from django.dispatch import receiver
 from audit.models import AuditAction
 from audit.services import audit_record
 from routing.models import Source
+from routing.text import refused_character
 
 
 def source_create(*, name: str, by=None, shares_lead_ids: bool = False) -> tuple[Source, str]:
@@ -16,6 +17,8 @@ def source_create(*, name: str, by=None, shares_lead_ids: bool = False) -> tuple
     name = name.strip()
     if not name:
         raise ValueError("Give the source a name, e.g. 'website-form'.")
+    if refused_character(name):
+        raise ValueError(f"name: {refused_character(name)}")
     source = Source(name=name, shares_lead_ids=shares_lead_ids)
     token = source.set_new_token()
     try:

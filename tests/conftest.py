@@ -45,6 +45,14 @@ def django_db_setup(
             teardown_databases(config, verbosity=verbosity)
 
 
+@pytest.fixture(autouse=True)
+def no_token_failures_seen(monkeypatch):
+    """Token authentication reads the addresses with failed token sign-ins at most once a second per process
+    (config/signin.py); start each test with that read done and empty, so query counts do not depend on the
+    clock. A failed token in the test reads them again, as in production."""
+    monkeypatch.setattr("config.signin._token_suspects", (float("inf"), frozenset()))
+
+
 @pytest.fixture
 def source(db):
     return SourceFactory(name="web-form")

@@ -16,6 +16,7 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from routing.accounts import normalize
 from routing.accounts.models import Account, AccountDomain, AccountNameKey
+from routing.text import refused_character
 
 REQUIRED_COLUMNS = ("account_id", "name", "domains", "phone", "country", "owner")
 KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "territory")
@@ -87,6 +88,8 @@ def clean_account(data: dict, owners: dict[str, int]) -> tuple[CleanAccount | No
         errors.setdefault("name", []).append("Required.")
     elif len(name) > 300:
         errors.setdefault("name", []).append("At most 300 characters.")
+    elif refused_character(name):
+        errors.setdefault("name", []).append(refused_character(name))
     domains, notes = [], []
     for raw in split_domains(data.get("domains")):
         host = normalize.clean_domain(raw)

@@ -3,6 +3,7 @@
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.authtoken.models import Token
 
+from config.signin import lockout_message, lockout_seconds, token_failed, token_locked_out
 from exceptions.permissions import has_console_access
 from routing.models import Source
 from routing.sources import active_sources
@@ -26,13 +27,35 @@ class SourcePrincipal:
         return False
 
 
+class TokenLockedOut(exceptions.APIException):
+    """429 with Retry-After (DRF sets it from `wait`), worded as the login form's lockout."""
+
+    status_code = 429
+
+    def __init__(self):
+        super().__init__(lockout_message())
+        self.wait = lockout_seconds()
+
+
 class TokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Token <key>`: a capture source's token (only its hash is stored), or a person's
-    API token (`manage.py drf_create_token USERNAME`) for the console's API."""
+    API token (`manage.py drf_create_token USERNAME`) for the console's API. Wrong keys count as failed
+    sign-ins of the client's address, which is locked out at the limit like a login (config/signin.py)."""
 
     keyword = "Token"
 
     def authenticate(self, request):
+        scheme = authentication.get_authorization_header(request).split()[:1]
+        if [word.lower() for word in scheme] == [self.keyword.lower().encode()] and token_locked_out(request._request):
+            # Even the right key is refused while locked out: otherwise guessing would simply go on.
+            raise TokenLockedOut()
+        try:
+            return self._authenticate(request)
+        except exceptions.AuthenticationFailed:
+            token_failed(request._request, sender=type(self))
+            raise
+
+    def _authenticate(self, request):
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None

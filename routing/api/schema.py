@@ -39,11 +39,13 @@ COMMON_ERRORS = {
     "404": "No such object (or page).",
     "400": "Invalid input: messages per field.",
     "415": "The body is not JSON (`Content-Type: application/json`).",
+    "429": "Too many failed sign-ins from this address: locked out for a while (`Retry-After`, seconds).",
 }
 
 
 def _applicable(operation: dict) -> set[str]:
-    codes = {"401", "403"}  # every operation needs a token or a session, and checks who the caller is
+    # Every operation needs a token or a session, checks who the caller is, and refuses a locked-out address.
+    codes = {"401", "403", "429"}
     parameters = operation.get("parameters", [])
     if any(p["in"] == "path" for p in parameters) or any(p["name"] == "page" for p in parameters):
         codes.add("404")
@@ -55,7 +57,7 @@ def _applicable(operation: dict) -> set[str]:
 
 
 def document_error_responses(result, generator, request, public):
-    """drf-spectacular postprocessing hook: every operation documents the 400/401/403/404/415 it can answer,
+    """drf-spectacular postprocessing hook: every operation documents the 400/401/403/404/415/429 it can answer,
     and every error documented with only a description gets the JSON body DRF sends with it. A body a view
     declares itself is kept (a 400 one also allows field errors, when there is a request body to validate)."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from routing.conditions import ConditionError, validate_condition
 from routing.governance.gates import cases_problems
 from routing.models import Queue, Rule
+from routing.text import refused_character
 
 
 class JSONTextField(forms.CharField):
@@ -33,6 +34,13 @@ class JSONTextField(forms.CharField):
 class DraftChecks:
     """What a draft must be to be saved at all (the gates ask for more): a condition that compiles and test
     cases of the documented shape. Shared by the console's editor and the admin."""
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        problem = refused_character(name or "")
+        if problem:
+            raise forms.ValidationError(problem)
+        return name
 
     def clean_condition(self):
         condition = self.cleaned_data["condition"]
@@ -80,9 +88,13 @@ class DraftForm(DraftChecks, forms.ModelForm):
             "rollback_plan": forms.Textarea(attrs={"rows": 2}),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, author=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["owner"].queryset = get_user_model().objects.filter(is_active=True).order_by("username")
+        owners = get_user_model().objects.filter(is_active=True).order_by("username")
+        if author is not None and not author.is_superuser:
+            # Only an admin hands a rule to someone else (rule_draft_save refuses it too).
+            owners = owners.filter(pk=author.pk)
+        self.fields["owner"].queryset = owners
         self.fields["queue"].queryset = Queue.objects.order_by("name")
 
 

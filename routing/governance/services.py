@@ -36,6 +36,7 @@ from routing.governance.models import (
     iso_week_start,
 )
 from routing.models import TEST_RESULT_FIELDS, Rule, RuleSetGeneration, RuleStage
+from routing.text import refused_character
 
 
 class RuleDraftError(ValueError):
@@ -80,9 +81,14 @@ def _require_author(user, rule: Rule, stored: dict | None) -> None:
     if stored is None:
         if not may_author_rules(user):
             raise PermissionDenied("Only rule owners and admins create rules.")
-        return
-    if not (user.is_superuser or stored["owner_id"] == user.pk):
+    elif not (user.is_superuser or stored["owner_id"] == user.pk):
         raise PermissionDenied(f"Only the rule's owner or an admin edits {rule.name!r}.")
+    # A rule's owner answers for it (sign-off, reminders, the audit trail): only an admin names someone else.
+    # (No owner at all is judged by the draft's own checks: a rule with versions keeps one.)
+    if not user.is_superuser and rule.owner_id not in (None, user.pk):
+        raise PermissionDenied(
+            f"Only an admin makes someone else the owner of {rule.name!r}; a rule you save is yours."
+        )
 
 
 def rule_draft_save(*, rule: Rule, by=None) -> Rule:
@@ -94,6 +100,8 @@ def rule_draft_save(*, rule: Rule, by=None) -> Rule:
     if by is not None:
         _require_author(by, rule, before)
     problems = []
+    if refused_character(rule.name or ""):
+        problems.append(f"name: {refused_character(rule.name)}")
     if rule.pk is not None and rule.owner_id is None and rule.versions.exists():
         problems.append("owner: a rule with versions keeps a named owner; hand it to someone else instead")
     try:

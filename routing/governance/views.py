@@ -111,11 +111,13 @@ class RuleEditView(ConsoleAccessMixin, View):
 
     def get(self, request, pk=None):
         rule = self._rule(request, pk)
-        return render(request, "console/rules/edit.html", {"rule": rule, "form": DraftForm(instance=rule)})
+        return render(
+            request, "console/rules/edit.html", {"rule": rule, "form": DraftForm(instance=rule, author=request.user)}
+        )
 
     def post(self, request, pk=None):
         rule = self._rule(request, pk)
-        form = DraftForm(request.POST, instance=rule)
+        form = DraftForm(request.POST, instance=rule, author=request.user)
         if not form.is_valid():
             messages.error(request, "The draft was not saved; fix the fields marked below.")
             return render(request, "console/rules/edit.html", {"rule": rule, "form": form}, status=400)

@@ -51,12 +51,17 @@ def context(browser, live_server):
 
 @pytest.fixture
 def page(context) -> Page:
-    """A tab that fails the test on any uncaught JavaScript error (a broken console.js or htmx)."""
+    """A tab that fails the test on any uncaught JavaScript error (a broken console.js or htmx), and on anything
+    the Content-Security-Policy refused (an inline script or style that no longer runs)."""
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: errors.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     yield page
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"JavaScript errors or CSP violations on the page: {errors}"
 
 
 @pytest.fixture
