@@ -45,11 +45,16 @@ ORDINARY_TABLES = frozenset(
         "django_admin_log",
         "django_content_type",
         "django_session",
+        # django-axes: failed sign-ins and lockouts (cleared when they expire or are lifted), the access log.
+        "axes_accessattempt",
+        "axes_accessattemptexpiration",
+        "axes_accessfailurelog",
+        "axes_accesslog",
         # Exception queues.
         "exceptions_exceptionitem",
         "exceptions_notification",
         "exceptions_slaevent",
-        "exceptions_exceptionitem_held_leads",  # main's migration exceptions 0006
+        "exceptions_exceptionitem_held_leads",
         # Routing: sources, queues, rules (the editable draft), leads and their accounts.
         "routing_source",
         "routing_queue",
@@ -61,7 +66,7 @@ ORDINARY_TABLES = frozenset(
         "routing_account",
         "routing_accountdomain",
         "routing_accountmatch",
-        "routing_accountnamekey",  # main's migration routing 0016
+        "routing_accountnamekey",
         # Governance beside the frozen versions: shadow decisions, replays, sign-offs and their reminders.
         "routing_shadowdecision",
         "routing_replayrun",
