@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found
+from django.views.defaults import server_error as html_server_error
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -47,3 +48,15 @@ def not_found(request, exception):
 
 
 handler404 = not_found
+
+
+def server_error(request):
+    """An unhandled error: JSON under /api/ (a client parses the body whatever the status), HTML elsewhere.
+    The body says nothing about the error itself; the log line has the traceback."""
+    if request.path.startswith("/api/"):
+        detail = "Server error: the request was not completed; try again, or report it if it persists."
+        return JsonResponse({"detail": detail}, status=500)
+    return html_server_error(request)
+
+
+handler500 = server_error

@@ -1,8 +1,9 @@
 from django import forms
 from django.contrib import admin
+from django.db import models
 from simple_history.admin import SimpleHistoryAdmin
 
-from routing.governance.forms import DraftChecks
+from routing.governance.forms import BoundedJSONField, DraftChecks
 from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
 from routing.governance.services import rule_draft_save
 from routing.integrations.models import DeliveryAttempt, DeliveryTarget, EnrichmentProvider, EventType, OutboxEvent
@@ -52,6 +53,7 @@ class RuleAdmin(SimpleHistoryAdmin):
     """Edits the draft only. Live versions are immutable; stages move by promotion in the console."""
 
     form = RuleForm
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONField}}  # deep JSON: a 400, not a crash
     list_display = ["name", "priority", "stage", "queue", "owner", "production_version", "staging_version"]
     list_filter = ["stage", "queue"]
     search_fields = ["name", "description"]
