@@ -299,6 +299,10 @@ HANDOFF = {
     # connection from one of these networks. Neither: 403.
     "METRICS_TOKEN": env_str("HANDOFF_METRICS_TOKEN", ""),
     "METRICS_ALLOW": env_networks("HANDOFF_METRICS_ALLOW", "127.0.0.1/32,::1/128"),
+    # Delivery targets and enrichment providers are reached only at public addresses, and at addresses in
+    # these networks (docs/security.md, finding 6): an on-premises CRM on 10.0.0.0/8, say. Development
+    # (DEBUG) allows loopback, for local fakes; production allows nothing else unless told.
+    "OUTBOUND_ALLOW": env_networks("HANDOFF_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128" if DEBUG else ""),
 }
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "handoff@localhost")
 EMAIL_BACKEND = env_str(

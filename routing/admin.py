@@ -6,6 +6,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from routing.governance.forms import BoundedJSONField, DraftChecks
 from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
 from routing.governance.services import rule_draft_save
+from routing.integrations.addresses import url_problem
 from routing.integrations.models import DeliveryAttempt, DeliveryTarget, EnrichmentProvider, EventType, OutboxEvent
 from routing.models import Lead, Queue, QueueMembership, Rule, Source
 
@@ -106,7 +107,19 @@ class LeadAdmin(SimpleHistoryAdmin):
         return False  # leads arrive through the intake API
 
 
-class DeliveryTargetForm(forms.ModelForm):
+class OutboundUrlChecks:
+    """Refuse at once a URL that every send would refuse (loopback, private, metadata …); the check runs
+    again at each send, since what a name resolves to can change after it is saved."""
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        problem = url_problem(url)
+        if problem:
+            raise forms.ValidationError(problem)
+        return url
+
+
+class DeliveryTargetForm(OutboundUrlChecks, forms.ModelForm):
     events = forms.MultipleChoiceField(choices=EventType.choices, widget=forms.CheckboxSelectMultiple)
     secret = forms.CharField(widget=forms.PasswordInput(render_value=True), max_length=200)
     url = forms.URLField(assume_scheme="https", max_length=500)
@@ -139,7 +152,7 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     inlines = [ReceiptInline]
 
 
-class EnrichmentProviderForm(forms.ModelForm):
+class EnrichmentProviderForm(OutboundUrlChecks, forms.ModelForm):
     auth_value = forms.CharField(widget=forms.PasswordInput(render_value=True), max_length=500, required=False)
     url = forms.URLField(assume_scheme="https", max_length=500)
 

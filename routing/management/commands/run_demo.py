@@ -36,6 +36,8 @@ class Command(BaseCommand):
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         celery = [sys.executable, "-m", "celery", "-A", "config"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Targets or providers added to the demo are local fakes; production allows public addresses only.
+        env.setdefault("HANDOFF_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128")
         commands = {
             "Celery worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
             "Celery beat": [*celery, "beat", "--loglevel=INFO"],
