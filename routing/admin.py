@@ -119,9 +119,52 @@ class OutboundUrlChecks:
         return url
 
 
-class DeliveryTargetForm(OutboundUrlChecks, forms.ModelForm):
+class WriteOnlySecret:
+    """The secret field sets or replaces the secret and never shows it (finding 7): the page says whether one
+    is set; left blank on a change, the stored one is kept."""
+
+    secret_field: str
+    secret_required = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields[self.secret_field]
+        stored = bool(self.instance.pk and getattr(self.instance, self.secret_field))
+        field.required = self.secret_required and not stored
+        state = "Set; leave blank to keep it, or type a new one to replace it." if stored else "Not set."
+        field.help_text = f"{state} {field.help_text}".strip()
+
+    def clean(self):
+        data = super().clean()
+        if not data.get(self.secret_field) and self.instance.pk:
+            data[self.secret_field] = getattr(self.instance, self.secret_field)
+        return data
+
+
+class SecretStateAdmin(admin.ModelAdmin):
+    """View-only staff see "set" or "not set", never the value (a read-only field would print it)."""
+
+    secret_field: str
+
+    @admin.display(description="Secret")
+    def secret_state(self, obj):
+        return "set" if obj and getattr(obj, self.secret_field) else "not set"
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and not self.has_change_permission(request, obj):
+            fields = ["secret_state" if name == self.secret_field else name for name in fields]
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "secret_state"]
+
+
+class DeliveryTargetForm(WriteOnlySecret, OutboundUrlChecks, forms.ModelForm):
+    secret_field = "secret"
+    secret_required = True
     events = forms.MultipleChoiceField(choices=EventType.choices, widget=forms.CheckboxSelectMultiple)
-    secret = forms.CharField(widget=forms.PasswordInput(render_value=True), max_length=200)
+    secret = forms.CharField(widget=forms.PasswordInput(render_value=False), max_length=200, required=False)
     url = forms.URLField(assume_scheme="https", max_length=500)
 
     class Meta:
@@ -130,8 +173,9 @@ class DeliveryTargetForm(OutboundUrlChecks, forms.ModelForm):
 
 
 @admin.register(DeliveryTarget)
-class DeliveryTargetAdmin(admin.ModelAdmin):
+class DeliveryTargetAdmin(SecretStateAdmin):
     form = DeliveryTargetForm
+    secret_field = "secret"
     list_display = ["name", "url", "is_active", "max_attempts", "timeout_seconds"]
 
 
@@ -152,8 +196,9 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     inlines = [ReceiptInline]
 
 
-class EnrichmentProviderForm(OutboundUrlChecks, forms.ModelForm):
-    auth_value = forms.CharField(widget=forms.PasswordInput(render_value=True), max_length=500, required=False)
+class EnrichmentProviderForm(WriteOnlySecret, OutboundUrlChecks, forms.ModelForm):
+    secret_field = "auth_value"
+    auth_value = forms.CharField(widget=forms.PasswordInput(render_value=False), max_length=500, required=False)
     url = forms.URLField(assume_scheme="https", max_length=500)
 
     class Meta:
@@ -162,6 +207,7 @@ class EnrichmentProviderForm(OutboundUrlChecks, forms.ModelForm):
 
 
 @admin.register(EnrichmentProvider)
-class EnrichmentProviderAdmin(admin.ModelAdmin):
+class EnrichmentProviderAdmin(SecretStateAdmin):
     form = EnrichmentProviderForm
+    secret_field = "auth_value"
     list_display = ["name", "url", "is_active", "timeout_seconds", "max_attempts"]
