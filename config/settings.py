@@ -30,7 +30,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "django_htmx",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",

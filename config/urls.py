@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from config import health
 from exceptions.urls import urlpatterns as exception_screens
 from routing.accounts.urls import console_urlpatterns as account_screens
+from routing.api.token_views import console_urlpatterns as token_screens
 from routing.dashboard.urls import urlpatterns as dashboard_screens
 from routing.governance.urls import urlpatterns as rule_screens
 from routing.integrations.urls import urlpatterns as integration_screens
@@ -23,6 +24,7 @@ console_urlpatterns = [
     *rule_screens,
     *dashboard_screens,
     *account_screens,
+    *token_screens,
 ]
 
 urlpatterns = [

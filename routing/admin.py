@@ -8,7 +8,8 @@ from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
 from routing.governance.services import rule_draft_save
 from routing.integrations.addresses import url_problem
 from routing.integrations.models import DeliveryAttempt, DeliveryTarget, EnrichmentProvider, EventType, OutboxEvent
-from routing.models import Lead, Queue, QueueMembership, Rule, Source
+from routing.models import Lead, PersonalToken, Queue, QueueMembership, Rule, Source
+from routing.tokens import personal_token_revoke
 
 
 @admin.register(Source)
@@ -211,3 +212,23 @@ class EnrichmentProviderAdmin(SecretStateAdmin):
     form = EnrichmentProviderForm
     secret_field = "auth_value"
     list_display = ["name", "url", "is_active", "timeout_seconds", "max_attempts"]
+
+
+@admin.register(PersonalToken)
+class PersonalTokenAdmin(admin.ModelAdmin):
+    """People's API tokens: only a prefix is known (the hash is never shown); an admin revokes them."""
+
+    list_display = ["token_prefix", "user", "name", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["user__username", "name", "token_prefix"]
+    fields = ["user", "name", "token_prefix", "created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # made by their owner on the console's API tokens page (or `manage.py create_api_token`)
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = sum(personal_token_revoke(token=token, by=request.user) for token in queryset)
+        self.message_user(request, f"Revoked {revoked} token(s).")

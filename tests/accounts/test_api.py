@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditAction, AuditEvent
 from routing.accounts.models import Account, AccountMatch
-from tests.factories import AccountFactory
+from tests.factories import AccountFactory, personal_token
 
 pytestmark = pytest.mark.django_db
 
@@ -74,9 +74,8 @@ def test_concurrent_puts_of_a_new_account_both_succeed(transactional_db, ops_per
     import threading
 
     from django.db import connection
-    from rest_framework.authtoken.models import Token
 
-    token = Token.objects.create(user=ops_person).key
+    token = personal_token(ops_person)
     codes = []
 
     def put(name):
