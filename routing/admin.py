@@ -137,7 +137,9 @@ class WriteOnlySecret:
 
     def clean(self):
         data = super().clean()
-        if not data.get(self.secret_field) and self.instance.pk:
+        if data.get(f"clear_{self.secret_field}"):
+            data[self.secret_field] = ""  # an optional secret is removed only when asked to, never by a blank
+        elif not data.get(self.secret_field) and self.instance.pk:
             data[self.secret_field] = getattr(self.instance, self.secret_field)
         return data
 
@@ -200,6 +202,7 @@ class OutboxEventAdmin(ReadOnlyAdmin):
 class EnrichmentProviderForm(WriteOnlySecret, OutboundUrlChecks, forms.ModelForm):
     secret_field = "auth_value"
     auth_value = forms.CharField(widget=forms.PasswordInput(render_value=False), max_length=500, required=False)
+    clear_auth_value = forms.BooleanField(required=False, label="Remove the stored credential")
     url = forms.URLField(assume_scheme="https", max_length=500)
 
     class Meta:

@@ -33,10 +33,9 @@ class HostUnresolved(Exception):
 
 @dataclass(frozen=True)
 class Destination:
-    url: str  # the URL with the checked address in place of the name
+    urls: tuple[str, ...]  # the URL with each checked address in place of the name, in resolver order
     host_header: str  # the name (and port) as the URL gave them
     sni_hostname: str | None  # for https to a name: TLS is checked against the name, not the address
-    address: Address
 
 
 def refusal_reason(address: Address) -> str | None:
@@ -109,12 +108,24 @@ def destination_for(url: str) -> Destination:
     host = parts.hostname
     addresses = _resolve(host, port)
     _refuse_if_any_closed(host, addresses)
-    address = addresses[0]
-    literal = f"[{address}]" if address.version == 6 else str(address)
-    pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path, parts.query, ""))
+    pinned = tuple(
+        urlunsplit((parts.scheme, f"{_literal(address)}:{port}", parts.path, parts.query, "")) for address in addresses
+    )
     host_header = parts.netloc.rpartition("@")[2]  # without any user:password@
-    is_name = host != str(address) and host.strip("[]") != str(address)
-    return Destination(pinned, host_header, host if parts.scheme == "https" and is_name else None, address)
+    is_name = not _is_literal(host)
+    return Destination(pinned, host_header, host if parts.scheme == "https" and is_name else None)
+
+
+def _literal(address: Address) -> str:
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def url_problem(url: str) -> str | None:

@@ -69,15 +69,7 @@ def post(url: str, *, content: bytes, headers: dict, timeout: float) -> Answer:
         return Answer(None, _ms(began), str(exc)[:500])
     extensions = {"sni_hostname": where.sni_hostname} if where.sni_hostname else {}
     try:
-        with _shared_client().stream(
-            "POST",
-            where.url,
-            content=content,
-            headers={**headers, "Host": where.host_header},
-            timeout=timeout,
-            extensions=extensions,
-        ) as response:
-            raw, complete = _read_capped(response)
+        response, raw, complete = _send(where, content, {**headers, "Host": where.host_header}, timeout, extensions)
     except httpx.TimeoutException as exc:
         return Answer(None, _ms(began), f"timeout after {timeout:g} s ({type(exc).__name__})")
     except httpx.HTTPError as exc:
@@ -92,6 +84,21 @@ def post(url: str, *, content: bytes, headers: dict, timeout: float) -> Answer:
     except orjson.JSONDecodeError:
         body = None
     return Answer(response.status_code, _ms(began), "", retry_after, body)
+
+
+def _send(where, content: bytes, headers: dict, timeout: float, extensions: dict):
+    """Try the checked addresses in order, moving on only when one cannot be connected to (an AAAA record on
+    a host without IPv6, say), as a plain connect would; never to an address that was not checked."""
+    for position, url in enumerate(where.urls, 1):
+        try:
+            with _shared_client().stream(
+                "POST", url, content=content, headers=headers, timeout=timeout, extensions=extensions
+            ) as response:
+                return (response, *_read_capped(response))
+        except httpx.ConnectError:
+            if position == len(where.urls):
+                raise
+    raise AssertionError("destination_for returns at least one address")  # pragma: no cover
 
 
 def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:

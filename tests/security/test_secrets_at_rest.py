@@ -133,3 +133,21 @@ def test_view_only_staff_see_set_not_the_secret(client):
     assert target_page.status_code == provider_page.status_code == 200
     assert SECRET not in target_page.content.decode() and "sk_live" not in provider_page.content.decode()
     assert '<div class="readonly">set</div>' in target_page.content.decode()
+
+
+def test_an_enrichment_credential_is_removed_only_when_asked(admin_client):
+    provider = EnrichmentProviderFactory(auth_value=CREDENTIAL)
+    url = f"/admin/routing/enrichmentprovider/{provider.pk}/change/"
+    form = {
+        "name": provider.name,
+        "url": "https://vendor.example.com/enrich",
+        "auth_header": "Authorization",
+        "auth_value": "",
+        "timeout_seconds": 3,
+        "max_attempts": 4,
+        "is_active": "on",
+    }
+    assert admin_client.post(url, form).status_code == 302
+    assert EnrichmentProvider.objects.get(pk=provider.pk).auth_value == CREDENTIAL  # blank keeps it
+    assert admin_client.post(url, {**form, "clear_auth_value": "on"}).status_code == 302
+    assert EnrichmentProvider.objects.get(pk=provider.pk).auth_value == ""
