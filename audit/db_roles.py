@@ -41,7 +41,6 @@ ORDINARY_TABLES = frozenset(
         "auth_user",
         "auth_user_groups",
         "auth_user_user_permissions",
-        "authtoken_token",
         "django_admin_log",
         "django_content_type",
         "django_session",
@@ -67,6 +66,7 @@ ORDINARY_TABLES = frozenset(
         "routing_accountdomain",
         "routing_accountmatch",
         "routing_accountnamekey",
+        "routing_personaltoken",
         # Governance beside the frozen versions: shadow decisions, replays, sign-offs and their reminders.
         "routing_shadowdecision",
         "routing_replayrun",

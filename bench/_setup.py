@@ -39,6 +39,9 @@ BENCH_ENV = {
     "DJANGO_SECRET_KEY": "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
     "DJANGO_SECURE_SSL_REDIRECT": "0",
+    # Production settings need a key for the encrypted secrets, and the benches' fake targets live on loopback.
+    "HANDOFF_SECRETS_KEY": "YmVuY2gtb25seS1zZWNyZXRzLWtleS0wMTIzNDU2Nzg=",
+    "HANDOFF_OUTBOUND_ALLOW": "127.0.0.0/8",
     "DATABASE_URL": _bench_database(
         os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/handoff_bench")
     ),

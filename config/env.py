@@ -3,6 +3,7 @@
 import ipaddress
 import os
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -68,3 +69,20 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r}; use one of {', '.join(choices)}.")
     return value
+
+
+def env_fernet_keys(name: str, default: str | None = None) -> list[str]:
+    """A comma list of Fernet keys (32 url-safe base64-encoded bytes each), newest first: the first encrypts,
+    every one decrypts (key rotation). Required when there is no default."""
+    keys = [key.strip() for key in env_str(name, default).split(",") if key.strip()]
+    if not keys:
+        raise ImproperlyConfigured(f"Set the environment variable {name}.")
+    for position, key in enumerate(keys, 1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} is not a Fernet key (32 url-safe base64-encoded bytes); make one with "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'."
+            ) from None
+    return keys

@@ -8,7 +8,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
-from config.env import env_bool, env_choice, env_float, env_int, env_list, env_networks, env_str
+from config.env import env_bool, env_choice, env_fernet_keys, env_float, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -17,6 +17,8 @@ VAR_DIR.mkdir(exist_ok=True)
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
 # Development gets a throwaway key; anything else must be given one.
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", "dev-only-insecure-key-do-not-deploy" if DEBUG else None)
+# Not a secret: it only lets a development database be read back (README: Configuration).
+_DEV_SECRETS_KEY = "ZGV2LW9ubHktaW5zZWN1cmUta2V5LWRvLW5vdC11c2U="
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 
@@ -30,7 +32,6 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "django_htmx",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "simple_history",
@@ -195,7 +196,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["routing.api.parsers.BoundedJSONParser"],  # nesting capped (issue 15, finding 8)
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     # The services' domain errors (conflict, refused action, blocked promotion …) → documented 400/409 bodies.
@@ -365,6 +366,16 @@ HANDOFF = {
     # connection from one of these networks. Neither: 403.
     "METRICS_TOKEN": env_str("HANDOFF_METRICS_TOKEN", ""),
     "METRICS_ALLOW": env_networks("HANDOFF_METRICS_ALLOW", "127.0.0.1/32,::1/128"),
+    # Delivery targets and enrichment providers are reached only at public addresses, and at addresses in
+    # these networks (docs/security.md, finding 6): an on-premises CRM on 10.0.0.0/8, say. Development
+    # (DEBUG) allows loopback, for local fakes; production allows nothing else unless told.
+    # Delivery secrets and enrichment credentials are stored encrypted with these Fernet keys, newest first
+    # (docs/security.md, finding 7: rotation). Development gets a throwaway key; anything else must be given one.
+    "SECRETS_KEYS": env_fernet_keys("HANDOFF_SECRETS_KEY", _DEV_SECRETS_KEY if DEBUG else None),
+    # Personal API tokens expire this many days after they are made (at most API_TOKEN_MAX_DAYS).
+    "API_TOKEN_DAYS": env_int("HANDOFF_API_TOKEN_DAYS", 90),
+    "API_TOKEN_MAX_DAYS": 366,
+    "OUTBOUND_ALLOW": env_networks("HANDOFF_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128" if DEBUG else ""),
 }
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "handoff@localhost")
 EMAIL_BACKEND = env_str(

@@ -12,6 +12,10 @@ os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", "handoff-test")
 # Delivery retries wait this × 2^(n-1) in tests (30 s in production), so the real worker retries in moments.
 os.environ.setdefault("HANDOFF_DELIVERY_RETRY_BASE_SECONDS", "0.05")
 os.environ.setdefault("HANDOFF_ENRICHMENT_RETRY_BASE_SECONDS", "0.05")
+# A fixed key for the test database's encrypted secrets (never a production key).
+os.environ.setdefault("HANDOFF_SECRETS_KEY", "dGVzdC1vbmx5LXNlY3JldHMta2V5LTAxMjM0NTY3ODk=")
+# The fake CRMs and enrichment vendors are real servers on loopback; tests of the refusal set it to nothing.
+os.environ.setdefault("HANDOFF_OUTBOUND_ALLOW", "127.0.0.0/8")
 
 from config.settings import *  # noqa: E402,F403
 

@@ -3,12 +3,14 @@ from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views.defaults import page_not_found
+from django.views.defaults import server_error as html_server_error
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config import health
 from exceptions.urls import urlpatterns as exception_screens
 from routing.accounts.urls import console_urlpatterns as account_screens
+from routing.api.token_views import console_urlpatterns as token_screens
 from routing.dashboard.urls import urlpatterns as dashboard_screens
 from routing.governance.urls import urlpatterns as rule_screens
 from routing.integrations.urls import urlpatterns as integration_screens
@@ -23,6 +25,7 @@ console_urlpatterns = [
     *rule_screens,
     *dashboard_screens,
     *account_screens,
+    *token_screens,
 ]
 
 urlpatterns = [
@@ -54,3 +57,15 @@ def not_found(request, exception):
 
 
 handler404 = not_found
+
+
+def server_error(request):
+    """An unhandled error: JSON under /api/ (a client parses the body whatever the status), HTML elsewhere.
+    The body says nothing about the error itself; the log line has the traceback."""
+    if request.path.startswith("/api/"):
+        detail = "Server error: the request was not completed; try again, or report it if it persists."
+        return JsonResponse({"detail": detail}, status=500)
+    return html_server_error(request)
+
+
+handler500 = server_error

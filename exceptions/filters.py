@@ -1,11 +1,15 @@
+import datetime as dt
+
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.http import QueryDict
+from django_filters.fields import IsoDateTimeRangeField
 
 from exceptions.models import ExceptionItem, ExceptionReason, ExceptionStatus
 from exceptions.permissions import CONSOLE_GROUPS
+from routing.days import day_out_of_range
 from routing.models import Queue, Source
 
 UNRESOLVED_DEFAULT = ["open", "acknowledged", "waiting"]
@@ -24,6 +28,28 @@ def console_people():
         .distinct()
         .order_by("username")
     )
+
+
+class BoundedIsoDateTimeRangeField(IsoDateTimeRangeField):
+    """ISO datetimes PostgreSQL can compare with: in UTC inside the days a person may ask about. Year 9999 with
+    a -23:59 offset parsed, then failed in the database ("time zone displacement out of range", a 500)."""
+
+    def compress(self, data_list):
+        for value in data_list or ():
+            if value is None:
+                continue
+            try:
+                day = value.astimezone(dt.UTC).date() if value.tzinfo else value.date()
+            except OverflowError:
+                day = dt.date.max
+            problem = day_out_of_range(day)
+            if problem:
+                raise forms.ValidationError(f"{value.isoformat()}: {problem}")
+        return super().compress(data_list)
+
+
+class BoundedIsoDateTimeFromToRangeFilter(django_filters.IsoDateTimeFromToRangeFilter):
+    field_class = BoundedIsoDateTimeRangeField
 
 
 class ExceptionFilter(django_filters.FilterSet):
@@ -45,7 +71,7 @@ class ExceptionFilter(django_filters.FilterSet):
     assignee = django_filters.ModelChoiceFilter(queryset=console_people(), null_label="Nobody")
     breached = django_filters.BooleanFilter(method="filter_breached", label="Breached")
     origin = django_filters.ModelChoiceFilter(field_name="lead__origin", queryset=Source.objects.order_by("name"))
-    received = django_filters.IsoDateTimeFromToRangeFilter(field_name="lead__received_at", label="Received between")
+    received = BoundedIsoDateTimeFromToRangeFilter(field_name="lead__received_at", label="Received between")
     sort = django_filters.ChoiceFilter(
         choices=[("due", "Due soonest"), ("-due", "Due latest"), ("age", "Oldest"), ("-age", "Newest")],
         method="filter_sort",

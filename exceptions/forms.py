@@ -10,7 +10,7 @@ from routing.models import Queue
 class VersionedForm(forms.Form):
     """Carries the item version the person saw, so a change made meanwhile is refused, not overwritten."""
 
-    version = forms.IntegerField(widget=forms.HiddenInput)
+    version = forms.IntegerField(widget=forms.HiddenInput, min_value=0, max_value=2**31 - 1)
 
 
 class AssignForm(VersionedForm):

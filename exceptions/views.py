@@ -4,7 +4,7 @@ import logging
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -61,6 +61,7 @@ class ItemListView(ConsoleAccessMixin, View):
                 "people": console_people(),
                 "items_url": reverse("console:items"),
             },
+            status=200 if filters.is_valid() else 400,  # the filters' errors say what to fix
         )
 
 
@@ -160,6 +161,8 @@ class ItemActionView(ConsoleAccessMixin, View):
         else:
             try:
                 success = handler(request, item)
+            except MalformedInput as malformed:
+                return HttpResponseBadRequest(str(malformed), content_type="text/plain; charset=utf-8")
             except services.ExceptionConflict as conflict:
                 messages.error(request, conflict.message)
             except triage.InvalidLeadData as invalid:
@@ -243,8 +246,18 @@ class NotificationsView(ConsoleAccessMixin, View):
 
 
 def _version(request) -> int | None:
+    """The item version the person saw; none sent: no check. Anything else is refused, not guessed at."""
     raw = request.POST.get("version", "")
-    return int(raw) if raw.isdigit() else None
+    if raw == "":
+        return None
+    # isascii: str.isdigit() also accepts "²", which int() refuses (a 500 before); 9 digits fit an integer.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+        raise MalformedInput("version must be the item's version number (digits 0-9), as the page sent it.")
+    return int(raw)
+
+
+class MalformedInput(ValueError):
+    """A value no page of ours sends (a hand-made request): 400, with what is wrong."""
 
 
 def _form_errors(form) -> str:

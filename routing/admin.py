@@ -1,13 +1,16 @@
 from django import forms
 from django.contrib import admin
+from django.db import models
 from simple_history.admin import SimpleHistoryAdmin
 
-from routing.governance.forms import DraftChecks
+from routing.governance.forms import BoundedJSONField, DraftChecks
 from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
 from routing.governance.services import rule_draft_save
+from routing.integrations.addresses import url_problem
 from routing.integrations.models import DeliveryAttempt, DeliveryTarget, EnrichmentProvider, EventType, OutboxEvent
-from routing.models import Lead, Queue, QueueMembership, Rule, Source
+from routing.models import Lead, PersonalToken, Queue, QueueMembership, Rule, Source
 from routing.text import refused_character
+from routing.tokens import personal_token_revoke
 
 
 class PlainNameForm(forms.ModelForm):
@@ -65,6 +68,7 @@ class RuleAdmin(SimpleHistoryAdmin):
     """Edits the draft only. Live versions are immutable; stages move by promotion in the console."""
 
     form = RuleForm
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONField}}  # deep JSON: a 400, not a crash
     list_display = ["name", "priority", "stage", "queue", "owner", "production_version", "staging_version"]
     list_filter = ["stage", "queue"]
     search_fields = ["name", "description"]
@@ -117,9 +121,66 @@ class LeadAdmin(SimpleHistoryAdmin):
         return False  # leads arrive through the intake API
 
 
-class DeliveryTargetForm(forms.ModelForm):
+class OutboundUrlChecks:
+    """Refuse at once a URL that every send would refuse (loopback, private, metadata …); the check runs
+    again at each send, since what a name resolves to can change after it is saved."""
+
+    def clean_url(self):
+        url = self.cleaned_data["url"]
+        problem = url_problem(url)
+        if problem:
+            raise forms.ValidationError(problem)
+        return url
+
+
+class WriteOnlySecret:
+    """The secret field sets or replaces the secret and never shows it (finding 7): the page says whether one
+    is set; left blank on a change, the stored one is kept."""
+
+    secret_field: str
+    secret_required = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields[self.secret_field]
+        stored = bool(self.instance.pk and getattr(self.instance, self.secret_field))
+        field.required = self.secret_required and not stored
+        state = "Set; leave blank to keep it, or type a new one to replace it." if stored else "Not set."
+        field.help_text = f"{state} {field.help_text}".strip()
+
+    def clean(self):
+        data = super().clean()
+        if data.get(f"clear_{self.secret_field}"):
+            data[self.secret_field] = ""  # an optional secret is removed only when asked to, never by a blank
+        elif not data.get(self.secret_field) and self.instance.pk:
+            data[self.secret_field] = getattr(self.instance, self.secret_field)
+        return data
+
+
+class SecretStateAdmin(admin.ModelAdmin):
+    """View-only staff see "set" or "not set", never the value (a read-only field would print it)."""
+
+    secret_field: str
+
+    @admin.display(description="Secret")
+    def secret_state(self, obj):
+        return "set" if obj and getattr(obj, self.secret_field) else "not set"
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and not self.has_change_permission(request, obj):
+            fields = ["secret_state" if name == self.secret_field else name for name in fields]
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "secret_state"]
+
+
+class DeliveryTargetForm(WriteOnlySecret, OutboundUrlChecks, forms.ModelForm):
+    secret_field = "secret"
+    secret_required = True
     events = forms.MultipleChoiceField(choices=EventType.choices, widget=forms.CheckboxSelectMultiple)
-    secret = forms.CharField(widget=forms.PasswordInput(render_value=True), max_length=200)
+    secret = forms.CharField(widget=forms.PasswordInput(render_value=False), max_length=200, required=False)
     url = forms.URLField(assume_scheme="https", max_length=500)
 
     class Meta:
@@ -128,8 +189,9 @@ class DeliveryTargetForm(forms.ModelForm):
 
 
 @admin.register(DeliveryTarget)
-class DeliveryTargetAdmin(admin.ModelAdmin):
+class DeliveryTargetAdmin(SecretStateAdmin):
     form = DeliveryTargetForm
+    secret_field = "secret"
     list_display = ["name", "url", "is_active", "max_attempts", "timeout_seconds"]
 
 
@@ -150,8 +212,10 @@ class OutboxEventAdmin(ReadOnlyAdmin):
     inlines = [ReceiptInline]
 
 
-class EnrichmentProviderForm(forms.ModelForm):
-    auth_value = forms.CharField(widget=forms.PasswordInput(render_value=True), max_length=500, required=False)
+class EnrichmentProviderForm(WriteOnlySecret, OutboundUrlChecks, forms.ModelForm):
+    secret_field = "auth_value"
+    auth_value = forms.CharField(widget=forms.PasswordInput(render_value=False), max_length=500, required=False)
+    clear_auth_value = forms.BooleanField(required=False, label="Remove the stored credential")
     url = forms.URLField(assume_scheme="https", max_length=500)
 
     class Meta:
@@ -160,6 +224,27 @@ class EnrichmentProviderForm(forms.ModelForm):
 
 
 @admin.register(EnrichmentProvider)
-class EnrichmentProviderAdmin(admin.ModelAdmin):
+class EnrichmentProviderAdmin(SecretStateAdmin):
     form = EnrichmentProviderForm
+    secret_field = "auth_value"
     list_display = ["name", "url", "is_active", "timeout_seconds", "max_attempts"]
+
+
+@admin.register(PersonalToken)
+class PersonalTokenAdmin(admin.ModelAdmin):
+    """People's API tokens: only a prefix is known (the hash is never shown); an admin revokes them."""
+
+    list_display = ["token_prefix", "user", "name", "created_at", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["user__username", "name", "token_prefix"]
+    fields = ["user", "name", "token_prefix", "created_at", "expires_at", "last_used_at", "revoked_at", "revoked_by"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # made by their owner on the console's API tokens page (or `manage.py create_api_token`)
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = sum(personal_token_revoke(token=token, by=request.user) for token in queryset)
+        self.message_user(request, f"Revoked {revoked} token(s).")

@@ -51,6 +51,46 @@ class Source(models.Model):
         return token
 
 
+class PersonalToken(models.Model):
+    """A person's API token for the console's API (`Authorization: Token <key>`). Only its hash is stored, as
+    for capture sources: the token is shown once, when it is made. It stops working when it expires or is
+    revoked (by its owner on the console's API tokens page, or by an admin)."""
+
+    TOKEN_PREFIX_LENGTH = 8
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True, help_text="What it is for, e.g. 'reporting script'.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(
+        max_length=TOKEN_PREFIX_LENGTH, editable=False, help_text="First characters of the token, to tell tokens apart."
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.user} {self.token_prefix}… ({self.name or 'API token'})"
+
+    def set_new_token(self) -> str:
+        """Give it a fresh token; returns it in clear, the only time it is ever seen."""
+        token = secrets.token_urlsafe(32)
+        self.token_hash = Source.hash_token(token)  # 256 random bits: a fast hash is safe, as for sources
+        self.token_prefix = token[: self.TOKEN_PREFIX_LENGTH]
+        return token
+
+    def state(self, now: dt.datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= now else "active"
+
+
 class AssignmentStrategy(models.TextChoices):
     ROUND_ROBIN = "round_robin", "Round robin"
     WEIGHTED_ROUND_ROBIN = "weighted_round_robin", "Weighted round robin"

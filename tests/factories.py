@@ -10,6 +10,7 @@ from routing.governance.models import RulePromotion, RuleVersion
 from routing.governance.services import rule_tests_record
 from routing.integrations.models import DeliveryTarget, EnrichmentProvider
 from routing.models import Lead, LeadStatus, Queue, QueueMembership, Rule, RuleStage, Source
+from routing.tokens import personal_token_create
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -248,3 +249,8 @@ class AccountFactory(factory.Factory):
 
         data = {**fields, "owner": owner.get_username() if owner is not None else None}
         return account_upsert(account_id=account_id, data=data)[0]
+
+
+def personal_token(user, **kwargs) -> str:
+    """A personal API token for `user`, in clear (as its owner copies it from the console)."""
+    return personal_token_create(user=user, **kwargs)[1]

@@ -9,10 +9,10 @@ import time_machine
 from axes.models import AccessAttempt
 from django.core.management import call_command
 from django.test import override_settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from config.signin import TOKEN_USERNAME
+from tests.factories import personal_token
 
 LIMIT = 5  # HANDOFF_LOGIN_FAILURE_LIMIT's default
 PASSWORD = "pw-for-tests"  # tests/factories.py UserFactory
@@ -123,16 +123,16 @@ def token_client(key, address="203.0.113.9"):
 
 @pytest.mark.django_db
 def test_wrong_api_tokens_lock_the_address_out_even_for_a_right_personal_token(ops_person):
-    right = Token.objects.create(user=ops_person)
+    right = personal_token(ops_person)
     answers = [token_client(f"{n:040x}").get("/api/v1/exceptions/").status_code for n in range(LIMIT)]
     assert answers == [401] * (LIMIT - 1) + [429], answers
 
-    locked = token_client(right.key).get("/api/v1/exceptions/")
+    locked = token_client(right).get("/api/v1/exceptions/")
 
     assert locked.status_code == 429
     assert "Too many failed sign-ins" in locked.json()["detail"]
     assert locked["Retry-After"] == str(15 * 60)
-    assert token_client(right.key, address="198.51.100.20").get("/api/v1/exceptions/").status_code == 200
+    assert token_client(right, address="198.51.100.20").get("/api/v1/exceptions/").status_code == 200
 
 
 @pytest.mark.django_db
@@ -151,13 +151,13 @@ def test_wrong_api_tokens_lock_out_a_capture_source_token_from_that_address(sour
 
 @pytest.mark.django_db
 def test_a_token_lockout_is_lifted_with_axes_reset_ip(ops_person):
-    right = Token.objects.create(user=ops_person)
+    right = personal_token(ops_person)
     for n in range(LIMIT):
         token_client(f"{n:040x}").get("/api/v1/exceptions/")
 
     call_command("axes_reset_ip", "203.0.113.9")
 
-    assert token_client(right.key).get("/api/v1/exceptions/").status_code == 200
+    assert token_client(right).get("/api/v1/exceptions/").status_code == 200
 
 
 @pytest.mark.django_db

@@ -62,7 +62,9 @@ class RerouteSerializer(serializers.Serializer):
         help_text='Corrections to the lead before it is routed again, e.g. {"email": "jo@acme.example"}; '
         "validated like intake.",
     )
-    version = serializers.IntegerField(required=False, help_text="The item version you saw; a newer one is a 409.")
+    version = serializers.IntegerField(
+        required=False, min_value=0, max_value=2**31 - 1, help_text="The item version you saw; a newer one is a 409."
+    )
 
 
 class ConflictSerializer(serializers.Serializer):

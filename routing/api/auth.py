@@ -1,12 +1,13 @@
-"""Capture sources authenticate with `Authorization: Token <key>`; only the key's hash is stored."""
+"""Capture sources and people authenticate with `Authorization: Token <key>`; only the key's hash is stored
+for either (routing/sources.py, routing/tokens.py)."""
 
 from rest_framework import authentication, exceptions, permissions
-from rest_framework.authtoken.models import Token
 
 from config.signin import lockout_message, lockout_seconds, token_failed, token_locked_out
 from exceptions.permissions import has_console_access
 from routing.models import Source
 from routing.sources import active_sources
+from routing.tokens import TokenRefused, personal_token_check
 
 
 class SourcePrincipal:
@@ -38,9 +39,10 @@ class TokenLockedOut(exceptions.APIException):
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Token <key>`: a capture source's token (only its hash is stored), or a person's
-    API token (`manage.py drf_create_token USERNAME`) for the console's API. Wrong keys count as failed
-    sign-ins of the client's address, which is locked out at the limit like a login (config/signin.py)."""
+    """`Authorization: Token <key>`: a capture source's token (only its hash is stored), or a person's API
+    token (made on the console's API tokens page or with `manage.py create_api_token USERNAME`; only its hash
+    is stored, and it expires) for the console's API. Wrong keys count as failed sign-ins of the client's
+    address, which is locked out at the limit like a login (config/signin.py)."""
 
     keyword = "Token"
 
@@ -70,8 +72,11 @@ class TokenAuthentication(authentication.BaseAuthentication):
             if not source.is_active:
                 raise exceptions.AuthenticationFailed("Invalid or revoked token.")
             return SourcePrincipal(source), source
-        person = Token.objects.select_related("user").filter(key=key).first()
-        if person is None or not person.user.is_active:
+        try:
+            person = personal_token_check(key)
+        except TokenRefused as refused:
+            raise exceptions.AuthenticationFailed(str(refused)) from None
+        if person is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         return person.user, person
 

@@ -13,7 +13,8 @@ class SourceTokenScheme(OpenApiAuthenticationExtension):
             "in": "header",
             "name": "Authorization",
             "description": "`Token <key>`: a capture source's token (`manage.py create_source NAME`) for intake, "
-            "or a person's API token (`manage.py drf_create_token USERNAME`) for the console API.",
+            "or a person's API token (console: API tokens, or `manage.py create_api_token USERNAME`; it expires) "
+            "for the console API.",
         }
 
 

@@ -2,7 +2,6 @@
 
 import logging
 
-import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Prefetch
@@ -20,6 +19,7 @@ from routing.api.auth import IsCaptureSource, IsSourceOrStaff
 from routing.api.serializers import AcceptedLeadSerializer, BatchResponseSerializer, LeadDetailSerializer
 from routing.dispatch import Lane, routing_enqueue_on_commit
 from routing.intake import IntakeStatus, LeadIn, leads_intake, leads_waiting_for_routing
+from routing.jsonbounds import JSONInputError, loads_bounded
 from routing.models import Lead, Source
 
 logger = logging.getLogger(__name__)
@@ -63,9 +63,9 @@ def read_json_body(request, *, limit: int):
     if len(body) > limit:
         raise too_large
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"Malformed JSON: {exc}") from None
+        return loads_bounded(body)
+    except JSONInputError as exc:
+        raise ParseError(str(exc)) from None
 
 
 def log_intake(source: Source, results) -> None:

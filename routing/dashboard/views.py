@@ -15,16 +15,29 @@ from audit.models import AuditEvent, Override
 from exceptions.permissions import ConsoleAccessMixin
 from routing.dashboard.rollups import MANUAL_TOUCHES, latency_sql
 from routing.dashboard.selectors import Window, dashboard_figures, routing_lanes, window_for
+from routing.days import day_out_of_range
 from routing.models import Lead
 
 RANGES = [("today", "Today"), ("7d", "7 days"), ("30d", "30 days"), ("custom", "Custom")]
 MAX_DAYS = 400
+# Ids are PostgreSQL bigints: a longer number would fail in the database, not in the form.
+MAX_ID_DIGITS = 18
+
+
+class DayField(forms.DateField):
+    """A date within the days the dashboard can count (routing/days.py)."""
+
+    def validate(self, value):
+        super().validate(value)
+        problem = day_out_of_range(value)
+        if problem:
+            raise forms.ValidationError(problem)
 
 
 class RangeForm(forms.Form):
     range = forms.ChoiceField(choices=RANGES, required=False)
-    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    start = DayField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = DayField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self):
         data = super().clean()
@@ -61,6 +74,7 @@ class DashboardView(ConsoleAccessMixin, View):
                 "bulk_limit": settings.HANDOFF["BULK_BACKLOG_LIMIT"],
                 **figures,
             },
+            status=200 if form.is_valid() else 400,  # the page still shows 7 days, with what to fix
         )
 
 
@@ -132,10 +146,10 @@ def chart_data(f: dict) -> dict:
 
 
 class LeadDrillForm(forms.Form):
-    start = forms.DateField()
-    end = forms.DateField()
-    origin = forms.IntegerField(required=False)
-    rule = forms.CharField(required=False, max_length=20)
+    start = DayField()
+    end = DayField()
+    origin = forms.IntegerField(required=False, min_value=1, max_value=10**MAX_ID_DIGITS - 1)
+    rule = forms.CharField(required=False, max_length=MAX_ID_DIGITS)
     assigned = forms.BooleanField(required=False)
     over_sla = forms.BooleanField(required=False)
     touched = forms.BooleanField(required=False)
@@ -146,8 +160,9 @@ class LeadDrillForm(forms.Form):
 
     def clean_rule(self):
         rule = self.cleaned_data["rule"]
-        if rule and rule != "none" and not rule.isdigit():
-            raise forms.ValidationError("A rule id, or 'none'.")
+        # isascii: str.isdigit() also accepts "²", which int() refuses (a 500 before).
+        if rule and rule != "none" and not (rule.isascii() and rule.isdigit()):
+            raise forms.ValidationError("A rule id (digits 0-9), or 'none'.")
         return rule
 
     def leads(self):
@@ -219,4 +234,5 @@ class DashboardLeadListView(ConsoleAccessMixin, View):
                 "query": query.urlencode(),
                 "filters": form.cleaned_data if form.is_valid() else {},
             },
+            status=200 if form.is_valid() else 400,
         )

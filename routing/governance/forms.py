@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 
 from routing.conditions import ConditionError, validate_condition
 from routing.governance.gates import cases_problems
+from routing.jsonbounds import JSONInputError, loads_bounded
 from routing.models import Queue, Rule
 from routing.text import refused_character
 
@@ -24,11 +25,34 @@ class JSONTextField(forms.CharField):
         if value in self.empty_values:
             return None
         try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise forms.ValidationError(
-                f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-            ) from None
+            return loads_bounded(value)  # json.loads would recurse into a RecursionError on deep input
+        except JSONInputError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+
+
+class BoundedJSONField(forms.JSONField):
+    """Django's JSON form field (the admin's, for JSONField columns) parses with json.loads, which recurses
+    into a RecursionError on a few thousand brackets, while validating and again while showing the form
+    back. This one refuses nesting past the intake's limit first."""
+
+    def _too_deep(self, value) -> str | None:
+        if isinstance(value, str) and value.strip():
+            try:
+                loads_bounded(value)
+            except JSONInputError as exc:
+                return str(exc)
+        return None
+
+    def to_python(self, value):
+        problem = None if self.disabled else self._too_deep(value)
+        if problem:
+            raise forms.ValidationError(f"Not valid JSON: {problem}")
+        return super().to_python(value)
+
+    def bound_data(self, data, initial):
+        if self._too_deep(data):
+            return forms.fields.InvalidJSONInput(data)
+        return super().bound_data(data, initial)
 
 
 class DraftChecks:

@@ -4,7 +4,7 @@ services to act; a refused action comes back as a message saying why, a forbidde
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect, JsonResponse
+from django.http import HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -57,6 +57,9 @@ class RuleListView(ConsoleAccessMixin, View):
 
 class RuleDetailView(ConsoleAccessMixin, View):
     def get(self, request, pk):
+        malformed = _malformed_comparison(request)
+        if malformed:
+            return HttpResponseBadRequest(malformed, content_type="text/plain; charset=utf-8")
         rule = get_object_or_404(
             Rule.objects.select_related("owner", "queue", "staging_version", "production_version"), pk=pk
         )
@@ -94,10 +97,25 @@ def _readable(condition) -> str:
         return "(the condition cannot be read; fix it in the editor)"
 
 
+def _version_number(value: str | None) -> bool:
+    # isascii: str.isdigit() also accepts "²", which int() refuses (a 500 before); 9 digits fit an integer.
+    return bool(value) and value.isascii() and value.isdigit() and len(value) <= 9
+
+
+def _malformed_comparison(request) -> str | None:
+    """What is wrong with ?a=&b= (a version number each, b may be "draft"), or None."""
+    a, b = request.GET.get("a"), request.GET.get("b")
+    if a is not None and not _version_number(a):
+        return "a= must be a version number (digits 0-9), e.g. ?a=1&b=2."
+    if b is not None and not (_version_number(b) or b == "draft"):
+        return 'b= must be a version number (digits 0-9) or "draft", e.g. ?a=1&b=draft.'
+    return None
+
+
 def _comparison(request, rule: Rule):
     """?a=1&b=3 on a rule's page: the diff between two of its versions (b may be "draft")."""
     a, b = request.GET.get("a"), request.GET.get("b")
-    if not (a and b and a.isdigit() and (b.isdigit() or b == "draft")):
+    if not (a and b):
         return None
     older = RuleVersion.objects.filter(rule=rule, number=int(a)).select_related("owner", "queue").first()
     newer = rule if b == "draft" else RuleVersion.objects.filter(rule=rule, number=int(b)).first()

@@ -12,6 +12,9 @@ from audit.services import audit_record
 from routing.dispatch import deliveries_enqueue
 from routing.integrations.models import OutboxEvent, OutboxStatus
 
+# "Dead for at least" beyond this would overflow datetime (99999999999 hours gave a 500); no event is older.
+MAX_DEAD_AGE_HOURS = 100 * 366 * 24
+
 
 def dead_letters(*, target_id: int | None = None, error: str = "", older_than_hours: float | None = None) -> QuerySet:
     events = OutboxEvent.objects.filter(status=OutboxStatus.DEAD)

@@ -38,6 +38,11 @@ ENRICHABLE = (
 )
 SENT = ("lead_id", "email", "phone", "first_name", "last_name", "company", "company_size", "country")
 LEASE_MARGIN_SECONDS = 30
+# What is kept of the answer beyond the fields filled in: a few short plain values (industry, revenue band …).
+# The answer comes from outside; stored whole it could be anything the URL reached, of any size or depth.
+MAX_EXTRA_KEYS = 50
+MAX_EXTRA_KEY_CHARS = 64
+MAX_EXTRA_TEXT_CHARS = 500
 READY, WAIT = "ready", "wait"
 
 
@@ -92,6 +97,22 @@ def _ask(provider: EnrichmentProvider, lead: Lead) -> http.Answer:
     return http.post(provider.url, content=body, headers=headers, timeout=provider.timeout_seconds)
 
 
+def _kept_extras(extra: dict) -> dict:
+    """The answer's other values that are plain and short: numbers, booleans and text up to
+    MAX_EXTRA_TEXT_CHARS, under short keys, at most MAX_EXTRA_KEYS; `dropped` counts the rest."""
+    kept = {}
+    for key, value in extra.items():
+        if len(kept) >= MAX_EXTRA_KEYS or len(key) > MAX_EXTRA_KEY_CHARS or key in ("filled", "dropped"):
+            continue
+        if value is None or isinstance(value, bool | int | float):
+            kept[key] = value
+        elif isinstance(value, str) and len(value) <= MAX_EXTRA_TEXT_CHARS:
+            kept[key] = value
+    if len(kept) < len(extra):
+        kept["dropped"] = len(extra) - len(kept)
+    return kept
+
+
 @transaction.atomic
 def _apply(lead_id: int, answer: dict) -> None:
     """Fill the lead's missing fields with the provider's values that pass intake validation; the rest of
@@ -107,7 +128,7 @@ def _apply(lead_id: int, answer: dict) -> None:
             filled[name] = getattr(clean, name)
     for name, value in filled.items():
         setattr(lead, name, value)
-    extra = {key: value for key, value in answer.items() if key not in ENRICHABLE}
+    extra = _kept_extras({key: value for key, value in answer.items() if key not in ENRICHABLE})
     lead.attributes = {**(lead.attributes or {}), "enrichment": {"filled": sorted(filled), **extra}}
     lead.enrichment_status = EnrichmentStatus.ENRICHED
     lead.enrich_after = None

@@ -2,6 +2,7 @@
 fast, and whether trying again could help. Shared by enrichment.py and delivery.py."""
 
 import email.utils
+import http
 import os
 import random
 import re
@@ -10,11 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 from django.utils import timezone
+
+from routing.integrations.addresses import HostUnresolved, OutboundRefused, destination_for
 
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 _SECONDS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also accepts "²", which int() refuses
 MAX_WAIT_SECONDS = 3600
+# An answer is read up to this size (an enrichment answer is a few hundred bytes; a delivery's is ignored).
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,7 @@ class Answer:
     error: str = ""
     retry_after: int | None = None
     body: Any = None  # the parsed JSON body of a 2xx answer, when it has one
+    refused: bool = False  # never sent: the URL leads to an address requests may not go to (addresses.py)
 
     @property
     def ok(self) -> bool:
@@ -31,6 +38,8 @@ class Answer:
 
     @property
     def retryable(self) -> bool:
+        if self.refused:
+            return False  # the same URL is refused again; a person must change it or the allow-list
         if self.status_code is None:
             return True
         return self.status_code >= 500 or self.status_code in RETRYABLE_4XX
@@ -44,14 +53,23 @@ def _shared_client() -> httpx.Client:
     each time (~40 ms). Keyed by pid, so a forked worker child never uses its parent's sockets."""
     global _client
     if _client is None or _client[0] != os.getpid():
-        _client = (os.getpid(), httpx.Client())
+        # Redirects are not followed: the Location could name an address the check below would refuse.
+        _client = (os.getpid(), httpx.Client(follow_redirects=False))
     return _client[1]
 
 
 def post(url: str, *, content: bytes, headers: dict, timeout: float) -> Answer:
+    """POST to `url` after checking where it resolves now, connected to the checked address (addresses.py)."""
     began = time.perf_counter()
     try:
-        response = _shared_client().post(url, content=content, headers=headers, timeout=timeout)
+        where = destination_for(url)
+    except OutboundRefused as exc:
+        return Answer(None, _ms(began), f"refused: {exc}"[:500], refused=True)
+    except HostUnresolved as exc:
+        return Answer(None, _ms(began), str(exc)[:500])
+    extensions = {"sni_hostname": where.sni_hostname} if where.sni_hostname else {}
+    try:
+        response, raw, complete = _send(where, content, {**headers, "Host": where.host_header}, timeout, extensions)
     except httpx.TimeoutException as exc:
         return Answer(None, _ms(began), f"timeout after {timeout:g} s ({type(exc).__name__})")
     except httpx.HTTPError as exc:
@@ -59,13 +77,50 @@ def post(url: str, *, content: bytes, headers: dict, timeout: float) -> Answer:
     retry_after = _retry_after(response.headers.get("Retry-After"))
     if not 200 <= response.status_code < 300:
         return Answer(
-            response.status_code, _ms(began), f"HTTP {response.status_code}: {response.text[:200]}", retry_after
+            response.status_code, _ms(began), _error_summary(response.status_code, raw, complete), retry_after
         )
     try:
-        body = response.json() if response.content else None
-    except ValueError:
+        body = orjson.loads(raw) if raw and complete else None
+    except orjson.JSONDecodeError:
         body = None
     return Answer(response.status_code, _ms(began), "", retry_after, body)
+
+
+def _send(where, content: bytes, headers: dict, timeout: float, extensions: dict):
+    """Try the checked addresses in order, moving on only when one cannot be connected to (an AAAA record on
+    a host without IPv6, say), as a plain connect would; never to an address that was not checked."""
+    for position, url in enumerate(where.urls, 1):
+        try:
+            with _shared_client().stream(
+                "POST", url, content=content, headers=headers, timeout=timeout, extensions=extensions
+            ) as response:
+                return (response, *_read_capped(response))
+        except httpx.ConnectError:
+            if position == len(where.urls):
+                raise
+    raise AssertionError("destination_for returns at least one address")  # pragma: no cover
+
+
+def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
+    """The answer's bytes up to MAX_ANSWER_BYTES, and whether that was all of it."""
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            return b"".join(chunks)[:MAX_ANSWER_BYTES], False
+    return b"".join(chunks), True
+
+
+def _error_summary(status_code: int, raw: bytes, complete: bool) -> str:
+    """What people see of an error answer: its status, never its body. The body is whatever the far end
+    chose to send (an internal page, if the URL ever reached one); the receipt says how large it was."""
+    try:
+        phrase = f" {http.HTTPStatus(status_code).phrase}"
+    except ValueError:
+        phrase = ""
+    size = f"{len(raw):,} bytes" if complete else f"over {MAX_ANSWER_BYTES:,} bytes"
+    return f"HTTP {status_code}{phrase} (answer of {size} not shown)"
 
 
 def _ms(began: float) -> int:

@@ -9,6 +9,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
+from routing.integrations.sealed import SealedTextField
+
 
 class EnrichmentProvider(models.Model):
     """An HTTP endpoint that fills in what capture systems leave out (company size, country, …). The first
@@ -19,7 +21,8 @@ class EnrichmentProvider(models.Model):
     auth_header = models.CharField(
         max_length=100, blank=True, default="Authorization", help_text="Header that carries the credential."
     )
-    auth_value = models.CharField(max_length=500, blank=True, help_text="e.g. 'Bearer sk_live_…'.")
+    # Encrypted at rest; the admin sets or replaces it and never shows it (finding 7).
+    auth_value = SealedTextField(blank=True, help_text="e.g. 'Bearer sk_live_…'.")
     timeout_seconds = models.FloatField(default=3.0)
     max_attempts = models.PositiveIntegerField(default=4, help_text="Attempts before the lead routes without it.")
     is_active = models.BooleanField(default=True)
@@ -44,9 +47,8 @@ class DeliveryTarget(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     url = models.URLField(max_length=500)
-    secret = models.CharField(
-        max_length=200, help_text="Shared secret for the X-Handoff-Signature HMAC; the receiver verifies with it."
-    )
+    # Encrypted at rest; the admin sets or replaces it and never shows it (finding 7).
+    secret = SealedTextField(help_text="Shared secret for the X-Handoff-Signature HMAC; the receiver verifies with it.")
     events = models.JSONField(default=list, help_text=f"Event types it receives: {', '.join(EventType.values)}.")
     is_active = models.BooleanField(default=True)
     max_attempts = models.PositiveIntegerField(default=8, help_text="Attempts before the event is dead-lettered.")

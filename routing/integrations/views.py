@@ -11,14 +11,16 @@ from django.urls import reverse
 from django.views import View
 
 from exceptions.permissions import ConsoleAccessMixin
-from routing.integrations.deadletter import dead_letters, dead_letters_replay, replay_outcomes
+from routing.integrations.deadletter import MAX_DEAD_AGE_HOURS, dead_letters, dead_letters_replay, replay_outcomes
 from routing.integrations.models import DeliveryTarget, OutboxEvent
 
 
 class DeadLetterFilter(forms.Form):
     target = forms.ModelChoiceField(queryset=DeliveryTarget.objects.order_by("name"), required=False)
     error = forms.CharField(required=False, max_length=200, label="Error contains")
-    older_than_hours = forms.FloatField(required=False, min_value=0, label="Dead for at least (hours)")
+    older_than_hours = forms.FloatField(
+        required=False, min_value=0, max_value=MAX_DEAD_AGE_HOURS, label="Dead for at least (hours)"
+    )
 
     def events(self):
         data = self.cleaned_data
@@ -53,6 +55,7 @@ class DeadLetterView(ConsoleAccessMixin, View):
                 "outcomes": replay_outcomes(),
                 "query": query.urlencode(),
             },
+            status=200 if filters.is_valid() else 400,  # the filter's errors say what to fix
         )
 
     def post(self, request):

@@ -1,9 +1,8 @@
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from routing import engine
-from tests.factories import UserFactory
+from tests.factories import UserFactory, personal_token
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +16,7 @@ def fresh_rule_cache(monkeypatch):
 def api(ops_person):
     """A console person's personal token, as a CRM sync would use."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=ops_person).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {personal_token(ops_person)}")
     return client
 
 

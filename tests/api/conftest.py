@@ -7,7 +7,6 @@ from django.contrib.auth.models import Group
 from django.core import signals
 from django.db import close_old_connections
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from exceptions.models import Resolution
 from exceptions.services import exception_acknowledge, exception_resolve
@@ -22,6 +21,7 @@ from tests.factories import (
     SourceFactory,
     UserFactory,
     open_exception,
+    personal_token,
 )
 
 
@@ -76,7 +76,7 @@ def api_world(in_process_requests) -> ApiWorld:
     replays = [queued, finished]
     return ApiWorld(
         source_token=source.token,
-        person_token=Token.objects.create(user=person).key,
+        person_token=personal_token(person),
         ids={
             "leads": [lead.pk for lead in leads + [item.lead for item in items]],
             "rules": [rule.pk for rule in rules],

@@ -5,13 +5,12 @@ from collections import Counter
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from audit.models import AuditAction, AuditEvent
 from exceptions.models import ExceptionItem
 from exceptions.services import exception_resolve
-from tests.factories import MembershipFactory, QueueFactory, RuleFactory, UserFactory, open_exception
+from tests.factories import MembershipFactory, QueueFactory, RuleFactory, UserFactory, open_exception, personal_token
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def api(ops_person):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=ops_person).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {personal_token(ops_person)}")
     return client
 
 
@@ -144,7 +143,7 @@ def test_two_people_acknowledging_at_once_get_one_200_and_one_409():
     for name in ("ana", "bo"):
         person = UserFactory(username=name)
         person.groups.add(ops)
-        tokens.append(Token.objects.create(user=person).key)
+        tokens.append(personal_token(person))
     barrier, codes = threading.Barrier(2), []
 
     def acknowledge(token):

@@ -6,7 +6,6 @@ is accepted."""
 import json
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from routing.governance.services import RuleDraftError, rule_draft_save
@@ -14,7 +13,7 @@ from routing.models import Lead, Queue, Source
 from routing.rules import RulesFileError, rules_import
 from routing.sources import source_create
 from routing.text import refused_character
-from tests.factories import QueueFactory, RuleFactory, UserFactory
+from tests.factories import QueueFactory, RuleFactory, UserFactory, personal_token
 
 pytestmark = pytest.mark.django_db
 
@@ -142,7 +141,7 @@ def test_a_source_name_with_a_line_break_is_refused():
 
 def test_the_accounts_api_refuses_a_bidi_override_in_an_account_name(ops_person):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=ops_person).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {personal_token(ops_person)}")
 
     answer = client.put("/api/v1/accounts/A-1/", {"name": "Acme\u202eCorp"}, format="json")
 

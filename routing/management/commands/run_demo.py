@@ -40,6 +40,8 @@ class Command(BaseCommand):
         celery = [sys.executable, "-m", "celery", "-A", "config"]
         # The web server, worker and beat connect as the application; the owner's URL is not theirs to hold.
         env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_MIGRATE_URL"}, "PYTHONUNBUFFERED": "1"}
+        # Targets or providers added to the demo are local fakes; production allows public addresses only.
+        env.setdefault("HANDOFF_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128")
         commands = {
             "Celery worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
             "Celery beat": [*celery, "beat", "--loglevel=INFO"],
