@@ -242,15 +242,8 @@ def bench_pages(seeded: dict, items: int, queues: int, requests: int, show_plans
 class PhaseTimer:
     """Wraps the sweep's steps (module functions, looked up at call time) to time each one."""
 
-    NAMES = (
-        "_mark_breaches",
-        "_reassign_unacknowledged",
-        "_escalate",
-        "_escalate_second",
-        "_notify_escalated",
-        "_remind",
-    )
-    TOP_LEVEL = ("_mark_breaches", "_reassign_unacknowledged", "_escalate", "_remind")  # what sla_sweep calls
+    NAMES = ("_stamp_queue", "_reassign_unacknowledged", "sweep_record", "_record_events", "_record_notifications")
+    TOP_LEVEL = ("_stamp_queue", "_reassign_unacknowledged", "sweep_record")  # what sla_sweep calls
 
     def __init__(self):
         from exceptions import sweep
@@ -282,9 +275,10 @@ class PhaseTimer:
     def summary(self) -> str:
         t = {name.lstrip("_"): self.totals.get(name, 0.0) for name in self.NAMES}
         return (
-            f"mark_breaches {t['mark_breaches']:.2f} s, reassign_unacknowledged {t['reassign_unacknowledged']:.2f} s, "
-            f"escalate {t['escalate']:.2f} s (of which escalate_second {t['escalate_second']:.2f} s, "
-            f"notify_escalated {t['notify_escalated']:.2f} s), remind {t['remind']:.2f} s"
+            f"stamp (all queues: breaches, escalations, reminders, batches) {t['stamp_queue']:.2f} s, "
+            f"reassign_unacknowledged {t['reassign_unacknowledged']:.2f} s, "
+            f"record {t['sweep_record']:.2f} s (of which SLA events {t['record_events']:.2f} s, "
+            f"grouped notifications {t['record_notifications']:.2f} s)"
         )
 
 
@@ -322,22 +316,9 @@ def floor_stamp(cursor, now: dt.datetime) -> tuple[float, int, int]:
     return time.perf_counter() - began, ack, resolve
 
 
-def bench_sweep(seeded: dict, send_batches: int, floor_db: str) -> None:
-    import psycopg
-    from django.core import mail
-
-    from exceptions.notifications import notifications_send_due
+def sweeps_with_floor(floor_cursor, seeded: dict, now: dt.datetime, steady: dt.datetime) -> None:
     from exceptions.sweep import sla_sweep
 
-    now = seeded["t0"] + dt.timedelta(seconds=1)
-    steady = seeded["t0"] - dt.timedelta(seconds=BURST_SECONDS - 60)
-    print(
-        f"SLA sweep; acknowledge due times spread over the {BURST_SECONDS / 60:.0f} minutes before t0 "
-        f"({seeded['t0']:%a %H:%M}); before each sweep, its floor (one UPDATE stamping the same breaches) on an "
-        f"identical copy, {floor_db}; ratio = sweep / floor:"
-    )
-    floor_connection = psycopg.connect(database_url(floor_db), autocommit=True)
-    floor_cursor = floor_connection.cursor()
     floor_cursor.execute("SELECT count(*), max(ack_due_at) FROM exceptions_exceptionitem")  # read it in, as pages did
     for label, at in (
         ("steady sweep (one minute's worth of due times has passed)", steady),
@@ -352,7 +333,7 @@ def bench_sweep(seeded: dict, send_batches: int, floor_db: str) -> None:
         print(
             f"  {label}: {elapsed:.2f} s; ack breached {report.ack_breached:,}, resolve breached "
             f"{report.resolve_breached:,}, escalated {report.escalated}, reminded {report.reminded:,}, "
-            f"reassigned {report.reassigned:,}"
+            f"reassigned {report.reassigned:,}; {report.statements} stamp statements"
         )
         steps = sum(phases.totals.get(name, 0.0) for name in phases.TOP_LEVEL)
         print(f"    steps: {phases.summary()}; commit and the rest {elapsed - steps:.2f} s")
@@ -366,7 +347,23 @@ def bench_sweep(seeded: dict, send_batches: int, floor_db: str) -> None:
         if not same:
             raise AssertionError("the floor stamped other breaches than the sweep: it is not the same job")
         print("    after it: " + ", ".join(f"{k} {v:,}" for k, v in counts().items()))
-    floor_connection.close()
+
+
+def bench_sweep(seeded: dict, send_batches: int, floor_db: str) -> None:
+    import psycopg
+    from django.core import mail
+
+    from exceptions.notifications import notifications_send_due
+
+    now = seeded["t0"] + dt.timedelta(seconds=1)
+    steady = seeded["t0"] - dt.timedelta(seconds=BURST_SECONDS - 60)
+    print(
+        f"SLA sweep; acknowledge due times spread over the {BURST_SECONDS / 60:.0f} minutes before t0 "
+        f"({seeded['t0']:%a %H:%M}); before each sweep, its floor (one UPDATE stamping the same breaches) on an "
+        f"identical copy, {floor_db}; ratio = sweep / floor:"
+    )
+    with psycopg.connect(database_url(floor_db), autocommit=True) as floor_connection:
+        sweeps_with_floor(floor_connection.cursor(), seeded, now, steady)
     for batch in range(send_batches):
         mail.outbox = []
         began = time.perf_counter()
