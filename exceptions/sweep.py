@@ -149,7 +149,10 @@ STAMP_SET_SQL = """
     escalation_level = CASE WHEN p.escalate_to > 0 THEN p.escalate_to ELSE t.escalation_level END,
     escalated_at = CASE WHEN p.escalate_to > 0 THEN %(now)s ELSE t.escalated_at END
 """
-STAMP_COLUMNS = "p.id, p.assignee_id, p.ack_breach, p.resolve_breach, p.ack_remind, p.resolve_remind, p.escalate_to, p.escalation_clock"
+STAMP_COLUMNS = (
+    "p.id, p.assignee_id, p.ack_breach, p.resolve_breach, p.ack_remind, p.resolve_remind, p.escalate_to, "
+    "p.escalation_clock"
+)
 
 
 def _stamp_queue(queue: Queue, now: dt.datetime, report: SweepReport, *, hold_for_reassignment: bool) -> None:
@@ -158,9 +161,7 @@ def _stamp_queue(queue: Queue, now: dt.datetime, report: SweepReport, *, hold_fo
         "now": db_time(now),
         "remind": db_time(now + dt.timedelta(minutes=settings.HANDOFF["REMINDER_MINUTES"])),
         "cutoff": db_time(
-            subtract_business_time(
-                now, dt.timedelta(minutes=queue.escalation_interval_minutes), queue.business_hours()
-            )
+            subtract_business_time(now, dt.timedelta(minutes=queue.escalation_interval_minutes), queue.business_hours())
         ),
         "threshold": settings.HANDOFF["HIGH_INTENT_THRESHOLD"],
         "hold": hold_for_reassignment,

@@ -40,7 +40,8 @@ def make_queue(name):
 
 def open_items(queue, count, *, at_minute=0, intent_score=10):
     leads = LeadFactory.create_batch(count, intent_score=intent_score)
-    return exceptions_open(openings=[Opening(lead=lead, reason="no_matching_rule", queue=queue) for lead in leads], at=at(at_minute))
+    openings = [Opening(lead=lead, reason="no_matching_rule", queue=queue) for lead in leads]
+    return exceptions_open(openings=openings, at=at(at_minute))
 
 
 @pytest.fixture
@@ -220,7 +221,8 @@ def test_the_sweep_skips_an_item_being_acknowledged_and_the_late_acknowledge_cou
     assert held.ack_breached_at == held.acknowledged_at  # stamped by the late acknowledge itself
     breach = SlaEvent.objects.get(item=held, kind="breached")
     assert breach.data["by"] == "late action"
-    assert set(ExceptionItem.objects.filter(pk__in=[i.pk for i in others]).values_list("escalation_level", flat=True)) == {1}
+    others = ExceptionItem.objects.filter(pk__in=[i.pk for i in others])
+    assert set(others.values_list("escalation_level", flat=True)) == {1}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -230,7 +232,7 @@ def test_an_acknowledge_does_not_wait_for_the_rest_of_a_burst(ops_person, monkey
     checks take share locks an update does not wait for)."""
     monkeypatch.setattr(sweep_module, "SWEEP_CHUNK", 10)
     queue = make_queue("north")
-    items = opened_long_ago(queue, 25)
+    opened_long_ago(queue, 25)
     stamp_chunk, record_notifications = sweep_module._stamp_chunk, sweep_module._record_notifications
     paused, release = threading.Event(), threading.Event()
     calls = []
