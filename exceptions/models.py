@@ -101,8 +101,11 @@ class ExceptionItem(models.Model):
             # ... and items breached (by a late action, or held for reassignment) but not escalated yet.
             models.Index(
                 fields=["queue"],
-                condition=Q(escalation_level=0, status__in=["open", "acknowledged"])
-                & (Q(ack_breached_at__isnull=False) | Q(resolve_breached_at__isnull=False)),
+                condition=Q(escalation_level=0)
+                & (
+                    Q(status="open", ack_breached_at__isnull=False)
+                    | Q(status__in=["open", "acknowledged"], resolve_breached_at__isnull=False)
+                ),
                 name="exception_unescalated_idx",
             ),
         ]

@@ -115,7 +115,8 @@ HELD = (
 ESCALATE_TO = (
     f"CASE WHEN NOT {STILL_BREACHED} THEN 0 "
     f"WHEN i.escalation_level = 0 AND NOT {HELD} THEN "
-    "CASE WHEN COALESCE(l.intent_score, 0) > %(threshold)s THEN 2 ELSE 1 END "
+    "CASE WHEN COALESCE((SELECT l.intent_score FROM routing_lead l WHERE l.id = i.lead_id), 0) > %(threshold)s "
+    "THEN 2 ELSE 1 END "
     "WHEN i.escalation_level = 1 AND i.escalated_at <= %(cutoff)s THEN 2 ELSE 0 END"
 )
 # The clock an escalation is about: acknowledge while that breach stands, else resolve.
@@ -129,15 +130,15 @@ STAMP_PICK_SQL = f"""
         {ACK_BREACH} AS ack_breach, {RESOLVE_BREACH} AS resolve_breach,
         {ACK_REMIND} AS ack_remind, {RESOLVE_REMIND} AS resolve_remind,
         {ESCALATE_TO} AS escalate_to, {ESCALATION_CLOCK} AS escalation_clock
-    FROM exceptions_exceptionitem i JOIN routing_lead l ON l.id = i.lead_id
+    FROM exceptions_exceptionitem i
     WHERE i.queue_id = %(queue)s AND (
         (i.status = '{OPEN}' AND i.ack_breached_at IS NULL AND i.ack_due_at <= %(remind)s
             AND (i.ack_due_at <= %(now)s OR i.ack_reminded_at IS NULL))
         OR ({_RUNNING} AND i.resolve_breached_at IS NULL AND i.resolve_due_at <= %(remind)s
             AND (i.resolve_due_at <= %(now)s OR i.resolve_reminded_at IS NULL))
         OR (i.escalation_level = 1 AND i.escalated_at <= %(cutoff)s AND {STILL_BREACHED})
-        OR (i.escalation_level = 0 AND {_RUNNING} AND (i.ack_breached_at IS NOT NULL
-            OR i.resolve_breached_at IS NOT NULL) AND {STILL_BREACHED} AND NOT {HELD})
+        OR (i.escalation_level = 0 AND ((i.status = '{OPEN}' AND i.ack_breached_at IS NOT NULL)
+            OR ({_RUNNING} AND i.resolve_breached_at IS NOT NULL)) AND NOT {HELD})
     ) {{extra}}
     LIMIT %(limit)s {{lock}}
 """
@@ -184,7 +185,8 @@ def _stamp_chunk(params: dict) -> list[tuple]:
             pick = STAMP_PICK_SQL.format(extra="", lock="FOR UPDATE OF i SKIP LOCKED")
             cursor.execute(
                 f"WITH p AS ({pick}) UPDATE exceptions_exceptionitem AS t SET {STAMP_SET_SQL} "
-                f"FROM p WHERE t.id = p.id RETURNING {STAMP_COLUMNS}",
+                # the id list first: the rows are found by primary key, however many the planner expects
+                f"FROM p WHERE t.id = ANY(ARRAY(SELECT id FROM p)) AND t.id = p.id RETURNING {STAMP_COLUMNS}",
                 params,
             )
             return cursor.fetchall()

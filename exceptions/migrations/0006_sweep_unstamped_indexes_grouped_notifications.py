@@ -85,7 +85,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='exceptionitem',
-            index=models.Index(condition=models.Q(('escalation_level', 0), ('status__in', ['open', 'acknowledged']), models.Q(('ack_breached_at__isnull', False), ('resolve_breached_at__isnull', False), _connector='OR')), fields=['queue'], name='exception_unescalated_idx'),
+            index=models.Index(condition=models.Q(('escalation_level', 0), models.Q(models.Q(('ack_breached_at__isnull', False), ('status', 'open')), models.Q(('resolve_breached_at__isnull', False), ('status__in', ['open', 'acknowledged'])), _connector='OR')), fields=['queue'], name='exception_unescalated_idx'),
         ),
         migrations.AddConstraint(
             model_name='notification',
