@@ -5,16 +5,16 @@ Two steps, each set-based:
 1. **Stamp.** One statement per queue (repeated in chunks of SWEEP_CHUNK items) stamps, with this sweep's
    instant, every acknowledge and resolve breach, the escalation level reached and every reminder due, in one
    row version per item. It finds the due rows through partial indexes on clocks not yet stamped, skips rows
-   an operator holds (`FOR UPDATE … SKIP LOCKED`: an acknowledge in flight is never waited for; the next sweep
-   sees it acknowledged, and a late acknowledge stamps its own breach) and commits at once, so an operator's
-   acknowledge waits at most for one chunk. In the same transaction it writes one SweepBatch row naming the
-   items it stamped (the stamps and their batch commit together).
+   an operator holds (`FOR NO KEY UPDATE … SKIP LOCKED`: an acknowledge in flight is never waited for; the
+   next sweep sees it acknowledged, and a late acknowledge stamps its own breach) and commits at once, so an
+   operator's acknowledge waits at most for one chunk. In the same transaction it writes one SweepBatch row
+   naming the items it stamped (the stamps and their batch commit together).
 2. **Record.** The batches become SLA events (one per breach, escalation and reminder: by the sweep, at the
    sweep's instant, with the clock) inserted set-based, and notifications grouped one per person, queue,
    kind and sweep, listing the items; the batches are deleted in the same transaction. Its row locks are
-   foreign-key share locks, which an acknowledge does not wait for. A crash between the steps loses nothing:
-   the next sweep records the batches left (and `sweep_record` claims batches with SKIP LOCKED, so two
-   record steps at once never record a batch twice).
+   foreign-key share locks (at commit), which an acknowledge or a re-route (FOR NO KEY UPDATE) does not
+   wait for. A crash between the steps loses nothing: the next sweep records the batches left (and
+   `sweep_record` claims batches with SKIP LOCKED, so two record steps at once never record a batch twice).
 
 A second sweep at the same time finds nothing left to do: stamps are only written where still NULL.
 PostgreSQL runs step 1 as one statement per chunk (UPDATE … FROM a locking CTE … RETURNING); other
@@ -182,7 +182,7 @@ def _stamp_queue(queue: Queue, now: dt.datetime, report: SweepReport, *, hold_fo
 def _stamp_chunk(params: dict) -> list[tuple]:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            pick = STAMP_PICK_SQL.format(extra="", lock="FOR UPDATE OF i SKIP LOCKED")
+            pick = STAMP_PICK_SQL.format(extra="", lock="FOR NO KEY UPDATE OF i SKIP LOCKED")
             cursor.execute(
                 f"WITH p AS ({pick}) UPDATE exceptions_exceptionitem AS t SET {STAMP_SET_SQL} "
                 # the id list first: the rows are found by primary key, however many the planner expects
