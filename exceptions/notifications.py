@@ -48,30 +48,51 @@ def notify(*, items, key, kind: str, recipient, now: dt.datetime) -> int:
     return len(Notification.objects.bulk_create(rows, ignore_conflicts=True))
 
 
-def notify_grouped(*, queue: Queue, kind: str, recipient_id: int | None, item_ids: list[int], now: dt.datetime):
-    """One notification to a person (None: the queue's members) about these items of one queue, for the sweep
-    at `now`: it lists the first NOTIFICATION_LISTED_ITEMS and counts the rest. A second call for the same
-    sweep, queue, kind and person adds its items to the same notification. Delivery waits for the queue to open."""
-    key = f"{kind}:{now.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%S.%f}:{recipient_id or 'queue'}"
-    listed = item_ids[:NOTIFICATION_LISTED_ITEMS]
-    existing = Notification.objects.select_for_update().filter(queue=queue, key=key).first()
-    if existing is None:
-        return Notification.objects.create(
-            item_id=item_ids[0] if len(item_ids) == 1 else None,
-            queue=queue,
-            item_ids=listed,
-            item_count=len(item_ids),
-            key=key,
-            kind=kind,
-            recipient_id=recipient_id,
-            created_at=now,
-            deliver_after=next_open(now, queue.business_hours()),
+def notify_grouped(*, groups: dict[tuple[Queue, str, int | None], list[int]], now: dt.datetime) -> int:
+    """One notification per (queue, kind, recipient) group of the sweep at `now` (recipient None: the queue's
+    members) about the group's items: it lists the first NOTIFICATION_LISTED_ITEMS and counts the rest. A
+    group the same sweep already notified (a queue that reassigns records twice) adds its items to that
+    notification. Delivery waits for the queue to open. Three queries, however many groups."""
+    stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    keyed = {
+        (queue.pk, f"{kind}:{stamp}:{recipient or 'queue'}"): (queue, kind, recipient, ids)
+        for (queue, kind, recipient), ids in groups.items()
+        if ids
+    }
+    existing = {
+        (n.queue_id, n.key): n
+        for n in Notification.objects.select_for_update().filter(
+            queue__in={queue_id for queue_id, _ in keyed}, key__in={key for _, key in keyed}
         )
-    existing.item = None
-    existing.item_count += len(item_ids)
-    existing.item_ids = (existing.item_ids + listed)[:NOTIFICATION_LISTED_ITEMS]
-    existing.save(update_fields=["item", "item_count", "item_ids"])
-    return existing
+    }
+    new, merged = [], []
+    opens: dict[int, dt.datetime] = {}
+    for (queue_id, key), (queue, kind, recipient, ids) in keyed.items():
+        note = existing.get((queue_id, key))
+        if note is not None:
+            note.item = None
+            note.item_count += len(ids)
+            note.item_ids = (note.item_ids + ids)[:NOTIFICATION_LISTED_ITEMS]
+            merged.append(note)
+            continue
+        if queue_id not in opens:
+            opens[queue_id] = next_open(now, queue.business_hours())
+        new.append(
+            Notification(
+                item_id=ids[0] if len(ids) == 1 else None,
+                queue=queue,
+                item_ids=ids[:NOTIFICATION_LISTED_ITEMS],
+                item_count=len(ids),
+                key=key,
+                kind=kind,
+                recipient_id=recipient,
+                created_at=now,
+                deliver_after=opens[queue_id],
+            )
+        )
+    Notification.objects.bulk_create(new)
+    Notification.objects.bulk_update(merged, ["item", "item_count", "item_ids"])
+    return len(new) + len(merged)
 
 
 def db_time(value: dt.datetime):

@@ -275,20 +275,19 @@ def _record_events(at: dt.datetime, batches: list[SweepBatch]) -> None:
 def _record_notifications(at: dt.datetime, batches: list[SweepBatch]) -> None:
     """One notification per person, queue, kind and sweep, listing the items: level 1 to the queue's owner,
     level 2 to its escalation contact (else the owner), reminders to the assignee (none: the whole queue)."""
-    groups: dict[tuple[int, str, int | None], list[int]] = defaultdict(list)
-    queues = {}
+    groups: dict[tuple[Queue, str, int | None], list[int]] = defaultdict(list)
+    queues: dict[int, Queue] = {}
     for batch in batches:
         queue = queues.setdefault(batch.queue_id, batch.queue)
         for item_id, level, _ in batch.stamps["escalated"]:
             if level == 1:
-                groups[(queue.pk, NotificationKind.ESCALATION_1, queue.owner_id)].append(item_id)
+                groups[(queue, NotificationKind.ESCALATION_1, queue.owner_id)].append(item_id)
             else:
                 contact = queue.escalation_contact_id or queue.owner_id
-                groups[(queue.pk, NotificationKind.ESCALATION_2, contact)].append(item_id)
+                groups[(queue, NotificationKind.ESCALATION_2, contact)].append(item_id)
         for item_id, _, assignee_id in batch.stamps["reminded"]:
-            groups[(queue.pk, NotificationKind.REMINDER, assignee_id)].append(item_id)
-    for (queue_id, kind, recipient_id), ids in groups.items():
-        notify_grouped(queue=queues[queue_id], kind=kind, recipient_id=recipient_id, item_ids=ids, now=at)
+            groups[(queue, NotificationKind.REMINDER, assignee_id)].append(item_id)
+    notify_grouped(groups=groups, now=at)
 
 
 def _reassign_unacknowledged(now: dt.datetime) -> int:

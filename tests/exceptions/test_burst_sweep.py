@@ -139,6 +139,22 @@ def test_escalation_in_a_burst_goes_on_to_level_two_once_per_item(small_chunks):
 
 
 @pytest.mark.django_db
+def test_a_queue_that_reassigns_still_notifies_each_person_once_per_sweep():
+    """Such a queue is recorded twice in one sweep (breaches before the reassignment, then what nobody could
+    take over escalates): a second group for the same person joins the first notification."""
+    queue = make_queue("handover")
+    queue.reassign_unacknowledged = True  # and no member to hand anything to
+    queue.save()
+    (first,) = open_items(queue, 1)
+    assert sla_sweep(now=at(31)).escalated == {1: 1, 2: 0}
+    (urgent,) = open_items(queue, 1, at_minute=30, intent_score=95)
+    assert sla_sweep(now=at(61)).escalated == {1: 0, 2: 2}  # `first` a level on, `urgent` straight to 2
+    (note,) = Notification.objects.filter(kind="escalation_2")
+    assert (note.recipient.username, note.item_count, note.item) == ("handover-boss", 2, None)
+    assert sorted(note.item_ids) == sorted([first.pk, urgent.pk])
+
+
+@pytest.mark.django_db
 def test_the_sweep_costs_the_same_queries_for_a_small_and_a_large_burst(small_chunks, monkeypatch):
     monkeypatch.setattr(sweep_module, "SWEEP_CHUNK", 1000)
     queues = [make_queue("north"), make_queue("south")]
