@@ -1,5 +1,5 @@
-"""Notifications about exception items: the sweep's grouped one per person, queue, kind and sweep (listing
-the items), a reassignment's one per item; shown in the console, and sent by email inside the queue's
+"""Notifications about exception items, grouped one per person, queue, kind and sweep (listing the items;
+`item` is set when there is one); shown in the console, and sent by email inside the queue's
 business hours (held until it opens, so nobody is paged at midnight for a queue that works 9 to 5)."""
 
 import datetime as dt
@@ -24,28 +24,6 @@ SUBJECTS = {
     NotificationKind.ESCALATION_2: "SLA breached, escalated",
     NotificationKind.REASSIGNED: "Assigned to you",
 }
-
-
-def notify(*, items, key, kind: str, recipient, now: dt.datetime) -> int:
-    """Record one notification per item (a few items: reassignment), unless it already has that key.
-
-    `key(item)` and `recipient(item)` are functions of the item (recipient None: the whole queue).
-    Delivery is held until the item's queue is open."""
-    rows = [
-        Notification(
-            item=item,
-            queue_id=item.queue_id,
-            item_ids=[item.pk],
-            item_count=1,
-            key=key(item)[:64],
-            kind=kind,
-            recipient=recipient(item),
-            created_at=now,
-            deliver_after=next_open(now, item.queue.business_hours()),
-        )
-        for item in items
-    ]
-    return len(Notification.objects.bulk_create(rows, ignore_conflicts=True))
 
 
 def notify_grouped(*, groups: dict[tuple[Queue, str, int | None], list[int]], now: dt.datetime) -> int:

@@ -42,7 +42,7 @@ from exceptions.models import (
     SlaEventKind,
     SweepBatch,
 )
-from exceptions.notifications import db_time, notify, notify_grouped
+from exceptions.notifications import db_time, notify_grouped
 from exceptions.sla import add_business_time, subtract_business_time
 from routing.assignment import pick_assignee
 from routing.models import Queue
@@ -293,13 +293,15 @@ def _record_notifications(at: dt.datetime, batches: list[SweepBatch]) -> None:
 def _reassign_unacknowledged(now: dt.datetime) -> int:
     """Queues that ask for it: an item whose acknowledge time just ran out goes to the next available member,
     who gets a fresh acknowledge window (the breach stays in the SLA events). Once only: if the new person
-    misses it too, it escalates."""
+    misses it too, it escalates. Item by item (each its own transaction); the new assignees are notified
+    once each per queue at the end, listing their items."""
     items = (
         ExceptionItem.objects.filter(status=OPEN, ack_breached_at=now, queue__reassign_unacknowledged=True)
         .exclude(sla_events__kind=SlaEventKind.REASSIGNED)
         .select_related("queue", "assignee", "lead")
     )
     count = 0
+    handed: dict[tuple[Queue, str, int | None], list[int]] = defaultdict(list)
     for item in items:
         pick = pick_assignee(queue_id=item.queue_id, exclude_user_id=item.assignee_id, follow_overflow=False)
         if pick.assignee is None:
@@ -334,13 +336,8 @@ def _reassign_unacknowledged(now: dt.datetime) -> int:
                 outcome="reassigned",
                 data={**handover, "why": "acknowledge time ran out"},
             )
-            new_assignee = pick.assignee
-            notify(
-                items=[item],
-                key=lambda _: f"reassigned:{now.isoformat()}",
-                kind=NotificationKind.REASSIGNED,
-                recipient=lambda _, to=new_assignee: to,
-                now=now,
-            )
+        handed[(item.queue, NotificationKind.REASSIGNED, pick.assignee.pk)].append(item.pk)
         count += 1
+    # One notification per new assignee and queue, listing the items handed over.
+    notify_grouped(groups=handed, now=now)
     return count

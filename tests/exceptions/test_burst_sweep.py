@@ -17,7 +17,7 @@ from exceptions.models import NOTIFICATION_LISTED_ITEMS, ExceptionItem, Notifica
 from exceptions.notifications import notifications_send_due
 from exceptions.services import Opening, exception_acknowledge, exceptions_open
 from exceptions.sweep import sla_sweep, sweep_record
-from tests.factories import LeadFactory, QueueFactory, UserFactory
+from tests.factories import LeadFactory, MembershipFactory, QueueFactory, UserFactory
 
 T0 = dt.datetime(2026, 11, 18, 9, 0, tzinfo=dt.UTC)  # a Wednesday; no queue here keeps business hours
 BURST = T0 + dt.timedelta(minutes=31)  # every item opened at T0 is 1 minute past its acknowledge time
@@ -152,6 +152,26 @@ def test_a_queue_that_reassigns_still_notifies_each_person_once_per_sweep():
     (note,) = Notification.objects.filter(kind="escalation_2")
     assert (note.recipient.username, note.item_count, note.item) == ("handover-boss", 2, None)
     assert sorted(note.item_ids) == sorted([first.pk, urgent.pk])
+
+
+@pytest.mark.django_db
+def test_items_handed_on_in_a_burst_are_one_notification_per_new_assignee(small_chunks):
+    queue = make_queue("handover")
+    queue.reassign_unacknowledged = True
+    queue.save()
+    for name in ("m1", "m2"):
+        MembershipFactory(queue=queue, user=UserFactory(username=name))
+    items = open_items(queue, 20)
+    report = sla_sweep(now=at(31))
+    assert (report.reassigned, report.escalated) == (20, {1: 0, 2: 0})
+    notes = Notification.objects.filter(kind="reassigned")
+    assert sorted((n.recipient.username, n.item_count) for n in notes) == [("m1", 10), ("m2", 10)]
+    assigned = dict(ExceptionItem.objects.values_list("pk", "assignee__username"))
+    for note in notes:
+        assert {assigned[i] for i in note.item_ids} == {note.recipient.username}
+    # every miss is on record, before the handover
+    for item in items:
+        assert [e.kind for e in SlaEvent.objects.filter(item=item, at=at(31))] == ["breached", "reassigned"]
 
 
 @pytest.mark.django_db
