@@ -228,7 +228,11 @@ def sweep_record() -> int:
     """Turn the sweep batches waiting into SLA events and grouped notifications, set-based, and delete them,
     in one transaction. Returns how many batches it recorded. Batches another record step holds are skipped."""
     with transaction.atomic():
-        batches = list(SweepBatch.objects.select_for_update(skip_locked=True).select_related("queue").order_by("id"))
+        # of=self: lock the batches only, never their queues (a queue locked FOR UPDATE would hold back every
+        # commit whose foreign key names it: new items, routed leads).
+        batches = list(
+            SweepBatch.objects.select_for_update(skip_locked=True, of=("self",)).select_related("queue").order_by("id")
+        )
         if not batches:
             return 0
         by_sweep: dict[dt.datetime, list[SweepBatch]] = defaultdict(list)

@@ -265,7 +265,7 @@ def test_the_sweep_skips_an_item_being_acknowledged_and_the_late_acknowledge_cou
 def test_an_acknowledge_does_not_wait_for_the_rest_of_a_burst(ops_person, monkeypatch):
     """Each chunk commits on its own: while the sweep is still stamping, an item of a chunk already stamped
     can be acknowledged at once; so can one whose SLA events are being written (the record step's foreign-key
-    checks take share locks an update does not wait for)."""
+    checks take share locks an update does not wait for), and the record step does not lock the queue."""
     monkeypatch.setattr(sweep_module, "SWEEP_CHUNK", 10)
     queue = make_queue("north")
     opened_long_ago(queue, 25)
@@ -309,6 +309,8 @@ def test_an_acknowledge_does_not_wait_for_the_rest_of_a_burst(ops_person, monkey
         assert recording.wait(10)
         open_item = ExceptionItem.objects.filter(status="open").last()
         exception_acknowledge(item=open_item, by=ops_person)  # lock_timeout still 2 s on this connection
+        with connection.cursor() as cursor:  # what a foreign-key check on a new item or lead of the queue does
+            cursor.execute("SELECT 1 FROM routing_queue WHERE id = %s FOR KEY SHARE", [queue.pk])
     finally:
         release_record.set()
         thread.join()
