@@ -190,7 +190,9 @@ def _stamp_chunk(params: dict) -> list[tuple]:
                 params,
             )
             return cursor.fetchall()
-        # Portable: pick, then update those rows from the same selection (SQLite has one writer at a time).
+        # Portable: pick, then update those rows from the same selection. A write first, so this transaction
+        # is SQLite's one writer before it reads: nobody acts on the rows between the pick and the update.
+        cursor.execute("UPDATE exceptions_exceptionitem SET id = id WHERE 1 = 0")
         cursor.execute(STAMP_PICK_SQL.format(extra="", lock=""), params)
         rows = cursor.fetchall()
         if rows:
