@@ -83,19 +83,34 @@ class ExceptionItem(models.Model):
             ),
         ]
         indexes = [
-            # Breach sweep and reminders: open items by acknowledge due time.
-            models.Index(fields=["ack_due_at"], condition=Q(status="open"), name="exception_open_ack_due_idx"),
-            # Breach sweep and reminders: items whose resolve clock runs (not waiting), by resolve due time.
-            models.Index(
-                fields=["resolve_due_at"],
-                condition=Q(status__in=["open", "acknowledged"]),
-                name="exception_running_resolve_idx",
-            ),
             # Item list (default sort): unresolved items by the due time that runs, per queue and overall.
             models.Index(fields=["queue", "due_at", "id"], condition=UNRESOLVED, name="exception_queue_due_idx"),
             models.Index(fields=["due_at", "id"], condition=UNRESOLVED, name="exception_due_idx"),
             # Escalation level 2: breached items escalated once, by when.
             models.Index(fields=["escalated_at"], condition=Q(escalation_level=1), name="exception_level1_idx"),
+            # The sweep's stamp statement (exceptions.sweep.STAMP_PICK_SQL), one queue at a time: open items whose
+            # acknowledge clock has not been stamped breached, by due time (breaches and reminders) ...
+            models.Index(
+                fields=["queue", "ack_due_at"],
+                condition=Q(status="open", ack_breached_at__isnull=True),
+                name="exception_ack_unstamped_idx",
+            ),
+            # ... items whose resolve clock runs and has not been stamped breached, by due time ...
+            models.Index(
+                fields=["queue", "resolve_due_at"],
+                condition=Q(status__in=["open", "acknowledged"], resolve_breached_at__isnull=True),
+                name="exception_res_unstamped_idx",
+            ),
+            # ... and items breached (by a late action, or held for reassignment) but not escalated yet.
+            models.Index(
+                fields=["queue"],
+                condition=Q(escalation_level=0)
+                & (
+                    Q(status="open", ack_breached_at__isnull=False)
+                    | Q(status__in=["open", "acknowledged"], resolve_breached_at__isnull=False)
+                ),
+                name="exception_unescalated_idx",
+            ),
         ]
 
     def __str__(self):
@@ -147,10 +162,19 @@ class NotificationKind(models.TextChoices):
 
 
 class Notification(models.Model):
-    """A message about an item to a person, by email and in the console; `key` makes each one unique."""
+    """A message to a person (or, with no recipient, a queue's members), by email and in the console.
 
-    item = models.ForeignKey(ExceptionItem, on_delete=models.CASCADE, related_name="notifications")
-    key = models.CharField(max_length=64, help_text="What this is about, e.g. escalation_1:ack; sent once per item.")
+    The sweep groups its notifications: one per person, queue, kind and sweep, listing the items (`item_ids`,
+    the first NOTIFICATION_LISTED_ITEMS of them; `item_count` says how many in all). `item` is set when the
+    notification is about one item (a reassignment, or a sweep that found one). `key` makes each unique."""
+
+    item = models.ForeignKey(
+        ExceptionItem, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    queue = models.ForeignKey("routing.Queue", on_delete=models.CASCADE, related_name="notifications")
+    item_ids = models.JSONField(default=list, blank=True, help_text="The items listed (the first few of a group).")
+    item_count = models.PositiveIntegerField(default=1, help_text="How many items this is about.")
+    key = models.CharField(max_length=64, help_text="What this is about, e.g. escalation_1:<sweep>:<recipient>.")
     kind = models.CharField(max_length=16, choices=NotificationKind.choices)
     recipient = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
@@ -162,7 +186,13 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["item", "key"], name="notification_once_per_item_key")]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "key"], name="notification_once_per_item_key"),
+            # A group about many items: once per queue and key (the key names the sweep and the recipient).
+            models.UniqueConstraint(
+                fields=["queue", "key"], condition=Q(item__isnull=True), name="notification_once_per_queue_key"
+            ),
+        ]
         indexes = [
             # send_due_notifications: unsent notifications by delivery time.
             models.Index(
@@ -172,4 +202,31 @@ class Notification(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_kind_display()} about item {self.item_id}"
+        if self.item_id is not None:
+            return f"{self.get_kind_display()} about item {self.item_id}"
+        return f"{self.get_kind_display()} about {self.item_count} items"
+
+    @property
+    def more_items(self) -> int:
+        """How many items the notification is about beyond those it lists."""
+        return max(self.item_count - len(self.item_ids), 0)
+
+
+NOTIFICATION_LISTED_ITEMS = 25  # a grouped notification lists this many items; the rest is a count
+
+
+class SweepBatch(models.Model):
+    """What one stamp statement of the SLA sweep stamped (item ids by breach, escalation and reminder),
+    written in the same transaction as the stamps. The sweep's record step turns batches into SLA events
+    and grouped notifications and deletes them in one transaction, so a crash between the two steps loses
+    nothing: the next sweep records what is left."""
+
+    at = models.DateTimeField(help_text="The sweep's instant, the value of the stamps.")
+    queue = models.ForeignKey("routing.Queue", on_delete=models.CASCADE, related_name="+")
+    stamps = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"sweep batch {self.pk} at {self.at:%Y-%m-%d %H:%M:%S}"

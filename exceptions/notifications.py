@@ -1,6 +1,6 @@
-"""Notifications about exception items: recorded once per item and key, shown in the console, and sent
-by email inside the queue's business hours (held until it opens, so nobody is paged at midnight for a
-queue that works 9 to 5)."""
+"""Notifications about exception items, grouped one per person, queue, kind and sweep (listing the items;
+`item` is set when there is one); shown in the console, and sent by email inside the queue's
+business hours (held until it opens, so nobody is paged at midnight for a queue that works 9 to 5)."""
 
 import datetime as dt
 import logging
@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from exceptions.models import ExceptionItem, Notification, NotificationKind
+from exceptions.models import NOTIFICATION_LISTED_ITEMS, ExceptionItem, Notification, NotificationKind
 from exceptions.sla import next_open
 from routing.models import Queue, QueueMembership
 
@@ -26,48 +26,51 @@ SUBJECTS = {
 }
 
 
-def notify(*, items, key, kind: str, recipient, now: dt.datetime) -> int:
-    """Record one notification per item (a few items: reassignment), unless it already has that key.
-
-    `key(item)` and `recipient(item)` are functions of the item (recipient None: the whole queue).
-    Delivery is held until the item's queue is open."""
-    rows = [
-        Notification(
-            item=item,
-            key=key(item)[:64],
-            kind=kind,
-            recipient=recipient(item),
-            created_at=now,
-            deliver_after=next_open(now, item.queue.business_hours()),
+def notify_grouped(*, groups: dict[tuple[Queue, str, int | None], list[int]], now: dt.datetime) -> int:
+    """One notification per (queue, kind, recipient) group of the sweep at `now` (recipient None: the queue's
+    members) about the group's items: it lists the first NOTIFICATION_LISTED_ITEMS and counts the rest. A
+    group the same sweep already notified (a queue that reassigns records twice) adds its items to that
+    notification. Delivery waits for the queue to open. Three queries, however many groups."""
+    stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    keyed = {
+        (queue.pk, f"{kind}:{stamp}:{recipient or 'queue'}"): (queue, kind, recipient, ids)
+        for (queue, kind, recipient), ids in groups.items()
+        if ids
+    }
+    existing = {
+        (n.queue_id, n.key): n
+        for n in Notification.objects.select_for_update().filter(
+            queue__in={queue_id for queue_id, _ in keyed}, key__in={key for _, key in keyed}
         )
-        for item in items
-    ]
-    return len(Notification.objects.bulk_create(rows, ignore_conflicts=True))
-
-
-def notify_stamped(
-    *, stamp: str, now: dt.datetime, kind: str, key_sql: str, recipient_sql: str, where: str = ""
-) -> int:
-    """Record a notification for every item this sweep stamped (`stamp` = now), set-based: one
-    INSERT … SELECT per queue (each queue's business hours set its delivery time), duplicates skipped.
-
-    `key_sql` and `recipient_sql` are SQL expressions over the item `i` and its queue `q`."""
-    quote = connection.ops.quote_name
-    table, items, queues = (quote(m._meta.db_table) for m in (Notification, ExceptionItem, Queue))
-    created = 0
-    queue_ids = ExceptionItem.objects.filter(**{stamp: now}).values_list("queue_id", flat=True).distinct()
-    for queue in Queue.objects.filter(pk__in=list(queue_ids)):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (item_id, {quote('key')}, kind, recipient_id, created_at, deliver_after) "
-                f"SELECT i.id, {key_sql}, %s, {recipient_sql}, %s, %s "
-                f"FROM {items} i JOIN {queues} q ON q.id = i.queue_id "
-                f"WHERE i.{quote(stamp)} = %s AND i.queue_id = %s {where} "
-                f"ON CONFLICT (item_id, {quote('key')}) DO NOTHING",
-                [kind, *map(db_time, (now, next_open(now, queue.business_hours()), now)), queue.pk],
+    }
+    new, merged = [], []
+    opens: dict[int, dt.datetime] = {}
+    for (queue_id, key), (queue, kind, recipient, ids) in keyed.items():
+        note = existing.get((queue_id, key))
+        if note is not None:
+            note.item = None
+            note.item_count += len(ids)
+            note.item_ids = (note.item_ids + ids)[:NOTIFICATION_LISTED_ITEMS]
+            merged.append(note)
+            continue
+        if queue_id not in opens:
+            opens[queue_id] = next_open(now, queue.business_hours())
+        new.append(
+            Notification(
+                item_id=ids[0] if len(ids) == 1 else None,
+                queue=queue,
+                item_ids=ids[:NOTIFICATION_LISTED_ITEMS],
+                item_count=len(ids),
+                key=key,
+                kind=kind,
+                recipient_id=recipient,
+                created_at=now,
+                deliver_after=opens[queue_id],
             )
-            created += cursor.rowcount
-    return created
+        )
+    Notification.objects.bulk_create(new)
+    Notification.objects.bulk_update(merged, ["item", "item_count", "item_ids"])
+    return len(new) + len(merged)
 
 
 def db_time(value: dt.datetime):
@@ -88,55 +91,75 @@ def _queue_addresses(queue_ids) -> dict[int, list[str]]:
 
 
 def notifications_send_due(*, now: dt.datetime | None = None, limit: int = 1000) -> int:
-    """Email what is due, one message per address listing its items; each notification is sent once."""
+    """Email what is due, one message per address listing its notifications (a grouped one with its items,
+    up to NOTIFICATION_LISTED_ITEMS, and how many more); each notification is sent once."""
     now = now or timezone.now()
     with transaction.atomic():
         due = list(
             Notification.objects.filter(sent_at__isnull=True, deliver_after__lte=now)
             .order_by("deliver_after", "id")  # oldest first, along notification_unsent_idx
             .select_for_update(skip_locked=True, of=("self",))
-            .select_related("item__lead", "item__queue", "recipient")[:limit]
+            .select_related("queue", "recipient")[:limit]
         )
         if not due:
             return 0
+        items = ExceptionItem.objects.select_related("lead", "queue").in_bulk(
+            {item_id for n in due for item_id in n.item_ids}
+        )
         by_address: dict[str, list[Notification]] = defaultdict(list)
-        queues = _queue_addresses({n.item.queue_id for n in due if n.recipient is None})
-        unreachable: list[int] = []
+        queues = _queue_addresses({n.queue_id for n in due if n.recipient is None})
         for notification in due:
             if notification.recipient is not None:
                 addresses = [notification.recipient.email] if notification.recipient.email else []
             else:  # addressed to the queue: its available members
-                addresses = queues[notification.item.queue_id]
+                addresses = queues[notification.queue_id]
             if not addresses:
                 logger.warning(
-                    "Notification %s about item %s has nobody to email; it stays in the console only.",
+                    "Notification %s about %d item(s) of queue %s has nobody to email; it stays in the console only.",
                     notification.pk,
-                    notification.item_id,
+                    notification.item_count,
+                    notification.queue_id,
                 )
             for address in addresses:
                 by_address[address].append(notification)
         for address, notes in by_address.items():
+            count = sum(n.item_count for n in notes)
             send_mail(
-                subject=f"[Handoff] {len(notes)} exception item(s) need attention",
-                message="\n".join(_line(n) for n in notes),
+                subject=f"[Handoff] {count} exception item(s) need attention",
+                message="\n".join(_lines(n, items) for n in notes),
                 from_email=settings.DEFAULT_FROM_EMAIL,
                 recipient_list=[address],
-            )
-        if unreachable:
-            logger.warning(
-                "%d notifications have nobody to email (items %s…); they stay in the console only.",
-                len(unreachable),
-                ", ".join(map(str, unreachable[:5])),
             )
         Notification.objects.filter(pk__in=[n.pk for n in due]).update(sent_at=now)
     return len(due)
 
 
-def _line(notification: Notification) -> str:
-    item = notification.item
-    url = settings.HANDOFF["CONSOLE_URL"].rstrip("/") + reverse("console:item", args=[item.pk])
+def _console_url(path: str) -> str:
+    return settings.HANDOFF["CONSOLE_URL"].rstrip("/") + path
+
+
+def _lines(notification: Notification, items: dict[int, ExceptionItem]) -> str:
+    """One line for a notification about one item; for a group, a heading, a line per listed item, and how
+    many more (with a link to the queue's breached items)."""
+    subject = SUBJECTS[notification.kind]
+    listed = [items[i] for i in notification.item_ids if i in items]
+    if notification.item_count == 1 and listed:
+        return f"{subject}: {_item_line(listed[0])}"
+    lines = [f"{subject}: {notification.item_count} items in {notification.queue.name}"]
+    lines += [f"  {_item_line(item)}" for item in listed]
+    more = notification.item_count - len(listed)
+    if more > 0:
+        list_url = _console_url(reverse("console:items")) + f"?queue={notification.queue_id}"
+        if notification.kind != NotificationKind.REMINDER:
+            list_url += "&breached=true"
+        lines.append(f"  … and {more} more: {list_url}")
+    return "\n".join(lines)
+
+
+def _item_line(item: ExceptionItem) -> str:
+    url = _console_url(reverse("console:item", args=[item.pk]))
     return (
-        f"{SUBJECTS[notification.kind]}: #{item.pk} {item.get_reason_display()} on lead {item.lead.lead_id} "
+        f"#{item.pk} {item.get_reason_display()} on lead {item.lead.lead_id} "
         f"in {item.queue.name} (ack due {item.ack_due_at:%Y-%m-%d %H:%M} UTC, "
         f"resolve due {item.resolve_due_at:%Y-%m-%d %H:%M} UTC) {url}"
     )

@@ -88,5 +88,5 @@ def lead_decisions(trail: list[AuditEvent]) -> list[AuditEvent]:
 def notifications_for(user):
     """Notifications addressed to the person, or to a queue they are a member of."""
     return Notification.objects.filter(
-        Q(recipient=user) | Q(recipient__isnull=True, item__queue__memberships__user=user)
+        Q(recipient=user) | Q(recipient__isnull=True, queue__memberships__user=user)
     ).distinct()

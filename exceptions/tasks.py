@@ -1,19 +1,22 @@
-"""Beat tasks for the exception queues: thin wrappers around the sweep and the notification sender."""
+"""Beat tasks for the exception queues: thin wrappers around the sweep, its record step and the notification sender."""
 
 import logging
 
 from celery import shared_task
 
 from exceptions.notifications import notifications_send_due
-from exceptions.sweep import sla_sweep
-from routing.dispatch import TaskName
+from exceptions.sweep import sla_sweep, sweep_record
+from routing.dispatch import TaskName, sweep_record_enqueue
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name=TaskName.SLA_SWEEP, acks_late=True, reject_on_worker_lost=True)
 def sla_sweep_task() -> dict:
-    report = sla_sweep()
+    """Stamp (short transactions an acknowledge never waits long behind), then leave the SLA events and
+    notifications to a follow-up task, so the beat tick is done as soon as the stamps are."""
+    report = sla_sweep(record=False)
+    sweep_record_enqueue()
     if report.ack_breached or report.resolve_breached or any(report.escalated.values()):
         logger.info("SLA sweep: %s", report)
     return {
@@ -23,6 +26,13 @@ def sla_sweep_task() -> dict:
         "reminded": report.reminded,
         "reassigned": report.reassigned,
     }
+
+
+@shared_task(name=TaskName.SLA_SWEEP_RECORD, acks_late=True, reject_on_worker_lost=True)
+def sla_sweep_record_task() -> int:
+    """The sweep's record step: every sweep batch waiting becomes SLA events and grouped notifications.
+    Idempotent: batches are claimed with SKIP LOCKED and deleted as they are recorded."""
+    return sweep_record()
 
 
 @shared_task(name=TaskName.SEND_NOTIFICATIONS, acks_late=True, reject_on_worker_lost=True)

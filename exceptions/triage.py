@@ -44,7 +44,9 @@ def lead_edit_and_reroute(*, item: ExceptionItem, by, changes: dict, expected_ve
     different kind of attention (a new exception is opened for that); if the same problem remains, the
     item stays open and the caller is told why."""
     lead = Lead.objects.select_for_update().get(pk=item.lead_id)
-    fresh = ExceptionItem.objects.select_for_update().get(pk=item.pk)
+    # no_key: FOR NO KEY UPDATE, which the SLA sweep's record step (foreign-key share locks on the items its
+    # events name) does not hold back.
+    fresh = ExceptionItem.objects.select_for_update(no_key=True).get(pk=item.pk)
     if fresh.status == ExceptionStatus.RESOLVED:
         raise ExceptionConflict(fresh, f"Item #{fresh.pk} is already resolved; reopen it to re-route the lead.")
     if expected_version is not None and fresh.version != expected_version:

@@ -236,7 +236,7 @@ class ItemActionView(ConsoleAccessMixin, View):
 
 class NotificationsView(ConsoleAccessMixin, View):
     def get(self, request):
-        notes = notifications_for(request.user).select_related("item__lead", "item__queue", "recipient")[:200]
+        notes = notifications_for(request.user).select_related("item", "queue", "recipient")[:200]
         return render(request, "console/notifications.html", {"notifications": notes})
 
     def post(self, request):

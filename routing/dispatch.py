@@ -37,6 +37,7 @@ class TaskName:
     DASHBOARD_ROLLUP = "routing.dashboard.tasks.dashboard_rollup_task"
     SLA_SWEEP = "exceptions.tasks.sla_sweep_task"
     SEND_NOTIFICATIONS = "exceptions.tasks.send_notifications_task"
+    SLA_SWEEP_RECORD = "exceptions.tasks.sla_sweep_record_task"
 
     @classmethod
     def all(cls) -> set[str]:
@@ -176,6 +177,15 @@ def deliveries_enqueue(event_ids: list[int], countdown: float | None = None) -> 
         app.send_task(TaskName.DELIVER_EVENTS, args=(event_ids,), countdown=countdown, retry=False)
     except Exception:  # noqa: BLE001 - the broker may be down; the outbox row is the source of truth
         logger.warning("Could not publish delivery of events %s; the beat sweep will send them.", event_ids[:10])
+
+
+def sweep_record_enqueue() -> None:
+    """Have a worker record what the SLA sweep stamped (SLA events, grouped notifications); never raises (the
+    sweep batches are the source of truth, and the next minute's sweep publishes again and records them all)."""
+    try:
+        app.send_task(TaskName.SLA_SWEEP_RECORD, retry=False)
+    except Exception:  # noqa: BLE001 - the broker may be down; the sweep batch rows wait for the next sweep
+        logger.warning("Could not publish the SLA sweep's record step; the next sweep will.")
 
 
 def replay_enqueue(run_id: int) -> None:

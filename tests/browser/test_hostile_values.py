@@ -196,6 +196,8 @@ def build_world() -> SimpleNamespace:
     exception_resolve(item=w.item_resolved, by=w.admin, resolution=Resolution.SPAM, note=hostile("resolve note"))
     Notification.objects.create(
         item=w.item_open,
+        queue=w.review,
+        item_ids=[w.item_open.pk],
         key="reminder:ack",
         kind=NotificationKind.REMINDER,
         recipient=w.admin,

@@ -219,14 +219,17 @@ def test_a_sweep_costs_the_same_queries_for_3_or_30_breaches(queue):
 def test_the_send_task_drains_every_due_notification(queue):
     from exceptions.tasks import send_notifications_task
 
-    for _ in range(5):
-        opened(queue, intent_score=10)
+    items = [opened(queue, intent_score=10) for _ in range(5)]
+    other = QueueFactory(name="Other", ack_sla_minutes=30, owner=queue.owner)
+    opened(other, intent_score=10)
     sweep(31)
     with time_machine.travel(at(31), tick=False):
-        assert send_notifications_task(max_batches=3) == 5
+        assert send_notifications_task(max_batches=3) == 2  # one per queue, each listing its items
         assert send_notifications_task() == 0
-    assert len(mail.outbox) == 1  # one message to the owner listing the five items
-    assert mail.outbox[0].body.count("SLA breached") == 5
+    assert len(mail.outbox) == 1  # one message to the owner listing both
+    body = mail.outbox[0].body
+    assert "SLA breached: 5 items in Triage" in body and all(f"#{i.pk} " in body for i in items)
+    assert body.count("SLA breached") == 2 and "in Other" in body
 
 
 def test_an_item_acknowledged_after_its_breach_is_not_escalated_further(queue, ops_person):
