@@ -54,6 +54,7 @@ ORDINARY_TABLES = frozenset(
         "exceptions_notification",
         "exceptions_slaevent",
         "exceptions_exceptionitem_held_leads",
+        "exceptions_sweepbatch",
         # Routing: sources, queues, rules (the editable draft), leads and their accounts.
         "routing_source",
         "routing_queue",

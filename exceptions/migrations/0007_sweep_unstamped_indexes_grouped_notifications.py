@@ -19,7 +19,7 @@ def fill_notification_queue(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('exceptions', '0005_exceptionitem_fillfactor'),
+        ('exceptions', '0006_item_held_leads'),
         ('routing', '0015_dashboard_account_figures'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
