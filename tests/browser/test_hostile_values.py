@@ -72,13 +72,13 @@ TEXTAREA = "</textarea><svg onload=alert(1)>"
 LONG = f"{PAYLOAD} {TEXTAREA} {{{{ 7*7 }}}} javascript:window.__pwned=1"
 SHORT = "<img src=x onerror=alert(1)>'\""  # lifecycle_stage holds 64 characters
 SEEN = "<svg onload=alert(2)>"  # a value a rule's condition sees, shown in "why"
-# Attribute keys and values without quotes, so the attributes' Python repr on the page keeps them verbatim.
+# Attribute keys and values, shown one per line (a key, then its value).
 ATTRIBUTES = {
     "<img src=x onerror=window.__pwned=1>": SCRIPT,
     "website": "javascript:window.__pwned=1",
     "note": "{{ 7*7 }}",
 }
-ATTRIBUTES_SHOWN = "{'<img src=x onerror=window.__pwned=1>': '<script>window.__pwned=1</script>'"
+ATTRIBUTES_SHOWN = "<img src=x onerror=window.__pwned=1>\n<script>window.__pwned=1</script>"
 
 
 def hostile(tag: str) -> str:

@@ -12,6 +12,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from audit.db_roles import as_owner
 from routing.models import PersonalToken
 from routing.tokens import personal_token_create
 from tests.factories import UserFactory
@@ -111,17 +112,23 @@ def test_an_admin_revokes_tokens(client, ops_person):
     assert api_get(clear).status_code == 401
 
 
+@pytest.mark.django_db(transaction=True)  # as the schema's owner, as migrations run (the application may not CREATE)
 def test_the_migration_turns_clear_tokens_into_hashes_that_keep_working(ops_person):
     old_key = "0123456789abcdef0123456789abcdef01234567"  # DRF authtoken's 40 hex characters
-    with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamptz, user_id int)")
-        cursor.execute("INSERT INTO authtoken_token VALUES (%s, now(), %s)", [old_key, ops_person.pk])
-
-    migration.hash_clear_tokens(apps, SimpleNamespace(connection=connection))
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM authtoken_token")
-        assert cursor.fetchone()[0] == 0  # nothing left in clear
+    with as_owner(connection):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamptz, user_id int)"
+            )
+            cursor.execute("INSERT INTO authtoken_token VALUES (%s, now(), %s)", [old_key, ops_person.pk])
+        try:
+            migration.hash_clear_tokens(apps, SimpleNamespace(connection=connection))
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM authtoken_token")
+                assert cursor.fetchone()[0] == 0  # nothing left in clear
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("DROP TABLE authtoken_token")
     token = PersonalToken.objects.get(user=ops_person)
     assert token.token_hash == hashlib.sha256(old_key.encode()).hexdigest()
     assert token.expires_at > timezone.now() + dt.timedelta(days=89)
