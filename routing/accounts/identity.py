@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
@@ -67,7 +68,31 @@ class Identity:
 
 
 OTHERS_KEPT = 20
-OTHER_FIELDS = ("id", "lead_id", "status", "assignee", "assigned_at", "received_at")
+
+
+@dataclass(frozen=True)
+class OtherLead:
+    """What identity reads of a person's earlier lead (the audit's id, sticky ownership): a batch may read
+    thousands, so plain rows rather than model instances."""
+
+    pk: int
+    lead_id: str
+    status: str
+    assignee_id: int | None
+    assigned_at: dt.datetime | None
+    received_at: dt.datetime
+    assignee: object | None  # the User, shared between the leads of one assignee
+
+
+def _other_leads(ids) -> dict[int, OtherLead]:
+    """The leads by id, with their assignees read once each."""
+    rows = list(
+        Lead.objects.filter(pk__in=ids).values_list(
+            "id", "lead_id", "status", "assignee_id", "assigned_at", "received_at"
+        )
+    )
+    users = get_user_model().objects.in_bulk({row[3] for row in rows if row[3]})
+    return {row[0]: OtherLead(*row, assignee=users.get(row[3])) for row in rows}
 
 
 def lead_link_identity(*, lead: Lead, at) -> Identity:
@@ -115,7 +140,7 @@ def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
             by_key.setdefault((field, value), []).append(lead_id)
     wanted_leads = {lead_id for ids in by_key.values() for lead_id in ids}
     # What the identity is read for (the audit's ids, sticky ownership): no more, as a batch may load thousands.
-    known = Lead.objects.select_related("assignee").only(*OTHER_FIELDS).in_bulk(wanted_leads)
+    known = _other_leads(wanted_leads)
     identities = {}
     rows = []
     earlier: dict[tuple[str, str], list[Lead]] = {}  # this batch's leads so far by key, in id order
