@@ -15,7 +15,13 @@ from audit.models import AuditAction
 from audit.services import audit_event
 from exceptions.models import ExceptionItem, ExceptionReason
 from exceptions.services import Opening, exceptions_open
-from routing.accounts.identity import leads_link_identities, one_lead_per_person, people_open_items, routing_choice
+from routing.accounts.identity import (
+    leads_link_identities,
+    one_lead_per_person,
+    people_lock,
+    people_open_items,
+    routing_choice,
+)
 from routing.accounts.leads import Availability, leads_match_accounts
 from routing.assignment import Pick, pick_assignees
 from routing.bulk import bulk_insert
@@ -51,16 +57,19 @@ def leads_route(*, lead_ids: Sequence[int], rulesets: RuleSets | None = None, sk
     same person waits for the first to be routed and committed (a batch of its own, after), so it sees the
     first's owner and exception item as if the two had come one after the other."""
     rulesets = rulesets or routing_rulesets()
-    routed, later = _route_batch(lead_ids, rulesets, skip_locked)
+    routed, later = _route_batch(lead_ids, rulesets, skip_locked, wait_for_people=not skip_locked)
     while later:
-        more, later = _route_batch(later, rulesets, skip_locked)
+        # The leads left for later wait for their people's locks: the batch that held them has committed or
+        # soon will, and waiting (in lock order) cannot close a circle.
+        more, later = _route_batch(later, rulesets, skip_locked, wait_for_people=True)
         routed += more
     return routed
 
 
-def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[Lead], list[int]]:
+def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_people: bool):
     """Route one lead per person among `lead_ids`, in one transaction; returns (the leads routed, the ids of the
-    persons' other leads, left for the next batch)."""
+    leads left for the next batch: a person's other leads, and, unless `wait_for_people`, the leads whose person
+    another worker is routing)."""
     ruleset = rulesets.production
     with transaction.atomic():
         locked = list(
@@ -70,6 +79,8 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool) -> tuple[list[
             .order_by("id")
         )
         leads, later = one_lead_per_person(locked)
+        leads, busy = people_lock(leads, wait=wait_for_people)
+        later = sorted([*busy, *later], key=lambda lead: lead.pk)
         now = timezone.now()
         accounts = leads_match_accounts(leads=leads, at=now)
         identities = leads_link_identities(leads=leads, at=now)

@@ -116,12 +116,11 @@ def one_lead_per_person(leads: list[Lead]) -> tuple[list[Lead], list[Lead]]:
 
 
 def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
-    """`lead_link_identity` for a routing batch, by lead id: one read of the people's recorded leads (at most
-    OTHERS_KEPT + 1 per key, newest first) and one write of the batch's keys. A lead also sees the leads of its
-    person earlier in the batch (routing.services.leads_route routes such a lead in a later batch anyway, so
-    that it also sees their owner)."""
+    """`lead_link_identity` for a routing batch whose people the caller has locked (`people_lock`), by lead id:
+    one read of the people's recorded leads (at most OTHERS_KEPT + 1 per key, newest first) and one write of the
+    batch's keys. A lead also sees the leads of its person earlier in the batch (routing.services.leads_route
+    routes such a lead in a later batch anyway, so that it also sees their owner)."""
     keys = {lead.pk: identity_keys(lead) for lead in leads}
-    _lock_people([key for pair in keys.values() for key in pair if key])
     by_key: dict[tuple[str, str], list[int]] = {}
     for field, position in (("email_key", 0), ("shared_id", 1)):
         wanted = {key[position] for key in keys.values() if key[position]}
@@ -166,20 +165,36 @@ def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
     return identities
 
 
-def _lock_people(keys: list[str]) -> None:
+def people_lock(leads: list[Lead], *, wait: bool) -> tuple[list[Lead], list[Lead]]:
     """Routing of one person's leads takes turns until commit (a transaction-scoped advisory lock per key,
     taken in lock-id order so two batches never wait in a circle): the second lead sees the first's identity,
-    assignment and exception item, so concurrent workers neither split a person nor open two items. Only
-    PostgreSQL has the locks; elsewhere (the SQLite demo) one worker routes at a time anyway."""
+    assignment and exception item, so concurrent workers neither split a person nor open two items.
+
+    Returns (the leads whose people are now locked, the leads left out). With `wait`, every lock is waited
+    for and nobody is left out. Without, a lead whose person another transaction is routing is left out, to
+    be routed after (a batch would otherwise wait for the whole of another batch that shares one person with
+    it). Only PostgreSQL has the locks; elsewhere (the SQLite demo) one worker routes at a time anyway."""
+    keyed = {lead.pk: [f"person:{key}" for key in identity_keys(lead) if key] for lead in leads}
+    keys = sorted({key for lead_keys in keyed.values() for key in lead_keys})
     if not keys or connection.vendor != "postgresql":
-        return
+        return leads, []
+    # One round trip: the lock ids sorted in a subquery, locked in that order by the outer scan.
+    ordered = (
+        "FROM (SELECT DISTINCT key, hashtextextended(key, 13) AS lock_id FROM unnest(%s::text[]) AS key "
+        "ORDER BY lock_id) AS people"
+    )
     with connection.cursor() as cursor:
-        # One round trip for the batch: the lock ids sorted in a subquery, locked in that order by the outer scan.
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(lock_id)) FROM (SELECT DISTINCT hashtextextended(key, 13) AS lock_id "
-            "FROM unnest(%s::text[]) AS key ORDER BY lock_id) AS people",
-            [[f"person:{key}" for key in keys]],
-        )
+        if wait:
+            cursor.execute(f"SELECT count(pg_advisory_xact_lock(lock_id)) {ordered}", [keys])
+            return leads, []
+        cursor.execute(f"SELECT key, pg_try_advisory_xact_lock(lock_id) {ordered}", [keys])
+        busy = {key for key, locked in cursor.fetchall() if not locked}
+    if not busy:
+        return leads, []
+    return (
+        [lead for lead in leads if not busy.intersection(keyed[lead.pk])],
+        [lead for lead in leads if busy.intersection(keyed[lead.pk])],
+    )
 
 
 def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime, availability: Availability) -> Choice | None:
