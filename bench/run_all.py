@@ -16,6 +16,7 @@ SCRIPTS = (
     "end_to_end.py",
     "routing_drain.py",
     "routing_lanes.py",
+    "routing_edges.py",
     "exception_console.py",
     "replay.py",
     "dashboard.py",

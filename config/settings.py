@@ -255,14 +255,18 @@ CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "handoff")
 # Lanes (README: Workers). Routing of leads posted one by one (live) never waits behind an import (bulk), and
-# routing never shares a queue with deliveries (a slow target) or rule replays. The default queue keeps beat's
-# housekeeping. A worker started without -Q consumes every queue (the demo, the tests); production gives the
-# live lane a worker of its own.
-HANDOFF_QUEUES = {lane: f"{CELERY_TASK_DEFAULT_QUEUE}-{lane}" for lane in ("live", "bulk", "deliveries", "replays")}
+# routing never shares a queue with calls out of the product (enrichment, deliveries: a slow or dead vendor
+# holds only its own lane) or rule replays. The default queue keeps beat's housekeeping. A worker started
+# without -Q consumes every queue (the tests); the demo and production give routing and the edges workers of
+# their own.
+HANDOFF_QUEUES = {
+    lane: f"{CELERY_TASK_DEFAULT_QUEUE}-{lane}" for lane in ("live", "bulk", "enrichment", "deliveries", "replays")
+}
 CELERY_TASK_QUEUES = [
     Queue(name, Exchange(name), routing_key=name) for name in (CELERY_TASK_DEFAULT_QUEUE, *HANDOFF_QUEUES.values())
 ]
 CELERY_TASK_ROUTES = {
+    "routing.integrations.tasks.enrich_leads": {"queue": HANDOFF_QUEUES["enrichment"]},
     "routing.integrations.tasks.deliver_events": {"queue": HANDOFF_QUEUES["deliveries"]},
     "routing.governance.tasks.replay_rules_task": {"queue": HANDOFF_QUEUES["replays"]},
 }
@@ -339,6 +343,10 @@ HANDOFF = {
     "DELIVERY_RETRY_BASE_SECONDS": env_float("HANDOFF_DELIVERY_RETRY_BASE_SECONDS", 30.0),
     # Enrichment retries: the n-th wait is this × 2^(n-1), ±20% (or Retry-After); the lead waits meanwhile.
     "ENRICHMENT_RETRY_BASE_SECONDS": env_float("HANDOFF_ENRICHMENT_RETRY_BASE_SECONDS", 2.0),
+    # Leads per enrichment task, and how many of a task's calls to the provider are in flight at once: a task
+    # of a dead provider takes about (chunk / concurrency) × its timeout, well inside the task's time limit.
+    "ENRICH_CHUNK_SIZE": env_int("HANDOFF_ENRICH_CHUNK_SIZE", 20),
+    "ENRICHMENT_CONCURRENCY": env_int("HANDOFF_ENRICHMENT_CONCURRENCY", 10),
     # A lead whose enrichment failed for good, with intent_score above this, goes to a person for review.
     "ENRICHMENT_REVIEW_INTENT": env_int("HANDOFF_ENRICHMENT_REVIEW_INTENT", 70),
     "ENRICHMENT_REVIEW_QUEUE": env_str("HANDOFF_ENRICHMENT_REVIEW_QUEUE", "Manual review"),

@@ -26,6 +26,7 @@ class TaskName:
     """The registered name of every Celery task (each task's `@shared_task(name=...)`)."""
 
     ROUTE_LEADS = "routing.tasks.route_leads"
+    ENRICH_LEADS = "routing.integrations.tasks.enrich_leads"
     REQUEUE_STUCK_LEADS = "routing.tasks.requeue_stuck_leads"
     DELIVER_EVENTS = "routing.integrations.tasks.deliver_events"
     DELIVERIES_DUE = "routing.integrations.tasks.deliveries_due"
@@ -64,7 +65,9 @@ def routing_enqueue(lead_ids: Sequence[int], countdown: float | None = None, *, 
     for start in range(0, len(lead_ids), chunk):
         part = list(lead_ids[start : start + chunk])
         try:
-            app.send_task(TaskName.ROUTE_LEADS, args=(part,), countdown=countdown, queue=lane.queue)
+            app.send_task(
+                TaskName.ROUTE_LEADS, args=(part,), kwargs={"lane": lane.value}, countdown=countdown, queue=lane.queue
+            )
         except Exception as exc:  # kombu OperationalError and friends: the sweeper will re-publish
             logger.warning(
                 "Could not queue routing for %d leads (first id %s): %s; the sweeper will retry.",
@@ -168,6 +171,19 @@ def routing_backlog() -> int | None:
     if depths is None:
         return None
     return sum(depths[lane.queue] for lane in Lane)
+
+
+def enrichment_enqueue(lead_ids: Sequence[int], *, lane: Lane, countdown: float | None = None) -> None:
+    """Publish enrichment of these leads on the enrichment queue (now, or `countdown` seconds from now); once
+    enriched they are routed on `lane`. Never raises: a lead whose publish failed stays `received`, and
+    `requeue_stuck_leads` sends it round again."""
+    chunk = settings.HANDOFF["ENRICH_CHUNK_SIZE"]
+    for start in range(0, len(lead_ids), chunk):
+        part = list(lead_ids[start : start + chunk])
+        try:
+            app.send_task(TaskName.ENRICH_LEADS, args=(part,), kwargs={"lane": lane.value}, countdown=countdown)
+        except Exception as exc:  # noqa: BLE001 - the lead row is the source of truth; the sweeper re-publishes
+            logger.warning("Could not queue enrichment of %d leads (first id %s): %s", len(part), part[0], exc)
 
 
 def deliveries_enqueue(event_ids: list[int], countdown: float | None = None) -> None:

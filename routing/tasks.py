@@ -9,9 +9,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from config.logs import log_context
-from routing.dispatch import TaskName, routing_backlog, routing_enqueue
+from routing.dispatch import Lane, TaskName, enrichment_enqueue, routing_backlog, routing_enqueue
 from routing.engine import routing_rulesets
-from routing.integrations.enrichment import WAIT, active_provider, lead_enrich
+from routing.integrations.enrichment import active_provider, leads_awaiting_enrichment
 from routing.services import lead_fail_routing, leads_claim_stuck, leads_route
 
 logger = logging.getLogger(__name__)
@@ -30,24 +30,25 @@ TRANSIENT = (OperationalError, InterfaceError)
     retry_jitter=True,
     max_retries=6,
 )
-def route_leads(self, lead_ids: list[int]) -> None:
+def route_leads(self, lead_ids: list[int], lane: str = Lane.BULK) -> None:
     """Route the leads together (routing.services.leads_route). A batch that fails for any other reason than a
     transient database error is routed again lead by lead, so one bad lead cannot hold the others back: it
-    alone goes to a person (routing_failed). Idempotent: a redelivered or retried task routes nothing twice."""
+    alone goes to a person (routing_failed). Idempotent: a redelivered or retried task routes nothing twice.
+
+    With an enrichment provider, leads the provider has not answered for go to the enrichment lane, which
+    publishes their routing on this task's `lane` once settled: no call out of the product runs here."""
     try:
         rulesets = routing_rulesets()  # once per task, not once per lead
     except TRANSIENT:
         raise
     except Exception:
         rulesets = None  # rules that do not compile: each lead meets the error alone and goes to a person
-    provider = active_provider()
-    ready = []
-    for lead_id in lead_ids:
-        with _one_lead(self, lead_id):
-            if lead_enrich(lead_id=lead_id, provider=provider) == WAIT:
-                logger.info("Lead %s waits for enrichment; it routes after the next attempt.", lead_id)
-                continue  # an attempt is scheduled for later, with this lead's routing
-            ready.append(lead_id)
+    ready = list(lead_ids)
+    if active_provider() is not None:
+        waiting = set(leads_awaiting_enrichment(lead_ids))
+        if waiting:
+            enrichment_enqueue(sorted(waiting), lane=Lane(lane))
+            ready = [lead_id for lead_id in lead_ids if lead_id not in waiting]
     if not ready:
         return
     try:

@@ -2,13 +2,17 @@
 on it (e.g. company_size). It fills in missing fields only; what the lead said itself is never overwritten.
 
 Transient failures (timeouts, connection errors, 5xx, 429 …) retry with exponential backoff and jitter,
-honouring Retry-After; the lead waits (`enrich_after`) and its routing task is published again for then.
+honouring Retry-After; the lead waits (`enrich_after`) and its enrichment is published again for then.
+Enrichment has a lane of its own (settings.HANDOFF_QUEUES): routing hands a lead that needs it over and
+routes it once it is settled, so a slow or dead provider never holds a routing worker.
 When the attempts run out the lead routes on what it has, and the decision records that enrichment was
 missing; a lead with intent above the threshold goes to a person instead (routing/services.py)."""
 
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -17,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError
 
-from routing.dispatch import routing_enqueue
+from routing.dispatch import Lane, enrichment_enqueue
 from routing.intake import LeadIn
 from routing.integrations import http
 from routing.integrations.models import EnrichmentProvider, EnrichmentStatus
@@ -50,17 +54,53 @@ def active_provider() -> EnrichmentProvider | None:
     return EnrichmentProvider.objects.filter(is_active=True).order_by("id").first()
 
 
-def lead_enrich(*, lead_id: int, provider: EnrichmentProvider | None) -> str:
+def leads_awaiting_enrichment(lead_ids: Sequence[int]) -> list[int]:
+    """Those of these leads that the provider has not answered for yet: routing hands them to the enrichment
+    lane instead of routing them (one query)."""
+    waiting = Lead.objects.filter(pk__in=lead_ids, status=LeadStatus.RECEIVED, enrichment_status__isnull=True)
+    return list(waiting.values_list("pk", flat=True))
+
+
+def lead_enrich(*, lead_id: int, provider: EnrichmentProvider | None, lane: Lane = Lane.BULK) -> str:
     """READY when the lead can be routed now (enriched, failed for good, nothing to do); WAIT when an
     attempt is scheduled for later (or another worker holds it)."""
+    return READY if leads_enrich(lead_ids=[lead_id], provider=provider, lane=lane) else WAIT
+
+
+def leads_enrich(*, lead_ids: Sequence[int], provider: EnrichmentProvider | None, lane: Lane) -> list[int]:
+    """One attempt for each of these leads that is due, the provider's calls in flight together (up to
+    ENRICHMENT_CONCURRENCY); returns the leads that can be routed now. A lead whose attempt failed but may
+    succeed later waits (`enrich_after`) and its enrichment is published again for then, to be routed on
+    `lane` once it settles."""
     if provider is None:
-        return READY
+        return list(lead_ids)
+    ready, claimed = [], []
+    for lead_id in lead_ids:
+        state, lead = _claim(lead_id, provider)
+        if state == READY:
+            ready.append(lead_id)
+        elif lead is not None:
+            claimed.append(lead)
+    if not claimed:
+        return ready
+    # Only the HTTP calls run in threads; every database read and write stays on this thread's connection.
+    with ThreadPoolExecutor(max_workers=min(len(claimed), settings.HANDOFF["ENRICHMENT_CONCURRENCY"])) as pool:
+        answers = list(pool.map(lambda lead: _ask(provider, lead), claimed))
+    for lead, answer in zip(claimed, answers, strict=True):
+        if _settle(lead, answer, provider, lane) == READY:
+            ready.append(lead.pk)
+    return ready
+
+
+def _claim(lead_id: int, provider: EnrichmentProvider) -> tuple[str, Lead | None]:
+    """(READY, None): nothing to ask; (WAIT, None): not due yet, or another worker's attempt holds it;
+    (WAIT, lead): this worker now holds the attempt (a lease for the provider's timeout and a margin)."""
     lead = Lead.objects.filter(pk=lead_id).first()
     if lead is None or lead.status != LeadStatus.RECEIVED or lead.enrichment_status is not None:
-        return READY
+        return READY, None
     now = timezone.now()
     if lead.enrich_after is not None and lead.enrich_after > now:
-        return WAIT
+        return WAIT, None
     lease = now + dt.timedelta(seconds=provider.timeout_seconds + LEASE_MARGIN_SECONDS)
     claimed = Lead.objects.filter(
         Q(enrich_after__isnull=True) | Q(enrich_after__lte=now),
@@ -69,23 +109,28 @@ def lead_enrich(*, lead_id: int, provider: EnrichmentProvider | None) -> str:
         enrichment_attempts=lead.enrichment_attempts,
     ).update(enrichment_attempts=lead.enrichment_attempts + 1, enrich_after=lease)
     if claimed != 1:
-        return WAIT
-    attempt = lead.enrichment_attempts + 1
-    answer = _ask(provider, lead)
+        return WAIT, None
+    lead.enrichment_attempts += 1
+    return WAIT, lead
+
+
+def _settle(lead: Lead, answer: http.Answer, provider: EnrichmentProvider, lane: Lane) -> str:
+    """Store what the attempt brought: the answer, a failure for good, or the next attempt's time."""
     if answer.ok and isinstance(answer.body, dict):
-        _apply(lead_id, answer.body)
+        _apply(lead.pk, answer.body)
         return READY
+    attempt = lead.enrichment_attempts
     error = answer.error or "the answer was not a JSON object"
     if answer.ok or not answer.retryable or attempt >= provider.max_attempts:
-        logger.warning("Enrichment of lead %s failed for good after %d attempt(s): %s", lead_id, attempt, error)
-        Lead.objects.filter(pk=lead_id).update(enrichment_status=EnrichmentStatus.FAILED, enrich_after=None)
+        logger.warning("Enrichment of lead %s failed for good after %d attempt(s): %s", lead.pk, attempt, error)
+        Lead.objects.filter(pk=lead.pk).update(enrichment_status=EnrichmentStatus.FAILED, enrich_after=None)
         return READY
     wait = http.retry_wait_seconds(
         base=settings.HANDOFF["ENRICHMENT_RETRY_BASE_SECONDS"], attempt=attempt, retry_after=answer.retry_after
     )
-    Lead.objects.filter(pk=lead_id).update(enrich_after=timezone.now() + dt.timedelta(seconds=wait))
-    logger.info("Enrichment of lead %s failed (%s); attempt %d in %.1f s.", lead_id, error, attempt + 1, wait)
-    routing_enqueue([lead_id], countdown=wait)
+    Lead.objects.filter(pk=lead.pk).update(enrich_after=timezone.now() + dt.timedelta(seconds=wait))
+    logger.info("Enrichment of lead %s failed (%s); attempt %d in %.1f s.", lead.pk, error, attempt + 1, wait)
+    enrichment_enqueue([lead.pk], lane=lane, countdown=wait)
     return WAIT
 
 

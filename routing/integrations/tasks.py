@@ -1,14 +1,36 @@
-"""Celery tasks for delivery: thin wrappers; every step is idempotent (claims are conditional UPDATEs)."""
+"""Celery tasks for the edges, enrichment and delivery: thin wrappers; every step is idempotent (claims are
+conditional UPDATEs). They run on queues of their own, never on a routing lane (settings.HANDOFF_QUEUES)."""
 
 import logging
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
-from routing.dispatch import TaskName, deliveries_enqueue
+from routing.dispatch import Lane, TaskName, deliveries_enqueue, routing_enqueue
 from routing.integrations.delivery import event_deliver, events_due
+from routing.integrations.enrichment import active_provider, leads_enrich
 
 logger = logging.getLogger(__name__)
 CHUNK = 50
+
+
+@shared_task(
+    name=TaskName.ENRICH_LEADS,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=6,
+)
+def enrich_leads(lead_ids: list[int], lane: str = Lane.BULK) -> int:
+    """One attempt at each lead's enrichment that is due, then routing on `lane` for those settled (a lead
+    that waits for a later attempt is published again for then). A retried task asks nothing twice: a lead
+    already answered is ready, one under another attempt's lease is skipped."""
+    ready = leads_enrich(lead_ids=lead_ids, provider=active_provider(), lane=Lane(lane))
+    if ready:
+        routing_enqueue(ready, lane=Lane(lane))
+    return len(ready)
 
 
 @shared_task(name=TaskName.DELIVER_EVENTS, acks_late=True, reject_on_worker_lost=True)

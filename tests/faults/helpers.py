@@ -145,10 +145,23 @@ class Processes:
         self.started.append(server)
         return server.start()
 
-    def worker(self, name: str = "worker", *, broker_url: str | None = None, beat: bool = False, **env) -> Service:
-        """`celery -A config worker` (two pool processes, like production here), optionally with the beat
-        embedded (`-B`, with a schedule file of its own, never the shared var/celerybeat-schedule)."""
-        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=2"]
+    def worker(
+        self,
+        name: str = "worker",
+        *,
+        broker_url: str | None = None,
+        beat: bool = False,
+        queues: list[str] | None = None,
+        concurrency: int = 2,
+        **env,
+    ) -> Service:
+        """`celery -A config worker` (two pool processes, like production here) on every queue or on `queues`
+        (README: Workers and lanes), optionally with the beat embedded (`-B`, with a schedule file of its own,
+        never the shared var/celerybeat-schedule)."""
+        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO"]
+        command += [f"--concurrency={concurrency}", "-n", f"{name}@%h"]
+        if queues:
+            command += ["-Q", ",".join(queues)]
         command += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         if beat:
             command += ["--beat", "--schedule", str(self.directory / f"{name}-beat-schedule")]

@@ -56,6 +56,9 @@ class FakeTarget:
         self.default: Behaviour = OK
         self.failure_rate = 0.0  # share of requests answered 500 at random (after the script runs out)
         self.received: list[Received] = []
+        # When set, a request is answered only once this many are in flight together (after 10 s: 503),
+        # which tells calls made together from calls made one after another.
+        self.together: threading.Barrier | None = None
         self._lock = threading.Lock()
         self._random = random.Random(7)
         target = self
@@ -72,6 +75,11 @@ class FakeTarget:
                 record = Received(time.monotonic(), dict(self.headers.items()), body, None)
                 with target._lock:
                     target.received.append(record)
+                if target.together is not None:
+                    try:
+                        target.together.wait(timeout=10)
+                    except threading.BrokenBarrierError:
+                        behaviour = status(503)
                 if behaviour.delay:
                     time.sleep(behaviour.delay)
                 if behaviour.drop:

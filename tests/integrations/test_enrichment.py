@@ -3,13 +3,15 @@ their spacing and Retry-After, failure routing on what the lead has (recorded) o
 enrichment_failed exception in the manual-review queue."""
 
 import json
+import threading
 import time
 
 import pytest
 
 from audit.models import AuditAction, AuditEvent
 from exceptions.models import ExceptionReason
-from routing.integrations.enrichment import READY, WAIT, lead_enrich
+from routing.dispatch import Lane
+from routing.integrations.enrichment import READY, WAIT, lead_enrich, leads_enrich
 from routing.models import Lead, LeadStatus
 from routing.services import lead_route
 from tests.factories import EnrichmentProviderFactory, LeadFactory, MembershipFactory, QueueFactory, RuleFactory
@@ -61,6 +63,21 @@ def test_the_provider_fills_missing_fields_and_the_engine_routes_on_them(provide
     lead.refresh_from_db()
     assert (lead.status, lead.queue.name, lead.assignee.username) == (LeadStatus.ASSIGNED, "Enterprise", "erin")
     assert decision(lead).data["enrichment"] == "enriched"
+
+
+def test_a_task_asks_the_provider_for_all_its_leads_at_once(provider, fake_target, settings):
+    """Calls in flight together: a task of 5 leads costs one answer's wait, not five (the provider answers
+    only once all five requests are in; asked one after another, the first would time out)."""
+    settings.HANDOFF = {**settings.HANDOFF, "ENRICHMENT_CONCURRENCY": 5}
+    leads = LeadFactory.create_batch(5, company_size=None)
+    fake_target.together = threading.Barrier(5)
+    fake_target.default = answer({"company_size": 300})
+    ready = leads_enrich(lead_ids=[lead.pk for lead in leads], provider=provider, lane=Lane.LIVE)
+    assert sorted(ready) == sorted(lead.pk for lead in leads)
+    assert [request.answered for request in fake_target.received] == [200] * 5
+    assert set(Lead.objects.filter(pk__in=ready).values_list("company_size", "enrichment_status")) == {
+        (300, "enriched")
+    }
 
 
 def test_values_intake_would_refuse_are_not_stored(provider, fake_target):

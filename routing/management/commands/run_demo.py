@@ -38,12 +38,19 @@ class Command(BaseCommand):
         base = f"http://127.0.0.1:{port}"
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         celery = [sys.executable, "-m", "celery", "-A", "config"]
+        worker = [*celery, "worker", "--loglevel=INFO", "--concurrency=2"]
+        lanes = settings.HANDOFF_QUEUES
+        routing = ",".join([lanes["live"], lanes["bulk"], settings.CELERY_TASK_DEFAULT_QUEUE])
+        edges = ",".join([lanes["enrichment"], lanes["deliveries"], lanes["replays"]])
         # The web server, worker and beat connect as the application; the owner's URL is not theirs to hold.
         env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_MIGRATE_URL"}, "PYTHONUNBUFFERED": "1"}
         # Targets or providers added to the demo are local fakes; production allows public addresses only.
         env.setdefault("HANDOFF_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128")
         commands = {
-            "Celery worker": [*celery, "worker", "--loglevel=INFO", "--concurrency=2"],
+            # README: Workers and lanes. Routing has its own processes; calls out of the product (enrichment,
+            # deliveries) and replays have theirs, so a dead CRM in the demo never slows a lead's routing.
+            "routing worker": [*worker, "-n", "routing@%h", "-Q", routing],
+            "edges worker": [*worker, "-n", "edges@%h", "-Q", edges],
             "Celery beat": [*celery, "beat", "--loglevel=INFO"],
             "web server": [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
         }
