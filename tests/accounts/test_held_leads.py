@@ -117,7 +117,7 @@ def test_the_lead_api_and_page_name_the_item_holding_a_lead(held, ops_person, cl
     assert body["held_by"] == [{"id": item.pk, "reason": "no_matching_rule", "status": "open", "lead": first.pk}]
     client.force_login(ops_person)
     page = client.get(f"/console/leads/{second.pk}/").content.decode()
-    assert f"Waits on item <a href=\"/console/items/{item.pk}/\">#{item.pk}</a>" in page
+    assert f'Waits on item <a href="/console/items/{item.pk}/">#{item.pk}</a>' in page
     item_page = client.get(f"/console/items/{item.pk}/").content.decode()
     assert f'href="/console/leads/{second.pk}/"' in item_page and "Also holds" in item_page
 
