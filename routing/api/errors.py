@@ -9,7 +9,7 @@ from exceptions.api.serializers import ExceptionItemSerializer
 from exceptions.selectors import exception_api_queryset
 from exceptions.services import ExceptionConflict, InvalidAction
 from exceptions.triage import InvalidLeadData
-from routing.governance.replay import ReplayError
+from routing.governance.replay import ReplayBusy, ReplayError
 from routing.governance.services import GovernanceError, PromotionBlocked
 from routing.intake import SampleLeadError
 
@@ -36,6 +36,8 @@ def domain_error_response(exc: Exception) -> Response | None:
                 "gates": [gate.as_dict() for gate in exc.gates],
             }
             return Response(body, status=400)
+        case ReplayBusy():
+            return Response({"detail": str(exc)}, status=429, headers={"Retry-After": "30"})
         case InvalidAction() | GovernanceError() | ReplayError():
             return Response({"detail": str(exc)}, status=400)
     return None

@@ -6,6 +6,7 @@ the candidate's first match, over the lead and the account it was matched to whe
 read as plain values in chunks and evaluated by the compiled set, so 10,000 leads take well under a second of
 engine time (bench/replay.py)."""
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Callable
 
@@ -30,8 +31,19 @@ MISSING_CONTACT = "(missing contact)"
 ACCOUNT_VIEW = "account_match__account_view"
 
 
+# Replays run on the edges worker, beside deliveries: one unfinished replay per person, and a few in all, so
+# a loop of requests cannot fill the replays queue with million-lead runs. A run unfinished this long after
+# its request is taken for lost (its worker died) and holds nobody back.
+REPLAYS_AT_ONCE = 3
+REPLAY_STALE_AFTER = dt.timedelta(hours=1)
+
+
 class ReplayError(ValueError):
     pass
+
+
+class ReplayBusy(ReplayError):
+    """Too many replays unfinished: try again once one ends (the API answers 429)."""
 
 
 def replay_request(*, by, limit: int | None = None, since=None, until=None) -> ReplayRun:
@@ -54,7 +66,20 @@ def replay_request(*, by, limit: int | None = None, since=None, until=None) -> R
 
 @transaction.atomic
 def replay_start(*, by, limit: int | None = None, since=None, until=None) -> ReplayRun:
-    """Record a replay and have a worker run it once the record is committed (console and API)."""
+    """Record a replay and have a worker run it once the record is committed (console and API); refused
+    while the person has one unfinished, or REPLAYS_AT_ONCE are."""
+    unfinished = ReplayRun.objects.select_for_update().filter(
+        status__in=(ReplayStatus.QUEUED, ReplayStatus.RUNNING),
+        requested_at__gte=timezone.now() - REPLAY_STALE_AFTER,
+    )
+    runs = list(unfinished.order_by("id"))  # locked: two requests at once cannot both pass the count
+    own = next((run for run in runs if run.requested_by_id == by.pk), None)
+    if own is not None:
+        raise ReplayBusy(f"Your replay #{own.pk} is still {own.status}; start another once it has finished.")
+    if len(runs) >= REPLAYS_AT_ONCE:
+        raise ReplayBusy(
+            f"{len(runs)} replays are still queued or running; start yours once one of them has finished."
+        )
     run = replay_request(by=by, limit=limit, since=since, until=until)
     transaction.on_commit(lambda: replay_enqueue(run.pk))
     return run

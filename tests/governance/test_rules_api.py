@@ -3,11 +3,12 @@
 
 import pytest
 from django.contrib.auth.models import Group
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import Override
 from routing.governance.models import ReplayRun, RulePromotion
-from routing.governance.replay import replay_execute, replay_request
+from routing.governance.replay import REPLAY_STALE_AFTER, REPLAYS_AT_ONCE, replay_execute, replay_request
 from routing.models import Lead
 from routing.services import lead_route
 from tests.conftest import wait_until
@@ -243,3 +244,31 @@ def test_replay_runs_as_a_celery_task_on_a_real_worker(celery_worker, rule_owner
     body = client_for(rule_owner).get(f"/api/v1/rules/replay/{run_id}/").json()
     assert (body["total"], body["result"]["moved_count"]) == (5, 5)
     assert (body["result"]["before"], body["result"]["after"]) == ({"AE": 5}, {"SDR": 5})
+
+
+def test_a_second_replay_while_ones_own_is_unfinished_is_refused_with_429(rule_owner):
+    client = client_for(rule_owner)
+    first = client.post("/api/v1/rules/replay/", {"limit": 100}, format="json")
+    assert first.status_code == 202  # queued: no worker runs in this test
+    again = client.post("/api/v1/rules/replay/", {"limit": 100}, format="json")
+    assert (again.status_code, again["Retry-After"]) == (429, "30")
+    assert again.json()["detail"] == (
+        f"Your replay #{first.json()['id']} is still queued; start another once it has finished."
+    )
+    assert ReplayRun.objects.count() == 1
+
+
+def test_replays_at_once_are_capped_and_a_lost_run_holds_nobody_back(rule_owner):
+    owners = [rule_owner, *UserFactory.create_batch(REPLAYS_AT_ONCE)]
+    for owner in owners:
+        owner.groups.add(Group.objects.get(name="rule_owners"))
+    for owner in owners[:REPLAYS_AT_ONCE]:
+        assert client_for(owner).post("/api/v1/rules/replay/", {"limit": 10}, format="json").status_code == 202
+    refused = client_for(owners[-1]).post("/api/v1/rules/replay/", {"limit": 10}, format="json")
+    assert refused.status_code == 429
+    assert refused.json()["detail"] == (
+        f"{REPLAYS_AT_ONCE} replays are still queued or running; start yours once one of them has finished."
+    )
+    # A run requested longer ago than REPLAY_STALE_AFTER is taken for lost (its worker died).
+    ReplayRun.objects.filter(requested_by=owners[0]).update(requested_at=timezone.now() - REPLAY_STALE_AFTER)
+    assert client_for(owners[-1]).post("/api/v1/rules/replay/", {"limit": 10}, format="json").status_code == 202
