@@ -38,10 +38,11 @@ class Processes:
     def __exit__(self, *exc):
         self.stop_all()
 
-    def spawn(self, role: str, args: list[str], env: dict[str, str] | None = None, quiet: bool = False):
-        """Start `python <args>` in its own session; `quiet` drops its stdout (Celery's banner), never stderr."""
+    def spawn(self, role: str, args: list[str], env: dict[str, str] | None = None, quiet: bool = False, nice: int = 0):
+        """Start `python <args>` in its own session (at CPU priority `nice`); `quiet` drops its stdout (Celery's
+        banner), never stderr."""
         child = subprocess.Popen(
-            [sys.executable, *args],
+            [*(["nice", "-n", str(nice)] if nice else []), sys.executable, *args],
             cwd=ROOT,
             env={**self.env, **(env or {})},
             stdout=subprocess.DEVNULL if quiet else None,
@@ -79,9 +80,10 @@ class Processes:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not answer /healthz within 30 s")
 
-    def celery_workers(self, app, count: int, queue: str, include: str, tag: str, env=None) -> list[str]:
+    def celery_workers(self, app, count: int, queue: str, include: str, tag: str, env=None, nice: int = 0) -> list[str]:
         """`count` worker nodes, one pool process each (`--concurrency=1`), consuming `queue`; returns their
-        node names once every one answers a ping. `env`: extra environment for the workers only."""
+        node names once every one answers a ping. `env`: extra environment for the workers only; `nice`: their
+        CPU priority."""
         names = [f"{tag}{i}@{socket.gethostname()}" for i in range(1, count + 1)]
         for name in names:
             self.spawn(
@@ -90,6 +92,7 @@ class Processes:
                 + ["-I", include, "--loglevel=WARNING"],
                 env=env,
                 quiet=True,
+                nice=nice,
             )
         deadline = time.monotonic() + 60
         waiting = set(names)

@@ -10,9 +10,10 @@ Live leads are posted one by one over HTTP at --live-rate for --live-seconds; la
 - dead target: a delivery target subscribed to every assignment accepts connections and never answers; each
   delivery waits out its 10 s timeout, so the edges worker's two processes are always busy and deliveries
   back up behind them.
-- replay: --replay-leads routed leads are seeded beside the demo's (SQL), and a replay of all of them is
-  started as the live leads begin; its run time is printed (the figure means something only if it outlasts
-  the live window).
+- history only: --replay-leads routed leads are seeded beside the demo's (SQL, then VACUUM ANALYZE), copies
+  of 200 routed leads, so the live leads' people have thousands of earlier leads; nothing else runs.
+- replay: the same history, and a replay of all of it started as the live leads begin; its run time is
+  printed (the figure means something only if it outlasts the live window).
 
     .venv/bin/python bench/routing_edges.py [--live-rate 5] [--live-seconds 30] [--replay-leads 1000000]
 """
@@ -100,7 +101,8 @@ def seed_routed_history(count: int) -> None:
             "FROM routing_lead t CROSS JOIN generate_series(1, %s) g WHERE t.id = ANY(%s)",
             [copies, created],
         )
-        cursor.execute("ANALYZE routing_lead")
+        # Now, not during the live window: autovacuum would otherwise take up the million new rows then.
+        cursor.execute("VACUUM (ANALYZE) routing_lead")
 
 
 def start_replay(leads: int) -> int:
@@ -112,7 +114,7 @@ def start_replay(leads: int) -> int:
     return run.pk
 
 
-def live_latency(case: str, token: str, rate: float, seconds: float, replay_leads: int) -> dict:
+def live_latency(case: str, token: str, rate: float, seconds: float, replay_leads: int, nice: int) -> dict:
     import redis as redis_client
 
     from config.celery import app
@@ -121,11 +123,11 @@ def live_latency(case: str, token: str, rate: float, seconds: float, replay_lead
 
     database_from_template(TEMPLATE)
     redis_client.Redis.from_url(BENCH_ENV["CELERY_BROKER_URL"]).flushdb()
-    result: dict = {"case": case}
+    result: dict = {"case": case if not nice else f"{case}, edges at nice {nice}"}
     hole = BlackHole() if case == "dead target" else None
     if hole:
         add_dead_target(hole.port)
-    if case == "replay":
+    if case in ("replay", "history only"):
         began = time.monotonic()
         seed_routed_history(replay_leads)
         result["seeded_seconds"] = time.monotonic() - began
@@ -135,7 +137,7 @@ def live_latency(case: str, token: str, rate: float, seconds: float, replay_lead
         processes.celery_workers(app, 1, LANES["live"], "routing.tasks", tag=f"{case[:4]}-live-")
         processes.celery_workers(app, 1, f"{QUEUE},{LANES['bulk']}", "routing.tasks", tag=f"{case[:4]}-bulk-")
         edges = f"{LANES['enrichment']},{LANES['deliveries']},{LANES['replays']}"
-        processes.celery_workers(app, 2, edges, "routing.integrations.tasks", tag=f"{case[:4]}-edges-")
+        processes.celery_workers(app, 2, edges, "routing.integrations.tasks", tag=f"{case[:4]}-edges-", nice=nice)
         out = multiprocessing.Queue()
         live = multiprocessing.Process(target=post_leads, args=(port, token, rate, seconds, 2, 7, out))
         run_id = start_replay(replay_leads) if case == "replay" else None
@@ -185,13 +187,18 @@ def main():
     parser.add_argument("--live-rate", type=float, default=5.0, help="live leads per second")
     parser.add_argument("--live-seconds", type=float, default=sized(30, 2), help="how long live leads are posted")
     parser.add_argument("--replay-leads", type=int, default=sized(1_000_000, 2_000), help="leads the replay reads")
+    parser.add_argument(
+        "--cases",
+        default="quiet,dead target,history only,replay",
+        help="comma-separated; @N: the edges worker at nice N",
+    )
     args = parser.parse_args()
 
     token = demo_template(TEMPLATE)
-    results = [
-        live_latency(case, token, args.live_rate, args.live_seconds, args.replay_leads)
-        for case in ("quiet", "dead target", "replay")
-    ]
+    results = []
+    for case in args.cases.split(","):
+        name, _, nice = case.partition("@")
+        results.append(live_latency(name, token, args.live_rate, args.live_seconds, args.replay_leads, int(nice or 0)))
     print(f"# Live routing beside dead edges ({machine()})")
     print(
         f"1 worker process on the live lane, 1 on bulk + housekeeping, 2 on enrichment/deliveries/replays; "
@@ -199,7 +206,7 @@ def main():
     )
     for r in results:
         line = (
-            f"{r['case']:>11}: {r['routed']} of {r['posted']} routed; conversion → routed P50 {r['p50_ms']:.0f} ms, "
+            f"{r['case']}: {r['routed']} of {r['posted']} routed; conversion → routed P50 {r['p50_ms']:.0f} ms, "
             f"P95 {r['p95_ms']:.0f} ms, P99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms; {r['load']}"
         )
         if "hung_calls" in r:
