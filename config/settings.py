@@ -347,6 +347,10 @@ HANDOFF = {
     # of a dead provider takes about (chunk / concurrency) × its timeout, well inside the task's time limit.
     "ENRICH_CHUNK_SIZE": env_int("HANDOFF_ENRICH_CHUNK_SIZE", 20),
     "ENRICHMENT_CONCURRENCY": env_int("HANDOFF_ENRICHMENT_CONCURRENCY", 10),
+    # The provider's circuit breaker: after this many failed attempts in a row (any leads), it counts as down
+    # for this many seconds and leads route at once without it, rather than each waiting out its retries.
+    "ENRICHMENT_BREAKER_FAILURES": env_int("HANDOFF_ENRICHMENT_BREAKER_FAILURES", 10),
+    "ENRICHMENT_BREAKER_SECONDS": env_float("HANDOFF_ENRICHMENT_BREAKER_SECONDS", 60),
     # A lead whose enrichment failed for good, with intent_score above this, goes to a person for review.
     "ENRICHMENT_REVIEW_INTENT": env_int("HANDOFF_ENRICHMENT_REVIEW_INTENT", 70),
     "ENRICHMENT_REVIEW_QUEUE": env_str("HANDOFF_ENRICHMENT_REVIEW_QUEUE", "Manual review"),

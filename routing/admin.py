@@ -227,7 +227,7 @@ class EnrichmentProviderForm(WriteOnlySecret, OutboundUrlChecks, forms.ModelForm
 class EnrichmentProviderAdmin(SecretStateAdmin):
     form = EnrichmentProviderForm
     secret_field = "auth_value"
-    list_display = ["name", "url", "is_active", "timeout_seconds", "max_attempts"]
+    list_display = ["name", "url", "is_active", "timeout_seconds", "max_attempts", "down_until", "failures_in_a_row"]
 
 
 @admin.register(PersonalToken)

@@ -11,7 +11,12 @@ from django.db import InterfaceError, OperationalError
 from config.logs import log_context
 from routing.dispatch import Lane, TaskName, enrichment_enqueue, routing_backlog, routing_enqueue
 from routing.engine import routing_rulesets
-from routing.integrations.enrichment import active_provider, leads_awaiting_enrichment
+from routing.integrations.enrichment import (
+    active_provider,
+    leads_awaiting_enrichment,
+    leads_skip_enrichment,
+    provider_down,
+)
 from routing.services import lead_fail_routing, leads_claim_stuck, leads_route
 
 logger = logging.getLogger(__name__)
@@ -44,7 +49,10 @@ def route_leads(self, lead_ids: list[int], lane: str = Lane.BULK) -> None:
     except Exception:
         rulesets = None  # rules that do not compile: each lead meets the error alone and goes to a person
     ready = list(lead_ids)
-    if active_provider() is not None:
+    provider = active_provider()
+    if provider is not None and provider_down(provider):
+        leads_skip_enrichment(lead_ids, provider)  # no hop through the enrichment lane while it is down
+    elif provider is not None:
         waiting = set(leads_awaiting_enrichment(lead_ids))
         if waiting:
             enrichment_enqueue(sorted(waiting), lane=Lane(lane))

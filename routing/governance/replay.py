@@ -77,9 +77,7 @@ def replay_start(*, by, limit: int | None = None, since=None, until=None) -> Rep
     if own is not None:
         raise ReplayBusy(f"Your replay #{own.pk} is still {own.status}; start another once it has finished.")
     if len(runs) >= REPLAYS_AT_ONCE:
-        raise ReplayBusy(
-            f"{len(runs)} replays are still queued or running; start yours once one of them has finished."
-        )
+        raise ReplayBusy(f"{len(runs)} replays are still queued or running; start yours once one of them has finished.")
     run = replay_request(by=by, limit=limit, since=since, until=until)
     transaction.on_commit(lambda: replay_enqueue(run.pk))
     return run

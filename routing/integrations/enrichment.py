@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -74,6 +74,8 @@ def leads_enrich(*, lead_ids: Sequence[int], provider: EnrichmentProvider | None
     `lane` once it settles."""
     if provider is None:
         return list(lead_ids)
+    if provider_down(provider):
+        return leads_skip_enrichment(lead_ids, provider)
     ready, claimed = [], []
     for lead_id in lead_ids:
         state, lead = _claim(lead_id, provider)
@@ -89,7 +91,49 @@ def leads_enrich(*, lead_ids: Sequence[int], provider: EnrichmentProvider | None
     for lead, answer in zip(claimed, answers, strict=True):
         if _settle(lead, answer, provider, lane) == READY:
             ready.append(lead.pk)
+    _breaker_record(provider, [answer.ok and isinstance(answer.body, dict) for answer in answers])
     return ready
+
+
+def provider_down(provider: EnrichmentProvider) -> bool:
+    return provider.down_until is not None and provider.down_until > timezone.now()
+
+
+def leads_skip_enrichment(lead_ids: Sequence[int], provider: EnrichmentProvider) -> list[int]:
+    """The provider counts as down: these leads are not kept waiting for it. Those not yet answered for are
+    marked failed (so a high-intent one goes to a person, as after failed attempts) and all route now."""
+    waiting = Lead.objects.filter(pk__in=lead_ids, status=LeadStatus.RECEIVED, enrichment_status__isnull=True)
+    skipped = waiting.update(enrichment_status=EnrichmentStatus.FAILED, enrich_after=None)
+    if skipped:
+        logger.warning(
+            "Enrichment provider %s is down until %s: %d lead(s) route without it.",
+            provider.name,
+            provider.down_until.isoformat(),
+            skipped,
+        )
+    return list(lead_ids)
+
+
+def _breaker_record(provider: EnrichmentProvider, outcomes: list[bool]) -> None:
+    """Count failed attempts in a row across leads; at ENRICHMENT_BREAKER_FAILURES the provider counts as
+    down for ENRICHMENT_BREAKER_SECONDS, then the next attempt tries it again (and one more failure opens the
+    breaker again at once). Any answer closes it."""
+    providers = EnrichmentProvider.objects.filter(pk=provider.pk)
+    if any(outcomes):
+        providers.filter(Q(failures_in_a_row__gt=0) | Q(down_until__isnull=False)).update(
+            failures_in_a_row=0, down_until=None
+        )
+        return
+    providers.update(failures_in_a_row=F("failures_in_a_row") + len(outcomes))
+    threshold = settings.HANDOFF["ENRICHMENT_BREAKER_FAILURES"]
+    until = timezone.now() + dt.timedelta(seconds=settings.HANDOFF["ENRICHMENT_BREAKER_SECONDS"])
+    if providers.filter(failures_in_a_row__gte=threshold).update(down_until=until):
+        logger.error(
+            "Enrichment provider %s failed %d or more times in a row; leads route without it until %s.",
+            provider.name,
+            threshold,
+            until.isoformat(),
+        )
 
 
 def _claim(lead_id: int, provider: EnrichmentProvider) -> tuple[str, Lead | None]:

@@ -26,6 +26,10 @@ class EnrichmentProvider(models.Model):
     timeout_seconds = models.FloatField(default=3.0)
     max_attempts = models.PositiveIntegerField(default=4, help_text="Attempts before the lead routes without it.")
     is_active = models.BooleanField(default=True)
+    # The circuit breaker (enrichment.py): failed attempts in a row, and while the provider counts as down,
+    # leads route at once without asking it.
+    failures_in_a_row = models.PositiveIntegerField(default=0, editable=False)
+    down_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self):
         return self.name

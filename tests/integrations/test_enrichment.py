@@ -2,11 +2,13 @@
 their spacing and Retry-After, failure routing on what the lead has (recorded) or, for high intent, an
 enrichment_failed exception in the manual-review queue."""
 
+import datetime as dt
 import json
 import threading
 import time
 
 import pytest
+from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
 from exceptions.models import ExceptionReason
@@ -156,3 +158,38 @@ def test_without_a_provider_enrichment_is_skipped_and_the_decision_says_not_trie
     assert lead_enrich(lead_id=lead.pk, provider=None) == READY
     lead_route(lead_id=lead.pk)
     assert decision(lead).data["enrichment"] == "not tried"
+
+
+def test_a_provider_failing_again_and_again_counts_as_down_and_leads_route_without_waiting(
+    provider, fake_target, settings
+):
+    """The circuit breaker: after ENRICHMENT_BREAKER_FAILURES failed attempts in a row (any leads) the leads
+    stop waiting for the provider; once ENRICHMENT_BREAKER_SECONDS have passed the next attempt tries it
+    again, and an answer closes the breaker."""
+    settings.HANDOFF = {**settings.HANDOFF, "ENRICHMENT_BREAKER_FAILURES": 3, "ENRICHMENT_BREAKER_SECONDS": 60}
+    fake_target.default = status(503)
+    first = LeadFactory.create_batch(3, company_size=None)
+    assert leads_enrich(lead_ids=[lead.pk for lead in first], provider=provider, lane=Lane.LIVE) == []
+    provider.refresh_from_db()
+    assert provider.failures_in_a_row == 3 and provider.down_until is not None
+    assert len(fake_target.received) == 3
+
+    later = LeadFactory(company_size=None)
+    assert leads_enrich(lead_ids=[later.pk], provider=provider, lane=Lane.LIVE) == [later.pk]
+    later.refresh_from_db()
+    assert (later.enrichment_status, later.enrichment_attempts, len(fake_target.received)) == ("failed", 0, 3)
+    # The first three leads' retries come due while it is down: they route now, without another call.
+    Lead.objects.filter(pk__in=[lead.pk for lead in first]).update(enrich_after=None)
+    assert sorted(leads_enrich(lead_ids=[lead.pk for lead in first], provider=provider, lane=Lane.LIVE)) == sorted(
+        lead.pk for lead in first
+    )
+    assert len(fake_target.received) == 3
+
+    # The minute is over: the next lead's attempt asks again, and an answer closes the breaker.
+    provider.down_until = timezone.now() - dt.timedelta(seconds=1)
+    provider.save()
+    fake_target.default = answer({"company_size": 40})
+    probe = LeadFactory(company_size=None)
+    assert leads_enrich(lead_ids=[probe.pk], provider=provider, lane=Lane.LIVE) == [probe.pk]
+    provider.refresh_from_db()
+    assert (provider.failures_in_a_row, provider.down_until) == (0, None)
