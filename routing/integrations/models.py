@@ -28,7 +28,7 @@ class EnrichmentProvider(models.Model):
     is_active = models.BooleanField(default=True)
     # The circuit breaker (enrichment.py): failed attempts in a row, and while the provider counts as down,
     # leads route at once without asking it.
-    failures_in_a_row = models.PositiveIntegerField(default=0, editable=False)
+    failures_in_a_row = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     down_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self):
