@@ -68,6 +68,7 @@ ORDINARY_TABLES = frozenset(
         "routing_accountmatch",
         "routing_accountnamekey",
         "routing_personaltoken",
+        "routing_openleadcount",
         # Governance beside the frozen versions: shadow decisions, replays, sign-offs and their reminders.
         "routing_shadowdecision",
         "routing_replayrun",

@@ -282,6 +282,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("HANDOFF_REQUEUE_EVERY_SECONDS", 30),
     },
     "sla-sweep": {"task": "exceptions.tasks.sla_sweep_task", "schedule": 60.0},
+    # Open leads per person (caps, least-loaded): the changes recorded since the last fold become one row each.
+    "fold-open-lead-counts": {"task": "routing.tasks.fold_open_lead_counts", "schedule": 300.0},
     "send-notifications": {"task": "exceptions.tasks.send_notifications_task", "schedule": 60.0},
     # Pending outbox events whose next attempt has come (a lost publish or a retry whose task was lost).
     "deliveries-due": {"task": "routing.integrations.tasks.deliveries_due", "schedule": 30.0},

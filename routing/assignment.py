@@ -15,9 +15,10 @@ exactly as separate picks would be, and the rotation is written once (`pick_assi
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count
+from django.db import connection, transaction
+from django.db.models import Sum
 
-from routing.models import AssignmentStrategy, Lead, LeadStatus, Queue, QueueMembership
+from routing.models import AssignmentStrategy, OpenLeadCount, Queue, QueueMembership
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,36 @@ def pick_assignees(
 
 
 def open_lead_counts(user_ids) -> dict[int, int]:
+    """Assigned leads per person: the sum of the changes the database recorded (OpenLeadCount), a few rows
+    per person however many leads they were ever given."""
     rows = (
-        Lead.objects.filter(status=LeadStatus.ASSIGNED, assignee_id__in=list(user_ids))
+        OpenLeadCount.objects.filter(assignee_id__in=list(user_ids))
         .values("assignee_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Sum("change"))
         .values_list("assignee_id", "n")
     )
-    return dict(rows)
+    return {user_id: n for user_id, n in rows if n}
+
+
+def open_lead_counts_fold() -> int:
+    """Fold each person's recorded changes into one row (beat). Returns the rows folded away."""
+    if connection.vendor == "postgresql":
+        # One statement: changes committed while it runs are not in its snapshot, so they stay to be folded
+        # next time; two folds at once cannot both take the same rows.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "WITH folded AS (DELETE FROM routing_openleadcount RETURNING assignee_id, change), "
+                "kept AS (INSERT INTO routing_openleadcount (assignee_id, change) "
+                "SELECT assignee_id, sum(change) FROM folded GROUP BY assignee_id HAVING sum(change) <> 0 RETURNING 1) "
+                "SELECT (SELECT count(*) FROM folded) - (SELECT count(*) FROM kept)"
+            )
+            return cursor.fetchone()[0]
+    with transaction.atomic():  # SQLite: one writer at a time, so read, delete and write back cannot race
+        totals = open_lead_counts(OpenLeadCount.objects.values_list("assignee_id", flat=True).distinct())
+        before = OpenLeadCount.objects.count()
+        OpenLeadCount.objects.all().delete()
+        OpenLeadCount.objects.bulk_create(OpenLeadCount(assignee_id=k, change=n) for k, n in totals.items())
+    return before - len(totals)
 
 
 class _Rotation:

@@ -28,6 +28,7 @@ class TaskName:
     ROUTE_LEADS = "routing.tasks.route_leads"
     ENRICH_LEADS = "routing.integrations.tasks.enrich_leads"
     REQUEUE_STUCK_LEADS = "routing.tasks.requeue_stuck_leads"
+    FOLD_OPEN_LEAD_COUNTS = "routing.tasks.fold_open_lead_counts"
     DELIVER_EVENTS = "routing.integrations.tasks.deliver_events"
     DELIVERIES_DUE = "routing.integrations.tasks.deliveries_due"
     REPLAY_RULES = "routing.governance.tasks.replay_rules_task"

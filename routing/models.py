@@ -394,6 +394,23 @@ class Lead(models.Model):
         return view
 
 
+class OpenLeadCount(models.Model):
+    """Open (assigned) leads per person, kept by the database itself: a trigger on routing_lead writes a signed
+    change for each person a statement gives leads to or takes leads from (routing, reassignment, exceptions,
+    erasure, raw SQL alike), and `open_lead_counts` sums a person's changes. Counting the leads instead read
+    every lead a person was ever given on every pick (298 ms for two people with 500,000 each).
+    `open_lead_counts_fold` folds the changes into one row per person."""
+
+    assignee_id = models.IntegerField()
+    change = models.IntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["assignee_id"], name="open_lead_count_assignee_idx")]
+
+    def __str__(self):
+        return f"person {self.assignee_id}: {self.change:+d}"
+
+
 class RuleSetGeneration(models.Model):
     """One row whose counter goes up, inside the same transaction, with every change to a rule.
 
