@@ -110,8 +110,9 @@ class LeadIdentity(models.Model):
     class Meta:
         verbose_name_plural = "lead identities"
         indexes = [
-            models.Index(fields=["email_key"], condition=~Q(email_key=""), name="identity_email_key_idx"),
-            models.Index(fields=["shared_id"], condition=~Q(shared_id=""), name="identity_shared_id_idx"),
+            # A person's newest leads: a few entries at the end of their key's range (identity._newest_leads_of).
+            models.Index(fields=["email_key", "lead"], condition=~Q(email_key=""), name="identity_email_lead_idx"),
+            models.Index(fields=["shared_id", "lead"], condition=~Q(shared_id=""), name="identity_shared_lead_idx"),
         ]
 
     def __str__(self):
