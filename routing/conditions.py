@@ -10,6 +10,7 @@ lead inside the routing transaction, and a backtracking engine can spend minutes
 (backreferences, lookaround, …) are refused when the condition is validated.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,6 +45,11 @@ NESTED_ROOTS = ("attributes", "account")
 FIELD_PATTERN = "^(" + "|".join(LEAD_FIELDS) + r"|(attributes|account)(\.[A-Za-z0-9_\-]+)+)$"
 MAX_DEPTH = 12
 MAX_PATTERN_LENGTH = 500  # characters of a `matches` pattern (the limit the schema has always had)
+# What one condition may hold, checked before any pattern is compiled: a distinct pattern costs up to ~30 ms
+# and 1 MiB to compile (RE2_MAX_MEM), so a save answers in well under a second whatever is posted.
+MAX_LEAVES = 100
+MAX_PATTERNS = 10
+RE2_MAX_MEM = 1 << 20  # bytes RE2 may use for one pattern's program; larger patterns are refused
 
 _scalar = {"type": ["string", "number", "boolean"]}
 CONDITION_SCHEMA = {
@@ -149,7 +155,35 @@ def validate_condition(condition: Any, root: str = "when") -> None:
     error = best_match(_validator.iter_errors(condition))
     if error is not None:
         raise ConditionError(_location(root, error.absolute_path), _message(error))
+    _check_size(condition, root)
     _check_semantics(condition, root, depth=0)
+
+
+def _leaves(condition: dict, depth: int = 0):
+    if depth > MAX_DEPTH:  # reported with its place by _check_semantics; stop counting here
+        return
+    for key in ("all", "any"):
+        if key in condition:
+            for child in condition[key]:
+                yield from _leaves(child, depth + 1)
+            return
+    if "not" in condition:
+        yield from _leaves(condition["not"], depth + 1)
+        return
+    yield condition
+
+
+def _check_size(condition: dict, root: str) -> None:
+    leaves = list(_leaves(condition))
+    if len(leaves) > MAX_LEAVES:
+        raise ConditionError(root, f"has {len(leaves)} conditions; the limit is {MAX_LEAVES} (use `in` for lists)")
+    patterns = {leaf["value"] for leaf in leaves if leaf["op"] == "matches"}
+    if len(patterns) > MAX_PATTERNS:
+        raise ConditionError(
+            root,
+            f"has {len(patterns)} different `matches` patterns; the limit is {MAX_PATTERNS} "
+            "(join alternatives into one pattern with |)",
+        )
 
 
 def _check_semantics(condition: dict, where: str, depth: int) -> None:
@@ -177,6 +211,7 @@ class PatternError(ValueError):
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a refused pattern is reported to its author, not printed to stderr
 _RE2_OPTIONS.never_capture = True  # `matches` only asks whether there is a match: no groups to record
+_RE2_OPTIONS.max_mem = RE2_MAX_MEM
 
 # What RE2 says about a pattern it refuses -> the feature, named for the author.
 _UNSUPPORTED = {
@@ -192,6 +227,11 @@ _UNSUPPORTED = {
 
 
 def _unsupported(detail: str) -> str | None:
+    if detail == "pattern too large - compile failed":
+        return (
+            f"the pattern is too large to run ({RE2_MAX_MEM // 1024} KiB limit): large repeat counts such as "
+            "[\\pL\\pN]{300} multiply its size; use a smaller count or + and *"
+        )
     if detail in _UNSUPPORTED:
         return _UNSUPPORTED[detail]
     if detail.startswith("invalid escape sequence: \\") and detail[-1:].isdigit():
@@ -203,6 +243,7 @@ def _unsupported(detail: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # rule sets are rebuilt on every change; unchanged patterns are not recompiled
 def compile_pattern(pattern: str):
     """The only way a `matches` pattern is compiled (validation, and every rule set the engine, gates, preview
     and replay evaluate): RE2, searched anywhere in the text as `re.search` does, with no flags but those

@@ -9,7 +9,15 @@ import textwrap
 
 import pytest
 
-from routing.conditions import MAX_PATTERN_LENGTH, ConditionError, compile_condition, validate_condition
+from routing.conditions import (
+    MAX_LEAVES,
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERNS,
+    ConditionError,
+    compile_condition,
+    compile_pattern,
+    validate_condition,
+)
 from routing.governance.services import RuleDraftError, rule_draft_save
 from routing.models import RuleStage
 from routing.rules import RulesFileError, rules_import
@@ -151,6 +159,60 @@ def test_a_pattern_over_the_length_cap_is_refused_with_its_length_and_the_limit(
         response.content.decode()
     )
     validate_condition({"field": "company", "op": "matches", "value": "a" * MAX_PATTERN_LENGTH})  # at the cap: fine
+
+
+def test_a_pattern_too_large_for_re2s_memory_budget_is_refused_with_what_to_do():
+    # Legal and linear, but ~200 ms and 9 MiB to compile: a few hundred of them stalled a web worker.
+    with pytest.raises(ConditionError) as caught:
+        validate_condition({"field": "company", "op": "matches", "value": r"[\pL\pN]{300}"})
+    assert caught.value.location == "when.value"
+    assert "the pattern is too large to run (1024 KiB limit)" in caught.value.message
+    validate_condition({"field": "company", "op": "matches", "value": r"[\pL\pN]{20}"})  # a modest count: fine
+
+
+def test_more_distinct_patterns_than_the_limit_are_refused_before_any_is_compiled():
+    compile_pattern.cache_clear()
+    leaves = [{"field": "company", "op": "matches", "value": f"[\\pL\\pN]{{40}}{n}"} for n in range(MAX_PATTERNS + 1)]
+    with pytest.raises(ConditionError) as caught:
+        validate_condition({"any": leaves})
+    assert caught.value.location == "when"
+    assert caught.value.message.startswith(f"has {MAX_PATTERNS + 1} different `matches` patterns; the limit is 10")
+    assert compile_pattern.cache_info().misses == 0
+    validate_condition({"any": leaves[:MAX_PATTERNS] + [leaves[0]] * 50})  # the same pattern again costs nothing
+
+
+def test_a_condition_with_more_leaves_than_the_limit_is_refused():
+    leaf = {"field": "country", "op": "eq", "value": "US"}
+    with pytest.raises(ConditionError) as caught:
+        validate_condition({"all": [{"any": [leaf] * 60}, {"not": {"any": [leaf] * 41}}]})
+    assert (caught.value.location, caught.value.message) == (
+        "when",
+        f"has 101 conditions; the limit is {MAX_LEAVES} (use `in` for lists)",
+    )
+
+
+@pytest.mark.django_db
+def test_a_rule_editor_post_with_dozens_of_heavy_patterns_answers_400_without_compiling_them(client):
+    owner = UserFactory(is_superuser=True)
+    rule = RuleFactory(owner=owner, stage=RuleStage.DRAFT)
+    client.force_login(owner)
+    compile_pattern.cache_clear()
+    leaves = ", ".join(
+        f'{{"field": "company", "op": "matches", "value": "[\\\\pL\\\\pN]{{300}}{n}"}}' for n in range(60)
+    )
+    form = {
+        "name": rule.name,
+        "owner": owner.pk,
+        "priority": 5,
+        "queue": rule.queue_id,
+        "sla_minutes": 10,
+        "condition": f'{{"any": [{leaves}]}}',
+        "test_cases": "[]",
+    }
+    response = client.post(f"/console/rules/{rule.pk}/edit/", form)
+    assert response.status_code == 400
+    assert "when: has 60 different `matches` patterns; the limit is 10" in response.content.decode()
+    assert compile_pattern.cache_info().misses == 0
 
 
 @pytest.mark.django_db
