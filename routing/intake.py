@@ -16,6 +16,7 @@ from django.utils import timezone
 from iso3166 import countries_by_alpha2
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
+from routing.days import day_out_of_range
 from routing.lead_store import leads_insert_new
 from routing.models import Lead, LeadStatus, Source
 from routing.text import refused_character
@@ -122,8 +123,17 @@ class LeadIn(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def aware(cls, value):
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
+        if value is None:
+            return value
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        # In range once in UTC, as it is stored: year 1 at +14:00 is 1 BC to PostgreSQL, 9999 at -23:59 is past it.
+        try:
+            day = value.astimezone(dt.UTC).date()
+        except OverflowError:
+            day = dt.date.max
+        if problem := day_out_of_range(day):
+            raise ValueError(f"{value.isoformat()} is out of range (in UTC). {problem}")
         return value
 
     @field_validator("attributes")

@@ -35,6 +35,22 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether any key or string inside holds a NUL, which PostgreSQL's text and jsonb cannot store."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return False
+
+
 def check_json_depth(value: Any) -> Any:
     if json_depth(value) > MAX_JSON_DEPTH:
         raise JSONInputError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels; flatten it.")

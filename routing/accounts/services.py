@@ -16,6 +16,7 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from routing.accounts import normalize
 from routing.accounts.models import Account, AccountDomain, AccountNameKey
+from routing.jsonbounds import contains_nul
 from routing.text import refused_character
 
 REQUIRED_COLUMNS = ("account_id", "name", "domains", "phone", "country", "owner")
@@ -117,6 +118,8 @@ def clean_account(data: dict, owners: dict[str, int]) -> tuple[CleanAccount | No
     attributes = data.get("attributes") or {}
     if not isinstance(attributes, dict):
         errors.setdefault("attributes", []).append("Expected an object of further fields.")
+    elif contains_nul(attributes):
+        errors.setdefault("attributes", []).append("Must not contain NUL (\\u0000) characters.")
     if errors:
         return None, errors
     return CleanAccount(account_id, name, domains, phone, country, owner_id, territory, attributes, notes), {}

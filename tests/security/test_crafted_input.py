@@ -101,6 +101,41 @@ def test_dead_letters_older_than_a_century_is_a_400(ops_client):
 # Deep JSON.
 
 
+# NUL: PostgreSQL text cannot hold it, so wherever it reached a query it was a 500.
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["/api/v1/accounts/?q=a%00b", "/api/v1/accounts/a%00/", "/api/v1/exceptions/?q%00=1", "/api/v1/leads/1%00/"],
+)
+def test_a_nul_in_an_api_address_is_a_json_400(api_client, address):
+    response = api_client.get(address)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The address contains a NUL (%00) character; remove it."}
+
+
+def test_a_nul_in_a_console_search_is_a_400(ops_client):
+    response = ops_client.get("/console/accounts/?q=a%00")
+    assert response.status_code == 400
+    assert text(response) == "The address contains a NUL (%00) character; remove it."
+
+
+def test_a_nul_in_an_accounts_attributes_is_a_400_and_nothing_is_saved(api_client):
+    body = {"name": "Acme", "domains": ["acme.example"], "attributes": {"tier": ["gold", "\u0000"]}}
+    response = api_client.put("/api/v1/accounts/acc1/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["attributes"] == ["Must not contain NUL (\\u0000) characters."]
+    assert api_client.get("/api/v1/accounts/acc1/").status_code == 404
+
+
+@pytest.mark.parametrize("occurred_at", [FAR_FUTURE, "0001-01-01T00:00:00+14:00"])
+def test_an_out_of_range_occurred_at_in_the_routing_preview_is_a_400(api_client, occurred_at):
+    lead = {"email": "a@example.com", "occurred_at": occurred_at}
+    response = api_client.post("/api/v1/rules/preview/", {"lead": lead}, format="json")
+    assert response.status_code == 400
+    assert "is out of range (in UTC)" in text(response)
+
+
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5000])
 def test_deep_json_to_the_console_api_is_a_400_with_the_limit(api_client, depth):
     response = api_client.post("/api/v1/rules/preview/", data=nested_json(depth), content_type="application/json")

@@ -1,0 +1,21 @@
+"""Requests refused before any view runs."""
+
+from django.http import HttpResponseBadRequest, JsonResponse
+
+NUL_MESSAGE = "The address contains a NUL (%00) character; remove it."
+
+
+class RefuseNulMiddleware:
+    """A NUL in the path or the query string is refused with a 400: PostgreSQL cannot hold one in text, so a
+    search, filter or id carrying it would otherwise end as a 500 wherever a view forgot to check."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        query = request.GET
+        if "\x00" in request.path or any("\x00" in key or "\x00" in "".join(query.getlist(key)) for key in query):
+            if request.path.startswith("/api/"):
+                return JsonResponse({"detail": NUL_MESSAGE}, status=400)
+            return HttpResponseBadRequest(NUL_MESSAGE, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
