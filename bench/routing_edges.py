@@ -1,7 +1,7 @@
 """Live routing beside the edges (issue 15, finding 5): does a delivery target that never answers, or a replay
 of a million leads, move live routing latency? Each case on a fresh copy of the demo database, through real
-Celery workers on Redis and gunicorn, with the README's worker layout: one process on the live lane, one on
-the bulk lane and housekeeping, two on the edges (enrichment, deliveries, replays).
+Celery workers on Redis and gunicorn, with the demo's worker layout: one process on the live lane, one on
+the bulk lane and housekeeping, two on the edges (enrichment, deliveries), one on replays.
 
 Live leads are posted one by one over HTTP at --live-rate for --live-seconds; latency is conversion
 (`occurred_at`, each post's due time) → routing decision, as in bench/routing_lanes.py.
@@ -136,8 +136,11 @@ def live_latency(case: str, token: str, rate: float, seconds: float, replay_lead
         processes.gunicorn(port)
         processes.celery_workers(app, 1, LANES["live"], "routing.tasks", tag=f"{case[:4]}-live-")
         processes.celery_workers(app, 1, f"{QUEUE},{LANES['bulk']}", "routing.tasks", tag=f"{case[:4]}-bulk-")
-        edges = f"{LANES['enrichment']},{LANES['deliveries']},{LANES['replays']}"
+        edges = f"{LANES['enrichment']},{LANES['deliveries']}"
         processes.celery_workers(app, 2, edges, "routing.integrations.tasks", tag=f"{case[:4]}-edges-", nice=nice)
+        processes.celery_workers(
+            app, 1, LANES["replays"], "routing.governance.tasks", tag=f"{case[:4]}-replays-", nice=nice
+        )
         out = multiprocessing.Queue()
         live = multiprocessing.Process(target=post_leads, args=(port, token, rate, seconds, 2, 7, out))
         run_id = start_replay(replay_leads) if case == "replay" else None
@@ -201,7 +204,7 @@ def main():
         results.append(live_latency(name, token, args.live_rate, args.live_seconds, args.replay_leads, int(nice or 0)))
     print(f"# Live routing beside dead edges ({machine()})")
     print(
-        f"1 worker process on the live lane, 1 on bulk + housekeeping, 2 on enrichment/deliveries/replays; "
+        f"1 worker process on the live lane, 1 on bulk + housekeeping, 2 on enrichment/deliveries, 1 on replays; "
         f"gunicorn 2 sync workers; {args.live_rate:g} live leads/s for {args.live_seconds:g} s"
     )
     for r in results:

@@ -1,17 +1,32 @@
 """Characters refused in identifiers and names (docs/security.md, finding 11).
 
-Control characters (C0 including CR, LF and tab, DEL, C1) let a value forge extra lines in logs, exports and
-emails; bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) make a name read
-differently from what it is ("Trojan Source"): `lead‮gpj.exe` shows as `leadexe.jpg`. Neither has a place
-in a lead's id, a person's, company's, queue's, rule's, source's or account's name.
+Control characters (C0 including CR, LF and tab, DEL, C1) and line or paragraph separators let a value forge
+extra lines in logs, exports and emails; bidirectional embeddings, overrides, isolates and marks make a name
+read differently from what it is ("Trojan Source"): `lead‮gpj.exe` shows as `leadexe.jpg`; invisible
+characters (zero-width space, word joiner, byte order mark, tags …) make a twin that looks the same as another
+id or name. None has a place in a lead's id, a person's, company's, queue's, rule's, source's or account's
+name.
 """
 
 import re
 import unicodedata
 
-_REFUSED = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_REFUSED = re.compile(
+    "[\x00-\x1f\x7f-\x9f"  # C0, DEL, C1
+    "\u202a-\u202e\u2066-\u2069"  # bidirectional embeddings, overrides, isolates
+    "\u200e\u200f\u061c"  # bidirectional marks (LRM, RLM, ALM)
+    "\u2028\u2029"  # line and paragraph separators
+    # Invisible: soft hyphen, combining grapheme joiner, Hangul fillers, Mongolian vowel separator, zero-width
+    # space, word joiner and invisible operators, byte order mark, interlinear annotations, tags.
+    "\u00ad\u034f\u115f\u1160\u3164\uffa0\u180e\u200b\u2060-\u2064\ufeff\ufff9-\ufffb\U000e0000-\U000e007f]"
+    # Zero-width (non-)joiners belong inside Persian, Indic and emoji text; beside Latin text or at an end
+    # they only make an invisible twin of another name.
+    "|(?:^|(?<=[\x00-\x7f]))[\u200c\u200d]|[\u200c\u200d](?=[\x00-\x7f]|$)"
+)
 _CONTROL_NAMES = {"\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\t": "TAB", "\x00": "NUL"}
-REFUSED_MESSAGE = "Must not contain control characters (line breaks, tabs …) or bidirectional overrides"
+REFUSED_MESSAGE = (
+    "Must not contain control characters (line breaks, tabs …), invisible characters or bidirectional overrides"
+)
 
 
 def refused_character(value: str) -> str | None:

@@ -1,5 +1,5 @@
 """Calls out of the product never hold routing (issue 15, finding 5). With the README's worker layout (routing
-workers on the live and bulk lanes, an edges worker on enrichment, deliveries and replays), a delivery target
+workers on the live and bulk lanes, an edges worker on enrichment and deliveries), a delivery target
 that never answers holds only the edges worker, and enrichment is only ever asked from the enrichment lane,
 whose settled leads come back to the lane they arrived on."""
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.celery_worker
 
 QUEUES = settings.HANDOFF_QUEUES
 ROUTING = [QUEUES["live"], QUEUES["bulk"], settings.CELERY_TASK_DEFAULT_QUEUE]
-EDGES = [QUEUES["enrichment"], QUEUES["deliveries"], QUEUES["replays"]]
+EDGES = [QUEUES["enrichment"], QUEUES["deliveries"]]  # replays have a worker of their own (README)
 
 
 @pytest.fixture

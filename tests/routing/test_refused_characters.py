@@ -27,8 +27,29 @@ REFUSED = {
     "left-to-right embedding": "a\u202ab",
     "first strong isolate": "a\u2068b",
     "pop directional isolate": "a\u2069b",
+    "line separator": "form-1\u2028X",
+    "paragraph separator": "form-1\u2029X",
+    "zero-width space": "Support questions\u200b",
+    "right-to-left mark": "evil\u200fname",
+    "arabic letter mark": "evil\u061cname",
+    "byte order mark": "\ufeffform-1",
+    "word joiner": "form\u20601",
+    "mongolian vowel separator": "form\u180e1",
+    "combining grapheme joiner": "form\u034f1",
+    "tag letter": "form-1\U000e0041",
+    "zero-width joiner beside latin": "form-1\u200d",
+    "zero-width non-joiner at the start": "\u200cform-1",
 }
-ACCEPTED = ["form-123", "Zoë Ünal", "شركة الأمل", "חברה", "株式会社"]
+# Joiners inside Persian text and an emoji sequence are part of the text, not a disguise.
+ACCEPTED = [
+    "form-123",
+    "Zoë Ünal",
+    "شركة الأمل",
+    "חברה",
+    "株式会社",
+    "می\u200cخواهم",
+    "Team \U0001f469\u200d\U0001f4bb",
+]
 
 
 def post_lead(client, payload):
@@ -75,7 +96,7 @@ def test_intake_accepts_accented_and_right_to_left_text(source_client, value):
 
 def test_refused_character_names_the_character_and_where_it_is():
     assert refused_character("ab\u202ecd") == (
-        "Must not contain control characters (line breaks, tabs …) or bidirectional overrides: "
+        "Must not contain control characters (line breaks, tabs …), invisible characters or bidirectional overrides: "
         "U+202E (RIGHT-TO-LEFT OVERRIDE) at position 3."
     )
     assert all(refused_character(value) is None for value in ACCEPTED)

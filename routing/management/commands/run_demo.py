@@ -41,16 +41,27 @@ class Command(BaseCommand):
         worker = [*celery, "worker", "--loglevel=INFO", "--concurrency=2"]
         lanes = settings.HANDOFF_QUEUES
         routing = ",".join([lanes["live"], lanes["bulk"], settings.CELERY_TASK_DEFAULT_QUEUE])
-        edges = ",".join([lanes["enrichment"], lanes["deliveries"], lanes["replays"]])
+        edges = ",".join([lanes["enrichment"], lanes["deliveries"]])
         # The web server, worker and beat connect as the application; the owner's URL is not theirs to hold.
         env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_MIGRATE_URL"}, "PYTHONUNBUFFERED": "1"}
         # Targets or providers added to the demo are local fakes; production allows public addresses only.
         env.setdefault("HANDOFF_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128")
         commands = {
             # README: Workers and lanes. Routing has its own processes; calls out of the product (enrichment,
-            # deliveries) and replays have theirs, so a dead CRM in the demo never slows a lead's routing.
+            # deliveries) have theirs, so a dead CRM in the demo never slows a lead's routing; and replays
+            # one of their own, so rule owners' replays never hold up enrichment or deliveries.
             "routing worker": [*worker, "-n", "routing@%h", "-Q", routing],
             "edges worker": [*worker, "-n", "edges@%h", "-Q", edges],
+            "replays worker": [
+                *celery,
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=1",
+                "-n",
+                "replays@%h",
+                "-Q",
+                lanes["replays"],
+            ],
             "Celery beat": [*celery, "beat", "--loglevel=INFO"],
             "web server": [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
         }
