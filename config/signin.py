@@ -14,6 +14,7 @@ import time
 from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.signals import user_login_failed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -87,3 +88,25 @@ def token_failed(request: HttpRequest, sender: type) -> None:
     global _token_suspects
     user_login_failed.send(sender=sender, credentials=_TOKEN_CREDENTIALS, request=request)
     _token_suspects = None
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Changing one's own password, with a wrong old password counted as a failed sign-in of that person from
+    that address: logged by axes and locked out at the same limit as the login form, which a stolen session
+    could otherwise use to guess the password without limit."""
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method == "POST" and request.user.is_authenticated:
+            if not AxesProxyHandler.is_allowed(request, self._credentials()):
+                return lockout_response(request)
+        return super().dispatch(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        if form.has_error("old_password"):
+            user_login_failed.send(sender=type(self), credentials=self._credentials(), request=self.request)
+            if not AxesProxyHandler.is_allowed(self.request, self._credentials()):
+                return lockout_response(self.request)
+        return super().form_invalid(form)
+
+    def _credentials(self) -> dict:
+        return {"username": self.request.user.get_username()}

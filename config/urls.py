@@ -8,6 +8,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config import health
+from config.signin import PasswordChangeView
 from exceptions.urls import urlpatterns as exception_screens
 from routing.accounts.urls import console_urlpatterns as account_screens
 from routing.api.token_views import console_urlpatterns as token_screens
@@ -34,7 +35,7 @@ urlpatterns = [
     # password reset (docs/security.md, finding 9): admins set passwords (admin, `manage.py changepassword`).
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password_change/", PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("console/", include((console_urlpatterns, "console"))),
     path("admin/", admin.site.urls),

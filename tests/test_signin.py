@@ -198,3 +198,24 @@ def test_a_signed_in_person_changes_their_password_with_the_old_one(client, rule
     assert answer.status_code == 302
     rule_owner.refresh_from_db()
     assert rule_owner.check_password("a-new-long-passphrase-42")
+
+
+@pytest.mark.django_db
+def test_wrong_old_passwords_on_the_password_change_form_lock_out_and_are_logged(client, rule_owner, caplog):
+    client.force_login(rule_owner)
+    change = {"new_password1": "a-new-long-passphrase-42", "new_password2": "a-new-long-passphrase-42"}
+    answers = [
+        client.post("/accounts/password_change/", {**change, "old_password": f"wrong-{n}"}).status_code
+        for n in range(LIMIT)
+    ]
+    assert answers == [200] * (LIMIT - 1) + [429]
+
+    answer = client.post("/accounts/password_change/", {**change, "old_password": PASSWORD})
+
+    assert answer.status_code == 429
+    rule_owner.refresh_from_db()
+    assert rule_owner.check_password(PASSWORD)  # unchanged
+    assert AccessAttempt.objects.filter(username="rowan", failures_since_start=LIMIT).exists()
+    assert "AXES: Repeated login failure" in caplog.text or "AXES: New login failure" in caplog.text
+    client.logout()
+    assert sign_in(client, PASSWORD).status_code == 429  # the same lockout as the login form's
