@@ -138,22 +138,27 @@ def test_saving_a_draft_with_a_backreference_is_refused_and_nothing_is_saved():
     assert rule.condition == {"field": "lifecycle_stage", "op": "eq", "value": "mql"}
 
 
-@pytest.mark.django_db
-def test_a_pattern_over_the_length_cap_is_refused_with_its_length_and_the_limit(client):
+def save_in_the_editor(client, condition: str):
+    """Post the console's rule editor for a draft of an admin's, with this condition text."""
     owner = UserFactory(is_superuser=True)
     rule = RuleFactory(owner=owner, stage=RuleStage.DRAFT)
     client.force_login(owner)
-    too_long = "a" * (MAX_PATTERN_LENGTH + 1)
     form = {
         "name": rule.name,
         "owner": owner.pk,
         "priority": 5,
         "queue": rule.queue_id,
         "sla_minutes": 10,
-        "condition": f'{{"field": "company", "op": "matches", "value": "{too_long}"}}',
+        "condition": condition,
         "test_cases": "[]",
     }
-    response = client.post(f"/console/rules/{rule.pk}/edit/", form)
+    return client.post(f"/console/rules/{rule.pk}/edit/", form)
+
+
+@pytest.mark.django_db
+def test_a_pattern_over_the_length_cap_is_refused_with_its_length_and_the_limit(client):
+    too_long = "a" * (MAX_PATTERN_LENGTH + 1)
+    response = save_in_the_editor(client, f'{{"field": "company", "op": "matches", "value": "{too_long}"}}')
     assert response.status_code == 400
     assert f"when.value: the pattern is {MAX_PATTERN_LENGTH + 1} characters long; the limit is 500" in (
         response.content.decode()
@@ -193,23 +198,11 @@ def test_a_condition_with_more_leaves_than_the_limit_is_refused():
 
 @pytest.mark.django_db
 def test_a_rule_editor_post_with_dozens_of_heavy_patterns_answers_400_without_compiling_them(client):
-    owner = UserFactory(is_superuser=True)
-    rule = RuleFactory(owner=owner, stage=RuleStage.DRAFT)
-    client.force_login(owner)
     compile_pattern.cache_clear()
     leaves = ", ".join(
         f'{{"field": "company", "op": "matches", "value": "[\\\\pL\\\\pN]{{300}}{n}"}}' for n in range(60)
     )
-    form = {
-        "name": rule.name,
-        "owner": owner.pk,
-        "priority": 5,
-        "queue": rule.queue_id,
-        "sla_minutes": 10,
-        "condition": f'{{"any": [{leaves}]}}',
-        "test_cases": "[]",
-    }
-    response = client.post(f"/console/rules/{rule.pk}/edit/", form)
+    response = save_in_the_editor(client, f'{{"any": [{leaves}]}}')
     assert response.status_code == 400
     assert "when: has 60 different `matches` patterns; the limit is 10" in response.content.decode()
     assert compile_pattern.cache_info().misses == 0
