@@ -1,9 +1,11 @@
 import io
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditAction, AuditEvent
+from routing.management.commands.run_demo import demo_workers
 from routing.models import Source
 
 pytestmark = pytest.mark.django_db
@@ -34,3 +36,18 @@ def test_seed_demo_is_repeatable_and_loads_the_seed_rule():
     seed = Rule.objects.get(name="MQL to AE")
     assert seed.stage == "production" and seed.queue.name == "Account Executives"
     assert seed.condition["all"][1] == {"field": "engagement_score", "op": "gt", "value": 50}
+
+
+def test_the_demo_gives_routing_the_edges_and_replays_workers_of_their_own():
+    def served(command):
+        (concurrency,) = [arg for arg in command if arg.startswith("--concurrency=")]
+        return set(command[command.index("-Q") + 1].split(",")), concurrency
+
+    workers = {name: served(command) for name, command in demo_workers(["celery"]).items()}
+    lanes = settings.HANDOFF_QUEUES
+    assert workers == {
+        "routing worker": ({lanes["live"], lanes["bulk"], settings.CELERY_TASK_DEFAULT_QUEUE}, "--concurrency=2"),
+        "edges worker": ({lanes["enrichment"], lanes["deliveries"]}, "--concurrency=2"),
+        # One replay at a time, never in a slot enrichment or deliveries wait for.
+        "replays worker": ({lanes["replays"]}, "--concurrency=1"),
+    }

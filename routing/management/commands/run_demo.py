@@ -22,6 +22,21 @@ from routing.demo.leads import synthetic_lead
 from routing.management.commands.seed_demo import DEMO_LOGIN
 
 
+def demo_workers(celery: list[str]) -> dict[str, list[str]]:
+    """The demo's Celery workers (README: Workers and lanes). Routing has its own processes; calls out of the
+    product (enrichment, deliveries) have theirs, so a dead CRM never slows a lead's routing; and replays one
+    of their own, one at a time, so rule owners' replays never hold up the enrichment new leads wait for."""
+    lanes = settings.HANDOFF_QUEUES
+    worker = [*celery, "worker", "--loglevel=INFO"]
+    routing = ",".join([lanes["live"], lanes["bulk"], settings.CELERY_TASK_DEFAULT_QUEUE])
+    edges = ",".join([lanes["enrichment"], lanes["deliveries"]])
+    return {
+        "routing worker": [*worker, "--concurrency=2", "-n", "routing@%h", "-Q", routing],
+        "edges worker": [*worker, "--concurrency=2", "-n", "edges@%h", "-Q", edges],
+        "replays worker": [*worker, "--concurrency=1", "-n", "replays@%h", "-Q", lanes["replays"]],
+    }
+
+
 class Command(BaseCommand):
     help = __doc__
 
@@ -38,30 +53,12 @@ class Command(BaseCommand):
         base = f"http://127.0.0.1:{port}"
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         celery = [sys.executable, "-m", "celery", "-A", "config"]
-        worker = [*celery, "worker", "--loglevel=INFO", "--concurrency=2"]
-        lanes = settings.HANDOFF_QUEUES
-        routing = ",".join([lanes["live"], lanes["bulk"], settings.CELERY_TASK_DEFAULT_QUEUE])
-        edges = ",".join([lanes["enrichment"], lanes["deliveries"]])
         # The web server, worker and beat connect as the application; the owner's URL is not theirs to hold.
         env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_MIGRATE_URL"}, "PYTHONUNBUFFERED": "1"}
         # Targets or providers added to the demo are local fakes; production allows public addresses only.
         env.setdefault("HANDOFF_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128")
         commands = {
-            # README: Workers and lanes. Routing has its own processes; calls out of the product (enrichment,
-            # deliveries) have theirs, so a dead CRM in the demo never slows a lead's routing; and replays
-            # one of their own, so rule owners' replays never hold up enrichment or deliveries.
-            "routing worker": [*worker, "-n", "routing@%h", "-Q", routing],
-            "edges worker": [*worker, "-n", "edges@%h", "-Q", edges],
-            "replays worker": [
-                *celery,
-                "worker",
-                "--loglevel=INFO",
-                "--concurrency=1",
-                "-n",
-                "replays@%h",
-                "-Q",
-                lanes["replays"],
-            ],
+            **demo_workers(celery),
             "Celery beat": [*celery, "beat", "--loglevel=INFO"],
             "web server": [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
         }
