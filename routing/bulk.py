@@ -1,4 +1,5 @@
-"""bulk_create for the routing path's hot writes (decisions, outbox events, shadow decisions, exception items).
+"""bulk_create for the routing path's hot writes (decisions, outbox events, shadow decisions, exception items,
+account matches and identities).
 
 Django's bulk_create on PostgreSQL sends one array per column, and with client-side binding psycopg quotes
 every element in Python: most of a routing batch's CPU. Here the rows go as one JSON parameter, serialised by
@@ -15,7 +16,9 @@ from django.db import connection, models
 
 
 @functools.cache
-def _statement(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...]]:
+def _statement(
+    model: type[models.Model], unique_fields: tuple[str, ...] = (), update_fields: tuple[str, ...] = ()
+) -> tuple[str, tuple[models.Field, ...]]:
     quote = connection.ops.quote_name
     fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key)
     columns = ", ".join(quote(f.column) for f in fields)
@@ -23,9 +26,14 @@ def _statement(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...]
     values = ", ".join(f"{quote(f.column)}::jsonb" if _is_json(f) else quote(f.column) for f in fields)
     table = quote(model._meta.db_table)
     pk = quote(model._meta.pk.column)
+    conflict = ""
+    if unique_fields:
+        column = {name: quote(model._meta.get_field(name).column) for name in (*unique_fields, *update_fields)}
+        assignments = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in update_fields)
+        conflict = f" ON CONFLICT ({', '.join(column[name] for name in unique_fields)}) DO UPDATE SET {assignments}"
     sql = (
         f"INSERT INTO {table} ({columns}) SELECT {values} "
-        f"FROM jsonb_to_recordset(%s::jsonb) AS t({record}) RETURNING {pk}"
+        f"FROM jsonb_to_recordset(%s::jsonb) AS t({record}){conflict} RETURNING {pk}"
     )
     return sql, fields
 
@@ -57,7 +65,23 @@ def bulk_insert(objs: list[models.Model]) -> list[models.Model]:
     model = type(objs[0])
     if connection.vendor != "postgresql":
         return model.objects.bulk_create(objs)
-    sql, fields = _statement(model)
+    return _write(objs, *_statement(model))
+
+
+def bulk_upsert(objs: list[models.Model], *, unique_fields: list[str], update_fields: list[str]) -> list[models.Model]:
+    """Insert these objects, or replace `update_fields` of the row that has the same `unique_fields`, as
+    bulk_create(update_conflicts=True) does; sets their primary keys."""
+    if not objs:
+        return objs
+    model = type(objs[0])
+    if connection.vendor != "postgresql":
+        return model.objects.bulk_create(
+            objs, update_conflicts=True, unique_fields=unique_fields, update_fields=update_fields
+        )
+    return _write(objs, *_statement(model, tuple(unique_fields), tuple(update_fields)))
+
+
+def _write(objs: list[models.Model], sql: str, fields: tuple[models.Field, ...]) -> list[models.Model]:
     rows = [{field.column: _value(obj, field) for field in fields} for obj in objs]
     with connection.cursor() as cursor:
         cursor.execute(sql, [orjson.dumps(rows).decode()])

@@ -25,6 +25,7 @@ from exceptions.models import UNRESOLVED, ExceptionItem
 from routing.accounts.leads import Availability, Choice, assignee_choice
 from routing.accounts.models import LeadIdentity
 from routing.accounts.normalize import email_key
+from routing.bulk import bulk_upsert
 from routing.models import AssignTo, Lead, LeadStatus
 
 
@@ -172,12 +173,7 @@ def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
         for key in person:
             earlier.setdefault(key, []).append(lead)
         rows.append(LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=bool(others), linked_at=at))
-    LeadIdentity.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["lead"],
-        update_fields=["email_key", "shared_id", "known_person", "linked_at"],
-    )
+    bulk_upsert(rows, unique_fields=["lead"], update_fields=["email_key", "shared_id", "known_person", "linked_at"])
     return identities
 
 

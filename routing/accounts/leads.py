@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from routing.accounts.matching import MatchResult
 from routing.accounts.models import Account, AccountMatch
 from routing.accounts.selectors import account_match_for, account_matches_for, facts_account, facts_view
+from routing.bulk import bulk_upsert
 from routing.models import AssignTo, Lead, QueueMembership
 
 
@@ -100,7 +101,7 @@ def leads_match_accounts(*, leads: list[Lead], at) -> dict[int, LeadAccount]:
         for matched in (matches[lead.pk],)
     ]
     # One statement, insert or replace (a lead routed again after a correction is matched again).
-    AccountMatch.objects.bulk_create(rows, update_conflicts=True, unique_fields=["lead"], update_fields=MATCH_FIELDS)
+    bulk_upsert(rows, unique_fields=["lead"], update_fields=MATCH_FIELDS)
     return matches
 
 
