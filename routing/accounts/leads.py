@@ -179,6 +179,8 @@ def assignee_choice(
     """The rule's `then.assignee`: the account's owner, the person's sticky owner (default), or the queue."""
     if assign_to == AssignTo.ACCOUNT_OWNER:
         return account_owner_choice(account=account, queue_id=queue_id, availability=availability or Availability())
-    if assign_to == AssignTo.DEFAULT and sticky is not None:
+    if assign_to == AssignTo.QUEUE:
+        return Choice(None, "queue", "the rule hands its leads to the queue's strategy")
+    if sticky is not None:
         return sticky
-    return Choice(None, "queue", "")
+    return Choice(None, "queue", "no open lead of the same person to follow, so the queue's strategy picked")

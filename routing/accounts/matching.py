@@ -67,6 +67,7 @@ class LeadSignals:
     name_key: str
     phone_key: str
     country: str
+    company: str = ""  # as written, for explanations: a name of only legal forms or generic words has no key
 
     @property
     def company_domain(self) -> bool:
@@ -85,6 +86,7 @@ def lead_signals(*, email=None, company=None, phone=None, country=None) -> LeadS
         name_key=normalize.name_key(company),
         phone_key=normalize.phone_key(phone),
         country=(country or "").upper(),
+        company=(company or "").strip()[:200],
     )
 
 
@@ -231,7 +233,8 @@ def match_account(lead: LeadSignals, accounts) -> MatchResult:
     shown = tuple(candidates[:10])
     if not eligible:
         if lead.free_mail and not lead.name_key and not lead.phone_key:
-            why = f"{lead.host} is a free-mail domain and the lead names no company"
+            named = f"its company {lead.company!r} is no name to match" if lead.company else "the lead names no company"
+            why = f"{lead.host} is a free-mail domain and {named}"
         elif not candidates or not any(c.domain or c.name or c.phone for c in candidates):
             why = "no account shares its email domain, company name or phone"
         else:
@@ -258,4 +261,23 @@ def match_account(lead: LeadSignals, accounts) -> MatchResult:
             shown,
         )
     method, confidence = _method_and_confidence(best)
-    return MatchResult(best.account, method, confidence, f"{best.account.name}: {best.note}", shown)
+    why = f"{best.account.name}: {best.note}"
+    beaten = [c for c in eligible[1:] if c.domain and c.domain == best.domain]
+    if beaten:  # a domain several accounts share: say what told them apart
+        others = ", ".join(f"{c.account.name} ({c.account.account_id})" for c in beaten)
+        why += f"; chosen over {others}, which {'share' if len(beaten) > 1 else 'shares'} that domain, by {_edge(best)}"
+    return MatchResult(best.account, method, confidence, why, shown)
+
+
+def _edge(best: Candidate) -> str:
+    """What a candidate has beyond the domain it shares with others (it ranked first on it)."""
+    signals = [
+        label
+        for label, on in (
+            (f"the {best.name} company name", bool(best.name)),
+            ("the phone", best.phone),
+            ("the country", best.country),
+        )
+        if on
+    ]
+    return " and ".join(signals) or "its account id"

@@ -128,10 +128,25 @@ def test_the_most_specific_domain_wins():
     assert match(email="ops@apex-group.com").method == MatchMethod.AMBIGUOUS
 
 
+def test_a_shared_domain_settled_by_the_company_name_says_so():
+    AccountFactory(account_id="T1", name="Twin One", domains=["twins.com"])
+    AccountFactory(account_id="T2", name="Twin Two", domains=["twins.com"])
+    result = match(email="jo@twins.com", company="Twin Two")
+    assert result.account.account_id == "T2"
+    assert result.why == (
+        "Twin Two: the email's domain twins.com is its domain; chosen over Twin One (T1), which shares that "
+        "domain, by the exact company name"
+    )
+
+
 def test_generic_names_match_nothing():
     AccountFactory(account_id="I", name="Inc Magazine", domains=["inc.com"])
     for company in ("Inc.", "LLC", "N/A", "Self-employed"):
         assert match(email="jo@gmail.com", company=company, country="GB").account is None, company
+    assert match(email="jo@gmail.com", company="Inc.").why == (
+        "gmail.com is a free-mail domain and its company 'Inc.' is no name to match; "
+        "free-mail domains never match by domain"
+    )
 
 
 def test_phone_alone_matches_only_when_nothing_points_elsewhere(acme):

@@ -69,7 +69,7 @@ def test_a_posted_lead_is_routed_by_the_worker(celery_worker, source_client, ae_
         "queue": "Account Executives",
         "assignee": body["assignee"],
         "assigned_by": "queue",
-        "note": "",
+        "note": "no open lead of the same person to follow, so the queue's strategy picked",
     }
 
 
