@@ -230,7 +230,8 @@ def match_account(lead: LeadSignals, accounts) -> MatchResult:
         key=lambda c: (not c.eligible, tuple(-x for x in c.rank), c.account.account_id),
     )
     eligible = [c for c in candidates if c.eligible]
-    shown = tuple(candidates[:10])
+    # Accounts fetched on a lookup key alone (a shared first word, say) with nothing agreeing are not shown.
+    shown = tuple([c for c in candidates if c.domain or c.name or c.phone][:10])
     if not eligible:
         if lead.free_mail and not lead.name_key and not lead.phone_key:
             named = f"its company {lead.company!r} is no name to match" if lead.company else "the lead names no company"

@@ -109,6 +109,14 @@ def test_close_name_needs_a_supporting_signal(acme):
     assert match(email="jo@northwnd.io", company="Northwnd Traders", country="US").account is None
 
 
+def test_accounts_that_share_only_a_lookup_key_are_not_listed_as_candidates():
+    AccountFactory(account_id="P", name="Acme Plumbing", domains=["acmeplumbing.com"], country="US")
+    AccountFactory(account_id="C", name="Acme Corporation", domains=["acme.com"], country="US")
+    result = match(email="jo@gmail.com", company="Acme Plumbng", country="US")
+    assert result.account.account_id == "P"
+    assert [c.account.account_id for c in result.candidates] == ["P"]
+
+
 def test_a_real_tie_is_ambiguous_and_names_the_candidates():
     AccountFactory(account_id="US", name="Delta Freight Inc.", domains=["deltafreight.com"], country="US")
     AccountFactory(account_id="DE", name="Delta Freight GmbH", domains=["deltafreight.de"], country="DE")
