@@ -17,7 +17,7 @@ def match(lead, **fields):
         "method": MatchMethod.DOMAIN,
         "confidence": 0.9,
         "why": "jo@acme.example: domain acme.example",
-        "candidates": [{"account_id": "A-1", "name": "Ácme \"Corp\""}],
+        "candidates": [{"account_id": "A-1", "name": 'Ácme "Corp"'}],
         "account_view": {"id": "A-1", "tier": None, "nested": {"n": 1.5}},
         "matched_at": timezone.now(),
     }
