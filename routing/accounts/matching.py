@@ -8,13 +8,13 @@ Signals, per candidate account:
   or one typo apart (two in words of 9+ letters; never in words under 5 letters, nor in the first letter),
   at most two typos in all, or equal once spaces are dropped. "Acme Dental" is neither exact nor close to
   "Acme", nor "Summit Wealth" to "Summit Health".
-- **phone** (last 8 digits equal) and **country**.
+- **phone** (last 8 digits equal, and not when the lead's and the account's countries differ) and **country**.
 
 Who may match (false matches are worse than misses):
 - a domain match always;
 - an exact name, unless the lead writes from a company domain that is not the account's (the account has
-  domains, the email's is none of them: `acme.co`, `notacme.com` and `acme.com.evil.io` are not `acme.com`)
-  and the phone does not agree either; a name of two letters or less needs the phone or the country too;
+  domains, the email's is none of them: `acme.co`, `notacme.com` and `acme.com.evil.io` are not `acme.com`);
+  a name of two letters or less needs the phone or the country too;
 - a close name only with the phone, or with the country when no company domain contradicts it;
 - a phone alone when neither the email's company domain nor the company name point elsewhere.
 
@@ -174,15 +174,17 @@ def _candidate(lead: LeadSignals, account: AccountFacts) -> Candidate:
             if close_names(lead.name_key, account.name_key)
             else ""
         )
-    phone = bool(lead.phone_key) and lead.phone_key == account.phone_key
     country = bool(lead.country) and lead.country == account.country
+    # The phone key is the last 8 digits: a number of another country can end the same way.
+    other_country = bool(lead.country) and bool(account.country) and not country
+    phone = bool(lead.phone_key) and lead.phone_key == account.phone_key and not other_country
     # The email is from a company, the account has domains, and the email's is none of them.
     elsewhere = lead.company_domain and bool(domains) and domain is None
     if domain is not None:
         where = "is its domain" if domain == lead.host else f"is under its domain {domain}"
         eligible, note = True, f"the email's domain {lead.host} {where}"
     elif name == "exact":
-        if elsewhere and not phone:
+        if elsewhere:
             eligible, note = False, f"same name, but the email's domain {lead.host} is not one of its domains"
         elif len(lead.name_key.replace(" ", "")) <= 2 and not (phone or country):
             eligible, note = False, "same name, but a name this short needs the phone or the country to agree"

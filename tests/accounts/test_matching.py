@@ -117,6 +117,20 @@ def test_accounts_that_share_only_a_lookup_key_are_not_listed_as_candidates():
     assert [c.account.account_id for c in result.candidates] == ["P"]
 
 
+def test_a_phone_of_another_country_ending_the_same_way_matches_nothing():
+    AccountFactory(
+        account_id="D", name="Acme Dental", domains=["acmedental.com"], phone="+1 212 555 0000", country="US"
+    )
+    assert match(phone="+49 30 2555 0000", country="DE").account is None
+    assert match(phone="+1 212 555 0000", country="US").account.account_id == "D"
+    assert match(phone="+1 212 555 0000").account.account_id == "D"  # no country given: the number decides
+
+
+def test_the_same_name_and_phone_from_another_companys_domain_is_refused():
+    AccountFactory(account_id="U", name="Umbrella Corp", domains=["umbrella.com"], phone="+1 555 010 2030")
+    assert match(email="jo@other.com", company="Umbrella Corp", phone="+1 555 010 2030").account is None
+
+
 def test_a_real_tie_is_ambiguous_and_names_the_candidates():
     AccountFactory(account_id="US", name="Delta Freight Inc.", domains=["deltafreight.com"], country="US")
     AccountFactory(account_id="DE", name="Delta Freight GmbH", domains=["deltafreight.de"], country="DE")
