@@ -52,6 +52,18 @@ class AccountInSerializer(serializers.Serializer):
     territory = serializers.CharField(required=False, allow_blank=True, allow_null=True, help_text="At most 200.")
     attributes = serializers.DictField(required=False)
 
+    def to_internal_value(self, data):
+        # A misspelt field ("domain", "ownr") would otherwise be dropped, and a PUT empties what it leaves out.
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        problems = {name: [f"Unknown field. Allowed fields: {', '.join(self.fields)}."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({**exc.detail, **problems}) from None
+        if problems:
+            raise serializers.ValidationError(problems)
+        return value
+
 
 class MatchedAccountSerializer(serializers.Serializer):
     account_id = serializers.CharField()

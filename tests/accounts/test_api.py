@@ -35,6 +35,23 @@ def test_put_names_every_bad_field(api):
     assert set(response.json()) == {"domains", "country", "owner"}
 
 
+def test_a_misspelt_field_is_refused_instead_of_emptying_the_account(api):
+    response = api.put(
+        "/api/v1/accounts/API-1/",
+        {"name": "Globo Gym", "domain": "globogym.com", "ownr": "marie", "country": "USA"},
+        format="json",
+    )
+    assert response.status_code == 400
+    errors = response.json()
+    assert (
+        errors["domain"]
+        == errors["ownr"]
+        == ["Unknown field. Allowed fields: name, domains, phone, country, owner, territory, attributes."]
+    )
+    assert "country" in errors  # and every other problem, at once
+    assert api.get("/api/v1/accounts/API-1/").status_code == 404
+
+
 def test_a_missing_name_is_reported_with_every_other_bad_field(api):
     response = api.put("/api/v1/accounts/A-1/", {"country": "USA", "domains": "co.uk"}, format="json")
     assert response.status_code == 400
