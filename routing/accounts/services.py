@@ -257,7 +257,9 @@ def read_accounts_csv(raw: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
         raise AccountsFileError(["The file is empty: the first line names the columns."]) from None
     except csv.Error as exc:
         raise AccountsFileError([f"line 1: {exc}"]) from None
-    columns = [name.strip().lower() for name in header]
+    columns = [column_key(name) for name in header]
+    while columns and not columns[-1] and not header[len(columns) - 1].strip():
+        columns.pop()  # the empty columns a spreadsheet leaves at the right
     problems = []
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
@@ -266,7 +268,7 @@ def read_accounts_csv(raw: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
     if duplicated:
         problems.append(f"line 1: column(s) {', '.join(duplicated)} appear twice")
     if "" in columns:
-        problems.append(f"line 1: column {columns.index('') + 1} has no name")
+        problems.append(f"line 1: column {columns.index('') + 1} has no name (letters or digits)")
     if problems:
         raise AccountsFileError(problems)
     rows = []
@@ -275,6 +277,8 @@ def read_accounts_csv(raw: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
             line = reader.line_num
             if not any(v.strip() for v in values):
                 continue  # blank lines are not accounts
+            if len(values) > len(columns) and not any(v.strip() for v in values[len(columns) :]):
+                values = values[: len(columns)]
             if len(values) != len(columns):
                 problems.append(f"line {line}: {len(values)} fields, the header has {len(columns)}")
                 continue
@@ -282,6 +286,12 @@ def read_accounts_csv(raw: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
     except csv.Error as exc:
         problems.append(f"line {reader.line_num}: {exc}")
     return rows, problems
+
+
+def column_key(name: str) -> str:
+    """A header as the key rules read: lower case, anything but letters, digits, `_` and `-` made `_`
+    ("Annual Revenue" -> annual_revenue, read as `account.annual_revenue`; a dot would read as nesting)."""
+    return re.sub(r"[^a-z0-9_-]+", "_", name.strip().lower()).strip("_")
 
 
 def _line_number(problem: str) -> int:
@@ -298,7 +308,8 @@ def _attribute_value(value: str):
 
 def accounts_import(*, raw: bytes, by=None, dry_run: bool = False) -> ImportSummary:
     """Upsert every account of a CRM file by `account_id`, all or nothing: raises AccountsFileError naming every
-    bad line, and then writes nothing. Accounts absent from the file are left as they are."""
+    bad line, and then writes nothing. Accounts absent from the file are left as they are, and so are the
+    territory and attributes of an account when the file has no column for them (an empty cell clears)."""
     rows, problems = read_accounts_csv(raw)
     owners = _owners_lookup([row.get("owner", "") for _, row in rows])
     cleaned, seen = [], {}
@@ -328,11 +339,17 @@ def accounts_import(*, raw: bytes, by=None, dry_run: bool = False) -> ImportSumm
                 existing[account.account_id] = account
         new, changed = [], []
         compared = ("name", "domains", "phone", "country", "owner_id", "territory", "attributes")
+        named = set(rows[0][1]) if rows else set()  # the file's columns (every row has them all)
         for clean in cleaned:
             account = existing.get(clean.account_id)
             if account is None:
                 new.append(_fill(Account(account_id=clean.account_id), clean))
                 continue
+            # What the file has no column for stays as it is: a file of some fields updates those fields.
+            if "territory" not in named:
+                clean.territory = account.territory
+            kept = {k: v for k, v in account.attributes.items() if k not in named}
+            clean.attributes = {**kept, **clean.attributes}
             before = tuple(getattr(account, f) for f in compared)
             _fill(account, clean)
             if tuple(getattr(account, f) for f in compared) == before:

@@ -114,3 +114,25 @@ def test_dry_run_writes_nothing(tmp_path, sam):
     out, _ = run(tmp_path, GOOD, "--dry-run")
     assert "Would import 2 accounts" in out
     assert Account.objects.count() == 0
+
+
+def test_a_file_without_a_column_leaves_that_field_as_it_was_and_an_empty_cell_clears(tmp_path, sam):
+    run(tmp_path, GOOD)
+    out, _ = run(
+        tmp_path,
+        "account_id,name,domains,phone,country,owner,Industry\nA-1,Acme Corporation,acme.com,,us,sam,\n",
+    )
+    assert "1 updated" in out
+    acme = Account.objects.get(account_id="A-1")
+    assert acme.territory == "West"  # no territory column: kept
+    assert acme.attributes == {"employees": 1200, "zip": "02134"}  # industry emptied, the others not named: kept
+
+
+def test_headers_become_keys_a_rule_can_read_and_trailing_empty_columns_are_ignored(tmp_path, sam):
+    out, _ = run(
+        tmp_path,
+        "account_id,name,domains,phone,country,owner,Annual Revenue,Tier.Level,,\n"
+        "A-9,Initech,initech.com,,US,sam,5000000,gold,,\n",
+    )
+    assert "1 new" in out
+    assert Account.objects.get(account_id="A-9").attributes == {"annual_revenue": 5000000, "tier_level": "gold"}
