@@ -33,6 +33,17 @@ OptionalText = Annotated[StrictStr | None, Field(default=None)]
 Score = Annotated[float | None, Field(default=None, ge=0, le=100, strict=True)]
 
 
+def _ascii_domain(domain: str) -> str:
+    """An internationalised domain (münchen.de) as DNS writes it (xn--mnchen-3ya.de), as Django's validator
+    checks it; "" when it has no such form."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return ""
+
+
 class LeadIn(BaseModel):
     """One lead as a capture system posts it (README: Intake API)."""
 
@@ -84,7 +95,7 @@ class LeadIn(BaseModel):
         if value is None:
             return None
         local, _, domain = value.rpartition("@")
-        if not (_EMAIL_LOCAL.match(local) and _EMAIL_DOMAIN.match(domain)):
+        if not (_EMAIL_LOCAL.match(local) and _EMAIL_DOMAIN.match(_ascii_domain(domain))):
             raise ValueError("Enter a valid email address.")
         return value.lower()
 

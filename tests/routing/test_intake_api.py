@@ -8,10 +8,11 @@ from django.conf import settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from routing.accounts.selectors import account_match_for
 from routing.dispatch import routing_publisher
 from routing.models import Lead, LeadStatus, Source
 from tests.conftest import broker
-from tests.factories import LeadFactory, LeadPayloadFactory, SourceFactory
+from tests.factories import AccountFactory, LeadFactory, LeadPayloadFactory, SourceFactory
 
 pytestmark = pytest.mark.django_db
 INTAKE = "/api/v1/leads/"
@@ -415,3 +416,12 @@ class TestLanesAndBackPressure:
         settings.HANDOFF = {**settings.HANDOFF, "BULK_BACKLOG_LIMIT": 3}
         LeadFactory.create_batch(3)
         assert post_json(source_client, BATCH, LeadPayloadFactory.create_batch(2)).status_code == 200
+
+
+def test_an_internationalised_email_domain_is_accepted_and_matches_its_account(source_client):
+    AccountFactory(account_id="M-1", name="München Test GmbH", domains=["münchen-test.de"], country="DE")
+    response = post_json(source_client, INTAKE, LeadPayloadFactory(lead_id="idn-1", email="Jo@München-Test.de"))
+    assert response.status_code == 202
+    lead = Lead.objects.get(lead_id="idn-1")
+    assert lead.email == "jo@münchen-test.de"
+    assert account_match_for(email=lead.email).account.account_id == "M-1"
