@@ -61,11 +61,18 @@ def _owners_lookup(values) -> dict[str, int]:
     if not any(v and v.strip() for v in values):
         return {}
     found: dict[str, int] = {}
+    by_email: dict[str, set[int]] = defaultdict(set)
     for pk, username, email in get_user_model().objects.order_by("pk").values_list("pk", "username", "email"):
         found.setdefault(username.lower(), pk)
         if email:
-            found.setdefault(email.lower(), pk)
+            by_email[email.lower()].add(pk)
+    for email, pks in by_email.items():
+        # An address several people share names nobody: the oldest of them was picked before.
+        found.setdefault(email, next(iter(pks)) if len(pks) == 1 else SHARED_ADDRESS)
     return found
+
+
+SHARED_ADDRESS = 0  # no user has this id
 
 
 def split_domains(value) -> list[str]:
@@ -112,6 +119,8 @@ def clean_account(data: dict, owners: dict[str, int]) -> tuple[CleanAccount | No
     owner_id = owners.get(owner_name.lower()) if owner_name else None
     if owner_name and owner_id is None:
         errors.setdefault("owner", []).append(f"No user {owner_name!r} (give a username or an email address).")
+    elif owner_id == SHARED_ADDRESS:
+        errors.setdefault("owner", []).append(f"Several people have the address {owner_name!r}; give a username.")
     territory = str(data.get("territory") or "").strip()
     if len(territory) > 200:
         errors.setdefault("territory", []).append("At most 200 characters.")

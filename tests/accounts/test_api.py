@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditAction, AuditEvent
 from routing.accounts.models import Account, AccountMatch
-from tests.factories import AccountFactory, personal_token
+from tests.factories import AccountFactory, UserFactory, personal_token
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +50,15 @@ def test_a_misspelt_field_is_refused_instead_of_emptying_the_account(api):
     )
     assert "country" in errors  # and every other problem, at once
     assert api.get("/api/v1/accounts/API-1/").status_code == 404
+
+
+def test_an_owner_address_several_people_share_is_refused(api):
+    UserFactory(username="alan", email="alan@example.com")
+    UserFactory(username="alan3", email="Alan@example.com")
+    response = api.put("/api/v1/accounts/A-5/", {"name": "Five", "owner": "alan@example.com"}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"owner": ["Several people have the address 'alan@example.com'; give a username."]}
+    assert api.put("/api/v1/accounts/A-5/", {"name": "Five", "owner": "alan3"}, format="json").status_code == 201
 
 
 def test_a_missing_name_is_reported_with_every_other_bad_field(api):
