@@ -64,12 +64,12 @@ def pick_assignees(
 def open_lead_counts(user_ids) -> dict[int, int]:
     """Assigned leads per person: the sum of the changes the database recorded (OpenLeadCount), a few rows
     per person however many leads they were ever given."""
-    rows = (
-        OpenLeadCount.objects.filter(assignee_id__in=list(user_ids))
-        .values("assignee_id")
-        .annotate(n=Sum("change"))
-        .values_list("assignee_id", "n")
-    )
+    return _totals(OpenLeadCount.objects.filter(assignee_id__in=list(user_ids)))
+
+
+def _totals(changes) -> dict[int, int]:
+    """person -> the sum of these recorded changes, leaving out the people it comes to 0 for."""
+    rows = changes.values("assignee_id").annotate(n=Sum("change")).values_list("assignee_id", "n")
     return {user_id: n for user_id, n in rows if n}
 
 
@@ -87,9 +87,8 @@ def open_lead_counts_fold() -> int:
             )
             return cursor.fetchone()[0]
     with transaction.atomic():  # SQLite: one writer at a time, so read, delete and write back cannot race
-        totals = open_lead_counts(OpenLeadCount.objects.values_list("assignee_id", flat=True).distinct())
-        before = OpenLeadCount.objects.count()
-        OpenLeadCount.objects.all().delete()
+        totals = _totals(OpenLeadCount.objects.all())
+        before, _ = OpenLeadCount.objects.all().delete()
         OpenLeadCount.objects.bulk_create(OpenLeadCount(assignee_id=k, change=n) for k, n in totals.items())
     return before - len(totals)
 
