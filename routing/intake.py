@@ -17,6 +17,7 @@ from iso3166 import countries_by_alpha2
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from routing.days import day_out_of_range
+from routing.jsonbounds import NUL_MESSAGE, attribute_shape_problem
 from routing.lead_store import leads_insert_new
 from routing.models import Lead, LeadStatus, Source
 from routing.text import refused_character
@@ -25,9 +26,7 @@ from routing.text import refused_character
 _EMAIL_LOCAL = re.compile(r"^[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*\Z", re.IGNORECASE)
 _EMAIL_DOMAIN = re.compile(r"^((?:[A-Z0-9](?:[A-Z0-9-]{0,61}[A-Z0-9])?\.)+)(?:[A-Z0-9-]{2,63}(?<!-))\Z", re.IGNORECASE)
 _ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|z|[+-]\d{2}(:?\d{2})?)?$")
-_NUL_MESSAGE = "Must not contain NUL (\\u0000) characters."
-MAX_ATTRIBUTE_DEPTH = 5
-MAX_ATTRIBUTE_KEYS = 200
+
 
 OptionalText = Annotated[StrictStr | None, Field(default=None)]
 Score = Annotated[float | None, Field(default=None, ge=0, le=100, strict=True)]
@@ -72,7 +71,7 @@ class LeadIn(BaseModel):
     @classmethod
     def no_nul(cls, value):
         if value is not None and "\x00" in value:
-            raise ValueError(_NUL_MESSAGE)
+            raise ValueError(NUL_MESSAGE)
         return value
 
     @field_validator("lead_id", "first_name", "last_name", "company", "lifecycle_stage")
@@ -152,28 +151,9 @@ class LeadIn(BaseModel):
     def bounded_attributes(cls, value):
         if value is None:
             return {}
-        _check_attribute_shape(value, depth=1)
+        if problem := attribute_shape_problem(value):
+            raise ValueError(problem)
         return value
-
-
-def _check_attribute_shape(value, depth: int) -> None:
-    if depth > MAX_ATTRIBUTE_DEPTH:
-        raise ValueError(f"Nested deeper than {MAX_ATTRIBUTE_DEPTH} levels; flatten it.")
-    if isinstance(value, dict):
-        if len(value) > MAX_ATTRIBUTE_KEYS:
-            raise ValueError(f"More than {MAX_ATTRIBUTE_KEYS} keys in one object.")
-        if any("\x00" in key for key in value):
-            raise ValueError(_NUL_MESSAGE)
-        children = value.values()
-    elif isinstance(value, list):
-        children = value
-    else:
-        return
-    for child in children:
-        if isinstance(child, dict | list):
-            _check_attribute_shape(child, depth + 1)
-        elif isinstance(child, str) and "\x00" in child:
-            raise ValueError(_NUL_MESSAGE)
 
 
 _MESSAGES = {

@@ -64,3 +64,29 @@ def loads_bounded(text: str | bytes) -> Any:
     except orjson.JSONDecodeError as exc:  # its message locates the fault (and names its own depth limit)
         raise JSONInputError(f"Malformed JSON: {exc}") from None
     return check_json_depth(value)
+
+
+MAX_ATTRIBUTE_DEPTH = 5
+MAX_ATTRIBUTE_KEYS = 200
+NUL_MESSAGE = "Must not contain NUL (\\u0000) characters."
+
+
+def attribute_shape_problem(value: Any) -> str | None:
+    """What is wrong with free-form attributes (a lead's, an account's), or None: nested at most 5 levels, at
+    most 200 keys per object, no NUL anywhere. Iterative, like json_depth."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list) and depth > MAX_ATTRIBUTE_DEPTH:
+            return f"Nested deeper than {MAX_ATTRIBUTE_DEPTH} levels; flatten it."
+        if isinstance(node, dict):
+            if len(node) > MAX_ATTRIBUTE_KEYS:
+                return f"More than {MAX_ATTRIBUTE_KEYS} keys in one object."
+            if any("\x00" in key for key in node):
+                return NUL_MESSAGE
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str) and "\x00" in node:
+            return NUL_MESSAGE
+    return None

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -16,12 +17,14 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from routing.accounts import normalize
 from routing.accounts.models import Account, AccountDomain, AccountNameKey
-from routing.jsonbounds import contains_nul
+from routing.jsonbounds import attribute_shape_problem
 from routing.text import refused_character
 
 REQUIRED_COLUMNS = ("account_id", "name", "domains", "phone", "country", "owner")
 KNOWN_COLUMNS = (*REQUIRED_COLUMNS, "territory")
 MAX_IMPORT_BYTES = 100 * 1024 * 1024
+MAX_DOMAINS = 100  # a CRM account with more is a holding list, not a company
+MAX_ATTRIBUTES_BYTES = 16 * 1024
 _NUMBER = re.compile(r"^-?(0|[1-9]\d{0,14})(\.\d+)?$")
 _PHONE_CHARS = set("0123456789+-(). ")
 
@@ -99,7 +102,11 @@ def clean_account(data: dict, owners: dict[str, int]) -> tuple[CleanAccount | No
     elif refused_character(name):
         errors.setdefault("name", []).append(refused_character(name))
     domains, notes = [], []
-    for raw in split_domains(data.get("domains")):
+    given = split_domains(data.get("domains"))
+    if len(given) > MAX_DOMAINS:
+        errors.setdefault("domains", []).append(f"{len(given)} domains; at most {MAX_DOMAINS} per account.")
+        given = []
+    for raw in given:
         host = normalize.clean_domain(raw)
         if host is None:
             errors.setdefault("domains", []).append(f"{raw!r} is not a domain name (e.g. acme.com).")
@@ -127,8 +134,10 @@ def clean_account(data: dict, owners: dict[str, int]) -> tuple[CleanAccount | No
     attributes = data.get("attributes") or {}
     if not isinstance(attributes, dict):
         errors.setdefault("attributes", []).append("Expected an object of further fields.")
-    elif contains_nul(attributes):
-        errors.setdefault("attributes", []).append("Must not contain NUL (\\u0000) characters.")
+    elif problem := attribute_shape_problem(attributes):
+        errors.setdefault("attributes", []).append(problem)
+    elif len(json.dumps(attributes, default=str)) > MAX_ATTRIBUTES_BYTES:
+        errors.setdefault("attributes", []).append(f"At most {MAX_ATTRIBUTES_BYTES // 1024} KiB of further fields.")
     if errors:
         return None, errors
     return CleanAccount(account_id, name, domains, phone, country, owner_id, territory, attributes, notes), {}
@@ -259,7 +268,7 @@ def read_accounts_csv(raw: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise AccountsFileError([f"line {line}: not UTF-8 (byte {exc.start}); save the file as UTF-8."]) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     try:
         header = next(reader)
     except StopIteration:
@@ -280,10 +289,11 @@ def read_accounts_csv(raw: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
         problems.append(f"line 1: column {columns.index('') + 1} has no name (letters or digits)")
     if problems:
         raise AccountsFileError(problems)
+    ended = reader.line_num
     rows = []
     try:
         for values in reader:
-            line = reader.line_num
+            line, ended = ended + 1, reader.line_num  # a quoted cell may span lines: name the row's first
             if not any(v.strip() for v in values):
                 continue  # blank lines are not accounts
             if len(values) > len(columns) and not any(v.strip() for v in values[len(columns) :]):
@@ -295,6 +305,17 @@ def read_accounts_csv(raw: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
     except csv.Error as exc:
         problems.append(f"line {reader.line_num}: {exc}")
     return rows, problems
+
+
+def _delimiter(text: str) -> str:
+    """Comma, or what the header uses instead when it has no comma: a spreadsheet set to a European locale
+    saves `;`, and a copy from one gives tabs."""
+    header = text.split("\n", 1)[0]
+    if "," not in header:
+        for other in (";", "\t"):
+            if other in header:
+                return other
+    return ","
 
 
 def column_key(name: str) -> str:

@@ -8,7 +8,8 @@ from routing.accounts import api, views
 api_urlpatterns = [
     path("accounts/", api.AccountListView.as_view(), name="account-list"),
     path("accounts/match/", api.AccountMatchView.as_view(), name="account-match"),
-    path("accounts/<str:account_id>/", api.AccountDetailView.as_view(), name="account-detail"),
+    # path: a CRM id may hold a slash (a /-separated hierarchy); "match/" above is matched first.
+    path("accounts/<path:account_id>/", api.AccountDetailView.as_view(), name="account-detail"),
 ]
 
 console_urlpatterns = [

@@ -155,3 +155,22 @@ def test_the_list_api_costs_the_same_queries_for_3_or_30_accounts(api, sam, djan
     AccountFactory.create_batch(27, owner=sam)
     with django_assert_num_queries(len(few.captured_queries)):
         api.get("/api/v1/accounts/")
+
+
+def test_an_account_id_with_a_slash_is_addressable(api):
+    assert api.put("/api/v1/accounts/EMEA/DE/42/", {"name": "Acme GmbH"}, format="json").status_code == 201
+    assert api.get("/api/v1/accounts/EMEA/DE/42/").json()["account_id"] == "EMEA/DE/42"
+    assert api.get("/api/v1/accounts/EMEA%2FDE%2F42/").json()["name"] == "Acme GmbH"
+    assert api.delete("/api/v1/accounts/EMEA/DE/42/").status_code == 204
+
+
+def test_attributes_are_held_to_the_bounds_of_a_lead(api):
+    deep = {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}
+    big = {f"k{i}": "x" * 100 for i in range(180)}
+    answers = [
+        api.put("/api/v1/accounts/A-1/", {"name": "Acme", "attributes": attributes}, format="json")
+        for attributes in (deep, big, {"industry": "Retail"})
+    ]
+    assert [a.status_code for a in answers] == [400, 400, 201]
+    assert answers[0].json() == {"attributes": ["Nested deeper than 5 levels; flatten it."]}
+    assert answers[1].json() == {"attributes": ["At most 16 KiB of further fields."]}

@@ -136,3 +136,37 @@ def test_headers_become_keys_a_rule_can_read_and_trailing_empty_columns_are_igno
     )
     assert "1 new" in out
     assert Account.objects.get(account_id="A-9").attributes == {"annual_revenue": 5000000, "tier_level": "gold"}
+
+
+def test_a_semicolon_file_from_a_european_spreadsheet_imports(tmp_path, sam):
+    out, _ = run(tmp_path, "account_id;name;domains;phone;country;owner\nA-1;Acme, Inc.;acme.com,acme.de;;DE;sam\n")
+    assert "1 new" in out
+    acme = Account.objects.get(account_id="A-1")
+    assert acme.name == "Acme, Inc." and acme.domains == ["acme.com", "acme.de"] and acme.owner == sam
+
+
+def test_a_bad_row_after_a_cell_spanning_lines_is_named_by_its_first_line(tmp_path):
+    text = (
+        "account_id,name,domains,phone,country,owner,notes\n"
+        'A-1,Acme,acme.com,,US,,"two\nlines"\n'
+        "A-2,Globex,globex.com,,XX,,\n"
+        'A-3,Initech,initech.com,,US,,"three\nmore\nlines"\n'
+        "A-4,Hooli,hooli.com,,YY,,\n"
+    )
+    path = tmp_path / "accounts.csv"
+    path.write_text(text)
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
+    assert "line 4: country" in err.getvalue() and "line 8: country" in err.getvalue()
+
+
+def test_an_account_with_too_many_domains_is_refused(tmp_path):
+    domains = ";".join(f"brand{i}.com" for i in range(101))
+    path = tmp_path / "accounts.csv"
+    path.write_text(f"account_id,name,domains,phone,country,owner\nA-1,Holding,{domains},,US,\n")
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
+    assert "line 2: domains: 101 domains; at most 100 per account." in err.getvalue()
+    assert not Account.objects.exists()

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from routing.intake import MAX_ATTRIBUTE_DEPTH, MAX_ATTRIBUTE_KEYS
+from routing.jsonbounds import MAX_ATTRIBUTE_DEPTH, MAX_ATTRIBUTE_KEYS
 from routing.models import Lead
 from tests.factories import LeadPayloadFactory
 
