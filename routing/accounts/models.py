@@ -36,10 +36,18 @@ class Account(models.Model):
             # AccountNameKey). Partial: accounts without the key are never looked up by it.
             models.Index(fields=["name_key"], condition=~Q(name_key=""), name="account_name_key_idx"),
             models.Index(fields=["phone_key"], condition=~Q(phone_key=""), name="account_phone_key_idx"),
+            models.Index(fields=["updated_at"], name="account_updated_at_idx"),  # accounts_state's newest write
         ]
 
     def __str__(self):
         return f"{self.name} ({self.account_id})"
+
+
+def accounts_state() -> str:
+    """A stamp that changes whenever an account is written or deleted (how many, the newest write): what a
+    rule's stored test results depend on when its condition reads account fields."""
+    state = Account.objects.aggregate(n=models.Count("id"), newest=models.Max("updated_at"))
+    return f"{state['n']}@{state['newest'].isoformat() if state['newest'] else '-'}"
 
 
 class AccountDomain(models.Model):

@@ -54,7 +54,8 @@ class RuleSerializer(serializers.Serializer):
     )
     tests_run_at = serializers.DateTimeField(allow_null=True, help_text="When the stored results were computed.")
     tests_stale = serializers.BooleanField(
-        help_text="The condition, test cases or queue changed since the stored results were computed."
+        help_text="The condition, test cases or queue (or, for a rule reading account fields, an account) changed"
+        " since the stored results were computed."
     )
     overrides_this_week = serializers.IntegerField()
     flagged = serializers.BooleanField(help_text="Overrides this week at or above the flag threshold.")

@@ -90,12 +90,12 @@ class CaseResult:
 def cases_run(*, condition: dict, queue_name: str, test_cases: list) -> list[CaseResult]:
     """Run each sample lead through the rule alone: it matches (the outcome is its queue) or it does not."""
     holds = compile_condition(condition)
-    reads_account = any(field.split(".", 1)[0] == "account" for field in fields_read(condition))
+    with_account = reads_account(condition)
     results = []
     for case in test_cases:
         expected = case["expect"]["queue"] if "queue" in case["expect"] else NO_MATCH
         try:
-            view = sample_view(case["lead"], with_account=reads_account)
+            view = sample_view(case["lead"], with_account=with_account)
         except SampleLeadError as exc:
             results.append(CaseResult(case["name"], False, expected, "invalid sample lead", str(exc)))
             continue
@@ -110,10 +110,19 @@ def _compact(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def cases_fingerprint(*, condition: Any, queue_name: str, test_cases: Any) -> str:
-    """What a run's results depend on: the condition, the rule's queue (the outcome cases expect) and the
-    cases. Stored results whose fingerprint differs from the draft's are stale."""
-    return hashlib.sha256(_compact([condition, queue_name, test_cases]).encode()).hexdigest()
+def reads_account(condition: Any) -> bool:
+    try:
+        return any(field.split(".", 1)[0] == "account" for field in fields_read(condition))
+    except (AttributeError, TypeError, KeyError):
+        return False  # a malformed condition reads nothing (its cases cannot run)
+
+
+def cases_fingerprint(*, condition: Any, queue_name: str, test_cases: Any, accounts: str = "") -> str:
+    """What a run's results depend on: the condition, the rule's queue (the outcome cases expect), the
+    cases, and when the condition reads account fields, the accounts (`accounts_state`) the sample leads
+    matched against. Stored results whose fingerprint differs from the draft's are stale."""
+    parts = [condition, queue_name, test_cases, accounts] if accounts else [condition, queue_name, test_cases]
+    return hashlib.sha256(_compact(parts).encode()).hexdigest()
 
 
 def cases_outcome(*, condition: Any, queue_name: str, test_cases: Any) -> list[CaseResult] | None:

@@ -4,6 +4,7 @@ the last sign-off, and version diffs."""
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from functools import cache
 
 from django.conf import settings
 from django.db.models import Count, Exists, Max, OuterRef, Q
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from audit.models import Override
 from exceptions.models import ExceptionItem
+from routing.accounts.models import accounts_state
 from routing.engine import candidate_versions
 from routing.governance.gates import CaseResult, results_from_json
 from routing.governance.models import (
@@ -88,6 +90,7 @@ def rule_rows(*, now=None, owner=None, rule_id: int | None = None, with_results:
     for sign_off in RuleSignOff.objects.filter(rule__in=rules).select_related("by").order_by("rule_id", "-week"):
         latest.setdefault(sign_off.rule_id, sign_off)
     threshold = override_flag_threshold()
+    accounts = cache(accounts_state)  # asked once, and only when a rule reads account fields
     last_forced = dict(
         RulePromotion.objects.filter(rule__in=rules, kind=PromotionKind.FORCED)
         .values("rule_id")
@@ -109,7 +112,7 @@ def rule_rows(*, now=None, owner=None, rule_id: int | None = None, with_results:
             signed_this_week=signed(rule),
             test_status=rule.test_status if rule.test_run_at else NOT_RUN,
             tests_run_at=rule.test_run_at,
-            tests_stale=rule.test_run_at is not None and tests_stale(rule),
+            tests_stale=rule.test_run_at is not None and tests_stale(rule, accounts),
         )
         for rule in rules
     ]

@@ -2,6 +2,8 @@
 force (admins only, recorded as unsigned), and sign off weekly. Each write and its audit event share a
 transaction; the rule row is locked so two promotions of one rule cannot interleave."""
 
+from collections.abc import Callable
+
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Max
@@ -9,6 +11,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
+from routing.accounts.models import accounts_state
 from routing.conditions import ConditionError, validate_condition
 from routing.engine import candidate_versions
 from routing.governance.gates import (
@@ -20,6 +23,7 @@ from routing.governance.gates import (
     cases_status,
     contract_gates,
     failures,
+    reads_account,
     results_from_json,
     results_gates,
     unrunnable_cases_gates,
@@ -138,9 +142,7 @@ def _set_test_results(rule: Rule) -> list[CaseResult] | None:
     rule.test_results = None if results is None else [r.as_dict() for r in results]
     rule.test_status = cases_status(results)
     rule.test_run_at = timezone.now()
-    rule.test_fingerprint = cases_fingerprint(
-        condition=rule.condition, queue_name=queue_name, test_cases=rule.test_cases
-    )
+    rule.test_fingerprint = _fingerprint(rule)
     return results
 
 
@@ -155,12 +157,28 @@ def rule_tests_record(*, rule: Rule) -> list[CaseResult] | None:
     return results
 
 
-def tests_stale(rule: Rule) -> bool:
-    """The stored results were computed for another condition, queue (or queue name) or cases, or never."""
+def _fingerprint(rule: Rule, accounts: Callable[[], str] = accounts_state) -> str:
+    return cases_fingerprint(
+        condition=rule.condition,
+        queue_name=_queue_name(rule),
+        test_cases=rule.test_cases,
+        accounts=accounts() if reads_account(rule.condition) else "",
+    )
+
+
+def tests_stale(rule: Rule, accounts: Callable[[], str] = accounts_state) -> bool:
+    """The stored results were computed for another condition, queue (or queue name) or cases, or never; or,
+    for a rule that reads account fields, before an account was written or deleted. `accounts` gives the
+    accounts' state (a list passes one that asks once for all its rows)."""
     if rule.test_run_at is None:
         return True
-    current = cases_fingerprint(condition=rule.condition, queue_name=_queue_name(rule), test_cases=rule.test_cases)
-    return rule.test_fingerprint != current
+    return rule.test_fingerprint != _fingerprint(rule, accounts)
+
+
+STALE_RESULTS = (
+    "Run the test cases again: the stored results are for an earlier draft (or, as it reads account fields,"
+    " earlier accounts)."
+)
 
 
 def stored_test_gates(rule: Rule) -> list[Gate]:
@@ -171,7 +189,13 @@ def stored_test_gates(rule: Rule) -> list[Gate]:
     if rule.test_run_at is None:
         return [Gate("test_cases", False, "Run the test cases: no results are stored for this draft yet.")]
     if tests_stale(rule):
-        return [Gate("test_cases", False, "Run the test cases again: the stored results are for an earlier draft.")]
+        return [
+            Gate(
+                "test_cases",
+                False,
+                STALE_RESULTS,
+            )
+        ]
     results = results_from_json(rule.test_results)
     if results is None:
         return [Gate("test_cases", False, "The test cases cannot run: fix the condition or their shape.")]

@@ -18,6 +18,7 @@ from routing.accounts.models import AccountMatch
 from routing.governance import services
 from routing.governance.explain import condition_text
 from routing.governance.forms import CommentForm, DraftForm, ForceForm, PreviewForm, ReplayForm
+from routing.governance.gates import reads_account
 from routing.governance.models import ReplayRun, ReplayStatus, RuleVersion
 from routing.governance.preview import lead_explanation, routing_preview
 from routing.governance.replay import ReplayError, replay_start
@@ -75,6 +76,7 @@ class RuleDetailView(ConsoleAccessMixin, View):
                 "draft_changes": version_diff(rule.staging_version or rule.production_version, rule),
                 "cases": case_results(rule),  # stored when the draft was saved or its tests run
                 "tests_stale": services.tests_stale(rule),
+                "reads_account": reads_account(rule.condition),
                 "staging_gates": services.promotion_gates(rule, RuleStage.STAGING),
                 "production_gates": services.promotion_gates(rule, RuleStage.PRODUCTION),
                 "rollback_to": services.rollback_target(rule),

@@ -12,7 +12,7 @@ from routing.governance.gates import MAX_CASE_CHARS, MAX_TEST_CASES
 from routing.governance.services import RuleDraftError, rule_draft_save
 from routing.models import Rule, RuleStage
 from routing.rules import RulesFileError, rules_import
-from tests.factories import QueueFactory, RuleFactory, case
+from tests.factories import AccountFactory, QueueFactory, RuleFactory, case
 from tests.governance.helpers import edit
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +77,7 @@ def test_the_rules_list_and_api_show_stored_results_and_say_when_they_are_stale(
     assert '<span class="stale breached">(stale)</span>' in client.get(reverse("console:rules")).content.decode()
     page = client.get(reverse("console:rule", args=[draft.pk])).content.decode()
     assert "stale: the condition, test cases or queue changed since; run them again" in page
-    assert "Run the test cases again: the stored results are for an earlier draft." in page  # the staging gate
+    assert "Run the test cases again: the stored results are for an earlier draft" in page  # the staging gate
 
     # Running them (an explicit action) stores the new outcome, which the list then shows.
     ran = api.post(f"/api/v1/rules/{draft.pk}/test/", {}, format="json")
@@ -188,3 +188,37 @@ def test_a_rules_file_import_stores_each_rules_test_results(ae):
     }
     rules_import(document=document)
     assert Rule.objects.get(name="Imported").test_status == "passing"
+
+
+def test_results_of_a_rule_reading_account_fields_go_stale_when_an_account_changes(
+    client, rule_owner, draft, ae, django_assert_num_queries
+):
+    AccountFactory(account_id="A-1", name="Acme", domains=["acme.com"], territory="West")
+    other = RuleFactory(owner=rule_owner, queue=ae, test_cases=[case("MQL", "AE", lifecycle_stage="mql")])
+    edit(
+        draft,
+        condition={"field": "account.territory", "op": "eq", "value": "West"},
+        test_cases=[case("Acme", "AE", email="jo@acme.com")],
+    )
+    api = api_for(rule_owner)
+    assert [(r["test_status"], r["tests_stale"]) for r in api.get("/api/v1/rules/").json()] == [("passing", False)] * 2
+
+    # The CRM moves Acme to another territory: the case would now fail, so its stored pass is stale; the rule
+    # that reads no account field is not. The list asks for the accounts' state once, not per rule.
+    AccountFactory(account_id="A-1", name="Acme", domains=["acme.com"], territory="East")
+    with django_assert_num_queries(API_LIST_QUERIES + 1):
+        rows = {r["id"]: r for r in api.get("/api/v1/rules/").json()}
+    assert (rows[draft.pk]["tests_stale"], rows[other.pk]["tests_stale"]) == (True, False)
+    client.force_login(rule_owner)
+    page = client.get(reverse("console:rule", args=[draft.pk])).content.decode()
+    assert "stale: the condition, test cases, queue or accounts changed since" in page
+
+    ran = api.post(f"/api/v1/rules/{draft.pk}/test/", {}, format="json")
+    assert [(r["passed"], r["got"]) for r in ran.json()] == [(False, "no match")]
+    assert api.get(f"/api/v1/rules/{draft.pk}/").json()["tests_stale"] is False
+
+    # Deleting an account changes the state too.
+    AccountFactory(account_id="A-2", name="Globex", domains=["globex.com"])
+    api.post(f"/api/v1/rules/{draft.pk}/test/", {}, format="json")
+    api.delete("/api/v1/accounts/A-2/")
+    assert api.get(f"/api/v1/rules/{draft.pk}/").json()["tests_stale"] is True
