@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py run_demo
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py run_demo --port $${PORT:-8000}
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
