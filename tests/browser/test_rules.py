@@ -22,7 +22,16 @@ from routing.governance.services import rule_promote, rule_sign_off
 from routing.models import Lead, Rule, RuleStage
 from routing.services import lead_route
 from tests.browser.helpers import log_in
-from tests.factories import LeadFactory, MembershipFactory, QueueFactory, RuleFactory, UserFactory, case, promote_live
+from tests.factories import (
+    AccountFactory,
+    LeadFactory,
+    MembershipFactory,
+    QueueFactory,
+    RuleFactory,
+    UserFactory,
+    case,
+    promote_live,
+)
 
 MQL = {"field": "lifecycle_stage", "op": "eq", "value": "mql"}
 BIG_COMPANY = {"field": "company_size", "op": "gte", "value": 1000}
@@ -354,6 +363,25 @@ def test_the_preview_of_a_pasted_lead_names_the_deciding_rule_and_why_an_earlier
     expect(verdicts.nth(1)).to_have_class("ok")
     assert not Lead.objects.exists()  # nothing is written
     assert AuditEvent.objects.count() == events
+
+
+def test_a_lead_tied_between_accounts_with_long_names_lists_them_without_widening_the_page(owner_page):
+    sales = QueueFactory(name="Sales")
+    MembershipFactory(queue=sales, user=UserFactory(username="sam"))
+    RuleFactory(name="MQLs to sales", priority=20, queue=sales, condition=MQL)
+    for n in (1, 2):
+        AccountFactory(
+            account_id=f"EMEA/DACH/{'0015g00000AbCdEfGhIj' * 3}-{n}",
+            name=f"Vereinigte{'Industrieanlagenbaugesellschaft' * 3} {n}",
+            domains=["holding-shared.example"],
+        )
+    lead = routed_lead(email="jo@holding-shared.example", company="", lifecycle_stage="mql")
+
+    owner_page.goto(f"/console/leads/{lead.pk}/")
+    expect(owner_page.locator("#account-match")).to_contain_text("Ambiguous account")
+    expect(owner_page.locator("#account-match table.candidates tbody tr")).to_have_count(2)
+    width = owner_page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1], f"the page scrolls sideways: {width}"
 
 
 # Screenshots for the docs
