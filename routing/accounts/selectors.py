@@ -183,7 +183,8 @@ def account_matches_for(leads: list[dict]) -> list[MatchResult]:
 
 
 def account_list(*, search: str = ""):
-    """The console's list: by name, CRM id or domain (a domain typed with www. or an address works too)."""
+    """The console's list: by name (any part, accents and case ignored), CRM id or domain (a domain typed with
+    www., an address, or in its own letters works too)."""
     accounts = Account.objects.select_related("owner").order_by("name", "id")
     search = search.strip()
     if search:
@@ -197,7 +198,7 @@ def account_list(*, search: str = ""):
             )
         key = normalize.name_key(search)
         if key:
-            query |= Q(name_key=key)
+            query |= Q(name_key__contains=key)  # folded: "societe" finds Société Générale
         accounts = accounts.filter(query)
     return accounts
 

@@ -15,3 +15,17 @@ def field_value(value) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
     return str(value)
+
+
+@register.filter
+def domains_shown(domains) -> str:
+    """Account domains as people write them: an internationalised one (stored as DNS writes it,
+    xn--mnchen-3ya.de) in its own letters with the DNS form after it, "münchen.de (xn--mnchen-3ya.de)"."""
+    shown = []
+    for domain in domains or []:
+        try:
+            readable = domain.encode("ascii").decode("idna") if "xn--" in domain else domain
+        except UnicodeError:
+            readable = domain  # not valid IDNA after all: show it as stored
+        shown.append(domain if readable == domain else f"{readable} ({domain})")
+    return ", ".join(shown)

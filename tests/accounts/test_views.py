@@ -17,6 +17,26 @@ def test_list_and_search(client, ops_person, sam):
     assert "Acme Corporation" in found and "Globex GmbH" not in found
 
 
+def test_search_ignores_accents_and_finds_part_of_a_name_and_domains_show_in_their_own_letters(client, ops_person):
+    AccountFactory(account_id="S-1", name="Société Générale", domains=["societegenerale.fr"])
+    AccountFactory(account_id="M-1", name="Bäckerei München GmbH", domains=["münchen-backt.de"])
+    client.force_login(ops_person)
+
+    def found(q):
+        return [
+            row
+            for row in ("Société Générale", "Bäckerei München")
+            if row in client.get("/console/accounts/", {"q": q}).content.decode()
+        ]
+
+    assert found("societe") == ["Société Générale"]
+    assert found("GENERALE") == ["Société Générale"]
+    assert found("backerei munchen") == ["Bäckerei München"]
+    assert found("münchen-backt.de") == ["Bäckerei München"]
+    page = client.get("/console/accounts/").content.decode()
+    assert "münchen-backt.de (xn--mnchen-backt-dlb.de)" in page
+
+
 def test_account_page_shows_owner_and_attributes(client, ops_person, sam):
     account = AccountFactory(
         name="Acme Corporation", owner=sam, attributes={"tier": "gold", "sites": ["Boston", "Köln"], "seats": 1200}
