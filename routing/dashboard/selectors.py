@@ -211,7 +211,7 @@ def dashboard_figures(*, window: Window, now: dt.datetime | None = None) -> dict
         "window": window,
         "as_of": as_of,
         "leads": leads,
-        "accounts": _accounts(by_origin, totals),
+        "accounts": _accounts(window, by_origin, totals),
         "series": series,
         "origins": origins,
         "rules": rules,
@@ -221,11 +221,11 @@ def dashboard_figures(*, window: Window, now: dt.datetime | None = None) -> dict
     }
 
 
-def _accounts(by_origin: list[dict], totals: dict) -> dict:
+def _accounts(window: Window, by_origin: list[dict], totals: dict) -> dict:
     """Accounts and identity per origin (routing/accounts): leads matched before routing, the share matched
-    to an account, ambiguous matches, and leads of a person seen before."""
+    to an account, ambiguous matches, and leads of a person seen before; each count links to its leads."""
 
-    def figures(row: dict) -> dict:
+    def figures(row: dict, **origin) -> dict:
         checked, matched = row["account_checked"] or 0, row["account_matched"] or 0
         return {
             "checked": checked,
@@ -233,9 +233,22 @@ def _accounts(by_origin: list[dict], totals: dict) -> dict:
             "match_rate": ratio(matched, checked),
             "ambiguous": row["account_ambiguous"] or 0,
             "known_person": row["known_person"] or 0,
+            "links": {
+                figure: leads_url(window, **origin, **{key: value})
+                for figure, key, value in (
+                    ("checked", "account", "checked"),
+                    ("matched", "account", "matched"),
+                    ("ambiguous", "account", "ambiguous"),
+                    ("known_person", "known_person", 1),
+                )
+            },
         }
 
-    origins = [{"origin": row["origin__name"], **figures(row)} for row in by_origin if row["account_checked"]]
+    origins = [
+        {"origin": row["origin__name"], **figures(row, origin=row["origin"])}
+        for row in by_origin
+        if row["account_checked"]
+    ]
     return {"origins": origins, "totals": figures(totals)}
 
 

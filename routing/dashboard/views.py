@@ -16,6 +16,8 @@ from exceptions.permissions import ConsoleAccessMixin
 from routing.dashboard.rollups import MANUAL_TOUCHES, latency_sql
 from routing.dashboard.selectors import Window, dashboard_figures, routing_lanes, window_for
 from routing.days import day_out_of_range
+from routing.accounts.matching import MatchMethod
+from routing.accounts.models import AccountMatch, LeadIdentity
 from routing.models import Lead
 
 RANGES = [("today", "Today"), ("7d", "7 days"), ("30d", "30 days"), ("custom", "Custom")]
@@ -157,6 +159,11 @@ class LeadDrillForm(forms.Form):
     enrichment = forms.ChoiceField(
         choices=[("", "")] + [(c, c) for c in ("tried", "enriched", "failed")], required=False
     )
+    # The accounts table's figures: matched before routing, to an account, to two equally; a known person.
+    account = forms.ChoiceField(
+        choices=[("", "")] + [(c, c) for c in ("checked", "matched", "ambiguous")], required=False
+    )
+    known_person = forms.BooleanField(required=False)
 
     def clean_rule(self):
         rule = self.cleaned_data["rule"]
@@ -193,6 +200,15 @@ class LeadDrillForm(forms.Form):
             leads = leads.filter(enrichment_status__isnull=False)
         elif data["enrichment"]:
             leads = leads.filter(enrichment_status=data["enrichment"])
+        if data["account"]:
+            matches = AccountMatch.objects.filter(lead=OuterRef("pk"))
+            if data["account"] == "matched":
+                matches = matches.exclude(method__in=[MatchMethod.NONE, MatchMethod.AMBIGUOUS])
+            elif data["account"] == "ambiguous":
+                matches = matches.filter(method=MatchMethod.AMBIGUOUS)
+            leads = leads.filter(Exists(matches))
+        if data["known_person"]:
+            leads = leads.filter(Exists(LeadIdentity.objects.filter(lead=OuterRef("pk"), known_person=True)))
         return leads
 
 

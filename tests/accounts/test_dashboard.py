@@ -34,3 +34,19 @@ def test_match_rate_ambiguous_and_known_people_per_origin(client, ops_person, ru
     assert (rows["chat"]["matched"], rows["chat"]["match_rate"]) == (0, 0.0)
     assert response.context["accounts"]["totals"]["checked"] == 4
     assert 'id="account-matching"' in response.content.decode()
+    # Each count opens the leads it counts.
+    web_row = rows["web"]
+    listed = {}
+    for figure in ("checked", "matched", "ambiguous", "known_person"):
+        page = client.get(web_row["links"][figure])
+        assert page.status_code == 200
+        listed[figure] = sorted(lead.email for lead in page.context["page"].object_list)
+    assert listed == {
+        "checked": ["jo@acme.com", "jo@acme.com", "x@gmail.com"],
+        "matched": ["jo@acme.com", "jo@acme.com"],
+        "ambiguous": ["x@gmail.com"],
+        "known_person": ["jo@acme.com"],
+    }
+    assert "ambiguous between accounts" in client.get(web_row["links"]["ambiguous"]).content.decode()
+    everyone = client.get(response.context["accounts"]["totals"]["links"]["checked"]).context["page"]
+    assert len(everyone.object_list) == 4
