@@ -13,11 +13,11 @@ from django.views import View
 
 from audit.models import AuditEvent, Override
 from exceptions.permissions import ConsoleAccessMixin
+from routing.accounts.matching import MatchMethod
+from routing.accounts.models import AccountMatch, LeadIdentity
 from routing.dashboard.rollups import MANUAL_TOUCHES, latency_sql
 from routing.dashboard.selectors import Window, dashboard_figures, routing_lanes, window_for
 from routing.days import day_out_of_range
-from routing.accounts.matching import MatchMethod
-from routing.accounts.models import AccountMatch, LeadIdentity
 from routing.models import Lead
 
 RANGES = [("today", "Today"), ("7d", "7 days"), ("30d", "30 days"), ("custom", "Custom")]
