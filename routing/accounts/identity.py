@@ -172,7 +172,9 @@ def leads_link_identities(*, leads: list[Lead], at) -> dict[int, Identity]:
         identities[lead.pk] = Identity(email, shared, others)
         for key in person:
             earlier.setdefault(key, []).append(lead)
-        rows.append(LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=bool(others), linked_at=at))
+        # Known: the person sent a lead before this one (a lead routed again later also sees their newer leads).
+        known_before = bool(in_batch) or any(i < lead.pk for i in ids)
+        rows.append(LeadIdentity(lead=lead, email_key=email, shared_id=shared, known_person=known_before, linked_at=at))
     bulk_upsert(rows, unique_fields=["lead"], update_fields=["email_key", "shared_id", "known_person", "linked_at"])
     return identities
 

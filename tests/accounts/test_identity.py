@@ -64,6 +64,15 @@ def test_leads_with_the_same_normalised_email_are_linked_across_sources(everyone
     assert second.lead_id in page and "Same person" in page
 
 
+def test_routing_a_persons_first_lead_again_does_not_make_it_a_known_person(everyone):
+    first = routed(email="jo@acme.example")
+    second = routed(email="jo@acme.example")
+    Lead.objects.filter(pk=first.pk).update(status=LeadStatus.RECEIVED)  # as a re-route after an edit does
+    lead_route(lead_id=first.pk)
+    assert LeadIdentity.objects.get(lead=first).known_person is False
+    assert LeadIdentity.objects.get(lead=second).known_person is True
+
+
 def test_a_lead_id_shared_between_sharing_sources_links_leads(everyone):
     crm, forms = SourceFactory(name="crm", shares_lead_ids=True), SourceFactory(name="forms", shares_lead_ids=True)
     loner = SourceFactory(name="loner")
