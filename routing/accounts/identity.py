@@ -213,7 +213,8 @@ def people_lock(leads: list[Lead], *, wait: bool) -> tuple[list[Lead], list[Lead
 
 def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime, availability: Availability) -> Choice | None:
     """Whoever holds the person's most recently assigned open lead, within the window; None when nobody does
-    (or the window is 0). An owner who cannot take it now gives a queue choice saying why."""
+    (or the window is 0). An owner who cannot take it now, or whose lead is older than the window, gives a
+    queue choice saying why."""
     days = settings.HANDOFF["STICKY_OWNERSHIP_DAYS"]
     if days <= 0:
         return None
@@ -221,14 +222,19 @@ def sticky_choice(*, identity: Identity, queue_id: int, now: dt.datetime, availa
     open_leads = [
         other
         for other in identity.others
-        if other.status == LeadStatus.ASSIGNED
-        and other.assignee_id
-        and other.assigned_at
-        and other.assigned_at >= since
+        if other.status == LeadStatus.ASSIGNED and other.assignee_id and other.assigned_at
     ]
     if not open_leads:
         return None
     held = max(open_leads, key=lambda other: (other.assigned_at, other.pk))
+    if held.assigned_at < since:
+        age = (now - held.assigned_at).days
+        return Choice(
+            None,
+            "queue",
+            f"not sticky: the person's open lead {held.lead_id} is {held.assignee.get_username()}'s, but it was"
+            f" assigned {age} days ago, past the {days}-day window",
+        )
     reason = availability.unavailable_because(held.assignee, queue_id)
     name = held.assignee.get_username()
     if reason:

@@ -123,6 +123,10 @@ def test_sticky_ownership_ends_with_the_window(everyone):
     Lead.objects.filter(pk=first.pk).update(assigned_at=timezone.now() - dt.timedelta(days=31))
     second = routed(email="jo@acme.com")
     assert second.assignee != first.assignee and decision(second).data["assigned_by"] == "queue"
+    assert decision(second).data["assignee_note"] == (
+        f"not sticky: the person's open lead {first.lead_id} is {first.assignee.get_username()}'s, but it was"
+        " assigned 31 days ago, past the 30-day window"
+    )
 
 
 def test_a_zero_window_turns_sticky_ownership_off(everyone, settings):
