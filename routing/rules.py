@@ -147,28 +147,44 @@ def _where(path) -> str:
     return out or "(document)"
 
 
+SECTIONS = ("owners", "queues", "rules")
+
+
+def _named(items: list, key: str) -> set[str]:
+    return {item[key] for item in items if isinstance(item, dict) and isinstance(item.get(key), str)}
+
+
 def _check_document(doc: Any) -> None:
-    problems = [f"{_where(e.absolute_path)}: {e.message}" for e in _file_validator.iter_errors(doc)]
-    if problems:
+    """Every problem of the file at once: its shape, then what the well-formed entries say (unknown users and
+    queues, duplicates, conditions, test cases). An entry with a shape problem is only reported for that."""
+    errors = list(_file_validator.iter_errors(doc))
+    problems = [f"{_where(e.absolute_path)}: {e.message}" for e in errors]
+    if not isinstance(doc, dict) or any(not isinstance(doc.get(kind, []), list) for kind in SECTIONS):
         raise RulesFileError(problems)
-    owners = {o["username"] for o in doc.get("owners", [])}
-    queues = {q["name"] for q in doc.get("queues", [])}
-    known_users = owners | set(User.objects.filter(username__in=_usernames_in(doc)).values_list("username", flat=True))
-    known_queues = queues | set(Queue.objects.filter(name__in=_queue_names_in(doc)).values_list("name", flat=True))
-    for kind, items in (
-        ("owners", doc.get("owners", [])),
-        ("queues", doc.get("queues", [])),
-        ("rules", doc.get("rules", [])),
-    ):
+    misshapen = {tuple(e.absolute_path)[:2] for e in errors if len(e.absolute_path) >= 2}
+    entries = {
+        kind: [(i, item) for i, item in enumerate(doc.get(kind, [])) if (kind, i) not in misshapen] for kind in SECTIONS
+    }
+    well_formed = {kind: [item for _, item in entries[kind]] for kind in SECTIONS}
+    # Names a misshapen entry still gives count as known: a rule naming that queue is not wrong as well.
+    owners = _named(doc.get("owners", []), "username")
+    queues = _named(doc.get("queues", []), "name")
+    known_users = owners | set(
+        User.objects.filter(username__in=_usernames_in(well_formed)).values_list("username", flat=True)
+    )
+    known_queues = queues | set(
+        Queue.objects.filter(name__in=_queue_names_in(well_formed)).values_list("name", flat=True)
+    )
+    for kind in SECTIONS:
         key = "username" if kind == "owners" else "name"
         seen = set()
-        for i, item in enumerate(items):
+        for i, item in entries[kind]:
             if item[key] in seen:
                 problems.append(f"{kind}[{i}].{key}: {item[key]!r} appears twice")
             seen.add(item[key])
             if refused_character(item["name"]):
                 problems.append(f"{kind}[{i}].name: {refused_character(item['name'])}")
-    for i, queue in enumerate(doc.get("queues", [])):
+    for i, queue in entries["queues"]:
         for j, member in enumerate(queue.get("members", [])):
             username = member if isinstance(member, str) else member["username"]
             if username not in known_users:
@@ -192,7 +208,7 @@ def _check_document(doc: Any) -> None:
             problems.append(f"queues[{i}].overflow_queue: unknown queue {overflow!r}")
         if overflow == queue["name"]:
             problems.append(f"queues[{i}].overflow_queue: a queue cannot overflow into itself")
-    for i, rule in enumerate(doc.get("rules", [])):
+    for i, rule in entries["rules"]:
         try:
             validate_condition(rule["when"], root=f"rules[{i}].when")
         except ConditionError as exc:

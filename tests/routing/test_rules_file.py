@@ -159,6 +159,23 @@ def test_import_is_all_or_nothing_and_lists_every_problem():
     assert not Rule.objects.exists() and not Queue.objects.exists()
 
 
+def test_a_misshapen_entry_does_not_hide_the_problems_of_the_others():
+    bad = document()
+    bad["rules"][0]["then"] = {"queue": "Nowhere"}
+    bad["rules"].append({"name": "No condition", "priority": 30, "then": {"queue": "SDR"}})
+    bad["queues"].append({"name": "Half", "strategy": "sideways"})
+    bad["rules"].append(
+        {"name": "To half", "priority": 40, "when": {"field": "email", "op": "exists"}, "then": {"queue": "Half"}}
+    )
+    with pytest.raises(RulesFileError) as caught:
+        rules_import(document=bad)
+    problems = caught.value.problems
+    assert any(p.startswith("rules[1]") and "'when' is a required property" in p for p in problems)
+    assert any(p.startswith("queues[2].strategy") for p in problems)
+    assert "rules[0].then.queue: unknown queue 'Nowhere'" in problems  # found although other entries are misshapen
+    assert not any("'Half'" in p for p in problems)  # a misshapen queue's name still counts as known
+
+
 @pytest.mark.parametrize(
     ("doc", "problem"),
     [
