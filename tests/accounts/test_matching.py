@@ -126,6 +126,17 @@ def test_a_phone_of_another_country_ending_the_same_way_matches_nothing():
     assert match(phone="+1 212 555 0000").account.account_id == "D"  # no country given: the number decides
 
 
+def test_a_number_with_another_calling_code_matches_nothing_even_without_a_country():
+    AccountFactory(account_id="N1", name="Zyxwv Analytics GmbH", domains=[], phone="+49 40 5555 1212", country="DE")
+    AccountFactory(account_id="N2", name="Initech Ltd", domains=[], phone="020 7946 0001", country="GB")
+    assert match(phone="+1 555 5555 1212").account is None
+    assert match(phone="+1 202 7946 0001").account is None  # the GB account wrote its number nationally
+    assert match(phone="0049 40 5555 1212").account.account_id == "N1"
+    assert match(phone="+44 20 7946 0001").account.account_id == "N2"
+    assert match(phone="040 5555 1212", country="DE").account.account_id == "N1"
+    assert match(phone="40 5555 1212").account.account_id == "N1"  # a bare number says no code: the digits decide
+
+
 def test_the_same_name_and_phone_from_another_companys_domain_is_refused():
     AccountFactory(account_id="U", name="Umbrella Corp", domains=["umbrella.com"], phone="+1 555 010 2030")
     assert match(email="jo@other.com", company="Umbrella Corp", phone="+1 555 010 2030").account is None

@@ -33,6 +33,7 @@ def test_search_ignores_accents_and_finds_part_of_a_name_and_domains_show_in_the
     assert found("GENERALE") == ["Société Générale"]
     assert found("backerei munchen") == ["Bäckerei München"]
     assert found("münchen-backt.de") == ["Bäckerei München"]
+    assert found("societegen") == ["Société Générale"]  # part of a domain
     page = client.get("/console/accounts/").content.decode()
     assert "münchen-backt.de (xn--mnchen-backt-dlb.de)" in page
 
