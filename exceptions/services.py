@@ -320,10 +320,14 @@ def _held_leads_follow(item: ExceptionItem, *, by, resolution: str, note: str, a
             lead.status, lead.assigned_at = LeadStatus.ASSIGNED, at
             lead.queue, lead.assignee = settled.queue, settled.assignee
         leads_assignment_write(held, ["status", "queue", "assignee", "assigned_at"], at=at)
+        assignee = settled.assignee.get_username() if settled.assignee else None
         owner = {
             "with_lead": settled.lead_id,
             "queue": settled.queue.name,
-            "assignee": settled.assignee.get_username() if settled.assignee else None,
+            "assignee": assignee,
+            "assigned_by": "held_item",
+            "assignee_note": f"followed item #{item.pk}: the same person's lead {settled.lead_id} went to"
+            f" {assignee or 'nobody'} in {settled.queue.name}",
         }
         events = [_held_event(lead, item, by, at, outcome="assigned", data={**trail, **owner}) for lead in held]
         integration_events.leads_assigned([(lead, None) for lead in held])  # a person decided, not a rule
@@ -331,7 +335,8 @@ def _held_leads_follow(item: ExceptionItem, *, by, resolution: str, note: str, a
         for lead in held:
             lead.status = LeadStatus.RECEIVED
         leads_assignment_write(held, ["status"], at=at)
-        events = [_held_event(lead, item, by, at, outcome="released", data=trail) for lead in held]
+        released = {**trail, "detail": f"released by item #{item.pk} ({resolution}): routed again by the rules"}
+        events = [_held_event(lead, item, by, at, outcome="released", data=released) for lead in held]
         routing_enqueue_on_commit([lead.pk for lead in held], lane=Lane.LIVE)
     else:
         events = [

@@ -38,7 +38,8 @@ class DecisionSerializer(serializers.Serializer):
         source="data.assigned_by",
         allow_null=True,
         default=None,
-        help_text="Who chose the assignee: account_owner, sticky (the person's owner) or queue (its strategy).",
+        help_text="Who chose the assignee: account_owner, sticky (the person's owner), queue (its strategy), or"
+        " held_item (the lead followed the same person's item: assigned with that item's lead).",
     )
     note = serializers.SerializerMethodField(help_text="Why, in words: the assignee's reason or the exception's.")
 
@@ -110,7 +111,14 @@ class LeadDetailSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(DecisionSerializer(many=True))
     def get_decisions(self, lead):
-        events = [e for e in lead.audit_events.all() if e.action == AuditAction.ROUTING_DECISION]
+        """The rules' decisions, and what happened to the lead when it waited on the same person's item and
+        followed that item's resolution (assigned with its lead, or released to route again)."""
+        events = [
+            e
+            for e in lead.audit_events.all()
+            if e.action == AuditAction.ROUTING_DECISION
+            or (e.action == AuditAction.LEAD_REROUTED and "held_by_item" in (e.data or {}))
+        ]
         return DecisionSerializer(events, many=True).data
 
     @extend_schema_field(LeadAccountSerializer(allow_null=True))

@@ -75,6 +75,13 @@ def test_rerouting_the_item_after_an_edit_takes_the_held_lead_along(held, ops_pe
     assert fresh.resolution == Resolution.REROUTED
     second.refresh_from_db()
     assert second.status == LeadStatus.ASSIGNED and second.assignee == lead.assignee is not None
+    # The lead's API says who assigned it and why, like any decision.
+    api = APIClient()
+    api.force_authenticate(ops_person)
+    last = api.get(f"/api/v1/leads/{second.pk}/").json()["decisions"][-1]
+    assert (last["queue"], last["assignee"], last["assigned_by"]) == ("Sales", "alan", "held_item")
+    assert last["note"] == f"followed item #{item.pk}: the same person's lead {first.lead_id} went to alan in Sales"
+    assert last["decided_by"] == ops_person.get_username()
 
 
 def test_fixed_data_without_an_owner_sends_the_held_lead_back_to_routing(held, ops_person):
