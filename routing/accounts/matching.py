@@ -15,7 +15,8 @@ Who may match (false matches are worse than misses):
 - a domain match always;
 - an exact name, unless the lead writes from a company domain that is not the account's (the account has
   domains, the email's is none of them: `acme.co`, `notacme.com` and `acme.com.evil.io` are not `acme.com`);
-  a name of two letters or less needs the phone or the country too;
+  a name of two letters or less needs the phone or the country too; never when the lead's country is
+  another than the account's (Müller GmbH in AT is not Müller GmbH in DE);
 - a close name only with the phone, or with the country when no company domain contradicts it;
 - a phone alone when neither the email's company domain nor the company name point elsewhere.
 
@@ -196,6 +197,9 @@ def _candidate(lead: LeadSignals, account: AccountFacts) -> Candidate:
             eligible, note = False, f"same name, but the email's domain {lead.host} is not one of its domains"
         elif len(lead.name_key.replace(" ", "")) <= 2 and not (phone or country):
             eligible, note = False, "same name, but a name this short needs the phone or the country to agree"
+        elif other_country:
+            # Müller GmbH in Austria is not Müller GmbH in Germany: a common name needs more than itself.
+            eligible, note = False, f"same name, but the lead is in {lead.country} and the account in {account.country}"
         else:
             eligible, note = True, "same company name" + _support(phone, country)
     elif name == "close":

@@ -232,3 +232,14 @@ def test_every_close_name_shares_a_lookup_key(word, data):
     lead, account = f"{edited} systems", f"{word} systems"
     if close_names(lead, account):
         assert set(close_name_keys(lead)) & set(close_name_keys(account))
+
+
+def test_an_exact_name_in_another_country_is_not_the_account():
+    AccountFactory(account_id="M", name="Müller GmbH", domains=["mueller.de"], country="DE")
+    refused = match(email="jo@gmail.com", company="Müller", country="AT")
+    assert refused.account is None
+    assert [c["note"] for c in refused.as_dict()["candidates"]] == [
+        "same name, but the lead is in AT and the account in DE"
+    ]
+    assert match(email="jo@gmail.com", company="Müller", country="DE").account.account_id == "M"
+    assert match(email="jo@gmail.com", company="Müller").account.account_id == "M"  # no country: the name decides
