@@ -165,7 +165,9 @@ def account_owner_choice(*, account: Account | None, queue_id: int, availability
     reason = availability.unavailable_because(owner, queue_id)
     if reason:
         return Choice(None, "queue", f"the owner of {account.name}: {reason}, so the queue's strategy picked")
-    return Choice(owner, "account_owner", f"{owner.get_username()} owns {account.name}")
+    return Choice(
+        owner, "account_owner", f"{owner.get_username()} owns {account.name.rstrip('.')}"
+    )  # "Hooli Inc." ends the note once
 
 
 def assignee_choice(

@@ -299,7 +299,10 @@ def read_accounts_csv(raw: bytes) -> tuple[list[tuple[int, dict]], list[str]]:
             if len(values) > len(columns) and not any(v.strip() for v in values[len(columns) :]):
                 values = values[: len(columns)]
             if len(values) != len(columns):
-                problems.append(f"line {line}: {len(values)} fields, the header has {len(columns)}")
+                hint = ""
+                if any(value.count("\n") > 1 for value in values):
+                    hint = f' (a cell spans lines {line}–{reader.line_num}: is a quote " left open?)'
+                problems.append(f"line {line}: {len(values)} fields, the header has {len(columns)}{hint}")
                 continue
             rows.append((line, dict(zip(columns, values, strict=True))))
     except csv.Error as exc:

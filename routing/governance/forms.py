@@ -18,6 +18,8 @@ class JSONTextField(forms.CharField):
     widget = forms.Textarea(attrs={"rows": 8, "class": "json", "spellcheck": "false"})
 
     def prepare_value(self, value):
+        if value is None:
+            return ""  # nothing given shows an empty box, not the word null
         return value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
 
     def to_python(self, value):

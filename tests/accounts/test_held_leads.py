@@ -127,6 +127,10 @@ def test_the_lead_api_and_page_name_the_item_holding_a_lead(held, ops_person, cl
     assert f'Waits on item <a href="/console/items/{item.pk}/">#{item.pk}</a>' in page
     item_page = client.get(f"/console/items/{item.pk}/").content.decode()
     assert f'href="/console/leads/{second.pk}/"' in item_page and "Also holds" in item_page
+    exception_resolve(item=item, by=ops_person, resolution=Resolution.SPAM, note="bot")
+    page = client.get(f"/console/leads/{second.pk}/").content.decode()
+    assert f'Waited on item <a href="/console/items/{item.pk}/">#{item.pk}</a>' in page
+    assert "resolved as Spam: it followed that resolution." in page
 
 
 def test_a_decision_says_who_chose_the_assignee_and_why_in_the_api_and_on_the_page(france, ops_person, client):

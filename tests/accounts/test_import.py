@@ -170,3 +170,18 @@ def test_an_account_with_too_many_domains_is_refused(tmp_path):
         call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
     assert "line 2: domains: 101 domains; at most 100 per account." in err.getvalue()
     assert not Account.objects.exists()
+
+
+def test_a_quote_left_open_is_pointed_out(tmp_path):
+    text = (
+        "account_id,name,domains,phone,country,owner\n"
+        'A-1,"Acme,acme.com,,US,\n'
+        "A-2,Globex,globex.com,,DE,\n"
+        "A-3,Initech,initech.com,,GB,\n"
+    )
+    path = tmp_path / "accounts.csv"
+    path.write_text(text)
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
+    assert 'line 2: 2 fields, the header has 6 (a cell spans lines 2–4: is a quote " left open?)' in err.getvalue()

@@ -160,3 +160,6 @@ def test_previewing_an_existing_lead_by_id_explains_it_with_its_own_data(client,
     assert "occurred_at ≥ &#x27;2026-01-01&#x27; — occurred_at was &#x27;2025-06-01T12:00:00+00:00&#x27;" in page
     missing = client.post(reverse("console:preview"), {"lead_id": 999999})
     assert missing.status_code == 400 and "There is no lead #999999." in missing.content.decode()
+    # Opened from a lead's page: its id is filled in and the lead box is empty (it said "null").
+    opened = client.get(reverse("console:preview"), {"lead": lead.pk}).content.decode()
+    assert f'value="{lead.pk}"' in opened and "\nnull</textarea>" not in opened
