@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from routing.accounts.models import accounts_state
-from routing.conditions import ConditionError, validate_condition
+from routing.accounts.models import Account, accounts_state
+from routing.conditions import ACCOUNT_FIELDS, ConditionError, fields_read, validate_condition
 from routing.engine import candidate_versions
 from routing.governance.gates import (
     CaseResult,
@@ -164,6 +164,15 @@ def _fingerprint(rule: Rule, accounts: Callable[[], str] = accounts_state) -> st
         test_cases=rule.test_cases,
         accounts=accounts() if reads_account(rule.condition) else "",
     )
+
+
+def unknown_account_attributes(condition) -> list[str]:
+    """The `account.<attribute>` fields a condition reads that no account has (a typo such as
+    account.teritory, or a CRM column not imported yet): such a leaf reads nothing, whatever the lead."""
+    if not reads_account(condition):
+        return []
+    wanted = [f for f in fields_read(condition) if f.startswith("account.") and f.split(".")[1] not in ACCOUNT_FIELDS]
+    return [f for f in wanted if not Account.objects.filter(attributes__has_key=f.split(".")[1]).exists()]
 
 
 def tests_stale(rule: Rule, accounts: Callable[[], str] = accounts_state) -> bool:

@@ -148,6 +148,12 @@ class RuleEditView(ConsoleAccessMixin, View):
             return render(request, "console/rules/edit.html", {"rule": rule, "form": form}, status=400)
         live = " Production is unchanged until you promote it." if saved.production_version_id else ""
         messages.success(request, f"Draft of {saved.name!r} saved.{live}")
+        if unknown := services.unknown_account_attributes(saved.condition):
+            messages.warning(
+                request,
+                f"No account has {', '.join(unknown)}: the condition reads nothing there until an account does"
+                " (a misspelt attribute, or a CRM column not imported yet).",
+            )
         return HttpResponseRedirect(reverse("console:rule", args=[saved.pk]))
 
     def _rule(self, request, pk):

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from routing.governance.services import rule_draft_save
 from routing.models import Rule, RuleStage
-from tests.factories import RuleFactory, UserFactory
+from tests.factories import AccountFactory, RuleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -84,3 +84,19 @@ def test_an_admin_may_assign_a_rule_to_someone_else(client, admin, colleague, sa
 
     assert answer.status_code == 302
     assert Rule.objects.get(name="Everything to Sales").owner == colleague
+
+
+def test_saving_a_condition_on_an_account_attribute_no_account_has_warns(client, rule_owner, sales):
+    AccountFactory(account_id="A-1", name="Acme", attributes={"tier": "gold"})
+    client.force_login(rule_owner)
+    condition = (
+        '{"all": [{"field": "account.teritory", "op": "eq", "value": "West"},'
+        ' {"field": "account.tier", "op": "exists"}]}'
+    )
+    answer = client.post(
+        reverse("console:rule-new"), {**draft_form(sales, owner=rule_owner), "condition": condition}, follow=True
+    )
+    page = answer.content.decode()
+    assert "saved." in page
+    assert "No account has account.teritory: the condition reads nothing there" in page
+    assert "account.tier:" not in page and "account.tier," not in page
