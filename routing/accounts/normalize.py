@@ -225,13 +225,16 @@ def calling_code(phone: str | None, country: str | None) -> int | None:
     """The number's country calling code (49 for +49 40 …), from the number when it is written in international
     form (`+` or `00`; read by libphonenumber's tables), else from the country; None when neither says."""
     text = (phone or "").strip()
-    if text.startswith("00"):
+    prefixed = text.startswith("00")  # the international prefix of most countries, or a national number's zeros
+    if prefixed:
         text = "+" + text[2:]
     if text.startswith("+"):
         try:
-            return phonenumbers.parse(text, None).country_code or None
+            number = phonenumbers.parse(text, None)
         except phonenumbers.NumberParseException:
             return None
+        # "0012345670" is more likely a number with leading zeros than +1 234 5670, which no US number is.
+        return None if prefixed and not phonenumbers.is_valid_number(number) else number.country_code
     return (phonenumbers.country_code_for_region(country.upper()) or None) if country else None
 
 
