@@ -66,11 +66,18 @@ class ManualAssignForm(forms.Form):
 
 
 class BulkForm(forms.Form):
-    ACTIONS = [("acknowledge", "Acknowledge"), ("assign", "Assign to")]
+    """The list's bulk bar: an action over the ticked items, or (scope "filter") over every item the list's
+    filters select, given as its query string. What each action needs is checked by exceptions.bulk."""
 
-    items = forms.TypedMultipleChoiceField(coerce=int, choices=[], error_messages={"required": "Select some items."})
+    ACTIONS = [("acknowledge", "Acknowledge"), ("assign", "Assign to"), ("resolve", "Resolve"), ("reopen", "Reopen")]
+
+    items = forms.TypedMultipleChoiceField(coerce=int, choices=[], required=False)
+    scope = forms.ChoiceField(choices=[("selected", "selected"), ("filter", "filter")], required=False)
+    filter = forms.CharField(required=False, max_length=4000)
     action = forms.ChoiceField(choices=ACTIONS)
     assignee = forms.ModelChoiceField(queryset=console_people(), required=False)
+    resolution = forms.ChoiceField(choices=[("", "—"), *Resolution.choices], required=False)
+    note = forms.CharField(required=False, max_length=2000)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -79,6 +86,8 @@ class BulkForm(forms.Form):
 
     def clean(self):
         data = super().clean()
+        if data.get("scope") != "filter" and not data.get("items"):
+            raise forms.ValidationError("Select some items.")
         if data.get("action") == "assign" and not data.get("assignee"):
             raise forms.ValidationError("Choose who to assign the selected items to.")
         return data

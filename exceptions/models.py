@@ -28,6 +28,7 @@ class Resolution(models.TextChoices):
     DUPLICATE = "duplicate", "Duplicate"
     SPAM = "spam", "Spam"
     NOT_A_LEAD = "not_a_lead", "Not a lead"
+    FIXED_UPSTREAM = "fixed_upstream", "Fixed upstream"  # the cause was outside (a CRM or vendor outage)
 
 
 UNRESOLVED_STATUSES = (ExceptionStatus.OPEN, ExceptionStatus.ACKNOWLEDGED, ExceptionStatus.WAITING)

@@ -295,9 +295,9 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
     return fresh
 
 
-# Resolutions that send the item's lead on (routed, or its data fixed). The others (duplicate, spam, not a lead)
-# say what the person's leads are: the leads the item held are closed with it.
-RELEASING_RESOLUTIONS = (Resolution.REROUTED, Resolution.FIXED_DATA)
+# Resolutions that send the item's lead on (routed, its data fixed, or the outage behind it over). The
+# others (duplicate, spam, not a lead) say what the person's leads are: the leads the item held are closed with it.
+RELEASING_RESOLUTIONS = (Resolution.REROUTED, Resolution.FIXED_DATA, Resolution.FIXED_UPSTREAM)
 
 
 def _held_leads_follow(item: ExceptionItem, *, by, resolution: str, note: str, at: dt.datetime) -> None:
@@ -484,7 +484,7 @@ def exceptions_bulk_acknowledge(*, item_ids: list[int], by) -> tuple[list[int], 
         for i in items
     )
     skipped = [
-        f"Item #{other.pk} was not acknowledged: it is {_skipped_state(other, [OPEN])}."
+        f"Item #{other.pk} was not acknowledged: it is {skipped_state(other, [OPEN])}."
         for other in ExceptionItem.objects.filter(pk__in=set(item_ids) - set(open_ids)).select_related(
             "acknowledged_by", "resolved_by"
         )
@@ -517,13 +517,13 @@ def exceptions_bulk_assign(*, item_ids: list[int], to, by) -> tuple[list[int], l
     )
     done = {i.pk for i in targets}
     skipped = [
-        f"Item #{other.pk} was not assigned: it is {_skipped_state(other, UNRESOLVED_STATUSES)}."
+        f"Item #{other.pk} was not assigned: it is {skipped_state(other, UNRESOLVED_STATUSES)}."
         for other in ExceptionItem.objects.filter(pk__in=set(item_ids) - done).select_related("resolved_by")
     ]
     return sorted(done), skipped
 
 
-def _skipped_state(item: ExceptionItem, allowed) -> str:
+def skipped_state(item: ExceptionItem, allowed) -> str:
     if item.status in allowed:  # skipped because someone else's change held its row at that moment
         return "being changed by someone else right now; try again"
     return describe_state(item)

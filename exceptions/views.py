@@ -4,7 +4,7 @@ import logging
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponseBadRequest, HttpResponseRedirect
+from django.http import HttpResponseBadRequest, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -13,9 +13,10 @@ from django.views import View
 
 from config.logs import log_context
 from exceptions import services, triage
+from exceptions.bulk import MAX_BULK_ITEMS, exceptions_bulk, filtered_item_ids
 from exceptions.filters import ExceptionFilter, console_people
 from exceptions.forms import AssignForm, BulkForm, LeadEditForm, ManualAssignForm, ResolveForm, WaitingForm
-from exceptions.models import ExceptionItem
+from exceptions.models import ExceptionItem, Resolution
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.selectors import (
     exception_list_queryset,
@@ -58,6 +59,8 @@ class ItemListView(ConsoleAccessMixin, View):
                 "now": timezone.now(),
                 "query": query.urlencode(),
                 "bulk_form": BulkForm(),
+                "resolutions": Resolution.choices,
+                "bulk_cap": MAX_BULK_ITEMS,
                 "people": console_people(),
                 "items_url": reverse("console:items"),
             },
@@ -71,18 +74,41 @@ class BulkActionView(ConsoleAccessMixin, View):
         if not form.is_valid():
             messages.error(request, " ".join(m for errors in form.errors.values() for m in errors))
             return _back(request, reverse("console:items"))
-        ids, by = form.cleaned_data["items"], request.user
-        if form.cleaned_data["action"] == "acknowledge":
-            done, skipped = services.exceptions_bulk_acknowledge(item_ids=ids, by=by)
-            verb = "Acknowledged"
-        else:
-            done, skipped = services.exceptions_bulk_assign(item_ids=ids, to=form.cleaned_data["assignee"], by=by)
-            verb = f"Assigned to {form.cleaned_data['assignee'].get_username()}:"
-        if done:
-            messages.success(request, f"{verb} {len(done)} item(s).")
-        for message in skipped:
-            messages.warning(request, message)
+        data = form.cleaned_data
+        ids = data["items"]
+        if data["scope"] == "filter":
+            ids, errors = filtered_item_ids(QueryDict(data["filter"]))
+            if errors:
+                messages.error(request, " ".join(f"{key}: {' '.join(m)}" for key, m in errors.items()))
+                return _back(request, reverse("console:items"))
+        try:
+            outcome = exceptions_bulk(
+                action=data["action"],
+                item_ids=ids,
+                by=request.user,
+                assignee=data["assignee"],
+                resolution=data["resolution"],
+                note=data["note"],
+            )
+        except services.InvalidAction as exc:
+            messages.error(request, f"Nothing was changed: {exc}")
+            return _back(request, reverse("console:items"))
+        verb = {
+            "acknowledge": "Acknowledged",
+            "assign": f"Assigned to {data['assignee'].get_username()}:" if data["assignee"] else "",
+            "resolve": "Resolved",
+            "reopen": "Reopened",
+        }[data["action"]]
+        if outcome.done:
+            messages.success(request, f"{verb} {len(outcome.done)} item(s).")
+        for entry in outcome.skipped[:SKIPPED_SHOWN]:
+            messages.warning(request, f"Item #{entry['id']} skipped: {entry['reason']}")
+        if len(outcome.skipped) > SKIPPED_SHOWN:
+            messages.warning(request, f"… and {len(outcome.skipped) - SKIPPED_SHOWN} more item(s) skipped.")
         return _back(request, reverse("console:items"))
+
+
+SKIPPED_SHOWN = 10  # a bulk action over hundreds of items lists the first few it skipped, then a count
 
 
 class ItemDetailView(ConsoleAccessMixin, View):

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from exceptions.bulk import BULK_ACTIONS, MAX_BULK_ITEMS
+from exceptions.filters import console_people
 from exceptions.models import ExceptionItem, Resolution
 
 
@@ -70,3 +72,45 @@ class RerouteSerializer(serializers.Serializer):
 class ConflictSerializer(serializers.Serializer):
     detail = serializers.CharField()
     item = ExceptionItemSerializer()
+
+
+class BulkSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=BULK_ACTIONS)
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        max_length=MAX_BULK_ITEMS,
+        help_text="The items to act on; or give `filter` instead.",
+    )
+    filter = serializers.DictField(
+        required=False,
+        help_text='Every item the list\'s query parameters select, e.g. {"reason": "delivery_failed", "queue": 3}'
+        " (without `status`: the unresolved ones).",
+    )
+    code = serializers.ChoiceField(
+        choices=Resolution.choices, required=False, help_text="resolve: the resolution code (required)."
+    )
+    note = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000, default="", help_text="resolve: required."
+    )
+    assignee = serializers.SlugRelatedField(
+        slug_field="username",
+        queryset=console_people(),
+        required=False,
+        help_text="assign: the console person's username (required).",
+    )
+
+    def validate(self, data):
+        if ("ids" in data) == ("filter" in data):
+            raise serializers.ValidationError({"ids": ["Give either ids or filter (the list's query parameters)."]})
+        return data
+
+
+class BulkSkippedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class BulkResultSerializer(serializers.Serializer):
+    done = serializers.IntegerField(help_text="Items the action changed, each with its own audit event.")
+    skipped = BulkSkippedSerializer(many=True, help_text="The others, each with why.")

@@ -11,11 +11,14 @@ from rest_framework.views import APIView
 
 from exceptions import services, triage
 from exceptions.api.serializers import (
+    BulkResultSerializer,
+    BulkSerializer,
     ConflictSerializer,
     ExceptionItemSerializer,
     RerouteSerializer,
     ResolveSerializer,
 )
+from exceptions.bulk import exceptions_bulk, filtered_item_ids
 from exceptions.filters import ExceptionFilter
 from exceptions.models import ExceptionItem
 from exceptions.permissions import IsConsoleUser
@@ -105,3 +108,35 @@ class RerouteView(ItemAction):
                 expected_version=body.validated_data.get("version"),
             )[1]
         )
+
+
+class BulkView(APIView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        request=BulkSerializer,
+        responses={200: BulkResultSerializer},
+        summary="One action over many items: a list of ids, or every item a filter selects",
+    )
+    def post(self, request):
+        body = BulkSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        if "filter" in data:
+            ids, errors = filtered_item_ids(data["filter"])
+            if errors:
+                raise ValidationError({"filter": errors})
+        else:
+            ids = data["ids"]
+        try:
+            outcome = exceptions_bulk(
+                action=data["action"],
+                item_ids=ids,
+                by=request.user,
+                assignee=data.get("assignee"),
+                resolution=data.get("code", ""),
+                note=data["note"],
+            )
+        except services.InvalidAction as exc:
+            raise ValidationError({"detail": str(exc)}) from None
+        return Response({"done": len(outcome.done), "skipped": outcome.skipped})
