@@ -21,6 +21,7 @@ from exceptions.models import (
     UNRESOLVED,
     UNRESOLVED_STATUSES,
     ExceptionItem,
+    ExceptionReason,
     ExceptionStatus,
     Resolution,
     SlaClock,
@@ -31,6 +32,7 @@ from exceptions.sla import add_business_time, business_time_between
 from routing.bulk import bulk_insert
 from routing.dispatch import Lane, routing_enqueue_on_commit
 from routing.integrations import events as integration_events
+from routing.integrations.models import OutboxEvent, OutboxStatus
 from routing.lead_store import leads_assignment_write
 from routing.models import LeadStatus, Queue
 
@@ -273,7 +275,8 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
             "waiting_since": None,
             "due_at": None,
             "acknowledged_at": Coalesce(F("acknowledged_at"), Value(now)),
-            "acknowledged_by": Coalesce(F("acknowledged_by"), Value(by.pk)),
+            # by None: the system resolved it (an outage over); nobody acknowledged it.
+            "acknowledged_by": Coalesce(F("acknowledged_by"), Value(by.pk)) if by else F("acknowledged_by"),
             "ack_breached_at": _breached_if_late("ack", now),
             "resolve_breached_at": _breached_if_late("resolve", now),
         },
@@ -293,6 +296,26 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
     integration_events.exception_resolved(item=fresh)
     _held_leads_follow(fresh, by=by, resolution=resolution, note=note, at=now)
     return fresh
+
+
+def delivery_failure_settled(*, lead_id: int, event_id: int) -> list[ExceptionItem]:
+    """A dead-lettered event was delivered after all (a replay): the delivery_failed items its dead letter
+    opened are resolved `fixed_upstream` by the system, each audited, unless another dead event of the same
+    item is still undelivered. Returns the items resolved."""
+    dead_letters = AuditEvent.objects.filter(action=AuditAction.DELIVERY_DEAD_LETTERED, lead_id=lead_id)
+    item_ids = set(dead_letters.filter(data__event_id=event_id).values_list("exception_id", flat=True)) - {None}
+    resolved = []
+    for item in ExceptionItem.objects.filter(UNRESOLVED, pk__in=item_ids, reason=ExceptionReason.DELIVERY_FAILED):
+        events = dead_letters.filter(exception_id=item.pk).values_list("data__event_id", flat=True)
+        if OutboxEvent.objects.filter(pk__in=list(events)).exclude(status=OutboxStatus.DELIVERED).exists():
+            continue  # the item stands for another failed event too
+        note = f"Event {event_id} was delivered on a replay: the failure is fixed upstream."
+        try:
+            with transaction.atomic():
+                resolved.append(exception_resolve(item=item, by=None, resolution=Resolution.FIXED_UPSTREAM, note=note))
+        except ExceptionConflict:
+            continue  # someone resolved it meanwhile
+    return resolved
 
 
 # Resolutions that send the item's lead on (routed, its data fixed, or the outage behind it over). The

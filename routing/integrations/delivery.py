@@ -23,7 +23,7 @@ from audit.models import AuditAction
 from audit.services import audit_record
 from config.logs import log_context
 from exceptions.models import ExceptionReason
-from exceptions.services import exception_open
+from exceptions.services import delivery_failure_settled, exception_open
 from routing.dispatch import deliveries_enqueue
 from routing.integrations import http
 from routing.integrations.http import Answer
@@ -99,7 +99,13 @@ def _record(event: OutboxEvent, answer: Answer) -> OutboxEvent:
     )
     still_ours = OutboxEvent.objects.filter(pk=event.pk, status=OutboxStatus.PENDING, attempts=event.attempts)
     if answer.ok:
-        still_ours.update(status=OutboxStatus.DELIVERED, delivered_at=now, last_error="")
+        if (
+            still_ours.update(status=OutboxStatus.DELIVERED, delivered_at=now, last_error="")
+            and event.replays
+            and event.lead_id
+        ):
+            # It had dead-lettered: the delivery_failed item that opened is settled by the same fix.
+            delivery_failure_settled(lead_id=event.lead_id, event_id=event.pk)
     elif answer.retryable and event.attempts < event.target.max_attempts:
         wait = retry_wait_seconds(event.attempts, answer.retry_after)
         still_ours.update(next_attempt_at=now + dt.timedelta(seconds=wait), last_error=answer.error)

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
+from exceptions.models import ExceptionItem, ExceptionReason, ExceptionStatus, Resolution
 from routing.integrations.deadletter import dead_letters, dead_letters_replay, replay_outcomes
 from routing.integrations.delivery import event_deliver
 from routing.integrations.models import OutboxEvent, OutboxStatus
@@ -112,6 +113,43 @@ def test_a_replayed_event_is_sent_again_with_the_same_key_and_its_receipts_say_r
     assert (event.status, event.attempts, event.last_error) == (OutboxStatus.DELIVERED, 1, "")
     assert [(r.number, r.status_code, r.replay) for r in event.receipts.all()] == [(1, 422, False), (2, 200, True)]
     assert {r.headers["Idempotency-Key"] for r in fake_target.received} == {str(event.idempotency_key)}
+
+
+def test_a_delivered_replay_resolves_the_delivery_failed_item_its_dead_letter_opened(fake_target, crm, ops_person):
+    lead = LeadFactory()
+    event = dead_letter(fake_target, crm, status(422), lead=lead)
+    item = ExceptionItem.objects.get(lead=lead, reason=ExceptionReason.DELIVERY_FAILED)
+    assert item.status == ExceptionStatus.OPEN
+
+    dead_letters_replay(event_ids=[event.pk], by=ops_person)
+    event_deliver(event_id=event.pk)
+
+    item.refresh_from_db()
+    assert (item.status, item.resolution, item.resolved_by) == (
+        ExceptionStatus.RESOLVED,
+        Resolution.FIXED_UPSTREAM,
+        None,
+    )
+    assert f"Event {event.pk} was delivered on a replay" in item.resolution_note
+    resolved = AuditEvent.objects.get(exception=item, action=AuditAction.EXCEPTION_RESOLVED)
+    assert resolved.actor is None and resolved.data["resolution"] == "fixed_upstream"
+
+
+def test_an_item_standing_for_two_failed_events_waits_for_both(fake_target, crm, mailer, ops_person):
+    lead = LeadFactory()
+    to_crm = dead_letter(fake_target, crm, status(422), lead=lead)
+    to_mailer = dead_letter(fake_target, mailer, status(422), lead=lead)
+    item = ExceptionItem.objects.get(lead=lead, reason=ExceptionReason.DELIVERY_FAILED)
+
+    dead_letters_replay(event_ids=[to_crm.pk], by=ops_person)
+    event_deliver(event_id=to_crm.pk)
+    item.refresh_from_db()
+    assert item.status == ExceptionStatus.OPEN  # the mailer's event is still dead
+
+    dead_letters_replay(event_ids=[to_mailer.pk], by=ops_person)
+    event_deliver(event_id=to_mailer.pk)
+    item.refresh_from_db()
+    assert item.status == ExceptionStatus.RESOLVED
 
 
 def test_replaying_the_same_ids_twice_replays_them_once(three_dead, ops_person, rule_owner):
