@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from exceptions.filters import console_people
-from exceptions.models import Resolution
+from exceptions.models import NOTE_REQUIRED, NOTE_REQUIRED_MESSAGE, Resolution
 from routing.conditions import LEAD_FIELDS as CONDITION_FIELDS
 from routing.models import Queue
 
@@ -18,8 +18,18 @@ class AssignForm(VersionedForm):
 
 
 class ResolveForm(forms.Form):
-    resolution = forms.ChoiceField(choices=Resolution.choices)
+    # No code is preselected: one click must not record a reason nobody chose.
+    resolution = forms.ChoiceField(
+        choices=[("", "Choose…"), *Resolution.choices],
+        error_messages={"required": "Choose a resolution code."},
+    )
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("resolution") in NOTE_REQUIRED and not (data.get("note") or "").strip():
+            self.add_error("note", NOTE_REQUIRED_MESSAGE)
+        return data
 
 
 class WaitingForm(forms.Form):

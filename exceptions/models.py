@@ -31,6 +31,12 @@ class Resolution(models.TextChoices):
     FIXED_UPSTREAM = "fixed_upstream", "Fixed upstream"  # the cause was outside (a CRM or vendor outage)
 
 
+# Codes that say what the lead is rather than what was done: the note says why, for whoever reads it later.
+NOTE_REQUIRED = (Resolution.DUPLICATE, Resolution.SPAM, Resolution.NOT_A_LEAD)
+NOTE_REQUIRED_MESSAGE = (
+    "Give a note: duplicate, spam and not a lead say why (which lead it repeats, what gave it away)."
+)
+
 UNRESOLVED_STATUSES = (ExceptionStatus.OPEN, ExceptionStatus.ACKNOWLEDGED, ExceptionStatus.WAITING)
 UNRESOLVED = Q(status__in=UNRESOLVED_STATUSES)
 

@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from exceptions.bulk import BULK_ACTIONS, MAX_BULK_ITEMS
 from exceptions.filters import console_people
-from exceptions.models import ExceptionItem, Resolution
+from exceptions.models import NOTE_REQUIRED, NOTE_REQUIRED_MESSAGE, ExceptionItem, Resolution
 
 
 class ItemLeadSerializer(serializers.Serializer):
@@ -54,7 +54,18 @@ class ExceptionItemSerializer(serializers.ModelSerializer):
 
 class ResolveSerializer(serializers.Serializer):
     resolution = serializers.ChoiceField(choices=Resolution.choices)
-    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+    note = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        default="",
+        help_text="Required for duplicate, spam and not_a_lead.",
+    )
+
+    def validate(self, data):
+        if data["resolution"] in NOTE_REQUIRED and not data["note"].strip():
+            raise serializers.ValidationError({"note": [NOTE_REQUIRED_MESSAGE]})
+        return data
 
 
 class RerouteSerializer(serializers.Serializer):

@@ -98,8 +98,15 @@ def test_resolve(api, item):
     response = api.post(url(item, "resolve"), {"resolution": "duplicate", "note": "same as 41"}, format="json")
     assert response.status_code == 200
     assert (response.json()["status"], response.json()["resolution"]) == ("resolved", "duplicate")
-    again = api.post(url(item, "resolve"), {"resolution": "spam"}, format="json")
+    again = api.post(url(item, "resolve"), {"resolution": "spam", "note": "bot"}, format="json")
     assert again.status_code == 409 and "already resolved (Duplicate)" in again.json()["detail"]
+
+
+def test_duplicate_spam_and_not_a_lead_need_a_note(api, item):
+    for code in ("duplicate", "spam", "not_a_lead"):
+        response = api.post(url(item, "resolve"), {"resolution": code, "note": "  "}, format="json")
+        assert response.status_code == 400 and "Give a note" in response.json()["note"][0]
+    assert api.post(url(item, "resolve"), {"resolution": "fixed_data"}, format="json").status_code == 200
 
 
 def test_resolve_with_an_unknown_code_is_400(api, item):

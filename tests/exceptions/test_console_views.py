@@ -115,6 +115,17 @@ def test_resolve_needs_a_resolution_code(item, ops_client):
     assert ExceptionItem.objects.get(pk=item.pk).status == ExceptionStatus.OPEN
 
 
+def test_no_code_is_preselected_and_spam_needs_a_note(item, ops_client):
+    page = ops_client.get(f"/console/items/{item.pk}/").content.decode()
+    assert '<option value="" selected>Choose…</option>' in page
+    action = reverse("console:item-action", args=[item.pk, "resolve"])
+    nothing = ops_client.post(action, {"resolution": "", "note": ""}, follow=True).content.decode()
+    assert "Choose a resolution code." in nothing
+    spam = ops_client.post(action, {"resolution": "spam", "note": ""}, follow=True).content.decode()
+    assert "Give a note: duplicate, spam and not a lead say why" in spam
+    assert ExceptionItem.objects.get(pk=item.pk).status == ExceptionStatus.OPEN
+
+
 def test_manual_assignment_needs_a_reason(item, ops_client):
     queue = QueueFactory(name="AE")
     response = ops_client.post(
