@@ -7,11 +7,15 @@ register = template.Library()
 
 @register.filter
 def minutes(value) -> str:
-    """Minutes from the selectors: '—' with nothing counted, '≥ 7 d' in the open bucket, else '4.5 min'/'2.1 h'."""
+    """Minutes from the selectors: '—' with nothing counted, '≥ 7 d' in the open bucket, '< 10 s' under a
+    minute (a percentile is its bucket's upper bound: sub-second routing is "< 10 s", not "0.17 min"), else
+    '4.5 min'/'2.1 h'."""
     if value is None:
         return "—"
     if value == "inf":
         return "≥ 7 d"
+    if value < 1:
+        return f"< {round(value * 60)} s"
     if value >= 120:
         return f"{value / 60:.1f} h"
     return f"{value:g} min"

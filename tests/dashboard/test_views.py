@@ -9,6 +9,7 @@ import time_machine
 
 from routing.dashboard.rollups import dashboard_rollup_days
 from tests.dashboard.conftest import NOON, D, assigned_lead
+from tests.factories import QueueFactory, RuleFactory, SourceFactory
 
 DAY = f"/console/dashboard/?range=custom&start={D}&end={D}"
 
@@ -106,3 +107,13 @@ def test_every_figure_links_to_a_list_of_what_it_counts(client, ops_person, roll
         assert lead_count(client, rule["link"]) == rule["assigned"]
     for origin in context["origins"]:
         assert lead_count(client, origin["link"]) == origin["assigned"]
+
+
+def test_sub_second_routing_reads_under_ten_seconds_not_the_bucket_floor(client, ops_person):
+    rule = RuleFactory(name="Fast", sla_minutes=5, queue=QueueFactory(name="Sales"))
+    for _ in range(3):
+        assigned_lead(origin=SourceFactory(), rule=rule, seconds=2.4)  # ~0.4 s after receipt
+    dashboard_rollup_days(days=[D])
+    client.force_login(ops_person)
+    html = client.get(DAY).content.decode()
+    assert "&lt; 10 s" in html and "0.17 min" not in html
