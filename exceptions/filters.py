@@ -52,6 +52,14 @@ class BoundedIsoDateTimeFromToRangeFilter(django_filters.IsoDateTimeFromToRangeF
     field_class = BoundedIsoDateTimeRangeField
 
 
+class AnyYesNo(forms.NullBooleanSelect):
+    """Django's null-boolean select says "Unknown" for "do not filter": this says "Any"."""
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs)
+        self.choices = [("unknown", "Any"), ("true", "Yes"), ("false", "No")]
+
+
 class ExceptionFilter(django_filters.FilterSet):
     """The item list's filters, shared by the console screen and the API. Without a `status` the list
     shows unresolved items (tick Resolved, or all four, to see the rest)."""
@@ -69,7 +77,7 @@ class ExceptionFilter(django_filters.FilterSet):
     )
     reason = django_filters.ChoiceFilter(choices=ExceptionReason.choices)
     assignee = django_filters.ModelChoiceFilter(queryset=console_people(), null_label="Nobody")
-    breached = django_filters.BooleanFilter(method="filter_breached", label="Breached")
+    breached = django_filters.BooleanFilter(method="filter_breached", label="Breached", widget=AnyYesNo)
     origin = django_filters.ModelChoiceFilter(field_name="lead__origin", queryset=Source.objects.order_by("name"))
     received = BoundedIsoDateTimeFromToRangeFilter(field_name="lead__received_at", label="Received between")
     sort = django_filters.ChoiceFilter(

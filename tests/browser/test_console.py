@@ -239,6 +239,43 @@ def test_keyboard_on_the_list_j_k_move_the_selection_a_acknowledges_and_question
     expect(help_panel).to_contain_text("next / previous item")
     ops_page.keyboard.press("?")
     expect(help_panel).to_be_hidden()
+    ops_page.keyboard.press("?")
+    ops_page.keyboard.press("Escape")  # Esc closes it too
+    expect(help_panel).to_be_hidden()
+
+
+def test_selection_moves_focus_and_enter_on_a_button_does_that_buttons_action(ops_page):
+    triage = QueueFactory(name="Triage")
+    for _ in range(3):
+        open_exception(queue=triage)
+    ops_page.goto("/console/items/")
+    rows = ops_page.locator("tr[data-item]")
+    expect(rows.nth(0)).to_have_attribute("aria-selected", "true")  # selected on arrival, not focused
+    ops_page.keyboard.press("j")
+    expect(rows.nth(1)).to_have_attribute("aria-selected", "true")
+    expect(rows.nth(0)).to_have_attribute("aria-selected", "false")
+    expect(rows.nth(1)).to_be_focused()
+
+    # Enter on the focused Filter button filters; it does not open the selected row.
+    ops_page.locator("form.filters").get_by_label("Breached").select_option(label="Yes")
+    ops_page.locator("form.filters").get_by_role("button", name="Filter").focus()
+    ops_page.keyboard.press("Enter")
+    expect(ops_page).to_have_url(re.compile(r"/console/items/\?.*breached=true"))
+    expect(ops_page.locator("h1")).to_contain_text("Exception items")
+
+
+def test_the_first_tab_stop_skips_the_header_and_the_breached_filter_says_any(ops_page):
+    open_exception(queue=QueueFactory(name="Triage"))
+    ops_page.goto("/console/items/")
+    ops_page.keyboard.press("Tab")
+    skip = ops_page.get_by_role("link", name="Skip to content")
+    expect(skip).to_be_focused()
+    ops_page.keyboard.press("Enter")
+    expect(ops_page.locator("main")).to_be_focused()
+    breached = ops_page.locator("form.filters").get_by_label("Breached")
+    expect(breached.locator("option:checked")).to_have_text("Any")
+    icon = ops_page.locator("link[rel=icon]").get_attribute("href")
+    assert ops_page.request.get(icon).status == 200
 
 
 def test_r_then_a_code_then_enter_resolves_from_the_detail_page(ops_page):

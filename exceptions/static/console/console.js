@@ -1,4 +1,4 @@
-// Console behaviour: live countdowns to due times, keyboard triage (j/k/o/a/r/x/?), select-all for bulk.
+// Console behaviour: live countdowns to due times, keyboard triage (j/k/o/a/r/x/?, Esc), select-all for bulk.
 (function () {
   "use strict";
   // "Due soon" starts when the reminder goes out (HANDOFF_REMINDER_MINUTES).
@@ -24,9 +24,16 @@
   function rows() { return Array.from(document.querySelectorAll("tr[data-item]")); }
   function selected() { return document.querySelector("tr[data-item].selected"); }
 
-  function select(row) {
-    rows().forEach((r) => r.classList.remove("selected"));
-    if (row) { row.classList.add("selected"); row.scrollIntoView({ block: "nearest" }); }
+  function select(row, focus = true) {
+    rows().forEach((r) => { r.classList.remove("selected"); r.setAttribute("aria-selected", "false"); });
+    if (row) {
+      row.classList.add("selected");
+      row.setAttribute("aria-selected", "true");
+      // Focus follows the selection, so a screen reader announces it and Tab continues from it.
+      if (!row.hasAttribute("tabindex")) row.tabIndex = -1;
+      if (focus) row.focus({ preventScroll: true });
+      row.scrollIntoView({ block: "nearest" });
+    }
   }
 
   function move(step) {
@@ -57,6 +64,10 @@
   function onKey(event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const tag = (event.target.tagName || "").toLowerCase();
+    const help = document.getElementById("help");
+    if (event.key === "Escape" && !help.hidden) { help.hidden = true; event.preventDefault(); return; }
+    // Enter on a focused button or link does what that control does, never "open the selected row".
+    if (event.key === "Enter" && ["button", "a", "summary"].includes(tag)) return;
     // Browsers do not submit a form on Enter in a <select>: resolve does, once a code is chosen.
     if (event.key === "Enter" && event.target.matches("#resolve select")) {
       event.preventDefault();
@@ -65,7 +76,6 @@
     }
     if (["input", "textarea", "select"].includes(tag)) return;
     const page = document.body.dataset.page;
-    const help = document.getElementById("help");
     if (event.key === "?") { help.hidden = !help.hidden; event.preventDefault(); return; }
     if (page === "list") {
       const row = selected();
@@ -102,6 +112,6 @@
       document.querySelectorAll("input[name=items]").forEach((box) => { box.checked = all.checked; });
     });
     if (location.hash === "#resolve" && document.querySelector("#resolve select")) document.querySelector("#resolve select").focus();
-    if (document.body.dataset.page === "list") select(rows()[0]);
+    if (document.body.dataset.page === "list") select(rows()[0], false);  // the page's first Tab stays the skip link
   });
 })();
