@@ -2,6 +2,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from exceptions.filters import console_people
+from exceptions.selectors import open_items_by_assignee
 from exceptions.models import NOTE_REQUIRED, NOTE_REQUIRED_MESSAGE, Resolution
 from routing.conditions import LEAD_FIELDS as CONDITION_FIELDS
 from routing.models import Queue
@@ -15,6 +16,21 @@ class VersionedForm(forms.Form):
 
 class AssignForm(VersionedForm):
     assignee = forms.ModelChoiceField(queryset=console_people(), required=False, empty_label="Nobody")
+
+    def offer_queue_first(self, queue) -> None:
+        """List the queue's members first, then everyone else, each with their open items: who to hand an
+        item to is usually someone on its queue, and the least loaded of them."""
+        load = open_items_by_assignee()
+        members = set(queue.memberships.values_list("user_id", flat=True)) if queue is not None else set()
+        people = list(self.fields["assignee"].queryset)
+
+        def option(person):
+            return person.pk, f"{person.get_username()} ({load.get(person.pk, 0)} open)"
+
+        first = [option(p) for p in people if p.pk in members]
+        rest = [option(p) for p in people if p.pk not in members]
+        groups = [(f"{queue.name} members", first)] if first else []
+        self.fields["assignee"].choices = [("", "Nobody"), *groups, ("Everyone" if not first else "Others", rest)]
 
 
 class ResolveForm(forms.Form):

@@ -90,3 +90,9 @@ def notifications_for(user):
     return Notification.objects.filter(
         Q(recipient=user) | Q(recipient__isnull=True, queue__memberships__user=user)
     ).distinct()
+
+
+def open_items_by_assignee() -> dict[int, int]:
+    """Unresolved items per assignee (user id): the load the assign control shows beside each name."""
+    rows = ExceptionItem.objects.filter(UNRESOLVED, assignee__isnull=False).values("assignee").annotate(n=Count("id"))
+    return {row["assignee"]: row["n"] for row in rows}

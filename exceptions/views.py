@@ -108,6 +108,12 @@ class BulkActionView(ConsoleAccessMixin, View):
         return _back(request, reverse("console:items"))
 
 
+def _assign_form(item) -> AssignForm:
+    form = AssignForm(initial={"version": item.version, "assignee": item.assignee_id})
+    form.offer_queue_first(item.queue)
+    return form
+
+
 SKIPPED_SHOWN = 10  # a bulk action over hundreds of items lists the first few it skipped, then a count
 
 
@@ -146,7 +152,7 @@ class ItemDetailView(ConsoleAccessMixin, View):
                 "account_match": AccountMatch.objects.filter(lead=item.lead).select_related("account__owner").first(),
                 "same_person": person_leads(item.lead).select_related("origin", "assignee")[:50],
                 "held": list(item.held_leads.select_related("origin", "assignee").order_by("id")[:50]),
-                "assign_form": AssignForm(initial={"version": item.version, "assignee": item.assignee_id}),
+                "assign_form": _assign_form(item),
                 "resolve_form": ResolveForm(),
                 "waiting_form": WaitingForm(),
                 "edit_form": LeadEditForm(

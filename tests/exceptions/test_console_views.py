@@ -1,6 +1,7 @@
 """The console screens: access control, CSRF, escaping, actions and their messages, and query counts."""
 
 import pytest
+from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.test import Client
@@ -241,3 +242,17 @@ def test_the_overview_costs_the_same_queries_for_any_number_of_queues(ops_client
     for n in range(10):
         open_exception(queue=QueueFactory(name=f"Queue {n}"))
     assert list_queries(ops_client, reverse("console:overview")) == few
+
+
+def test_assign_offers_the_queues_members_first_with_their_open_items(ops_client, ops_person, item):
+    ops = Group.objects.get(name="ops")
+    zed, amy = UserFactory(username="zed"), UserFactory(username="amy")
+    for person in (zed, amy):
+        person.groups.add(ops)
+    MembershipFactory(queue=item.queue, user=zed)
+    for _ in range(2):
+        ExceptionItem.objects.filter(pk=open_exception(queue=item.queue).pk).update(assignee=zed)
+    page = ops_client.get(f"/console/items/{item.pk}/").content.decode()
+    assign = page[page.index('name="assignee"') : page.index("</select>", page.index('name="assignee"'))]
+    assert '<optgroup label="Triage members">' in assign and '<optgroup label="Others">' in assign
+    assert assign.index("zed (2 open)") < assign.index("amy (0 open)") < assign.index("olga (0 open)")
