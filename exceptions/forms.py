@@ -2,8 +2,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from exceptions.filters import console_people
-from exceptions.selectors import open_items_by_assignee
 from exceptions.models import NOTE_REQUIRED, NOTE_REQUIRED_MESSAGE, Resolution
+from exceptions.selectors import open_items_by_assignee
 from routing.conditions import LEAD_FIELDS as CONDITION_FIELDS
 from routing.models import Queue
 
