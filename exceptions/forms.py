@@ -2,7 +2,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from exceptions.filters import console_people
-from exceptions.models import NOTE_REQUIRED, NOTE_REQUIRED_MESSAGE, Resolution
+from exceptions.models import NOTE_REQUIRED, NOTE_REQUIRED_MESSAGE, NotificationKind, Resolution
 from exceptions.selectors import open_items_by_assignee
 from routing.conditions import LEAD_FIELDS as CONDITION_FIELDS
 from routing.models import Queue
@@ -117,3 +117,21 @@ class BulkForm(forms.Form):
         if data.get("action") == "assign" and not data.get("assignee"):
             raise forms.ValidationError("Choose who to assign the selected items to.")
         return data
+
+
+class NotificationFilterForm(forms.Form):
+    """The notifications page's filters (GET): unread only, a kind, a queue."""
+
+    unread = forms.BooleanField(required=False, label="Unread only")
+    kind = forms.ChoiceField(choices=[("", "Any"), *NotificationKind.choices], required=False)
+    queue = forms.ModelChoiceField(queryset=Queue.objects.order_by("name"), required=False, empty_label="Any")
+
+    def apply(self, notes):
+        data = self.cleaned_data
+        if data["unread"]:
+            notes = notes.filter(read_at__isnull=True)
+        if data["kind"]:
+            notes = notes.filter(kind=data["kind"])
+        if data["queue"]:
+            notes = notes.filter(queue=data["queue"])
+        return notes

@@ -15,7 +15,15 @@ from config.logs import log_context
 from exceptions import services, triage
 from exceptions.bulk import MAX_BULK_ITEMS, exceptions_bulk, filtered_item_ids
 from exceptions.filters import ExceptionFilter, console_people
-from exceptions.forms import AssignForm, BulkForm, LeadEditForm, ManualAssignForm, ResolveForm, WaitingForm
+from exceptions.forms import (
+    AssignForm,
+    BulkForm,
+    LeadEditForm,
+    ManualAssignForm,
+    NotificationFilterForm,
+    ResolveForm,
+    WaitingForm,
+)
 from exceptions.models import ExceptionItem, Resolution
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.selectors import (
@@ -268,8 +276,15 @@ class ItemActionView(ConsoleAccessMixin, View):
 
 class NotificationsView(ConsoleAccessMixin, View):
     def get(self, request):
-        notes = notifications_for(request.user).select_related("item", "queue", "recipient")[:200]
-        return render(request, "console/notifications.html", {"notifications": notes})
+        filters = NotificationFilterForm(request.GET)
+        notes = notifications_for(request.user).select_related("item", "queue", "recipient")
+        if filters.is_valid():
+            notes = filters.apply(notes)
+        page = Paginator(notes.order_by("-created_at", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
+        query = request.GET.copy()
+        query.pop("page", None)
+        context = {"filters": filters, "page": page, "query": query.urlencode()}
+        return render(request, "console/notifications.html", context, status=200 if filters.is_valid() else 400)
 
     def post(self, request):
         notifications_for(request.user).filter(read_at__isnull=True).update(read_at=timezone.now())

@@ -142,6 +142,21 @@ class ExceptionItemFactory(factory.django.DjangoModelFactory):
     resolve_due_at = factory.LazyAttribute(lambda item: item.opened_at + timezone.timedelta(minutes=240))
 
 
+class NotificationFactory(factory.django.DjangoModelFactory):
+    """A grouped notification about one queue's items, as the sweep writes one."""
+
+    class Meta:
+        model = "exceptions.Notification"
+
+    queue = factory.SubFactory(QueueFactory, name="Triage")
+    key = factory.Sequence(lambda n: f"reminder:sweep-{n}")
+    kind = "reminder"
+    item_ids = factory.LazyFunction(list)
+    item_count = 0
+    created_at = factory.LazyFunction(timezone.now)
+    deliver_after = factory.LazyAttribute(lambda n: n.created_at)
+
+
 class LeadPayloadFactory(factory.DictFactory):
     """The JSON body a capture system posts for one lead."""
 

@@ -7,11 +7,19 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from exceptions.models import ExceptionItem, ExceptionStatus
 from exceptions.services import exception_acknowledge, exception_resolve
 from routing.models import LeadStatus
-from tests.factories import MembershipFactory, QueueFactory, RuleFactory, UserFactory, open_exception
+from tests.factories import (
+    MembershipFactory,
+    NotificationFactory,
+    QueueFactory,
+    RuleFactory,
+    UserFactory,
+    open_exception,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -256,3 +264,17 @@ def test_assign_offers_the_queues_members_first_with_their_open_items(ops_client
     assign = page[page.index('name="assignee"') : page.index("</select>", page.index('name="assignee"'))]
     assert '<optgroup label="Triage members">' in assign and '<optgroup label="Others">' in assign
     assert assign.index("zed (2 open)") < assign.index("amy (0 open)") < assign.index("olga (0 open)")
+
+
+def test_notifications_are_paged_and_filtered_not_cut_at_200(ops_client, ops_person):
+    triage, sales = QueueFactory(name="Triage"), QueueFactory(name="Sales")
+    NotificationFactory.create_batch(55, recipient=ops_person, queue=triage)
+    NotificationFactory.create_batch(3, recipient=ops_person, queue=sales, kind="escalation_1")
+    NotificationFactory(recipient=ops_person, queue=sales, kind="escalation_1", read_at=timezone.now())
+    first = ops_client.get("/console/notifications/")
+    assert first.context["page"].paginator.count == 59 and len(first.context["page"].object_list) == 50
+    assert len(ops_client.get("/console/notifications/", {"page": 2}).context["page"].object_list) == 9
+    unread_escalations = ops_client.get("/console/notifications/", {"kind": "escalation_1", "unread": "on"})
+    assert unread_escalations.context["page"].paginator.count == 3
+    assert ops_client.get("/console/notifications/", {"queue": sales.pk}).context["page"].paginator.count == 4
+    assert ops_client.get("/console/notifications/", {"kind": "bogus"}).status_code == 400
