@@ -10,7 +10,14 @@ CONSOLE_GROUPS = ("ops", "rule_owners")
 def has_console_access(user) -> bool:
     if not getattr(user, "is_authenticated", False) or not hasattr(user, "groups"):
         return False  # anonymous, or a capture source's principal
-    return user.is_active and (user.is_superuser or user.groups.filter(name__in=CONSOLE_GROUPS).exists())
+    if not user.is_active:
+        return False
+    if user.is_superuser:
+        user.console_groups = set(CONSOLE_GROUPS)
+        return True
+    # Kept on the user for the page's navigation (each role sees its own work first), so it costs no query.
+    user.console_groups = set(user.groups.filter(name__in=CONSOLE_GROUPS).values_list("name", flat=True))
+    return bool(user.console_groups)
 
 
 class ConsoleAccessMixin(LoginRequiredMixin):

@@ -163,3 +163,18 @@ def test_previewing_an_existing_lead_by_id_explains_it_with_its_own_data(client,
     # Opened from a lead's page: its id is filled in and the lead box is empty (it said "null").
     opened = client.get(reverse("console:preview"), {"lead": lead.pk}).content.decode()
     assert f'value="{lead.pk}"' in opened and "\nnull</textarea>" not in opened
+
+
+def test_each_role_sees_its_own_work_first_and_nothing_that_would_refuse_it(client, ops_person, rule_owner):
+    def nav(user):
+        client.force_login(user)
+        page = client.get(reverse("console:replays")).content.decode()
+        links = page[page.index('<nav aria-label="Console">') : page.index("</nav>")]
+        return [line.split(">")[1].split("<")[0] for line in links.split("<a ")[1:]], page
+
+    ops_links, ops_page = nav(ops_person)
+    assert ops_links[:3] == ["Queues", "Items", "Notifications"] and "My rules" not in ops_links
+    assert "Start replay" not in ops_page and "Rule owners and admins start replays" in ops_page
+    owner_links, owner_page = nav(rule_owner)
+    assert owner_links[:2] == ["My rules", "Rules"]
+    assert "Start replay" in owner_page
