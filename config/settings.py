@@ -213,6 +213,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for the resolution codes, whichever field carries them (resolve's `resolution`, bulk's `code`).
+    "ENUM_NAME_OVERRIDES": {"ResolutionEnum": "exceptions.models.Resolution"},
     # Documents the 400/401/403/404/415 every endpoint can answer, with DRF's error bodies.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

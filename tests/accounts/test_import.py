@@ -26,6 +26,16 @@ def run(tmp_path, text: str, *args, encoding="utf-8"):
     return out.getvalue(), err.getvalue()
 
 
+def refused(tmp_path, text: str) -> str:
+    """What import_accounts says on stderr about a file it refuses."""
+    path = tmp_path / "accounts.csv"
+    path.write_text(text)
+    err = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
+    return err.getvalue()
+
+
 def test_import_creates_accounts_with_normalised_domains_and_attributes(tmp_path, sam):
     out, _ = run(tmp_path, GOOD)
     assert "2 new, 0 updated" in out
@@ -153,22 +163,14 @@ def test_a_bad_row_after_a_cell_spanning_lines_is_named_by_its_first_line(tmp_pa
         'A-3,Initech,initech.com,,US,,"three\nmore\nlines"\n'
         "A-4,Hooli,hooli.com,,YY,,\n"
     )
-    path = tmp_path / "accounts.csv"
-    path.write_text(text)
-    err = io.StringIO()
-    with pytest.raises(CommandError):
-        call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
-    assert "line 4: country" in err.getvalue() and "line 8: country" in err.getvalue()
+    err = refused(tmp_path, text)
+    assert "line 4: country" in err and "line 8: country" in err
 
 
 def test_an_account_with_too_many_domains_is_refused(tmp_path):
     domains = ";".join(f"brand{i}.com" for i in range(101))
-    path = tmp_path / "accounts.csv"
-    path.write_text(f"account_id,name,domains,phone,country,owner\nA-1,Holding,{domains},,US,\n")
-    err = io.StringIO()
-    with pytest.raises(CommandError):
-        call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
-    assert "line 2: domains: 101 domains; at most 100 per account." in err.getvalue()
+    err = refused(tmp_path, f"account_id,name,domains,phone,country,owner\nA-1,Holding,{domains},,US,\n")
+    assert "line 2: domains: 101 domains; at most 100 per account." in err
     assert not Account.objects.exists()
 
 
@@ -179,9 +181,5 @@ def test_a_quote_left_open_is_pointed_out(tmp_path):
         "A-2,Globex,globex.com,,DE,\n"
         "A-3,Initech,initech.com,,GB,\n"
     )
-    path = tmp_path / "accounts.csv"
-    path.write_text(text)
-    err = io.StringIO()
-    with pytest.raises(CommandError):
-        call_command("import_accounts", str(path), stdout=io.StringIO(), stderr=err)
-    assert 'line 2: 2 fields, the header has 6 (a cell spans lines 2–4: is a quote " left open?)' in err.getvalue()
+    err = refused(tmp_path, text)
+    assert 'line 2: 2 fields, the header has 6 (a cell spans lines 2–4: is a quote " left open?)' in err

@@ -227,6 +227,7 @@ def test_keyboard_on_the_list_j_k_move_the_selection_a_acknowledges_and_question
     expect(success(ops_page)).to_have_text(f"Acknowledged item #{target.pk}.")
     expect(ops_page).to_have_url(re.compile(r"/console/items/$"))
     expect(list_row(ops_page, target).locator(".status")).to_have_text("Acknowledged")
+    expect(list_row(ops_page, target)).to_have_class(SELECTED)  # the selection stays on it after the reload
     target.refresh_from_db()
     assert (target.status, target.acknowledged_by) == (ExceptionStatus.ACKNOWLEDGED, ops_person)
     others = ExceptionItem.objects.filter(pk__in=[i.pk for i in items]).exclude(pk=target.pk)

@@ -43,6 +43,19 @@
     select(all[Math.min(all.length - 1, Math.max(0, index + step))] || all[0]);
   }
 
+  // The list reloads after an action: the selection comes back on the same item (or the same position).
+  const REMEMBERED = "handoff.selected";
+  function remember(row) {
+    sessionStorage.setItem(REMEMBERED, JSON.stringify({ path: location.pathname + location.search, id: row.dataset.item, index: rows().indexOf(row) }));
+  }
+  function remembered() {
+    const saved = JSON.parse(sessionStorage.getItem(REMEMBERED) || "null");
+    sessionStorage.removeItem(REMEMBERED);
+    if (!saved || saved.path !== location.pathname + location.search) return rows()[0];
+    const all = rows();
+    return all.find((r) => r.dataset.item === saved.id) || all[Math.min(saved.index, all.length - 1)];
+  }
+
   function csrf() {
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
     return input ? input.value : "";
@@ -82,7 +95,7 @@
       if (event.key === "j") move(1);
       else if (event.key === "k") move(-1);
       else if ((event.key === "o" || event.key === "Enter") && row) location.href = row.dataset.url;
-      else if (event.key === "a" && row) postAndReload(row.dataset.ackUrl);
+      else if (event.key === "a" && row) { remember(row); postAndReload(row.dataset.ackUrl); }
       else if (event.key === "r" && row) location.href = row.dataset.url + "#resolve";
       else if (event.key === "x" && row) { const box = row.querySelector("input[type=checkbox]"); box.checked = !box.checked; }
       else return;
@@ -112,6 +125,6 @@
       document.querySelectorAll("input[name=items]").forEach((box) => { box.checked = all.checked; });
     });
     if (location.hash === "#resolve" && document.querySelector("#resolve select")) document.querySelector("#resolve select").focus();
-    if (document.body.dataset.page === "list") select(rows()[0], false);  // the page's first Tab stays the skip link
+    if (document.body.dataset.page === "list") select(remembered(), false);  // the first Tab stays the skip link
   });
 })();
