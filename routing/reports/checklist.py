@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import Override
-from exceptions.models import ExceptionItem
+from exceptions.models import UNRESOLVED, ExceptionItem
 from routing.days import day_start
 from routing.governance.models import PromotionKind, RulePromotion, RuleSignOff
 from routing.governance.selectors import iso_week_start
@@ -55,16 +55,19 @@ def _open_at(moment: dt.datetime) -> dict[str, int]:
 
 
 def _queues_smaller(end: dt.datetime) -> Answer:
-    now, week_ago = _open_at(end), _open_at(end - dt.timedelta(days=7))
-    grew = sorted(q for q in now.keys() | week_ago.keys() if now.get(q, 0) > week_ago.get(q, 0))
-    total_now, total_before = sum(now.values()), sum(week_ago.values())
+    at_end, week_before = _open_at(end), _open_at(end - dt.timedelta(days=7))
+    grew = sorted(q for q in at_end.keys() | week_before.keys() if at_end.get(q, 0) > week_before.get(q, 0))
+    total_end, total_before = sum(at_end.values()), sum(week_before.values())
+    # The week's figures are as they stood at its end; the live count beside them says what is open today.
+    live = ExceptionItem.objects.filter(UNRESOLVED).count()
     return Answer(
         "Are exception queues smaller this week than last?",
-        total_now <= total_before and not grew,
-        f"{total_now} open now against {total_before} a week ago"
-        + (f"; grew: {', '.join(grew)}" if grew else "; no queue grew"),
+        total_end <= total_before and not grew,
+        f"{total_end} open at the week's end ({end:%a %d %b}) against {total_before} a week before"
+        + (f"; grew: {', '.join(grew)}" if grew else "; no queue grew")
+        + f" — {live} open right now",
         reverse("console:overview"),
-        [f"{q}: {week_ago.get(q, 0)} → {now.get(q, 0)}" for q in sorted(now.keys() | week_ago.keys())],
+        [f"{q}: {week_before.get(q, 0)} → {at_end.get(q, 0)}" for q in sorted(at_end.keys() | week_before.keys())],
     )
 
 

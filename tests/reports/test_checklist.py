@@ -86,7 +86,10 @@ def test_each_answer_on_a_known_week(week):
         dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
     )
     queues, overrides, top, latency, attribution, dead = checklist.answers
-    assert (queues.ok, queues.summary) == (False, "2 open now against 3 a week ago; grew: B")
+    assert (queues.ok, queues.summary) == (
+        False,
+        "2 open at the week's end (Mon 23 Nov) against 3 a week before; grew: B — 2 open right now",
+    )
     assert (overrides.ok, overrides.details) == (
         False,
         ["Fast lane: overridden 2×", "Edited quietly: changed without a sign-off that week"],
@@ -129,3 +132,16 @@ def test_the_checklist_page_answers_with_links(client, week, ops_person):
     page = client.get("/console/checklist/").content.decode()
     assert "Are exception queues smaller this week than last?" in page
     assert 'href="/console/dead-letters/?older_than_hours=1"' in page
+
+
+def test_on_a_thursday_the_checklist_says_which_week_it_reviews_and_what_is_open_right_now(week, client, ops_person):
+    thursday = MONDAY + dt.timedelta(days=3)
+    for _ in range(95):
+        ExceptionItemFactory(queue=QueueFactory(name="B"), opened_at=thursday - dt.timedelta(hours=1))
+    queues = monday_checklist(now=thursday).answers[0]
+    assert queues.summary.startswith("2 open at the week's end (Mon 23 Nov)")
+    assert queues.summary.endswith("— 97 open right now")
+    client.force_login(ops_person)
+    with time_machine.travel(thursday, tick=False):
+        page = client.get("/console/checklist/").content.decode()
+    assert "The week reviewed: Mon 16 Nov 2026 to Mon 23 Nov 2026" in page
