@@ -34,6 +34,7 @@ class AuditAction(models.TextChoices):
     ACCOUNT_SAVED = "account.saved", "Account saved"
     ACCOUNT_DELETED = "account.deleted", "Account deleted"
     ACCOUNTS_IMPORTED = "accounts.imported", "Accounts imported"
+    REPORT_RUN = "report.run", "Report run by hand"
 
 
 class AppendOnlyError(Exception):

@@ -98,7 +98,11 @@ def parity_reconcile(*, day: dt.date, by=None, now: dt.datetime | None = None) -
             variance=variance,
             flagged=bool(gaps),
         )
-        if gaps:
+        # A re-run of a day (after a fix) opens no second incident while that day's first is still unresolved.
+        already = Incident.objects.filter(report__kind=ReportKind.PARITY, report__period_start=start).exclude(
+            status=IncidentStatus.RESOLVED
+        )
+        if gaps and not already.exists():
             _open_incident(report, day, gaps, now)
     return report
 

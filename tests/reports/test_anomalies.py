@@ -4,14 +4,15 @@ is not, and the flagged measures reach the system owner and the rule's owner."""
 import datetime as dt
 
 import pytest
+import time_machine
 from django.core import mail
 
-from audit.models import Override
+from audit.models import AuditAction, AuditEvent, Override
 from exceptions.models import ExceptionStatus
 from routing.integrations.models import OutboxEvent, OutboxStatus
 from routing.models import LeadStatus
 from routing.reports.anomalies import anomaly_report_build, anomaly_report_send, band_check
-from routing.reports.models import ReconciliationReport, ReportKind
+from routing.reports.models import AnomalyReport, ReconciliationReport, ReportKind
 from tests.factories import (
     DeliveryTargetFactory,
     ExceptionItemFactory,
@@ -151,3 +152,14 @@ def test_the_anomaly_page_shows_a_days_report(client, ops_person):
     page = client.get(f"/console/anomalies/?day={DAY}").content.decode()
     assert "Route latency, median minutes" in page and str(report.day.year) in page
     assert "No report for 2020-01-01" in client.get("/console/anomalies/?day=2020-01-01").content.decode()
+
+
+def test_run_now_builds_yesterdays_report_from_the_console_audited_and_without_email(client, ops_person):
+    client.force_login(ops_person)
+    with time_machine.travel(dt.datetime(2026, 11, 21, 9, 0, tzinfo=dt.UTC), tick=False):
+        page = client.post("/console/anomalies/", follow=True).content.decode()
+        again = client.post("/console/anomalies/", follow=True)
+    assert "Anomaly report for 2026-11-20 run now: 0 flagged." in page
+    assert again.status_code == 200 and AnomalyReport.objects.filter(day=DAY).count() == 1  # once per day
+    assert AuditEvent.objects.filter(action=AuditAction.REPORT_RUN, actor=ops_person).count() == 2
+    assert mail.outbox == []

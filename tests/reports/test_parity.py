@@ -9,6 +9,7 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from audit.models import AuditAction, AuditEvent
 from exceptions.services import InvalidAction
 from routing.integrations.models import EventType, OutboxEvent, OutboxStatus
 from routing.models import LeadStatus
@@ -131,3 +132,19 @@ def test_the_reconciliation_screens_show_reports_and_take_incident_actions(clien
     assert Incident.objects.get().status == "acknowledged"
     client.force_login(outsider)
     assert client.get("/console/reconciliation/").status_code == 403
+
+
+def test_a_day_is_re_run_from_the_console_after_a_fix_without_a_second_incident(client, sample, ops_person):
+    client.force_login(ops_person)
+    first = client.post("/console/reconciliation/run/", {"day": DAY.isoformat()}, follow=True)
+    assert "Parity for 2026-11-20 run now: 2 gap(s)." in first.content.decode()
+    assert Incident.objects.count() == 1
+    # The fix: the eighth assignment reaches the CRM; the stuck lead is still there, so one gap remains.
+    OutboxEvent.objects.filter(lead=sample["undelivered"]).update(status=OutboxStatus.DELIVERED)
+    again = client.post("/console/reconciliation/run/", {"day": DAY.isoformat()}, follow=True)
+    assert "Parity for 2026-11-20 run now: 1 gap(s)." in again.content.decode()
+    assert Incident.objects.count() == 1  # the day's open incident is not opened twice
+    runs = AuditEvent.objects.filter(action=AuditAction.REPORT_RUN, actor=ops_person)
+    assert [e.data["flagged"] for e in runs.order_by("id")] == [True, True]
+    refused = client.post("/console/reconciliation/run/", {"day": "1970-01-01"}, follow=True)
+    assert "Not run:" in refused.content.decode()

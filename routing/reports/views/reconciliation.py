@@ -1,16 +1,23 @@
 """Reconciliation screens: stored reports (daily parity; attribution has its own upload screen), a parity
 report's detail, and incidents with acknowledge and resolve."""
 
+import datetime as dt
+
 from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views import View
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.services import InvalidAction
+from routing.days import day_out_of_range
 from routing.reports.incidents import incident_acknowledge, incident_resolve
 from routing.reports.models import Incident, IncidentStatus, ReconciliationReport, ReportKind
+from routing.reports.parity import parity_reconcile
 
 
 class ReconciliationView(ConsoleAccessMixin, View):
@@ -26,6 +33,29 @@ class ReconciliationView(ConsoleAccessMixin, View):
                 "resolved": Incident.objects.filter(status=IncidentStatus.RESOLVED).select_related("resolved_by")[:10],
             },
         )
+
+
+class ParityRunView(ConsoleAccessMixin, View):
+    def post(self, request):
+        """Run the daily parity now, for yesterday or a given day (after a fix): a new report, kept beside the
+        earlier ones; a day's open incident is not opened twice."""
+        try:
+            day = dt.date.fromisoformat(request.POST.get("day") or "")
+        except ValueError:
+            day = (timezone.now() - dt.timedelta(days=1)).date()
+        if problem := day_out_of_range(day):
+            messages.error(request, f"Not run: {problem}")
+            return HttpResponseRedirect(reverse("console:reconciliation"))
+        report = parity_reconcile(day=day, by=request.user)
+        audit_record(
+            action=AuditAction.REPORT_RUN,
+            actor=request.user,
+            outcome="parity",
+            data={"report": "parity", "day": day.isoformat(), "flagged": report.flagged},
+        )
+        found = f"{len(report.data['gaps'])} gap(s)" if report.flagged else "no gap"
+        messages.success(request, f"Parity for {day:%Y-%m-%d} run now: {found}.")
+        return HttpResponseRedirect(reverse("console:parity-report", args=[report.pk]))
 
 
 class ParityReportView(ConsoleAccessMixin, View):

@@ -2,10 +2,17 @@
 
 import datetime as dt
 
+from django.contrib import messages
+from django.http import HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 from django.views import View
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from exceptions.permissions import ConsoleAccessMixin
+from routing.reports.anomalies import anomaly_report_build
 from routing.reports.checklist import monday_checklist
 from routing.reports.models import AnomalyReport
 
@@ -29,3 +36,16 @@ class AnomalyView(ConsoleAccessMixin, View):
             "console/anomalies.html",
             {"report": chosen, "reports": reports.only("day", "flagged")[:30], "asked": day},
         )
+
+    def post(self, request):
+        """Run now: yesterday's report built again from what is stored (replacing the morning's; no email)."""
+        day = (timezone.now() - dt.timedelta(days=1)).date()
+        report = anomaly_report_build(day=day)
+        audit_record(
+            action=AuditAction.REPORT_RUN,
+            actor=request.user,
+            outcome="anomalies",
+            data={"report": "anomalies", "day": day.isoformat(), "flagged": report.flagged},
+        )
+        messages.success(request, f"Anomaly report for {day:%Y-%m-%d} run now: {report.flagged} flagged.")
+        return HttpResponseRedirect(reverse("console:anomalies") + f"?day={day.isoformat()}")
