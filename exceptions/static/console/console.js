@@ -1,4 +1,4 @@
-// Console behaviour: live countdowns to due times, keyboard triage (j/k/o/a/r/x/?, Esc), select-all for bulk.
+// Console behaviour: live countdowns to due times, keyboard triage (j/k/o/a/r/x, / to search, ?, Esc), select-all for bulk.
 (function () {
   "use strict";
   // "Due soon" starts when the reminder goes out (HANDOFF_REMINDER_MINUTES).
@@ -90,6 +90,8 @@
     if (["input", "textarea", "select"].includes(tag)) return;
     const page = document.body.dataset.page;
     if (event.key === "?") { help.hidden = !help.hidden; event.preventDefault(); return; }
+    const search = document.querySelector("form.filters input[name=q]");
+    if (event.key === "/" && search) { search.focus(); search.select(); event.preventDefault(); return; }
     if (page === "list") {
       const row = selected();
       if (event.key === "j") move(1);
