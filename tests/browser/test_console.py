@@ -368,7 +368,7 @@ def test_hostile_lead_values_render_as_text_and_never_run(ops_page):
     expect(ops_page.locator("#reroute").get_by_label("Company", exact=True)).to_have_value(HOSTILE)
     expect(ops_page.locator(".columns")).to_contain_text('From <script>window.__xss=2</script>"src"')
     expect(ops_page.locator(".detail-head")).to_contain_text('Queue <script>window.__xss=3</script>"queue"')
-    expect(ops_page.locator("dl.attributes")).to_contain_text('<img src=x onerror="window.__xss=4">')
+    expect(ops_page.locator("dl.attributes").first).to_contain_text('<img src=x onerror="window.__xss=4">')
     assert ops_page.evaluate(no_script_ran)
     assert ops_page.evaluate(injected) == 0
 

@@ -278,3 +278,11 @@ def test_notifications_are_paged_and_filtered_not_cut_at_200(ops_client, ops_per
     assert unread_escalations.context["page"].paginator.count == 3
     assert ops_client.get("/console/notifications/", {"queue": sales.pk}).context["page"].paginator.count == 4
     assert ops_client.get("/console/notifications/", {"kind": "bogus"}).status_code == 400
+
+
+def test_the_items_history_shows_each_events_details_as_fields_not_python_text(ops_client, ops_person, item):
+    exception_resolve(item=item, by=ops_person, resolution="spam", note="bot <b>")
+    page = ops_client.get(f"/console/items/{item.pk}/").content.decode()
+    history = page[page.index('id="history"') : page.index("</ol>", page.index('id="history"'))]
+    assert "<dt>resolution</dt><dd>spam</dd>" in history and "<dt>note</dt><dd>bot &lt;b&gt;</dd>" in history
+    assert "{&#x27;" not in history
