@@ -224,7 +224,7 @@ def bench_pages(seeded: dict, items: int, queues: int, requests: int, show_plans
         ),
         # Search (trigram index, routing migration 0023); the floor is the unfiltered first page.
         ("search: one lead's address (q=lead-4242@)", "/console/items/?q=lead-4242%40", floor),
-        ("search: a company, ~100 companies match (q=company 99)", "/console/items/?q=company+99", floor),
+        ("search: 8 companies, ~800 items match (q=company 99)", "/console/items/?q=company+99", floor),
     ]
     print(
         f"console pages, {requests} requests each after 3 warm-ups (test Client, in-process), each alternating "
