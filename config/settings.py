@@ -343,6 +343,8 @@ HANDOFF = {
     "HIGH_INTENT_THRESHOLD": env_int("HANDOFF_HIGH_INTENT_THRESHOLD", 80),
     # Reminders go out this many minutes before an acknowledge or resolve due time.
     "REMINDER_MINUTES": env_int("HANDOFF_REMINDER_MINUTES", 10),
+    # The item list refreshes its rows this often while the tab is visible (0: never).
+    "LIST_REFRESH_SECONDS": env_int("HANDOFF_LIST_REFRESH_SECONDS", 20),
     # Delivery retries: the n-th wait is this × 2^(n-1), ±20% jitter (8 attempts: about an hour in all),
     # or what the target's Retry-After asks, up to an hour.
     "DELIVERY_RETRY_BASE_SECONDS": env_float("HANDOFF_DELIVERY_RETRY_BASE_SECONDS", 30.0),

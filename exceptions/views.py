@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest, HttpResponseRedirect, QueryDict
@@ -68,6 +69,7 @@ class ItemListView(ConsoleAccessMixin, View):
                 "query": query.urlencode(),
                 "bulk_form": BulkForm(),
                 "resolutions": Resolution.choices,
+                "refresh_seconds": settings.HANDOFF["LIST_REFRESH_SECONDS"],
                 "bulk_cap": MAX_BULK_ITEMS,
                 "people": console_people(),
                 "items_url": reverse("console:items"),

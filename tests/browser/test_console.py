@@ -584,3 +584,25 @@ def test_screenshots_of_the_main_screens(ops_page, ops_person, screenshots_dir):
 
     for name in ("overview.png", "item-list.png", "item-detail.png"):
         assert (screenshots_dir / name).stat().st_size > 10_000, f"{name} looks empty"
+
+
+def test_the_list_refreshes_by_itself_keeping_ticks_and_selection(ops_page, settings):
+    settings.HANDOFF = {**settings.HANDOFF, "LIST_REFRESH_SECONDS": 1}
+    triage = QueueFactory(name="Triage")
+    first, second = open_exception(queue=triage), open_exception(queue=triage)
+    ops_page.goto("/console/items/")
+    ops_page.keyboard.press("j")
+    ops_page.keyboard.press("k")  # back on the first row, focused
+    expect(list_row(ops_page, first)).to_be_focused()
+    ops_page.keyboard.press("x")  # ticked for a bulk action
+    expect(ops_page.locator("#bulk").get_by_label(f"Select item {first.pk}", exact=True)).to_be_checked()
+
+    arrived = open_exception(queue=triage)  # routing opens a new item meanwhile
+    exception_resolve(item=second, by=UserFactory(username="rita"), resolution=Resolution.FIXED_DATA)
+
+    expect(list_row(ops_page, arrived)).to_be_visible(timeout=5_000)
+    expect(ops_page.locator("tr[data-item]")).to_have_count(2)  # the resolved one left the list
+    expect(ops_page.locator("#bulk").get_by_label(f"Select item {first.pk}", exact=True)).to_be_checked()
+    expect(list_row(ops_page, first)).to_have_class(SELECTED)
+    expect(list_row(ops_page, first)).to_be_focused()
+    expect(ops_page.locator("tr[data-item].selected")).to_have_count(1)

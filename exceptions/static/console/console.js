@@ -24,7 +24,7 @@
   function rows() { return Array.from(document.querySelectorAll("tr[data-item]")); }
   function selected() { return document.querySelector("tr[data-item].selected"); }
 
-  function select(row, focus = true) {
+  function select(row, focus = true, scroll = true) {
     rows().forEach((r) => { r.classList.remove("selected"); r.setAttribute("aria-selected", "false"); });
     if (row) {
       row.classList.add("selected");
@@ -32,7 +32,7 @@
       // Focus follows the selection, so a screen reader announces it and Tab continues from it.
       if (!row.hasAttribute("tabindex")) row.tabIndex = -1;
       if (focus) row.focus({ preventScroll: true });
-      row.scrollIntoView({ block: "nearest" });
+      if (scroll) row.scrollIntoView({ block: "nearest" });
     }
   }
 
@@ -125,6 +125,30 @@
     const all = document.querySelector("[data-select-all]");
     if (all) all.addEventListener("change", () => {
       document.querySelectorAll("input[name=items]").forEach((box) => { box.checked = all.checked; });
+    });
+    // The list's rows refresh by themselves (htmx, every HANDOFF_LIST_REFRESH_SECONDS): ticked boxes and the
+    // selection survive the swap.
+    let kept = null;
+    document.body.addEventListener("htmx:beforeRequest", (event) => {
+      // A hidden tab does not poll (a trigger filter would need eval, which the CSP refuses).
+      if (event.detail.elt.id === "item-rows" && document.visibilityState !== "visible") event.preventDefault();
+    });
+    document.body.addEventListener("htmx:beforeSwap", (event) => {
+      if (event.detail.target.id !== "item-rows") return;
+      const row = selected();
+      kept = {
+        ticked: Array.from(document.querySelectorAll("input[name=items]:checked")).map((box) => box.value),
+        selected: row ? row.dataset.item : null,
+        focused: row !== null && document.activeElement === row,
+      };
+    });
+    document.body.addEventListener("htmx:afterSettle", () => {
+      if (!kept) return;
+      document.querySelectorAll("input[name=items]").forEach((box) => { box.checked = kept.ticked.includes(box.value); });
+      const again = rows().find((r) => r.dataset.item === kept.selected) || rows()[0];
+      select(again, kept.focused, false);  // a refresh never moves the page
+      tick();
+      kept = null;
     });
     if (location.hash === "#resolve" && document.querySelector("#resolve select")) document.querySelector("#resolve select").focus();
     if (document.body.dataset.page === "list") select(remembered(), false);  // the first Tab stays the skip link
