@@ -606,3 +606,28 @@ def test_the_list_refreshes_by_itself_keeping_ticks_and_selection(ops_page, sett
     expect(list_row(ops_page, first)).to_have_class(SELECTED)
     expect(list_row(ops_page, first)).to_be_focused()
     expect(ops_page.locator("tr[data-item].selected")).to_have_count(1)
+
+
+def test_e_assigns_to_me_w_marks_waiting_and_g_i_goes_to_the_items(ops_page, ops_person):
+    item = open_exception(queue=QueueFactory(name="Triage"))
+    ops_page.goto(detail_url(item))
+
+    ops_page.keyboard.press("e")
+    expect(success(ops_page)).to_contain_text(f"Item #{item.pk}")
+    item.refresh_from_db()
+    assert item.assignee == ops_person
+
+    ops_page.keyboard.press("w")
+    ops_page.keyboard.type("the customer's reply")
+    ops_page.keyboard.press("Enter")
+    expect(status_badge(ops_page)).to_have_text("Waiting")
+    item.refresh_from_db()
+    assert item.status == ExceptionStatus.WAITING
+
+    ops_page.keyboard.press("g")
+    ops_page.keyboard.press("i")
+    expect(ops_page).to_have_url(re.compile(r"/console/items/$"))
+    ops_page.wait_for_load_state("load")  # the keys are read once the page's script runs
+    ops_page.keyboard.press("g")
+    ops_page.keyboard.press("q")
+    expect(ops_page).to_have_url(re.compile(r"/console/$"))

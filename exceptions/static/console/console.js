@@ -1,4 +1,4 @@
-// Console behaviour: live countdowns to due times, keyboard triage (j/k/o/a/r/x, / to search, ?, Esc), select-all for bulk.
+// Console behaviour: live countdowns to due times, keyboard triage (j/k/o/a/r/e/w/x, g i, g q, / to search, ?, Esc), select-all for bulk.
 (function () {
   "use strict";
   // "Due soon" starts when the reminder goes out (HANDOFF_REMINDER_MINUTES).
@@ -74,6 +74,8 @@
     form.submit();
   }
 
+  let goPending = false;
+
   function onKey(event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const tag = (event.target.tagName || "").toLowerCase();
@@ -90,6 +92,14 @@
     if (["input", "textarea", "select"].includes(tag)) return;
     const page = document.body.dataset.page;
     if (event.key === "?") { help.hidden = !help.hidden; event.preventDefault(); return; }
+    // g then i / q: go to the items or the queues (the second key within a second).
+    if (goPending && (event.key === "i" || event.key === "q")) {
+      goPending = false;
+      location.href = event.key === "i" ? "/console/items/" : "/console/";
+      event.preventDefault();
+      return;
+    }
+    if (event.key === "g") { goPending = true; setTimeout(() => { goPending = false; }, 1000); return; }
     const search = document.querySelector("form.filters input[name=q]");
     if (event.key === "/" && search) { search.focus(); search.select(); event.preventDefault(); return; }
     if (page === "list") {
@@ -108,6 +118,8 @@
       else if (event.key === "k" && head.dataset.previous) location.href = head.dataset.previous;
       else if (event.key === "a" && document.getElementById("acknowledge")) document.getElementById("acknowledge").submit();
       else if (event.key === "r" && document.getElementById("resolve")) document.querySelector("#resolve select").focus();
+      else if (event.key === "e" && document.getElementById("assign-me")) document.getElementById("assign-me").submit();
+      else if (event.key === "w" && document.getElementById("waiting")) document.querySelector("#waiting input[name=note]").focus();
       else return;
       event.preventDefault();
     }
