@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
+from django.utils import timezone
 from django_filters.fields import IsoDateTimeRangeField
 
 from exceptions.models import ExceptionItem, ExceptionReason, ExceptionStatus
@@ -87,6 +88,9 @@ class ExceptionFilter(django_filters.FilterSet):
     reason = django_filters.ChoiceFilter(choices=ExceptionReason.choices)
     assignee = django_filters.ModelChoiceFilter(queryset=console_people(), null_label="Nobody")
     breached = django_filters.BooleanFilter(method="filter_breached", label="Breached", widget=AnyYesNo)
+    due_within = django_filters.NumberFilter(
+        method="filter_due_within", label="Due within (min)", min_value=0, max_value=7 * 24 * 60
+    )
     origin = django_filters.ModelChoiceFilter(field_name="lead__origin", queryset=Source.objects.order_by("name"))
     received = BoundedIsoDateTimeFromToRangeFilter(field_name="lead__received_at", label="Received between")
     sort = django_filters.ChoiceFilter(
@@ -98,7 +102,7 @@ class ExceptionFilter(django_filters.FilterSet):
 
     class Meta:
         model = ExceptionItem
-        fields = ["q", "queue", "status", "reason", "assignee", "breached", "origin", "received"]
+        fields = ["q", "queue", "status", "reason", "assignee", "breached", "due_within", "origin", "received"]
 
     def filter_search(self, queryset, name, value):
         """Any part of the lead's email, lead id, company or names, case ignored (trigram-indexed on
@@ -109,6 +113,10 @@ class ExceptionFilter(django_filters.FilterSet):
         like = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         leads = RawSQL(f"SELECT id FROM routing_lead WHERE {LEAD_SEARCH_TEXT} LIKE %s ESCAPE '\\'", [like])
         return queryset.filter(lead_id__in=leads)
+
+    def filter_due_within(self, queryset, name, value):
+        """Due (the clock that runs) within this many minutes from now, overdue ones included."""
+        return queryset.filter(due_at__lte=timezone.now() + dt.timedelta(minutes=float(value)))
 
     def filter_breached(self, queryset, name, value):
         breached = Q(ack_breached_at__isnull=False) | Q(resolve_breached_at__isnull=False)

@@ -1,5 +1,7 @@
 """The console screens: access control, CSRF, escaping, actions and their messages, and query counts."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
@@ -286,3 +288,24 @@ def test_the_items_history_shows_each_events_details_as_fields_not_python_text(o
     history = page[page.index('id="history"') : page.index("</ol>", page.index('id="history"'))]
     assert "<dt>resolution</dt><dd>spam</dd>" in history and "<dt>note</dt><dd>bot &lt;b&gt;</dd>" in history
     assert "{&#x27;" not in history
+
+
+def test_the_default_views_mine_breached_and_due_in_15_minutes(ops_client, ops_person):
+    triage = QueueFactory(name="Triage")
+    mine, breached, soon, later = (open_exception(queue=triage) for _ in range(4))
+    now = timezone.now()
+    ExceptionItem.objects.filter(pk=mine.pk).update(assignee=ops_person, due_at=now + timezone.timedelta(hours=3))
+    ExceptionItem.objects.filter(pk=breached.pk).update(ack_breached_at=now, due_at=now - timezone.timedelta(minutes=5))
+    ExceptionItem.objects.filter(pk=soon.pk).update(due_at=now + timezone.timedelta(minutes=10))
+    ExceptionItem.objects.filter(pk=later.pk).update(due_at=now + timezone.timedelta(hours=2))
+    page = ops_client.get("/console/items/").content.decode()
+    views = page[page.index('id="views"') : page.index("</nav>", page.index('id="views"'))]
+    links = {label: href for href, label in re.findall(r'<a href="([^"]+)">([^<]+)</a>', views)}
+
+    def listed(label):
+        return {item.pk for item in ops_client.get(links[label].replace("&amp;", "&")).context["page"].object_list}
+
+    assert listed("Mine") == {mine.pk}
+    assert listed("Breached") == {breached.pk}
+    assert listed("Due in 15 min") == {breached.pk, soon.pk}  # overdue included
+    assert listed("All unresolved") == {mine.pk, breached.pk, soon.pk, later.pk}
