@@ -631,3 +631,34 @@ def test_e_assigns_to_me_w_marks_waiting_and_g_i_goes_to_the_items(ops_page, ops
     ops_page.keyboard.press("g")
     ops_page.keyboard.press("q")
     expect(ops_page).to_have_url(re.compile(r"/console/$"))
+
+
+def test_every_screen_fits_a_phone_and_the_items_actions_are_reachable(ops_page):
+    item = open_exception(queue=QueueFactory(name="Triage"), company="Vereinigte Industrieanlagenbau GmbH")
+    ops_page.set_viewport_size({"width": 390, "height": 844})
+    for path in (
+        "/console/",
+        "/console/items/",
+        detail_url(item),
+        "/console/notifications/",
+        "/console/dashboard/",
+        "/console/rules/",
+        "/console/accounts/",
+        "/console/checklist/",
+        "/console/dead-letters/",
+        "/console/reconciliation/",
+        "/console/reconciliation/attribution/",
+        "/console/anomalies/",
+        "/console/rules/mine/",
+        "/console/rules/preview/",
+        "/console/rules/replay/",
+        "/console/api-tokens/",
+    ):
+        assert ops_page.goto(path).ok, path
+        width = ops_page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert width[0] <= width[1], f"{path} is {width[0]} px wide on a 390 px screen"
+    ops_page.goto(detail_url(item))
+    resolve = ops_page.locator("#resolve").get_by_role("button", name=re.compile(r"^Resolve"))
+    resolve.scroll_into_view_if_needed()
+    box = resolve.bounding_box()
+    assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= 390
