@@ -125,7 +125,17 @@
     }
   }
 
+  // A table wider than the screen scrolls inside itself (phone layout): keyboard users reach it with Tab.
+  function markScrollable() {
+    document.querySelectorAll("table.grid, .scroll-x").forEach((el) => {
+      if (el.scrollWidth > el.clientWidth) el.tabIndex = 0;
+      else el.removeAttribute("tabindex");
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    markScrollable();
+    window.addEventListener("resize", markScrollable);
     const soon = parseFloat(document.body.dataset.soonMinutes);
     if (!Number.isNaN(soon)) SOON_MS = soon * 60 * 1000;
     tick();
