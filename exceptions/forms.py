@@ -40,6 +40,10 @@ class ResolveForm(forms.Form):
         error_messages={"required": "Choose a resolution code."},
     )
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
+    # Where to go once resolved: the queue's next item (triage in a row) or back to the list; remembered.
+    then = forms.ChoiceField(
+        choices=[("next", "open the next item"), ("list", "go back to the list")], required=False, label="Then"
+    )
 
     def clean(self):
         data = super().clean()

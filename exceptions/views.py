@@ -1,6 +1,7 @@
 """The exception console: thin views that read through selectors and act through services."""
 
 import logging
+import time
 
 from django.conf import settings
 from django.contrib import messages
@@ -70,6 +71,7 @@ class ItemListView(ConsoleAccessMixin, View):
                 "bulk_form": BulkForm(),
                 "resolutions": Resolution.choices,
                 "refresh_seconds": settings.HANDOFF["LIST_REFRESH_SECONDS"],
+                "undo": _undo_offer(request),
                 "bulk_cap": MAX_BULK_ITEMS,
                 "people": console_people(),
                 "items_url": reverse("console:items"),
@@ -163,7 +165,8 @@ class ItemDetailView(ConsoleAccessMixin, View):
                 "same_person": person_leads(item.lead).select_related("origin", "assignee")[:50],
                 "held": list(item.held_leads.select_related("origin", "assignee").order_by("id")[:50]),
                 "assign_form": _assign_form(item),
-                "resolve_form": ResolveForm(),
+                "resolve_form": ResolveForm(initial={"then": request.session.get(AFTER_RESOLVE, "next")}),
+                "undo": _undo_offer(request),
                 "waiting_form": WaitingForm(),
                 "edit_form": LeadEditForm(
                     initial={
@@ -175,6 +178,18 @@ class ItemDetailView(ConsoleAccessMixin, View):
                 "neighbours": _neighbours(item),
             },
         )
+
+
+AFTER_RESOLVE = "after_resolve"  # session: "next" (default) or "list"
+UNDO = "undo"  # session: the item just resolved, offered back (reopen) on the next page for UNDO_SECONDS
+UNDO_SECONDS = 10
+
+
+def _undo_offer(request) -> dict | None:
+    offer = request.session.pop(UNDO, None)
+    if offer and offer["until"] > time.time():
+        return {"item": offer["item"], "seconds": max(1, int(offer["until"] - time.time()))}
+    return None
 
 
 def _neighbours(item):
@@ -197,6 +212,7 @@ class ItemActionView(ConsoleAccessMixin, View):
 
     def _act(self, request, item, action):
         pk = item.pk
+        following = _neighbours(item)["next"]  # before the action: a resolved item leaves the order
         handler = getattr(self, f"do_{action}", None)
         if handler is None:
             messages.error(request, f"Unknown action {action!r}.")
@@ -215,6 +231,10 @@ class ItemActionView(ConsoleAccessMixin, View):
                 if success:
                     messages.success(request, success)
                 logger.info("Console: %s on item %s by %s: %s", action, pk, request.user.get_username(), success)
+                if action == "resolve":  # triage in a row: the next item, or the list, as the person chose
+                    if request.session.get(AFTER_RESOLVE, "next") == "next" and following:
+                        return HttpResponseRedirect(reverse("console:item", args=[following]))
+                    return HttpResponseRedirect(reverse("console:items"))
         return _back(request, reverse("console:item", args=[pk]))
 
     def do_acknowledge(self, request, item):
@@ -237,7 +257,12 @@ class ItemActionView(ConsoleAccessMixin, View):
         form = ResolveForm(request.POST)
         if not form.is_valid():
             raise services.InvalidAction(_form_errors(form))
-        resolved = services.exception_resolve(item=item, by=request.user, **form.cleaned_data)
+        data = form.cleaned_data
+        request.session[AFTER_RESOLVE] = data["then"] or "next"
+        resolved = services.exception_resolve(
+            item=item, by=request.user, resolution=data["resolution"], note=data["note"]
+        )
+        request.session[UNDO] = {"item": item.pk, "until": time.time() + UNDO_SECONDS}
         return f"Resolved item #{item.pk} as {resolved.get_resolution_display()}."
 
     def do_reopen(self, request, item):

@@ -157,6 +157,10 @@ def test_resolving_with_a_resolution_code_and_note_from_the_detail_page(ops_page
     form.get_by_role("button", name=re.compile(r"^Resolve")).click()
 
     expect(success(ops_page)).to_have_text(f"Resolved item #{item.pk} as Duplicate.")
+    # No other item in the queue: back on the list, with an Undo offered for a few seconds.
+    expect(ops_page).to_have_url(re.compile(r"/console/items/$"))
+    expect(ops_page.get_by_role("button", name=f"Undo: reopen item #{item.pk}")).to_be_visible()
+    ops_page.goto(detail_url(item))
     expect(status_badge(ops_page)).to_have_text("Resolved")
     expect(ops_page.locator(".detail-head .clocks")).to_contain_text(
         "resolved as Duplicate by olga: Same person as lead-42, sent the form twice."
@@ -662,3 +666,46 @@ def test_every_screen_fits_a_phone_and_the_items_actions_are_reachable(ops_page)
     resolve.scroll_into_view_if_needed()
     box = resolve.bounding_box()
     assert box is not None and 0 <= box["x"] and box["x"] + box["width"] <= 390
+
+
+def test_twenty_items_triaged_by_keyboard_alone_take_three_keys_each(ops_page, ops_person):
+    triage = QueueFactory(name="Triage")
+    items = [open_exception(queue=triage) for _ in range(20)]
+    ops_page.goto("/console/items/")
+    ops_page.wait_for_load_state("load")
+    keys = 0
+
+    def press(key):
+        nonlocal keys
+        ops_page.keyboard.press(key)
+        keys += 1
+
+    press("o")  # open the first (selected) item
+    for item in items:
+        expect(ops_page).to_have_url(re.compile(rf"/console/items/{item.pk}/$"))
+        ops_page.wait_for_load_state("load")
+        press("r")  # focus the resolution code
+        press("f")  # "Fixed data"
+        press("Enter")  # resolve (which acknowledges too); the next item opens
+    expect(ops_page).to_have_url(re.compile(r"/console/items/$"))  # the queue is empty: back to the list
+    assert set(ExceptionItem.objects.values_list("status", "resolution", "acknowledged_by")) == {
+        (ExceptionStatus.RESOLVED, Resolution.FIXED_DATA, ops_person.pk)
+    }
+    per_item = (keys - 1) / len(items)
+    assert per_item <= 3, f"{keys} keystrokes for {len(items)} items"
+    print(f"\nkeyboard triage: {keys} keystrokes for {len(items)} items ({per_item:.2f} per item)")
+
+
+def test_undo_reopens_the_item_just_resolved(ops_page):
+    triage = QueueFactory(name="Triage")
+    first, second = open_exception(queue=triage), open_exception(queue=triage)
+    ops_page.goto(detail_url(first))
+    form = ops_page.locator("#resolve")
+    form.get_by_label("Resolution").select_option(label="Fixed data")
+    form.get_by_role("button", name=re.compile(r"^Resolve")).click()
+    expect(ops_page).to_have_url(re.compile(rf"/console/items/{second.pk}/$"))  # the next item opens
+    ops_page.wait_for_load_state("load")
+    ops_page.keyboard.press("z")
+    expect(success(ops_page)).to_contain_text(f"Reopened item #{first.pk}")
+    first.refresh_from_db()
+    assert first.status == ExceptionStatus.OPEN

@@ -99,6 +99,7 @@
       event.preventDefault();
       return;
     }
+    if (event.key === "z" && document.getElementById("undo")) { document.getElementById("undo").requestSubmit(); event.preventDefault(); return; }
     if (event.key === "g") { goPending = true; setTimeout(() => { goPending = false; }, 1000); return; }
     const search = document.querySelector("form.filters input[name=q]");
     if (event.key === "/" && search) { search.focus(); search.select(); event.preventDefault(); return; }
@@ -136,6 +137,8 @@
   document.addEventListener("DOMContentLoaded", () => {
     markScrollable();
     window.addEventListener("resize", markScrollable);
+    const undo = document.getElementById("undo");
+    if (undo) setTimeout(() => undo.remove(), Number(undo.dataset.seconds) * 1000);
     const soon = parseFloat(document.body.dataset.soonMinutes);
     if (!Number.isNaN(soon)) SOON_MS = soon * 60 * 1000;
     tick();
