@@ -52,6 +52,7 @@ ORDINARY_TABLES = frozenset(
         # Exception queues.
         "exceptions_exceptionitem",
         "exceptions_notification",
+        "exceptions_savedview",
         "exceptions_slaevent",
         "exceptions_exceptionitem_held_leads",
         "exceptions_sweepbatch",

@@ -237,3 +237,19 @@ class SweepBatch(models.Model):
 
     def __str__(self):
         return f"sweep batch {self.pk} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class SavedView(models.Model):
+    """A person's named item-list filter (the list's query string), shown with its count on the list."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(max_length=60)
+    query = models.CharField(max_length=2000, blank=True, help_text="The item list's query string.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="saved_view_name_per_user")]
+
+    def __str__(self):
+        return self.name

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
+from django.http import QueryDict
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
@@ -24,6 +25,7 @@ from exceptions.models import (
     ExceptionReason,
     ExceptionStatus,
     Resolution,
+    SavedView,
     SlaClock,
     SlaEvent,
     SlaEventKind,
@@ -567,3 +569,25 @@ def _trail_event(item, *, by, action, at, data) -> AuditEvent:
 
 def _bulk_trail(items, *, by, action, at, data) -> None:
     AuditEvent.objects.bulk_create(_trail_event(i, by=by, action=action, at=at, data=data) for i in items)
+
+
+MAX_SAVED_VIEWS = 10
+
+
+def saved_view_save(*, user, name: str, query: str) -> SavedView:
+    """Save (or replace, by name) one of the person's list views; at most MAX_SAVED_VIEWS each."""
+    name = " ".join((name or "").split())
+    if not name:
+        raise InvalidAction("Give the view a name.")
+    if len(name) > 60:
+        raise InvalidAction("A view's name has at most 60 characters.")
+    query = QueryDict(query or "", mutable=True)
+    query.pop("page", None)
+    if SavedView.objects.filter(user=user).exclude(name=name).count() >= MAX_SAVED_VIEWS:
+        raise InvalidAction(f"You have {MAX_SAVED_VIEWS} saved views already; delete one first.")
+    view, _ = SavedView.objects.update_or_create(user=user, name=name, defaults={"query": query.urlencode()[:2000]})
+    return view
+
+
+def saved_view_delete(*, user, pk: int) -> bool:
+    return SavedView.objects.filter(user=user, pk=pk).delete()[0] > 0

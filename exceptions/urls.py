@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.OverviewView.as_view(), name="overview"),
     path("items/", views.ItemListView.as_view(), name="items"),
     path("items/bulk/", views.BulkActionView.as_view(), name="bulk"),
+    path("items/views/", views.SavedViewsView.as_view(), name="saved-views"),
     path("items/<int:pk>/", views.ItemDetailView.as_view(), name="item"),
     path("items/<int:pk>/<slug:action>/", views.ItemActionView.as_view(), name="item-action"),
     path("notifications/", views.NotificationsView.as_view(), name="notifications"),

@@ -26,7 +26,7 @@ from exceptions.forms import (
     ResolveForm,
     WaitingForm,
 )
-from exceptions.models import ExceptionItem, Resolution
+from exceptions.models import ExceptionItem, Resolution, SavedView
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.selectors import (
     exception_list_queryset,
@@ -71,6 +71,7 @@ class ItemListView(ConsoleAccessMixin, View):
                 "bulk_form": BulkForm(),
                 "resolutions": Resolution.choices,
                 "refresh_seconds": settings.HANDOFF["LIST_REFRESH_SECONDS"],
+                "saved_views": _saved_views(request.user),
                 "undo": _undo_offer(request),
                 "bulk_cap": MAX_BULK_ITEMS,
                 "people": console_people(),
@@ -78,6 +79,37 @@ class ItemListView(ConsoleAccessMixin, View):
             },
             status=200 if filters.is_valid() else 400,  # the filters' errors say what to fix
         )
+
+
+class SavedViewsView(ConsoleAccessMixin, View):
+    """Save the list's current filters under a name, or delete a saved view (the person's own only)."""
+
+    def post(self, request):
+        if request.POST.get("delete"):
+            raw = request.POST["delete"]
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+                return HttpResponseBadRequest("delete must be a saved view's id.", content_type="text/plain")
+            if services.saved_view_delete(user=request.user, pk=int(raw)):
+                messages.success(request, "Saved view deleted.")
+            return HttpResponseRedirect(reverse("console:items"))
+        query = request.POST.get("query", "")
+        try:
+            view = services.saved_view_save(user=request.user, name=request.POST.get("name", ""), query=query)
+        except services.InvalidAction as exc:
+            messages.error(request, f"The view was not saved: {exc}")
+            return HttpResponseRedirect(reverse("console:items") + (f"?{query}" if query else ""))
+        messages.success(request, f"Saved the view {view.name!r}.")
+        return HttpResponseRedirect(reverse("console:items") + (f"?{view.query}" if view.query else ""))
+
+
+def _saved_views(user) -> list[dict]:
+    """The person's saved views with how many items each matches now (one count each; at most 10 views)."""
+    views = []
+    for view in SavedView.objects.filter(user=user):
+        filters = ExceptionFilter(QueryDict(view.query), queryset=ExceptionItem.objects.all())
+        count = filters.qs.count() if filters.is_valid() else None
+        views.append({"view": view, "count": count})
+    return views
 
 
 class BulkActionView(ConsoleAccessMixin, View):

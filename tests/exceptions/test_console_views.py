@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from exceptions.models import ExceptionItem, ExceptionStatus
+from exceptions.models import ExceptionItem, ExceptionStatus, SavedView
 from exceptions.services import exception_acknowledge, exception_resolve
 from routing.models import LeadStatus
 from tests.factories import (
@@ -231,8 +231,9 @@ def test_the_item_list_costs_the_same_queries_for_5_or_50_rows(ops_client):
     for _ in range(60):
         open_exception(queue=queue)
     many = (list_queries(ops_client, plain), list_queries(ops_client, filtered))
-    # session, user, group check, count, page of ids, its 50 rows, the filter form's choices (+ the queue)
-    assert few == many == (10, 11)
+    # session, user, group check, count, page of ids, its 50 rows, the filter form's choices (+ the queue), the
+    # person's saved views (none here; each saved one adds its count)
+    assert few == many == (11, 12)
 
 
 def test_the_list_shows_unresolved_items_unless_asked_otherwise(ops_client, ops_person):
@@ -309,3 +310,35 @@ def test_the_default_views_mine_breached_and_due_in_15_minutes(ops_client, ops_p
     assert listed("Breached") == {breached.pk}
     assert listed("Due in 15 min") == {breached.pk, soon.pk}  # overdue included
     assert listed("All unresolved") == {mine.pk, breached.pk, soon.pk, later.pk}
+
+
+def test_a_person_saves_named_views_that_show_their_counts_and_only_to_them(ops_client, ops_person, client):
+    triage, sales = QueueFactory(name="Triage"), QueueFactory(name="Sales")
+    for _ in range(3):
+        open_exception(queue=triage, reason="delivery_failed")
+    open_exception(queue=sales)
+    query = f"queue={triage.pk}&reason=delivery_failed&page=2"
+    saved = ops_client.post("/console/items/views/", {"name": "  CRM   outage ", "query": query}, follow=True)
+    assert "Saved the view &#x27;CRM outage&#x27;." in saved.content.decode()
+    page = ops_client.get("/console/items/")
+    [row] = page.context["saved_views"]
+    assert (row["view"].name, row["view"].query, row["count"]) == (
+        "CRM outage",
+        f"queue={triage.pk}&reason=delivery_failed",
+        3,
+    )
+    assert (
+        f'href="/console/items/?queue={triage.pk}&amp;reason=delivery_failed">CRM outage</a>' in page.content.decode()
+    )
+
+    other = UserFactory(username="otto")
+    other.groups.add(Group.objects.get(name="ops"))
+    client.force_login(other)
+    assert client.get("/console/items/").context["saved_views"] == []
+    assert client.post("/console/items/views/", {"delete": row["view"].pk}).status_code == 302
+    assert SavedView.objects.count() == 1  # not theirs to delete
+
+    empty = ops_client.post("/console/items/views/", {"name": " ", "query": ""}, follow=True)
+    assert "The view was not saved: Give the view a name." in empty.content.decode()
+    ops_client.post("/console/items/views/", {"delete": row["view"].pk})
+    assert not SavedView.objects.exists()
