@@ -4,6 +4,11 @@ report and the Monday checklist all cut time at UTC midnight."""
 import datetime as dt
 
 
+def yesterday() -> dt.date:
+    """The UTC day before today: what the morning reports cover, and what "run now" runs."""
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).date()
+
+
 def day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 

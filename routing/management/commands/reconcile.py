@@ -1,8 +1,8 @@
 import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
+from routing.days import yesterday
 from routing.reports.parity import parity_reconcile
 
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
             except ValueError:
                 raise CommandError(f"{options['date']!r} is not a date; use YYYY-MM-DD.") from None
         else:
-            day = (timezone.now() - dt.timedelta(days=1)).date()
+            day = yesterday()
         report = parity_reconcile(day=day)
         data = report.data
         self.stdout.write(f"Parity for {day:%Y-%m-%d} (report #{report.pk}):")

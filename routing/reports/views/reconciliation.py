@@ -7,14 +7,13 @@ from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views import View
 
 from audit.models import AuditAction
 from audit.services import audit_record
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.services import InvalidAction
-from routing.days import day_out_of_range
+from routing.days import day_out_of_range, yesterday
 from routing.reports.incidents import incident_acknowledge, incident_resolve
 from routing.reports.models import Incident, IncidentStatus, ReconciliationReport, ReportKind
 from routing.reports.parity import parity_reconcile
@@ -42,7 +41,7 @@ class ParityRunView(ConsoleAccessMixin, View):
         try:
             day = dt.date.fromisoformat(request.POST.get("day") or "")
         except ValueError:
-            day = (timezone.now() - dt.timedelta(days=1)).date()
+            day = yesterday()
         if problem := day_out_of_range(day):
             messages.error(request, f"Not run: {problem}")
             return HttpResponseRedirect(reverse("console:reconciliation"))

@@ -6,12 +6,12 @@ from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import timezone
 from django.views import View
 
 from audit.models import AuditAction
 from audit.services import audit_record
 from exceptions.permissions import ConsoleAccessMixin
+from routing.days import yesterday
 from routing.reports.anomalies import anomaly_report_build
 from routing.reports.checklist import monday_checklist
 from routing.reports.models import AnomalyReport
@@ -39,7 +39,7 @@ class AnomalyView(ConsoleAccessMixin, View):
 
     def post(self, request):
         """Run now: yesterday's report built again from what is stored (replacing the morning's; no email)."""
-        day = (timezone.now() - dt.timedelta(days=1)).date()
+        day = yesterday()
         report = anomaly_report_build(day=day)
         audit_record(
             action=AuditAction.REPORT_RUN,
