@@ -58,8 +58,6 @@ class ItemListView(ConsoleAccessMixin, View):
         page = Paginator(ids, PAGE_SIZE).get_page(request.GET.get("page"))
         rows = exception_list_queryset().in_bulk(list(page.object_list))
         page.object_list = [rows[pk] for pk in page.object_list if pk in rows]
-        query = request.GET.copy()
-        query.pop("page", None)
         return render(
             request,
             "console/item_list.html",
@@ -67,7 +65,7 @@ class ItemListView(ConsoleAccessMixin, View):
                 "filters": filters,
                 "page": page,
                 "now": timezone.now(),
-                "query": query.urlencode(),
+                "query": _query_without_page(request),
                 "bulk_form": BulkForm(),
                 "resolutions": Resolution.choices,
                 "refresh_seconds": settings.HANDOFF["LIST_REFRESH_SECONDS"],
@@ -224,14 +222,21 @@ def _undo_offer(request) -> dict | None:
     return None
 
 
+def _adjacent(item, *, later: bool) -> int | None:
+    """The unresolved item of the same queue just after (or before) this one by due time."""
+    if item.due_at is None:
+        return None
+    same = ExceptionItem.objects.filter(queue=item.queue_id, status__in=["open", "acknowledged", "waiting"])
+    if later:
+        same = same.filter(due_at__gt=item.due_at).order_by("due_at", "id")
+    else:
+        same = same.filter(due_at__lt=item.due_at).order_by("-due_at", "-id")
+    return same.values_list("pk", flat=True).first()
+
+
 def _neighbours(item):
     """Previous and next unresolved item of the same queue by due time, for j/k on the detail page."""
-    same = ExceptionItem.objects.filter(queue=item.queue_id, status__in=["open", "acknowledged", "waiting"])
-    if item.due_at is None:
-        return {"previous": None, "next": None}
-    previous = same.filter(due_at__lt=item.due_at).order_by("-due_at", "-id").values_list("pk", flat=True).first()
-    following = same.filter(due_at__gt=item.due_at).order_by("due_at", "id").values_list("pk", flat=True).first()
-    return {"previous": previous, "next": following}
+    return {"previous": _adjacent(item, later=False), "next": _adjacent(item, later=True)}
 
 
 class ItemActionView(ConsoleAccessMixin, View):
@@ -244,7 +249,8 @@ class ItemActionView(ConsoleAccessMixin, View):
 
     def _act(self, request, item, action):
         pk = item.pk
-        following = _neighbours(item)["next"]  # before the action: a resolved item leaves the order
+        # Before the action, as a resolved item leaves the order; only resolve moves on to it.
+        following = _adjacent(item, later=True) if action == "resolve" else None
         handler = getattr(self, f"do_{action}", None)
         if handler is None:
             messages.error(request, f"Unknown action {action!r}.")
@@ -340,9 +346,7 @@ class NotificationsView(ConsoleAccessMixin, View):
         if filters.is_valid():
             notes = filters.apply(notes)
         page = Paginator(notes.order_by("-created_at", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
-        query = request.GET.copy()
-        query.pop("page", None)
-        context = {"filters": filters, "page": page, "query": query.urlencode()}
+        context = {"filters": filters, "page": page, "query": _query_without_page(request)}
         return render(request, "console/notifications.html", context, status=200 if filters.is_valid() else 400)
 
     def post(self, request):
@@ -372,6 +376,13 @@ def _form_errors(form) -> str:
         f"{' '.join(errors)}".lstrip(": ")
         for name, errors in form.errors.items()
     )
+
+
+def _query_without_page(request) -> str:
+    """The page's filters as a query string, for its page links and saved views (they add their own page)."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
 
 
 def _back(request, default: str):

@@ -167,10 +167,8 @@ def _fingerprint(rule: Rule, accounts: Callable[[], str] = accounts_state) -> st
 
 
 def unknown_account_attributes(condition) -> list[str]:
-    """The `account.<attribute>` fields a condition reads that no account has (a typo such as
-    account.teritory, or a CRM column not imported yet): such a leaf reads nothing, whatever the lead."""
-    if not reads_account(condition):
-        return []
+    """The `account.<attribute>` fields a (saved, so valid) condition reads that no account has (a typo such
+    as account.teritory, or a CRM column not imported yet): such a leaf reads nothing, whatever the lead."""
     wanted = [f for f in fields_read(condition) if f.startswith("account.") and f.split(".")[1] not in ACCOUNT_FIELDS]
     return [f for f in wanted if not Account.objects.filter(attributes__has_key=f.split(".")[1]).exists()]
 
