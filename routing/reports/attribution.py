@@ -19,7 +19,12 @@ Our side is every lead *received* in the period (half-open: since <= received_at
 So our_leads = matched + misrouted + missing_in_crm + unassigned_here, crm_rows = matched + misrouted +
 unknown_to_us + outside_period, and variance = (misrouted + missing_in_crm + unknown_to_us) / max(our_leads, 1),
 flagged above HANDOFF["PARITY_THRESHOLD"]. The stored ReconciliationReport (who, when, which file and its
-SHA-256) is the record of the run; nothing else changes, so no audit event is written."""
+SHA-256) is the record of an upload; nothing else changes, so no audit event is written.
+
+The latest upload keeps its file (ReconciliationReport.crm_export; the next upload clears it), so that Run now
+(attribution_run_again) reconciles it again over the same period against our assignments as they are now,
+after misroutes were fixed, with no upload. One such run per export per UTC day: a second run that day
+replaces the first. Run now is audited (report.run)."""
 
 import codecs
 import csv
@@ -32,11 +37,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
-from routing.days import day_start
+from audit.models import AuditAction
+from audit.services import audit_record
+from routing.days import day_bounds, day_start
 from routing.models import Lead, Source
 from routing.reports.models import ReconciliationReport, ReportKind
 
@@ -76,12 +84,25 @@ def attribution_period(
 
 def attribution_reconcile(*, file, name: str, by, since=None, until=None) -> ReconciliationReport:
     """Reconcile a CRM export (a binary file-like) with the leads received in [since, until) and store the
-    report. Raises AttributionFileError for a file that cannot be read, before anything is written."""
+    report, keeping the file for Run now (the previous upload's is cleared). Raises AttributionFileError for a
+    file that cannot be read, before anything is written."""
     until = until or timezone.now()
     since = since or until - DEFAULT_PERIOD
     if since >= until:
         raise ValueError("The period is empty: since must be before until.")
     raw = _read_limited(file)
+    fields = _reconciled(raw, name=name, since=since, until=until)
+    with transaction.atomic():
+        ReconciliationReport.objects.filter(kind=ReportKind.ATTRIBUTION, crm_export__isnull=False).update(
+            crm_export=None
+        )
+        return ReconciliationReport.objects.create(
+            kind=ReportKind.ATTRIBUTION, created_at=timezone.now(), created_by=by, crm_export=raw, **fields
+        )
+
+
+def _reconciled(raw: bytes, *, name: str, since: dt.datetime, until: dt.datetime) -> dict:
+    """A report's fields (all but who and when) for a CRM export's bytes over [since, until)."""
     parsed = _parse(raw)
     data = _compare(parsed, since=since, until=until)
     totals = data["totals"]
@@ -95,17 +116,79 @@ def attribution_reconcile(*, file, name: str, by, since=None, until=None) -> Rec
         "columns": parsed.columns,
         "delimiter": parsed.delimiter,
     }
-    return ReconciliationReport.objects.create(
-        kind=ReportKind.ATTRIBUTION,
-        period_start=since,
-        period_end=until,
-        created_at=timezone.now(),
-        created_by=by,
-        source_name=name[:255],
-        data=data,
-        variance=variance,
-        flagged=variance > threshold,
+    return {
+        "period_start": since,
+        "period_end": until,
+        "source_name": name[:255],
+        "data": data,
+        "variance": variance,
+        "flagged": variance > threshold,
+    }
+
+
+def attribution_export_kept() -> ReconciliationReport | None:
+    """The upload whose CRM export is kept for Run now (the latest), without the file; None before any."""
+    return (
+        ReconciliationReport.objects.filter(kind=ReportKind.ATTRIBUTION, crm_export__isnull=False)
+        .select_related("created_by")
+        .defer("data")
+        .first()
     )
+
+
+@dataclass(frozen=True)
+class RunAgain:
+    report: ReconciliationReport
+    upload: ReconciliationReport  # the upload whose export was reconciled again
+    replaced: bool  # it replaced a run made earlier the same UTC day
+
+
+def attribution_run_again(*, by, now: dt.datetime | None = None) -> RunAgain:
+    """Run now: reconcile the kept CRM export (the latest upload's) again, over its period, with our leads and
+    assignments as they are now. A second run of the same export on the same UTC day replaces that day's report
+    (same id) instead of adding another. Audited as report.run, in the same transaction. Raises
+    AttributionFileError when no export is kept."""
+    now = now or timezone.now()
+    start, end = day_bounds(now.astimezone(dt.UTC).date())
+    with transaction.atomic():
+        # Locked: two people pressing Run now at once make one report for the day, not two.
+        upload = (
+            ReconciliationReport.objects.select_for_update()
+            .filter(kind=ReportKind.ATTRIBUTION, crm_export__isnull=False)
+            .defer("data")
+            .first()
+        )
+        if upload is None:
+            raise AttributionFileError("No CRM export is kept to run again: upload one first.")
+        raw = bytes(ReconciliationReport.objects.filter(pk=upload.pk).values_list("crm_export", flat=True).get())
+        fields = _reconciled(raw, name=upload.source_name, since=upload.period_start, until=upload.period_end)
+        fields["data"]["run_again_of"] = upload.pk
+        earlier = ReconciliationReport.objects.filter(
+            kind=ReportKind.ATTRIBUTION, created_at__gte=start, created_at__lt=end, data__run_again_of=upload.pk
+        ).first()
+        if earlier is None:
+            report = ReconciliationReport.objects.create(
+                kind=ReportKind.ATTRIBUTION, created_at=now, created_by=by, **fields
+            )
+        else:
+            report = earlier
+            for name, value in {**fields, "created_at": now, "created_by": by}.items():
+                setattr(report, name, value)
+            report.save()
+        audit_record(
+            action=AuditAction.REPORT_RUN,
+            actor=by,
+            outcome="attribution",
+            data={
+                "report": "attribution",
+                "day": start.date().isoformat(),
+                "report_id": report.pk,
+                "export_of": upload.pk,
+                "replaced": earlier is not None,
+                "flagged": report.flagged,
+            },
+        )
+    return RunAgain(report=report, upload=upload, replaced=earlier is not None)
 
 
 def attribution_reports() -> QuerySet:
@@ -113,7 +196,7 @@ def attribution_reports() -> QuerySet:
     return (
         ReconciliationReport.objects.filter(kind=ReportKind.ATTRIBUTION)
         .select_related("created_by")
-        .annotate(totals=KeyTransform("totals", "data"))
+        .annotate(totals=KeyTransform("totals", "data"), run_again_of=KeyTransform("run_again_of", "data"))
         .defer("data")
     )
 

@@ -11,6 +11,13 @@ class ReportKind(models.TextChoices):
     ATTRIBUTION = "attribution", "Attribution (CRM export)"
 
 
+class ReportManager(models.Manager):
+    def get_queryset(self):
+        # A kept CRM export is up to HANDOFF["ATTRIBUTION_MAX_BYTES"]: never read unless asked for by name
+        # (routing.reports.attribution reads it with values_list).
+        return super().get_queryset().defer("crm_export")
+
+
 class ReconciliationReport(models.Model):
     """A stored reconciliation: the daily parity of captured, routed and delivered leads per origin, or a
     CRM attribution export compared with our assignments. Kept for the console and the weekly checklist."""
@@ -31,10 +38,19 @@ class ReconciliationReport(models.Model):
     data = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
     variance = models.FloatField(default=0.0, help_text="The worst discrepancy found, as a share (0.02 = 2%).")
     flagged = models.BooleanField(default=False, help_text="A discrepancy above the configured threshold.")
+    crm_export = models.BinaryField(
+        null=True,
+        editable=False,
+        help_text="Attribution: the uploaded CRM export, kept on the latest upload only (the next one clears it), "
+        "so that Run now reconciles it again without it being uploaded again.",
+    )
+
+    objects = ReportManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["kind", "created_at"], name="report_kind_created_idx")]
+        base_manager_name = "objects"
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.period_start:%Y-%m-%d}"

@@ -3,7 +3,7 @@ serves /metrics at the top level)."""
 
 from django.urls import path
 
-from routing.reports.views.attribution import AttributionReportView, AttributionView
+from routing.reports.views.attribution import AttributionReportView, AttributionRunView, AttributionView
 from routing.reports.views.reconciliation import (
     IncidentActionView,
     ParityReportView,
@@ -19,6 +19,7 @@ urlpatterns = [
     path("reconciliation/run/", ParityRunView.as_view(), name="parity-run"),
     path("reconciliation/<int:pk>/", ParityReportView.as_view(), name="parity-report"),
     path("reconciliation/attribution/", AttributionView.as_view(), name="attribution"),
+    path("reconciliation/attribution/run/", AttributionRunView.as_view(), name="attribution-run"),
     path("reconciliation/attribution/<int:pk>/", AttributionReportView.as_view(), name="attribution-report"),
     path("incidents/<int:pk>/<slug:action>/", IncidentActionView.as_view(), name="incident-action"),
 ]

@@ -10,9 +10,12 @@ import pytest
 import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from audit.models import AuditAction, AuditEvent
 from routing.models import LeadStatus
 from routing.reports.attribution import AttributionFileError, attribution_period, attribution_reconcile
 from routing.reports.models import ReconciliationReport, ReportKind
@@ -526,3 +529,132 @@ def test_only_attribution_reports_open_on_the_report_page(client, ops_person):
     client.force_login(ops_person)
 
     assert client.get(reverse("console:attribution-report", args=[parity.pk])).status_code == 404
+
+
+# Run now: the latest upload's export reconciled again ----------------------------------------------------------
+
+RUN = "/console/reconciliation/attribution/run/"
+RUN_DAY = dt.datetime(2026, 5, 12, 9, 0, tzinfo=UTC)  # the Tuesday after the week reconciled
+
+
+def messages_on(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_run_now_reconciles_the_kept_export_again_after_a_fix_and_replaces_a_run_the_same_day(
+    client, ops_person, sample_leads, people
+):
+    client.force_login(ops_person)
+    with time_machine.travel(RUN_DAY, tick=False):
+        client.get(upload(client, SAMPLE, name="week-19.csv", since="2026-05-04", until="2026-05-10")["Location"])
+    uploaded = ReconciliationReport.objects.get()
+    sample_leads["W-3"].assignee = people["bob"]  # the misroute fixed: the CRM has bob
+    sample_leads["W-3"].save()
+
+    with time_machine.travel(RUN_DAY + dt.timedelta(hours=1), tick=False):
+        first = client.post(RUN, follow=True)
+    rerun = ReconciliationReport.objects.exclude(pk=uploaded.pk).get()
+    assert first.redirect_chain == [(reverse("console:attribution-report", args=[rerun.pk]), 302)]
+    assert messages_on(first) == [
+        f"Attribution run again now on week-19.csv (report #{uploaded.pk}, leads received 2026-05-04 00:00 – "
+        "2026-05-11 00:00): variance 77.8%, above the 1.0% threshold."
+    ]
+    assert (rerun.period_start, rerun.period_end, rerun.source_name, rerun.created_by) == (
+        SINCE, UNTIL, "week-19.csv", ops_person,
+    )  # fmt: skip
+    assert (rerun.data["totals"]["misrouted"], rerun.data["run_again_of"]) == (2, uploaded.pk)
+    assert uploaded.data["totals"]["misrouted"] == 3  # the upload's own report is kept as it was
+    assert (
+        f'of <a href="{reverse("console:attribution-report", args=[uploaded.pk])}">report #{uploaded.pk}</a>, run again'
+        in (first.content.decode())
+    )
+
+    sample_leads["C-1"].assignee = None  # another fix the same day: the CRM has C-1 with no owner
+    sample_leads["C-1"].save()
+    with time_machine.travel(RUN_DAY + dt.timedelta(hours=5), tick=False):
+        again = client.post(RUN, follow=True)
+    assert messages_on(again)[0].endswith(f"It replaces today's earlier run (report #{rerun.pk} keeps its number).")
+    assert ReconciliationReport.objects.count() == 2  # no second report for the day
+    rerun.refresh_from_db()
+    assert (rerun.data["totals"]["misrouted"], rerun.created_at) == (1, RUN_DAY + dt.timedelta(hours=5))
+
+    with time_machine.travel(RUN_DAY + dt.timedelta(days=1), tick=False):
+        client.post(RUN)
+    assert ReconciliationReport.objects.count() == 3  # the next day runs anew
+
+    runs = AuditEvent.objects.filter(action=AuditAction.REPORT_RUN, actor=ops_person).order_by("id")
+    assert [(e.outcome, e.data["day"], e.data["replaced"], e.data["export_of"]) for e in runs] == [
+        ("attribution", "2026-05-12", False, uploaded.pk),
+        ("attribution", "2026-05-12", True, uploaded.pk),
+        ("attribution", "2026-05-13", False, uploaded.pk),
+    ]
+
+
+def test_run_now_is_offered_to_ops_and_admins_only_and_refused_to_rule_owners(
+    client, ops_person, rule_owner, sample_leads
+):
+    reconcile(SAMPLE, by=ops_person)
+    admin = UserFactory(username="root", is_superuser=True, is_staff=True)
+    for person in (ops_person, admin):
+        client.force_login(person)
+        assert 'id="attribution-run"' in client.get(UPLOAD).content.decode()
+        assert 'action="/console/reconciliation/attribution/run/"' in client.get(UPLOAD).content.decode()
+
+    client.force_login(rule_owner)
+    page = client.get(UPLOAD).content.decode()
+    assert "attribution-run" not in page and "Run now" not in page  # a button that would refuse them is not shown
+    assert client.post(RUN).status_code == 403
+    assert ReconciliationReport.objects.count() == 1
+    assert not AuditEvent.objects.filter(action=AuditAction.REPORT_RUN).exists()
+
+
+def test_run_now_needs_the_csrf_token_and_a_console_account(ops_person, outsider, sample_leads):
+    reconcile(SAMPLE, by=ops_person)
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(ops_person)
+    assert strict.post(RUN).status_code == 403
+    outside = Client()
+    outside.force_login(outsider)
+    assert outside.post(RUN).status_code == 403
+    assert Client().post(RUN)["Location"].startswith(reverse("login"))
+    assert ReconciliationReport.objects.count() == 1
+
+
+def test_run_now_without_a_kept_export_says_to_upload_one(client, ops_person):
+    client.force_login(ops_person)
+
+    page = client.get(UPLOAD).content.decode()
+    response = client.post(RUN, follow=True)
+
+    assert "it appears once an export has been uploaded" in page and "<button>Run now</button>" not in page
+    assert messages_on(response) == ["Not run: No CRM export is kept to run again: upload one first."]
+    assert not ReconciliationReport.objects.exists()
+    assert not AuditEvent.objects.filter(action=AuditAction.REPORT_RUN).exists()
+
+
+def test_only_the_latest_uploads_export_is_kept_and_run_again(client, ops_person, sample_leads):
+    older = reconcile(SAMPLE, by=ops_person, name="week-18.csv")
+    newer = reconcile(HEADER + b"W-1,web-form,alice\n", by=ops_person, name="week-19.csv")
+    client.force_login(ops_person)
+
+    kept = ReconciliationReport.objects.filter(crm_export__isnull=False).values_list("pk", "crm_export")
+    client.post(RUN)
+
+    assert [(pk, bytes(content)) for pk, content in kept] == [(newer.pk, HEADER + b"W-1,web-form,alice\n")]
+    rerun = ReconciliationReport.objects.exclude(pk__in=[older.pk, newer.pk]).get()
+    assert (rerun.source_name, rerun.data["run_again_of"], rerun.data["totals"]["crm_rows"]) == (
+        "week-19.csv", newer.pk, 1,
+    )  # fmt: skip
+
+
+def test_the_attribution_pages_never_read_the_kept_export(client, ops_person, sample_leads):
+    report = reconcile(SAMPLE, by=ops_person)
+    client.force_login(ops_person)
+
+    with CaptureQueriesContext(connection) as queries:
+        for url in (UPLOAD, reverse("console:attribution-report", args=[report.pk]), "/console/reconciliation/"):
+            assert client.get(url).status_code == 200
+        client.get("/console/checklist/")
+
+    selected = [q["sql"].split(" FROM ")[0] for q in queries.captured_queries]
+    assert not [s for s in selected if "crm_export" in s]

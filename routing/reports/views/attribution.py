@@ -1,6 +1,7 @@
 """Attribution reconciliation in the console: upload a CRM export, read the report, list past reports.
 
-Any console user (ops, rule owners, admins) may upload. A bad file is a form error (400), never a 500. An
+Any console user (ops, rule owners, admins) may upload; ops staff and admins may also run the latest upload's
+export again (Run now: AttributionRunView). A bad file is a form error (400), never a 500. An
 upload over HANDOFF["ATTRIBUTION_MAX_BYTES"] is dropped while it streams in (UploadSizeCap), so a huge file
 is neither held in memory nor spooled to disk; for that the upload handlers are set before anything reads
 the body, which is why the view is CSRF-exempt at dispatch and checks the token itself, after."""
@@ -8,7 +9,7 @@ the body, which is why the view is CSRF-exempt at dispatch and checks the token 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.core.paginator import Paginator
 from django.http import HttpResponse, HttpResponseRedirect
@@ -21,10 +22,12 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from exceptions.permissions import ConsoleAccessMixin
 from routing.reports.attribution import (
     AttributionFileError,
+    attribution_export_kept,
     attribution_period,
     attribution_reconcile,
     attribution_report_csv,
     attribution_reports,
+    attribution_run_again,
     size_limit_message,
 )
 from routing.reports.models import ReconciliationReport, ReportKind
@@ -116,12 +119,51 @@ class AttributionView(ConsoleAccessMixin, View):
         page = Paginator(attribution_reports(), 25).get_page(request.GET.get("page"))
         for report in page:
             report.variance_percent = f"{report.variance:.1%}"
+        may_run = may_run_now(request.user)
         return render(
             request,
             "console/attribution.html",
-            {"form": form, "page": page, "max_bytes": settings.HANDOFF["ATTRIBUTION_MAX_BYTES"]},
+            {
+                "form": form,
+                "page": page,
+                "max_bytes": settings.HANDOFF["ATTRIBUTION_MAX_BYTES"],
+                "may_run": may_run,
+                "kept": attribution_export_kept() if may_run else None,
+            },
             status=status,
         )
+
+
+def may_run_now(user) -> bool:
+    """Ops staff and admins (superusers are in every console group) run reports now; rule owners do not."""
+    return "ops" in getattr(user, "console_groups", ())
+
+
+class AttributionRunView(ConsoleAccessMixin, View):
+    def post(self, request):
+        """Run now: the latest upload's CRM export reconciled again (same period) against our assignments as
+        they are now; a second run the same UTC day replaces that day's report."""
+        if not may_run_now(request.user):
+            raise PermissionDenied("Only ops staff and admins run the attribution report now.")
+        try:
+            run = attribution_run_again(by=request.user)
+        except AttributionFileError as exc:
+            messages.error(request, f"Not run: {exc.message}")
+            return HttpResponseRedirect(reverse("console:attribution"))
+        report, upload = run.report, run.upload
+        what = (
+            f"Attribution run again now on {upload.source_name} (report #{upload.pk}, leads received "
+            f"{report.period_start:%Y-%m-%d %H:%M} – {report.period_end:%Y-%m-%d %H:%M}): "
+            f"variance {report.variance:.1%}"
+        )
+        what += f", above the {report.data['threshold']:.1%} threshold." if report.flagged else "."
+        if run.replaced:
+            what += f" It replaces today's earlier run (report #{report.pk} keeps its number)."
+        if report.flagged:
+            messages.warning(request, what)
+        else:
+            messages.success(request, what)
+        return HttpResponseRedirect(reverse("console:attribution-report", args=[report.pk]))
 
 
 class AttributionReportView(ConsoleAccessMixin, View):
@@ -150,5 +192,6 @@ class AttributionReportView(ConsoleAccessMixin, View):
                 "missing_in_crm": data["missing_in_crm"],
                 "unknown_to_us": data["unknown_to_us"],
                 "outside_period": data.get("outside_period", []),
+                "run_again_of": data.get("run_again_of"),
             },
         )

@@ -26,9 +26,9 @@ class ReconciliationView(ConsoleAccessMixin, View):
             "console/reconciliation.html",
             {
                 "reports": ReconciliationReport.objects.select_related("created_by").defer("data")[:60],
-                "incidents": Incident.objects.exclude(status=IncidentStatus.RESOLVED).select_related(
-                    "report", "acknowledged_by"
-                ),
+                "incidents": Incident.objects.exclude(status=IncidentStatus.RESOLVED)
+                .select_related("report", "acknowledged_by")
+                .defer("report__crm_export"),  # select_related reads every column, a kept CRM export's too
                 "resolved": Incident.objects.filter(status=IncidentStatus.RESOLVED).select_related("resolved_by")[:10],
             },
         )
