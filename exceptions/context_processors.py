@@ -1,6 +1,27 @@
 from django.conf import settings
+from django.urls import reverse
+from django.utils.functional import SimpleLazyObject
+
+from exceptions.filters import saved_view_counts
 
 
 def console(request):
-    """Settings the console's pages show or act on (no queries)."""
-    return {"reminder_minutes": settings.HANDOFF["REMINDER_MINUTES"]}
+    """Settings the console's pages show or act on (no queries), and the person's saved views for the
+    navigation: read only when a full page's navigation shows them (lazily, so a partial or a page outside the
+    console costs nothing), and only for a person with console access."""
+    return {
+        "reminder_minutes": settings.HANDOFF["REMINDER_MINUTES"],
+        "nav_saved_views": SimpleLazyObject(lambda: _nav_saved_views(request)),
+    }
+
+
+def _nav_saved_views(request) -> list[dict]:
+    # console_groups is set by the console's access check; anyone else (or an htmx partial) sees none.
+    if getattr(request, "htmx", False) or not getattr(request.user, "console_groups", None):
+        return []
+    here = None  # the list's filters when this page is the item list: that view is the current one
+    if request.path == reverse("console:items"):
+        query = request.GET.copy()
+        query.pop("page", None)
+        here = query.urlencode()
+    return [{**saved, "current": saved["view"].query == here} for saved in saved_view_counts(request.user)]

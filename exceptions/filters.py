@@ -3,13 +3,13 @@ import datetime as dt
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import Q
+from django.db.models import Count, Q, Value
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 from django.utils import timezone
-from django_filters.fields import IsoDateTimeRangeField
+from django_filters.fields import IsoDateTimeRangeField, ModelChoiceField
 
-from exceptions.models import ExceptionItem, ExceptionReason, ExceptionStatus
+from exceptions.models import ExceptionItem, ExceptionReason, ExceptionStatus, SavedView
 from exceptions.permissions import CONSOLE_GROUPS
 from routing.days import day_out_of_range
 from routing.models import Queue, Source
@@ -128,3 +128,84 @@ class ExceptionFilter(django_filters.FilterSet):
     def ordered(self):
         order = SORTS.get(self.form.cleaned_data.get("sort") or "due", SORTS["due"])
         return self.qs.order_by(*order)
+
+
+# Saved views with their counts, for the item list and the navigation ----------------------------------------
+
+
+class KnownModelChoiceField(ModelChoiceField):
+    """A model choice looked up among objects read beforehand (`known`, by primary key) rather than with a query:
+    ten saved views naming ten queues cost one query, not ten. Anything not among them is an invalid choice,
+    as it would be on the list."""
+
+    def __init__(self, *args, known: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.known = known
+
+    def to_python(self, value):
+        if value in self.empty_values or (self.null_label is not None and value == self.null_value):
+            return super().to_python(value)  # None, or "Nobody": no query either way
+        try:
+            return self.known[int(value)]
+        except (KeyError, TypeError, ValueError):
+            raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice") from None
+
+
+class SavedViewFilter(ExceptionFilter):
+    """The list's filters for one saved view, its queue, assignee and origin looked up in `known` (name -> {pk:
+    object}, read once for all the person's views)."""
+
+    KNOWN = ("queue", "assignee", "origin")
+
+    def __init__(self, data, *, known: dict[str, dict], **kwargs):
+        super().__init__(data, **kwargs)
+        for name in self.KNOWN:
+            self.filters[name].field_class = KnownModelChoiceField
+            self.filters[name].extra["known"] = known[name]
+
+
+def _named(name: str, queries: list[QueryDict]) -> dict:
+    """The objects of one model-choice filter that any of the views names, by primary key (one query, or none)."""
+    ids = set()
+    for query in queries:
+        try:
+            ids.add(int(query.get(name)))
+        except (TypeError, ValueError):
+            continue  # absent, "null" (Nobody) or not a number: nothing to read
+    if not ids:
+        return {}
+    return {obj.pk: obj for obj in ExceptionFilter.base_filters[name].queryset.filter(pk__in=ids)}
+
+
+def saved_view_counts(user) -> list[dict]:
+    """The person's saved views, each with how many items it matches now (None: its filters are no longer
+    valid). Queries: the views; the queues, people and origins they name (one each, only if named); one count
+    for all of them (a UNION ALL of one aggregate per view). Kept on the user for the request: the item list
+    and the navigation both show them, like `console_groups`."""
+    if not hasattr(user, "saved_view_counts"):
+        user.saved_view_counts = _saved_view_counts(user)
+    return user.saved_view_counts
+
+
+def _saved_view_counts(user) -> list[dict]:
+    views = list(SavedView.objects.filter(user=user))
+    if not views:
+        return []
+    queries = [QueryDict(view.query) for view in views]
+    known = {name: _named(name, queries) for name in SavedViewFilter.KNOWN}
+    counts: list[int | None] = [None] * len(views)
+    counting = []
+    for index, query in enumerate(queries):
+        filters = SavedViewFilter(query, known=known, queryset=ExceptionItem.objects.all())
+        if filters.is_valid():
+            counting.append(
+                filters.qs.order_by()
+                .annotate(view=Value(index))
+                .values("view")
+                .annotate(n=Count("pk"))
+                .values_list("view", "n")
+            )
+    if counting:
+        for index, n in counting[0].union(*counting[1:], all=True):
+            counts[index] = n
+    return [{"view": view, "count": count} for view, count in zip(views, counts, strict=True)]

@@ -16,7 +16,7 @@ from django.views import View
 from config.logs import log_context
 from exceptions import services, triage
 from exceptions.bulk import MAX_BULK_ITEMS, exceptions_bulk, filtered_item_ids
-from exceptions.filters import ExceptionFilter, console_people
+from exceptions.filters import ExceptionFilter, console_people, saved_view_counts
 from exceptions.forms import (
     AssignForm,
     BulkForm,
@@ -26,7 +26,7 @@ from exceptions.forms import (
     ResolveForm,
     WaitingForm,
 )
-from exceptions.models import ExceptionItem, Resolution, SavedView
+from exceptions.models import ExceptionItem, Resolution
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.selectors import (
     exception_list_queryset,
@@ -101,13 +101,9 @@ class SavedViewsView(ConsoleAccessMixin, View):
 
 
 def _saved_views(user) -> list[dict]:
-    """The person's saved views with how many items each matches now (one count each; at most 10 views)."""
-    views = []
-    for view in SavedView.objects.filter(user=user):
-        filters = ExceptionFilter(QueryDict(view.query), queryset=ExceptionItem.objects.all())
-        count = filters.qs.count() if filters.is_valid() else None
-        views.append({"view": view, "count": count})
-    return views
+    """The person's saved views with how many items each matches now: read once a request, for the list and
+    the navigation alike (exceptions.filters.saved_view_counts)."""
+    return saved_view_counts(user)
 
 
 class BulkActionView(ConsoleAccessMixin, View):

@@ -157,6 +157,17 @@ class NotificationFactory(factory.django.DjangoModelFactory):
     deliver_after = factory.LazyAttribute(lambda n: n.created_at)
 
 
+class SavedViewFactory(factory.django.DjangoModelFactory):
+    """A person's saved item-list view: a name and the list's query string."""
+
+    class Meta:
+        model = "exceptions.SavedView"
+
+    user = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"View {n}")
+    query = ""
+
+
 class LeadPayloadFactory(factory.DictFactory):
     """The JSON body a capture system posts for one lead."""
 

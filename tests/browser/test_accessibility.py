@@ -4,13 +4,15 @@ desktop and phone width, with the WCAG 2.x A/AA rules up to 2.2: zero violations
 axe is evaluated through the DevTools protocol (page.evaluate), which the Content-Security-Policy does not
 govern, so the pages are tested with the same policy they ship with."""
 
+import io
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page
 
+from routing.reports.attribution import attribution_reconcile
 from tests.browser.helpers import log_in
-from tests.factories import AccountFactory, LeadFactory, QueueFactory, RuleFactory, open_exception
+from tests.factories import AccountFactory, LeadFactory, QueueFactory, RuleFactory, SavedViewFactory, open_exception
 
 AXE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text()
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
@@ -57,6 +59,10 @@ def world(rule_owner, ops_person):
     item = open_exception(queue=triage, lead=LeadFactory(email="jo@acme.example", company="Acme"))
     rule = RuleFactory(owner=rule_owner, queue=QueueFactory(name="Sales"))
     account = AccountFactory(name="Acme Corporation", domains=["acme.example"], attributes={"tier": "gold"})
+    # The navigation's saved views (one the current page on the item list), and attribution's Run now.
+    SavedViewFactory(user=ops_person, name="Triage breached", query=f"queue={triage.pk}&breached=true")
+    SavedViewFactory(user=ops_person, name="Everything unresolved", query="")
+    attribution_reconcile(file=io.BytesIO(b"lead_id,origin,owner\nW-1,web,ada\n"), name="crm.csv", by=ops_person)
     return {"item": item, "rule": rule, "account": account}
 
 
