@@ -40,16 +40,22 @@ class ResolveForm(forms.Form):
         error_messages={"required": "Choose a resolution code."},
     )
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
-    # Where to go once resolved: the queue's next item (triage in a row) or back to the list; remembered.
-    then = forms.ChoiceField(
-        choices=[("next", "open the next item"), ("list", "go back to the list")], required=False, label="Then"
-    )
 
     def clean(self):
         data = super().clean()
         if data.get("resolution") in NOTE_REQUIRED and not (data.get("note") or "").strip():
             self.add_error("note", NOTE_REQUIRED_MESSAGE)
         return data
+
+
+class ThenForm(forms.Form):
+    """Where to go once an action finishes the person's part on an item (resolve, waiting, assign to someone
+    else, a re-route or a hand assignment that resolves it): the queue's next item (triage in a row) or back to
+    the list; remembered. Its field goes in each of those forms."""
+
+    then = forms.ChoiceField(
+        choices=[("next", "open the next item"), ("list", "go back to the list")], required=False, label="Then"
+    )
 
 
 class WaitingForm(forms.Form):

@@ -2,10 +2,13 @@
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import HttpResponseBadRequest, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -24,6 +27,7 @@ from exceptions.forms import (
     ManualAssignForm,
     NotificationFilterForm,
     ResolveForm,
+    ThenForm,
     WaitingForm,
 )
 from exceptions.models import ExceptionItem, Resolution
@@ -191,7 +195,8 @@ class ItemDetailView(ConsoleAccessMixin, View):
                 "same_person": person_leads(item.lead).select_related("origin", "assignee")[:50],
                 "held": list(item.held_leads.select_related("origin", "assignee").order_by("id")[:50]),
                 "assign_form": _assign_form(item),
-                "resolve_form": ResolveForm(initial={"then": request.session.get(AFTER_RESOLVE, "next")}),
+                "resolve_form": ResolveForm(),
+                "then": _then_forms(request),
                 "undo": _undo_offer(request),
                 "waiting_form": WaitingForm(),
                 "edit_form": LeadEditForm(
@@ -206,33 +211,82 @@ class ItemDetailView(ConsoleAccessMixin, View):
         )
 
 
-AFTER_RESOLVE = "after_resolve"  # session: "next" (default) or "list"
-UNDO = "undo"  # session: the item just resolved, offered back (reopen) on the next page for UNDO_SECONDS
+# After an action that finishes the person's part on an item (MOVING_ACTIONS: resolve, mark waiting, assign to
+# someone else, a re-route or a hand assignment that resolves it), the queue's next item opens, or the list: each
+# of those forms has a "Then" choice, remembered per person in the session. Acknowledge and assign to me stay.
+AFTER_ACTION = "after_action"  # session: "next" (default) or "list"
+MOVING_ACTIONS = ("resolve", "waiting", "assign", "reroute", "manual_assign")
+UNDO = "undo"  # session: what the next page offers to undo for UNDO_SECONDS: {item, until, action, label}
+UNDO_ASSIGN = "undo_assign"  # session: whom an assign took the item from: {item, assignee, version, until}
 UNDO_SECONDS = 10
+UNDO_GRACE_SECONDS = 5  # a click in the button's last second still arrives in time
+
+
+@dataclass(frozen=True)
+class Done:
+    """What an action did: its message; whether it finished the person's part (then the next item opens); and
+    the action on the same item that reverses it, offered as Undo (reopen, resume, assign_back)."""
+
+    message: str
+    finished: bool = False
+    undo: str | None = None
+    undo_label: str = ""
+
+
+def _then_forms(request) -> dict[str, ThenForm]:
+    """A "Then" choice for each form of the item page that moves on, showing the person's current preference
+    (ids apart: one page has five)."""
+    chosen = request.session.get(AFTER_ACTION, "next")
+    return {name: ThenForm(initial={"then": chosen}, auto_id=f"id_{name}_%s") for name in MOVING_ACTIONS}
 
 
 def _undo_offer(request) -> dict | None:
     offer = request.session.pop(UNDO, None)
     if offer and offer["until"] > time.time():
-        return {"item": offer["item"], "seconds": max(1, int(offer["until"] - time.time()))}
+        return {
+            "item": offer["item"],
+            "seconds": max(1, int(offer["until"] - time.time())),
+            "action": offer.get("action", "reopen"),
+            "label": offer.get("label") or f"reopen item #{offer['item']}",
+        }
     return None
 
 
+def _queue_unresolved(item):
+    return ExceptionItem.objects.filter(queue=item.queue_id, status__in=["open", "acknowledged", "waiting"])
+
+
 def _adjacent(item, *, later: bool) -> int | None:
-    """The unresolved item of the same queue just after (or before) this one by due time."""
+    """The unresolved item of the same queue just after (or before) this one in due order: due time, then id
+    (items opened together share a due time, and were skipped)."""
     if item.due_at is None:
         return None
-    same = ExceptionItem.objects.filter(queue=item.queue_id, status__in=["open", "acknowledged", "waiting"])
     if later:
-        same = same.filter(due_at__gt=item.due_at).order_by("due_at", "id")
+        after = Q(due_at__gt=item.due_at) | Q(due_at=item.due_at, pk__gt=item.pk)
+        same = _queue_unresolved(item).filter(after).order_by("due_at", "id")
     else:
-        same = same.filter(due_at__lt=item.due_at).order_by("-due_at", "-id")
+        before = Q(due_at__lt=item.due_at) | Q(due_at=item.due_at, pk__lt=item.pk)
+        same = _queue_unresolved(item).filter(before).order_by("-due_at", "-id")
     return same.values_list("pk", flat=True).first()
 
 
 def _neighbours(item):
     """Previous and next unresolved item of the same queue by due time, for j/k on the detail page."""
     return {"previous": _adjacent(item, later=False), "next": _adjacent(item, later=True)}
+
+
+def _move_on(request, item):
+    """The list, or the queue's next item after this one in due order, else its first (soonest due) but this
+    one: acknowledging moves an item's due time on to its resolve time, and resolving it then must not skip the
+    items due sooner. `item` is as it was before the action (its due time then)."""
+    if request.session.get(AFTER_ACTION, "next") == "next":
+        following = _adjacent(item, later=True)
+        if following is None:
+            first = _queue_unresolved(item).filter(due_at__isnull=False).exclude(pk=item.pk).order_by("due_at", "id")
+            following = first.values_list("pk", flat=True).first()
+        if following:
+            return HttpResponseRedirect(reverse("console:item", args=[following]))
+    return HttpResponseRedirect(reverse("console:items"))
 
 
 class ItemActionView(ConsoleAccessMixin, View):
@@ -245,14 +299,14 @@ class ItemActionView(ConsoleAccessMixin, View):
 
     def _act(self, request, item, action):
         pk = item.pk
-        # Before the action, as a resolved item leaves the order; only resolve moves on to it.
-        following = _adjacent(item, later=True) if action == "resolve" else None
         handler = getattr(self, f"do_{action}", None)
         if handler is None:
             messages.error(request, f"Unknown action {action!r}.")
         else:
             try:
-                success = handler(request, item)
+                if action in MOVING_ACTIONS:
+                    _remember_then(request)
+                done = handler(request, item)
             except MalformedInput as malformed:
                 return HttpResponseBadRequest(str(malformed), content_type="text/plain; charset=utf-8")
             except services.ExceptionConflict as conflict:
@@ -262,57 +316,90 @@ class ItemActionView(ConsoleAccessMixin, View):
             except services.InvalidAction as invalid:
                 messages.error(request, str(invalid))
             else:
-                if success:
-                    messages.success(request, success)
-                logger.info("Console: %s on item %s by %s: %s", action, pk, request.user.get_username(), success)
-                if action == "resolve":  # triage in a row: the next item, or the list, as the person chose
-                    if request.session.get(AFTER_RESOLVE, "next") == "next" and following:
-                        return HttpResponseRedirect(reverse("console:item", args=[following]))
-                    return HttpResponseRedirect(reverse("console:items"))
+                messages.success(request, done.message)
+                logger.info("Console: %s on item %s by %s: %s", action, pk, request.user.get_username(), done.message)
+                if done.undo:
+                    request.session[UNDO] = {
+                        "item": pk,
+                        "until": time.time() + UNDO_SECONDS,
+                        "action": done.undo,
+                        "label": done.undo_label,
+                    }
+                if done.finished:  # triage in a row: the next item, or the list, as the person chose
+                    return _move_on(request, item)
         return _back(request, reverse("console:item", args=[pk]))
 
     def do_acknowledge(self, request, item):
         services.exception_acknowledge(item=item, by=request.user)
-        return f"Acknowledged item #{item.pk}."
+        return Done(f"Acknowledged item #{item.pk}.")
 
     def do_assign_to_me(self, request, item):
         services.exception_assign(item=item, to=request.user, by=request.user, expected_version=_version(request))
-        return f"Item #{item.pk} is yours."
+        return Done(f"Item #{item.pk} is yours.")
 
     def do_assign(self, request, item):
         form = AssignForm(request.POST)
         if not form.is_valid():
             raise services.InvalidAction(_form_errors(form))
         to = form.cleaned_data["assignee"]
-        services.exception_assign(item=item, to=to, by=request.user, expected_version=form.cleaned_data["version"])
-        return f"Item #{item.pk} assigned to {to.get_username()}." if to else f"Item #{item.pk} is unassigned."
+        before = item.assignee
+        assigned = services.exception_assign(
+            item=item, to=to, by=request.user, expected_version=form.cleaned_data["version"]
+        )
+        message = f"Item #{item.pk} assigned to {to.get_username()}." if to else f"Item #{item.pk} is unassigned."
+        if to == request.user:
+            return Done(message)  # it is the person's now: they stay on it
+        # Someone else's (or nobody's) now: the person's part is done, and Undo gives it back.
+        request.session[UNDO_ASSIGN] = {
+            "item": item.pk,
+            "assignee": before.pk if before else None,
+            "version": assigned.version,
+            "until": time.time() + UNDO_SECONDS,
+        }
+        back = f"give item #{item.pk} back to {before.get_username()}" if before else f"unassign item #{item.pk} again"
+        return Done(message, finished=True, undo="assign_back", undo_label=back)
+
+    def do_assign_back(self, request, item):
+        """Undo of an assign: the item goes back to whom this person's assign took it from, within UNDO_SECONDS
+        and only if nobody changed it since. What to restore is read from the session, never from the form."""
+        record = request.session.get(UNDO_ASSIGN)
+        if not record or record["item"] != item.pk or record["until"] + UNDO_GRACE_SECONDS < time.time():
+            raise services.InvalidAction(
+                f"Nothing to undo on item #{item.pk}: an assignment can be undone for {UNDO_SECONDS} seconds."
+            )
+        del request.session[UNDO_ASSIGN]
+        previous = get_user_model().objects.filter(pk=record["assignee"]).first() if record["assignee"] else None
+        services.exception_assign(item=item, to=previous, by=request.user, expected_version=record["version"])
+        if previous is None:
+            return Done(f"Undone: item #{item.pk} is unassigned again.")
+        return Done(f"Undone: item #{item.pk} is back with {previous.get_username()}.")
 
     def do_resolve(self, request, item):
         form = ResolveForm(request.POST)
         if not form.is_valid():
             raise services.InvalidAction(_form_errors(form))
         data = form.cleaned_data
-        request.session[AFTER_RESOLVE] = data["then"] or "next"
         resolved = services.exception_resolve(
             item=item, by=request.user, resolution=data["resolution"], note=data["note"]
         )
-        request.session[UNDO] = {"item": item.pk, "until": time.time() + UNDO_SECONDS}
-        return f"Resolved item #{item.pk} as {resolved.get_resolution_display()}."
+        message = f"Resolved item #{item.pk} as {resolved.get_resolution_display()}."
+        return Done(message, finished=True, undo="reopen", undo_label=f"reopen item #{item.pk}")
 
     def do_reopen(self, request, item):
         services.exception_reopen(item=item, by=request.user)
-        return f"Reopened item #{item.pk}; its clocks start again."
+        return Done(f"Reopened item #{item.pk}; its clocks start again.")
 
     def do_waiting(self, request, item):
         form = WaitingForm(request.POST)
         if not form.is_valid():
             raise services.InvalidAction(_form_errors(form))
         services.exception_mark_waiting(item=item, by=request.user, note=form.cleaned_data["note"])
-        return f"Item #{item.pk} is waiting; its resolve clock is paused."
+        message = f"Item #{item.pk} is waiting; its resolve clock is paused."
+        return Done(message, finished=True, undo="resume", undo_label=f"resume item #{item.pk} (no longer waiting)")
 
     def do_resume(self, request, item):
         services.exception_resume(item=item, by=request.user)
-        return f"Item #{item.pk} resumed; its resolve clock runs again."
+        return Done(f"Item #{item.pk} resumed; its resolve clock runs again.")
 
     def do_reroute(self, request, item):
         form = LeadEditForm(request.POST)
@@ -321,18 +408,33 @@ class ItemActionView(ConsoleAccessMixin, View):
         lead, after = triage.lead_edit_and_reroute(
             item=item, by=request.user, changes=form.changes(item.lead), expected_version=form.cleaned_data["version"]
         )
+        # A re-route that resolves the item moves on; no Undo: the lead was routed (and delivered) again.
         if lead.status == "assigned":
-            return f"Re-routed: assigned to {lead.assignee or 'nobody'} in {lead.queue}. Item #{item.pk} resolved."
+            message = f"Re-routed: assigned to {lead.assignee or 'nobody'} in {lead.queue}. Item #{item.pk} resolved."
+            return Done(message, finished=True)
         if after.status == "resolved":
-            return f"Data fixed; the lead now needs other attention ({lead.exceptions.filter(status='open').first()})."
-        return f"Re-routed, but the lead is still in exception: {after.get_reason_display()}. The item stays open."
+            other = lead.exceptions.filter(status="open").first()
+            return Done(f"Data fixed; the lead now needs other attention ({other}).", finished=True)
+        return Done(
+            f"Re-routed, but the lead is still in exception: {after.get_reason_display()}. The item stays open."
+        )
 
     def do_manual_assign(self, request, item):
         form = ManualAssignForm(request.POST)
         if not form.is_valid():
             raise services.InvalidAction(_form_errors(form))
         lead, _ = triage.lead_assign_manually(lead=item.lead, item=item, by=request.user, **form.cleaned_data)
-        return f"Assigned by hand to {lead.assignee or lead.queue}; the override is recorded."
+        # It resolves the item: move on. No Undo: the override is recorded and the lead handed over.
+        return Done(f"Assigned by hand to {lead.assignee or lead.queue}; the override is recorded.", finished=True)
+
+
+def _remember_then(request) -> None:
+    """The form's "Then" choice becomes the person's preference (a form without one leaves it as it was)."""
+    then = ThenForm(request.POST)
+    if not then.is_valid():
+        raise services.InvalidAction(_form_errors(then))
+    if then.cleaned_data["then"]:
+        request.session[AFTER_ACTION] = then.cleaned_data["then"]
 
 
 class NotificationsView(ConsoleAccessMixin, View):

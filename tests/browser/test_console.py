@@ -130,6 +130,8 @@ def test_fixing_the_lifecycle_stage_and_rerouting_assigns_the_lead_and_resolves_
     form.get_by_role("button", name="Save and re-route").click()
 
     expect(success(ops_page)).to_have_text(f"Re-routed: assigned to sam in Sales EMEA. Item #{item.pk} resolved.")
+    expect(ops_page).to_have_url(re.compile(r"/console/items/$"))  # resolved: it moves on (the queue is empty)
+    ops_page.goto(detail_url(item))
     expect(status_badge(ops_page)).to_have_text("Resolved")
     expect(ops_page.locator(".detail-head .clocks")).to_contain_text("resolved as Re-routed by olga")
     expect(ops_page.locator("#trail")).to_contain_text("Lead data edited")
@@ -613,20 +615,24 @@ def test_the_list_refreshes_by_itself_keeping_ticks_and_selection(ops_page, sett
 
 
 def test_e_assigns_to_me_w_marks_waiting_and_g_i_goes_to_the_items(ops_page, ops_person):
-    item = open_exception(queue=QueueFactory(name="Triage"))
+    triage = QueueFactory(name="Triage")
+    item, following = open_exception(queue=triage), open_exception(queue=triage)
     ops_page.goto(detail_url(item))
 
     ops_page.keyboard.press("e")
-    expect(success(ops_page)).to_contain_text(f"Item #{item.pk}")
+    expect(success(ops_page)).to_contain_text(f"Item #{item.pk} is yours")  # assigned to me: I stay on it
+    expect(ops_page).to_have_url(re.compile(rf"/console/items/{item.pk}/$"))
     item.refresh_from_db()
     assert item.assignee == ops_person
 
     ops_page.keyboard.press("w")
     ops_page.keyboard.type("the customer's reply")
     ops_page.keyboard.press("Enter")
-    expect(status_badge(ops_page)).to_have_text("Waiting")
+    expect(ops_page).to_have_url(re.compile(rf"/console/items/{following.pk}/$"))  # waiting: the next item opens
+    expect(success(ops_page)).to_contain_text(f"Item #{item.pk} is waiting")
     item.refresh_from_db()
     assert item.status == ExceptionStatus.WAITING
+    ops_page.wait_for_load_state("load")
 
     ops_page.keyboard.press("g")
     ops_page.keyboard.press("i")
