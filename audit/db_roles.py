@@ -51,6 +51,7 @@ ORDINARY_TABLES = frozenset(
         "axes_accesslog",
         # Exception queues.
         "exceptions_exceptionitem",
+        "exceptions_exceptionincident",
         "exceptions_notification",
         "exceptions_savedview",
         "exceptions_slaevent",

@@ -35,6 +35,11 @@ class AuditAction(models.TextChoices):
     ACCOUNT_DELETED = "account.deleted", "Account deleted"
     ACCOUNTS_IMPORTED = "accounts.imported", "Accounts imported"
     REPORT_RUN = "report.run", "Report run by hand"
+    ITEM_INCIDENT_OPENED = "item_incident.opened", "Incident opened (items of one cause)"
+    ITEM_INCIDENT_ACKNOWLEDGED = "item_incident.acknowledged", "Incident acknowledged (items of one cause)"
+    ITEM_INCIDENT_ASSIGNED = "item_incident.assigned", "Incident assigned (items of one cause)"
+    ITEM_INCIDENT_ESCALATED = "item_incident.escalated", "Incident escalated (items of one cause)"
+    ITEM_INCIDENT_RESOLVED = "item_incident.resolved", "Incident resolved (items of one cause)"
 
 
 class AppendOnlyError(Exception):
@@ -66,6 +71,9 @@ class AuditEvent(models.Model):
     )
     exception = models.ForeignKey(
         "exceptions.ExceptionItem", null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    incident = models.ForeignKey(
+        "exceptions.ExceptionIncident", null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
     )
     rule = models.ForeignKey("routing.Rule", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     rule_version = models.PositiveIntegerField(null=True, blank=True)

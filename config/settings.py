@@ -214,7 +214,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # One name for the resolution codes, whichever field carries them (resolve's `resolution`, bulk's `code`).
-    "ENUM_NAME_OVERRIDES": {"ResolutionEnum": "exceptions.models.Resolution"},
+    "ENUM_NAME_OVERRIDES": {
+        "ResolutionEnum": "exceptions.models.Resolution",
+        "ExceptionStatusEnum": "exceptions.models.ExceptionStatus",  # items and incidents share it
+    },
     # Documents the 400/401/403/404/415 every endpoint can answer, with DRF's error bodies.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -343,6 +346,10 @@ HANDOFF = {
     "HIGH_INTENT_THRESHOLD": env_int("HANDOFF_HIGH_INTENT_THRESHOLD", 80),
     # Reminders go out this many minutes before an acknowledge or resolve due time.
     "REMINDER_MINUTES": env_int("HANDOFF_REMINDER_MINUTES", 10),
+    # Incidents: this many unresolved items of one cause (a delivery target and its error class, the enrichment
+    # provider, a source no rule matches) opened within this many minutes are one incident (exceptions.incidents).
+    "INCIDENT_MIN_ITEMS": env_int("HANDOFF_INCIDENT_MIN_ITEMS", 3),
+    "INCIDENT_WINDOW_MINUTES": env_int("HANDOFF_INCIDENT_WINDOW_MINUTES", 30),
     # The item list refreshes its rows this often while the tab is visible (0: never).
     "LIST_REFRESH_SECONDS": env_int("HANDOFF_LIST_REFRESH_SECONDS", 20),
     # Delivery retries: the n-th wait is this × 2^(n-1), ±20% jitter (8 attempts: about an hour in all),

@@ -91,6 +91,10 @@ class ExceptionFilter(django_filters.FilterSet):
     due_within = django_filters.NumberFilter(
         method="filter_due_within", label="Due within (min)", min_value=0, max_value=7 * 24 * 60
     )
+    incident = django_filters.NumberFilter(field_name="incident", label="Incident #", min_value=1, max_value=2**63 - 1)
+    in_incident = django_filters.BooleanFilter(
+        field_name="incident", lookup_expr="isnull", exclude=True, label="In an incident", widget=AnyYesNo
+    )
     origin = django_filters.ModelChoiceFilter(field_name="lead__origin", queryset=Source.objects.order_by("name"))
     received = BoundedIsoDateTimeFromToRangeFilter(field_name="lead__received_at", label="Received between")
     sort = django_filters.ChoiceFilter(
@@ -102,7 +106,19 @@ class ExceptionFilter(django_filters.FilterSet):
 
     class Meta:
         model = ExceptionItem
-        fields = ["q", "queue", "status", "reason", "assignee", "breached", "due_within", "origin", "received"]
+        fields = [
+            "q",
+            "queue",
+            "status",
+            "reason",
+            "assignee",
+            "breached",
+            "due_within",
+            "incident",
+            "in_incident",
+            "origin",
+            "received",
+        ]
 
     def filter_search(self, queryset, name, value):
         """Any part of the lead's email, lead id, company or names, case ignored (trigram-indexed on

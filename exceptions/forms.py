@@ -135,9 +135,14 @@ class NotificationFilterForm(forms.Form):
     unread = forms.BooleanField(required=False, label="Unread only")
     kind = forms.ChoiceField(choices=[("", "Any"), *NotificationKind.choices], required=False)
     queue = forms.ModelChoiceField(queryset=Queue.objects.order_by("name"), required=False, empty_label="Any")
+    incident = forms.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, label="Incident #", help_text="Its whole stream."
+    )
 
     def apply(self, notes):
         data = self.cleaned_data
+        if data["incident"]:
+            notes = notes.filter(incident=data["incident"])
         if data["unread"]:
             notes = notes.filter(read_at__isnull=True)
         if data["kind"]:
@@ -145,3 +150,26 @@ class NotificationFilterForm(forms.Form):
         if data["queue"]:
             notes = notes.filter(queue=data["queue"])
         return notes
+
+
+class IncidentAssignForm(forms.Form):
+    assignee = forms.ModelChoiceField(
+        queryset=console_people(), error_messages={"required": "Choose who takes the incident."}
+    )
+
+    def offer_queue_first(self, queue) -> None:
+        AssignForm.offer_queue_first(self, queue)
+        self.fields["assignee"].choices = [(value, label) for value, label in self.fields["assignee"].choices if value]
+
+
+class IncidentResolveForm(forms.Form):
+    """Resolving an incident resolves every item of it: a code and a note, both required (no default)."""
+
+    resolution = forms.ChoiceField(
+        choices=[("", "Choose…"), *Resolution.choices], error_messages={"required": "Choose a resolution code."}
+    )
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+        error_messages={"required": "Give a note: it is recorded on every item the incident resolves."},
+    )

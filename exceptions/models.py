@@ -41,7 +41,76 @@ UNRESOLVED_STATUSES = (ExceptionStatus.OPEN, ExceptionStatus.ACKNOWLEDGED, Excep
 UNRESOLVED = Q(status__in=UNRESOLVED_STATUSES)
 
 
-class ExceptionItem(models.Model):
+class Clocked(models.Model):
+    """What items and incidents share: who acknowledged and resolved them and how, their breach stamps (set once
+    by the sweep or a late action), their escalation, and a version every change bumps (a stale edit is refused)."""
+
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True)
+    resolution_note = models.TextField(blank=True)
+    ack_breached_at = models.DateTimeField(null=True, blank=True)
+    resolve_breached_at = models.DateTimeField(null=True, blank=True)
+    escalation_level = models.PositiveSmallIntegerField(default=0)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_breached(self) -> bool:
+        return self.ack_breached_at is not None or self.resolve_breached_at is not None
+
+
+class ExceptionIncident(Clocked):
+    """Items that one cause produced (a CRM outage, an enrichment provider down, a burst of leads from one source
+    that no rule matches), handled as one: one clock, one escalation and one notification stream, and resolving
+    it resolves its items with its code and note (exceptions.incidents, exceptions.incident_actions). Its
+    items keep their own clocks for the SLA reports, but the sweep leaves them to the incident."""
+
+    cause = models.CharField(max_length=200, help_text="What the items share, e.g. delivery_failed:3:HTTP 5xx.")
+    reason = models.CharField(max_length=32, choices=ExceptionReason.choices)
+    title = models.CharField(max_length=300)
+    queue = models.ForeignKey("routing.Queue", on_delete=models.PROTECT, related_name="incidents")
+    status = models.CharField(max_length=16, choices=ExceptionStatus.choices, default=ExceptionStatus.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_incidents"
+    )
+    opened_at = models.DateTimeField(help_text="When its first item opened: the clock starts there.")
+    ack_due_at = models.DateTimeField()
+    resolve_due_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            # One unresolved incident per cause: items of the same cause join it, whoever opens them.
+            models.UniqueConstraint(
+                fields=["cause"], condition=~Q(status="resolved"), name="incident_one_unresolved_per_cause"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "opened_at"], name="incident_status_opened_idx")]
+
+    def __str__(self):
+        return f"Incident #{self.pk}: {self.title}"
+
+    @property
+    def due_at(self):
+        """The clock that runs: acknowledge while open, resolve once acknowledged; none once resolved."""
+        if self.status == ExceptionStatus.OPEN:
+            return self.ack_due_at
+        if self.status == ExceptionStatus.ACKNOWLEDGED:
+            return self.resolve_due_at
+        return None
+
+
+class ExceptionItem(Clocked):
     lead = models.ForeignKey("routing.Lead", on_delete=models.PROTECT, related_name="exceptions")
     reason = models.CharField(max_length=32, choices=ExceptionReason.choices)
     detail = models.TextField(blank=True, help_text="What went wrong, in words an operator can act on.")
@@ -56,31 +125,21 @@ class ExceptionItem(models.Model):
     # The clock that runs now: ack_due_at while open, resolve_due_at once acknowledged; NULL while
     # waiting or resolved. Kept by the services so lists sort by it through an index.
     due_at = models.DateTimeField(null=True, blank=True)
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
-    acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True)
-    resolution_note = models.TextField(blank=True)
     # Waiting pauses the resolve clock: the open time left is kept and a new due time is set on resume.
     waiting_since = models.DateTimeField(null=True, blank=True)
     resolve_remaining_seconds = models.IntegerField(null=True, blank=True)
-    # Set once by the sweep; cleared when a clock restarts (reopen).
-    ack_breached_at = models.DateTimeField(null=True, blank=True)
-    resolve_breached_at = models.DateTimeField(null=True, blank=True)
+    # Breach stamps (Clocked) are cleared when a clock restarts (reopen); so are the reminders.
     ack_reminded_at = models.DateTimeField(null=True, blank=True)
     resolve_reminded_at = models.DateTimeField(null=True, blank=True)
-    escalation_level = models.PositiveSmallIntegerField(default=0)
-    escalated_at = models.DateTimeField(null=True, blank=True)
-    # Bumped by every change a person makes; forms carry it so a stale edit is refused, not applied.
-    version = models.PositiveIntegerField(default=1)
     # The same person's later leads that came in for the same cause while this item was open: they wait on it
     # (no second item) and follow its resolution (routing.accounts.identity, exceptions.services).
     held_leads = models.ManyToManyField("routing.Lead", blank=True, related_name="held_by_items")
+    # What produced it, when one cause can produce many (exceptions.incidents.Cause); items of one cause
+    # gather into an incident.
+    cause = models.CharField(max_length=200, blank=True, default="", db_default="")
+    incident = models.ForeignKey(
+        ExceptionIncident, null=True, blank=True, on_delete=models.PROTECT, related_name="items"
+    )
 
     class Meta:
         constraints = [
@@ -90,6 +149,12 @@ class ExceptionItem(models.Model):
             ),
         ]
         indexes = [
+            # Gathering into incidents: unresolved items of a cause that no incident holds yet, by age.
+            models.Index(
+                fields=["cause", "opened_at"],
+                condition=UNRESOLVED & Q(incident__isnull=True) & ~Q(cause=""),
+                name="exception_ungrouped_cause_idx",
+            ),
             # Item list (default sort): unresolved items by the due time that runs, per queue and overall.
             models.Index(fields=["queue", "due_at", "id"], condition=UNRESOLVED, name="exception_queue_due_idx"),
             models.Index(fields=["due_at", "id"], condition=UNRESOLVED, name="exception_due_idx"),
@@ -122,10 +187,6 @@ class ExceptionItem(models.Model):
 
     def __str__(self):
         return f"{self.get_reason_display()} on {self.lead}"
-
-    @property
-    def is_breached(self) -> bool:
-        return self.ack_breached_at is not None or self.resolve_breached_at is not None
 
 
 class SlaClock(models.TextChoices):
@@ -166,6 +227,7 @@ class NotificationKind(models.TextChoices):
     ESCALATION_1 = "escalation_1", "Escalation level 1"
     ESCALATION_2 = "escalation_2", "Escalation level 2"
     REASSIGNED = "reassigned", "Reassigned"
+    INCIDENT = "incident", "Incident opened"
 
 
 class Notification(models.Model):
@@ -179,6 +241,9 @@ class Notification(models.Model):
         ExceptionItem, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
     )
     queue = models.ForeignKey("routing.Queue", on_delete=models.CASCADE, related_name="notifications")
+    incident = models.ForeignKey(
+        ExceptionIncident, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
     item_ids = models.JSONField(default=list, blank=True, help_text="The items listed (the first few of a group).")
     item_count = models.PositiveIntegerField(default=1, help_text="How many items this is about.")
     key = models.CharField(max_length=64, help_text="What this is about, e.g. escalation_1:<sweep>:<recipient>.")

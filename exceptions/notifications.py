@@ -23,6 +23,7 @@ SUBJECTS = {
     NotificationKind.ESCALATION_1: "SLA breached",
     NotificationKind.ESCALATION_2: "SLA breached, escalated",
     NotificationKind.REASSIGNED: "Assigned to you",
+    NotificationKind.INCIDENT: "Incident opened",
 }
 
 
@@ -99,7 +100,7 @@ def notifications_send_due(*, now: dt.datetime | None = None, limit: int = 1000)
             Notification.objects.filter(sent_at__isnull=True, deliver_after__lte=now)
             .order_by("deliver_after", "id")  # oldest first, along notification_unsent_idx
             .select_for_update(skip_locked=True, of=("self",))
-            .select_related("queue", "recipient")[:limit]
+            .select_related("queue", "recipient", "incident")[:limit]
         )
         if not due:
             return 0
@@ -142,6 +143,13 @@ def _lines(notification: Notification, items: dict[int, ExceptionItem]) -> str:
     """One line for a notification about one item; for a group, a heading, a line per listed item, and how
     many more (with a link to the queue's breached items)."""
     subject = SUBJECTS[notification.kind]
+    if notification.incident is not None:  # one line for the outage, however many items
+        incident = notification.incident
+        url = _console_url(reverse("console:incident", args=[incident.pk]))
+        return (
+            f"{subject}: incident #{incident.pk} in {notification.queue.name}: {incident.title} "
+            f"({notification.item_count} item(s) so far) {url}"
+        )
     listed = [items[i] for i in notification.item_ids if i in items]
     if notification.item_count == 1 and listed:
         return f"{subject}: {_item_line(listed[0])}"

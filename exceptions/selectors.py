@@ -4,11 +4,19 @@ import datetime as dt
 from dataclasses import dataclass
 from itertools import chain
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Exists, F, Min, OuterRef, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
-from exceptions.models import UNRESOLVED, ExceptionItem, ExceptionStatus, Notification
+from exceptions.models import (
+    UNRESOLVED,
+    UNRESOLVED_STATUSES,
+    ExceptionIncident,
+    ExceptionItem,
+    ExceptionStatus,
+    Notification,
+)
 from routing.models import Queue
 
 BREACHED = Q(ack_breached_at__isnull=False) | Q(resolve_breached_at__isnull=False)
@@ -92,7 +100,76 @@ def notifications_for(user):
     ).distinct()
 
 
+def latest_per_incident(notes, user):
+    """Of `notes`, those about no incident, and for each incident only its latest that the person sees."""
+    later = notifications_for(user).filter(incident=OuterRef("incident"), id__gt=OuterRef("id"))
+    return notes.filter(Q(incident__isnull=True) | ~Exists(later))
+
+
+def incident_stream_sizes(user, incident_ids) -> dict[int, int]:
+    """How many notifications the person has about each of these incidents (one query)."""
+    if not incident_ids:
+        return {}
+    rows = (
+        Notification.objects.filter(Q(recipient=user) | Q(recipient__isnull=True, queue__memberships__user=user))
+        .filter(incident__in=set(incident_ids))
+        .values("incident")
+        .annotate(n=Count("id", distinct=True))
+    )
+    return {row["incident"]: row["n"] for row in rows}
+
+
 def open_items_by_assignee() -> dict[int, int]:
     """Unresolved items per assignee (user id): the load the assign control shows beside each name."""
     rows = ExceptionItem.objects.filter(UNRESOLVED, assignee__isnull=False).values("assignee").annotate(n=Count("id"))
     return {row["assignee"]: row["n"] for row in rows}
+
+
+INCIDENT_GROUPS_SHOWN = 10  # incidents shown above the item list (the incidents page has them all)
+INCIDENT_ITEMS_SHOWN = 5  # items shown inside a group before "all N items"
+
+
+@dataclass
+class IncidentGroup:
+    incident: ExceptionIncident
+    matching: int  # of the list's items, how many are this incident's
+    items: list[ExceptionItem]  # the first few of them, soonest due first
+
+
+def incident_groups(items) -> list[IncidentGroup]:
+    """The incidents among `items` (the list's filtered queryset), biggest first, each with how many of the items
+    it holds and the first INCIDENT_ITEMS_SHOWN of them: 3 queries, however many items."""
+    counts = {
+        row["incident"]: row["n"]
+        for row in items.filter(incident__isnull=False).order_by().values("incident").annotate(n=Count("id"))
+    }
+    if not counts:
+        return []
+    shown = sorted(counts, key=lambda pk: (-counts[pk], pk))[:INCIDENT_GROUPS_SHOWN]
+    incidents = ExceptionIncident.objects.select_related("queue", "assignee").in_bulk(shown)
+    first = (
+        items.filter(incident__in=shown)
+        .select_related("lead", "lead__origin", "assignee")
+        .annotate(
+            place=Window(
+                RowNumber(), partition_by=[F("incident")], order_by=[F("due_at").asc(nulls_last=True), F("id").asc()]
+            )
+        )
+        .filter(place__lte=INCIDENT_ITEMS_SHOWN)
+        .order_by("incident", "place")
+    )
+    by_incident: dict[int, list[ExceptionItem]] = {pk: [] for pk in shown}
+    for item in first:
+        by_incident[item.incident_id].append(item)
+    return [IncidentGroup(incidents[pk], counts[pk], by_incident[pk]) for pk in shown if pk in incidents]
+
+
+def incident_list():
+    """Unresolved incidents first (soonest due), then the most recent resolved ones, with their item counts."""
+    return ExceptionIncident.objects.select_related("queue", "assignee", "resolved_by").annotate(
+        item_count=Count("items"), unresolved_count=Count("items", filter=Q(items__status__in=UNRESOLVED_STATUSES))
+    )
+
+
+def incident_history(incident: ExceptionIncident) -> list[AuditEvent]:
+    return list(incident.audit_events.select_related("actor").order_by("occurred_at", "id"))

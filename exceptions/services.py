@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
 from audit.services import audit_event, audit_record
+from exceptions.incidents import Cause, incident_settle, incidents_gather
 from exceptions.models import (
     UNRESOLVED,
     UNRESOLVED_STATUSES,
@@ -79,10 +80,18 @@ def _sla_events(item: ExceptionItem, at: dt.datetime, *pairs: tuple[str, str], *
 
 
 def exception_open(
-    *, lead, reason: str, detail: str = "", queue: Queue | None = None, at: dt.datetime | None = None
+    *,
+    lead,
+    reason: str,
+    detail: str = "",
+    queue: Queue | None = None,
+    at: dt.datetime | None = None,
+    cause: Cause | None = None,
 ) -> ExceptionItem:
     """Open an exception for the lead, or return the unresolved one it already has for this reason."""
-    (item,) = exceptions_open(openings=[Opening(lead=lead, reason=reason, detail=detail, queue=queue)], at=at)
+    (item,) = exceptions_open(
+        openings=[Opening(lead=lead, reason=reason, detail=detail, queue=queue, cause=cause)], at=at
+    )
     return item
 
 
@@ -92,6 +101,7 @@ class Opening:
     reason: str
     detail: str = ""
     queue: Queue | None = None  # None: the triage queue
+    cause: Cause | None = None  # what produced it, when one cause can produce many (exceptions.incidents)
 
 
 def exceptions_open(*, openings: list[Opening], at: dt.datetime | None = None) -> list[ExceptionItem]:
@@ -108,6 +118,7 @@ def exceptions_open(*, openings: list[Opening], at: dt.datetime | None = None) -
     due_by_queue: dict[int, tuple[dt.datetime, dt.datetime]] = {}
     triage: Queue | None = None
     new: list[ExceptionItem] = []
+    causes: dict[str, str] = {}  # of the new items: key -> title
     items = []
     for opening in openings:
         item = current.get((opening.lead.pk, opening.reason))
@@ -127,9 +138,12 @@ def exceptions_open(*, openings: list[Opening], at: dt.datetime | None = None) -
                 ack_due_at=ack_due_at,
                 resolve_due_at=resolve_due_at,
                 due_at=ack_due_at,
+                cause=opening.cause.key if opening.cause else "",
             )
             current[(opening.lead.pk, opening.reason)] = item
             new.append(item)
+            if opening.cause:
+                causes[opening.cause.key] = opening.cause.title
         items.append(item)
     if not new:
         return items
@@ -156,6 +170,7 @@ def exceptions_open(*, openings: list[Opening], at: dt.datetime | None = None) -
             for item in new
         ]
     )
+    incidents_gather(causes=causes, at=opened_at)
     return items
 
 
@@ -297,6 +312,8 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
     _sla_events(fresh, now, (SlaClock.RESOLVE, SlaEventKind.FULFILLED), within_sla=in_time)
     integration_events.exception_resolved(item=fresh)
     _held_leads_follow(fresh, by=by, resolution=resolution, note=note, at=now)
+    if fresh.incident_id is not None:
+        incident_settle(incident_id=fresh.incident_id, by=by, resolution=resolution, note=note, at=now)
     return fresh
 
 
@@ -404,6 +421,7 @@ def exception_reopen(*, item: ExceptionItem, by) -> ExceptionItem:
                 changes={
                     **cleared,
                     "status": OPEN,
+                    "incident": None,  # its own clock again: the incident it was part of is over
                     "resolution": "",
                     "resolution_note": "",
                     "escalation_level": 0,

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
+from exceptions.incidents import incidents_sweep
 from exceptions.models import (
     ExceptionItem,
     ExceptionStatus,
@@ -60,6 +61,7 @@ class SweepReport:
     reminded: int = 0
     reassigned: int = 0
     statements: int = 0  # stamp statements run (chunks over all queues)
+    incidents_escalated: int = 0
 
 
 def sla_sweep(*, now: dt.datetime | None = None, record: bool = True) -> SweepReport:
@@ -83,6 +85,7 @@ def sla_sweep(*, now: dt.datetime | None = None, record: bool = True) -> SweepRe
             _stamp_queue(queue, now, report, hold_for_reassignment=False)
     if record:
         sweep_record()
+    report.incidents_escalated = incidents_sweep(now=now)
     return report
 
 
@@ -122,16 +125,17 @@ ESCALATE_TO = (
 # The clock an escalation is about: acknowledge while that breach stands, else resolve.
 ESCALATION_CLOCK = f"CASE WHEN {ACK_STILL_BREACHED} THEN '{SlaClock.ACKNOWLEDGE}' ELSE '{SlaClock.RESOLVE}' END"
 
-# The rows of one queue with something to stamp, and what. The WHERE only admits rows the update changes
-# (so repeating it until a chunk comes back short ends), each disjunct along a partial index:
-# exception_ack_unstamped_idx, exception_res_unstamped_idx, exception_level1_idx, exception_unescalated_idx.
+# The rows of one queue with something to stamp, and what (an incident's items are swept as the incident,
+# exceptions.incidents). The WHERE only admits rows the update changes (so repeating it until a chunk comes
+# back short ends), each disjunct along a partial index: exception_ack_unstamped_idx,
+# exception_res_unstamped_idx, exception_level1_idx, exception_unescalated_idx.
 STAMP_PICK_SQL = f"""
     SELECT i.id, i.assignee_id,
         {ACK_BREACH} AS ack_breach, {RESOLVE_BREACH} AS resolve_breach,
         {ACK_REMIND} AS ack_remind, {RESOLVE_REMIND} AS resolve_remind,
         {ESCALATE_TO} AS escalate_to, {ESCALATION_CLOCK} AS escalation_clock
     FROM exceptions_exceptionitem i
-    WHERE i.queue_id = %(queue)s AND (
+    WHERE i.queue_id = %(queue)s AND i.incident_id IS NULL AND (
         (i.status = '{OPEN}' AND i.ack_breached_at IS NULL AND i.ack_due_at <= %(remind)s
             AND (i.ack_due_at <= %(now)s OR i.ack_reminded_at IS NULL))
         OR ({_RUNNING} AND i.resolve_breached_at IS NULL AND i.resolve_due_at <= %(remind)s

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from exceptions import views
+from exceptions import incident_views, views
 
 urlpatterns = [
     path("", views.OverviewView.as_view(), name="overview"),
@@ -11,5 +11,8 @@ urlpatterns = [
     path("items/views/", views.SavedViewsView.as_view(), name="saved-views"),
     path("items/<int:pk>/", views.ItemDetailView.as_view(), name="item"),
     path("items/<int:pk>/<slug:action>/", views.ItemActionView.as_view(), name="item-action"),
+    path("incidents/", incident_views.IncidentListView.as_view(), name="incidents"),
+    path("incidents/<int:pk>/", incident_views.IncidentDetailView.as_view(), name="incident"),
+    path("incidents/<int:pk>/<slug:action>/", incident_views.IncidentActionView.as_view(), name="incident-action"),
     path("notifications/", views.NotificationsView.as_view(), name="notifications"),
 ]

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_event
+from exceptions.incidents import Cause, enrichment_cause, no_rule_cause
 from exceptions.models import ExceptionItem, ExceptionReason
 from exceptions.services import Opening, exceptions_open
 from routing.accounts.identity import (
@@ -118,6 +119,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
                         ),
                         queue=enrichment_review_queue(),
                         known_person=known,
+                        cause=enrichment_cause(),
                     )
                 )
                 continue
@@ -135,6 +137,9 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
                         inputs=inputs,
                         detail=f"None of the {len(ruleset)} production rules matched.",
                         known_person=known,
+                        cause=no_rule_cause(
+                            source_id=lead.origin_id, source_name=lead.origin.name if lead.origin else "no source"
+                        ),
                     )
                 )
                 continue
@@ -281,6 +286,7 @@ class Unroutable:
     rule: CompiledRule | None = None
     queue: Queue | None = None
     known_person: bool = True  # False: the lead's person has no other lead, so no other item to join
+    cause: Cause | None = None  # what produced it, when one cause can produce many (an incident)
 
 
 def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
@@ -295,7 +301,10 @@ def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
     held = {id(entry): theirs.get(entry.lead.pk) if entry.known_person else None for entry in unroutable}
     to_open = [entry for entry in unroutable if held[id(entry)] is None]
     opened = exceptions_open(
-        openings=[Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue) for e in to_open], at=at
+        openings=[
+            Opening(lead=e.lead, reason=e.reason, detail=e.detail, queue=e.queue, cause=e.cause) for e in to_open
+        ],
+        at=at,
     )
     items = dict(zip(map(id, to_open), opened, strict=True))
     events, waiting = [], []

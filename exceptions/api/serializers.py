@@ -2,7 +2,7 @@ from rest_framework import serializers
 
 from exceptions.bulk import BULK_ACTIONS, MAX_BULK_ITEMS
 from exceptions.filters import console_people
-from exceptions.models import NOTE_REQUIRED, NOTE_REQUIRED_MESSAGE, ExceptionItem, Resolution
+from exceptions.models import NOTE_REQUIRED, NOTE_REQUIRED_MESSAGE, ExceptionIncident, ExceptionItem, Resolution
 
 
 class ItemLeadSerializer(serializers.Serializer):
@@ -16,40 +16,42 @@ class ItemLeadSerializer(serializers.Serializer):
     intent_score = serializers.FloatField(allow_null=True)
 
 
-class ExceptionItemSerializer(serializers.ModelSerializer):
-    lead = ItemLeadSerializer()
+# What items and incidents both show (exceptions.models.Clocked), after their own fields.
+CLOCKED_FIELDS = [
+    "queue",
+    "status",
+    "assignee",
+    "opened_at",
+    "ack_due_at",
+    "resolve_due_at",
+    "due_at",
+    "acknowledged_at",
+    "acknowledged_by",
+    "resolved_at",
+    "resolved_by",
+    "resolution",
+    "resolution_note",
+    "breached",
+    "ack_breached_at",
+    "resolve_breached_at",
+    "escalation_level",
+]
+
+
+class ClockedSerializer(serializers.ModelSerializer):
     queue = serializers.CharField(source="queue.name")
     assignee = serializers.CharField(source="assignee.username", allow_null=True, default=None)
     acknowledged_by = serializers.CharField(source="acknowledged_by.username", allow_null=True, default=None)
     resolved_by = serializers.CharField(source="resolved_by.username", allow_null=True, default=None)
     breached = serializers.BooleanField(source="is_breached")
 
+
+class ExceptionItemSerializer(ClockedSerializer):
+    lead = ItemLeadSerializer()
+
     class Meta:
         model = ExceptionItem
-        fields = [
-            "id",
-            "lead",
-            "reason",
-            "detail",
-            "queue",
-            "status",
-            "assignee",
-            "opened_at",
-            "ack_due_at",
-            "resolve_due_at",
-            "due_at",
-            "acknowledged_at",
-            "acknowledged_by",
-            "resolved_at",
-            "resolved_by",
-            "resolution",
-            "resolution_note",
-            "breached",
-            "ack_breached_at",
-            "resolve_breached_at",
-            "escalation_level",
-            "version",
-        ]
+        fields = ["id", "lead", "reason", "detail", *CLOCKED_FIELDS, "incident", "version"]
 
 
 class ResolveSerializer(serializers.Serializer):
@@ -125,3 +127,35 @@ class BulkSkippedSerializer(serializers.Serializer):
 class BulkResultSerializer(serializers.Serializer):
     done = serializers.IntegerField(help_text="Items the action changed, each with its own audit event.")
     skipped = BulkSkippedSerializer(many=True, help_text="The others, each with why.")
+
+
+class IncidentSerializer(ClockedSerializer):
+    due_at = serializers.DateTimeField(allow_null=True, help_text="The clock that runs: acknowledge, then resolve.")
+    item_count = serializers.IntegerField(help_text="Items of this cause, resolved or not.")
+    unresolved_count = serializers.IntegerField()
+
+    class Meta:
+        model = ExceptionIncident
+        fields = ["id", "cause", "reason", "title", *CLOCKED_FIELDS, "item_count", "unresolved_count", "version"]
+
+
+class IncidentAssignSerializer(serializers.Serializer):
+    assignee = serializers.SlugRelatedField(
+        slug_field="username", queryset=console_people(), help_text="The console person's username."
+    )
+
+
+class IncidentResolveSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=Resolution.choices, help_text="Recorded on the incident and every item.")
+    note = serializers.CharField(max_length=2000, help_text="Required: recorded on every item resolved.")
+
+
+class IncidentActionResultSerializer(serializers.Serializer):
+    incident = IncidentSerializer()
+    done = serializers.IntegerField(help_text="Items the action changed, each with its own audit event.")
+    skipped = BulkSkippedSerializer(many=True, help_text="The others, each with why.")
+
+
+class IncidentConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    incident = IncidentSerializer()

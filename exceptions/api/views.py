@@ -15,14 +15,20 @@ from exceptions.api.serializers import (
     BulkSerializer,
     ConflictSerializer,
     ExceptionItemSerializer,
+    IncidentActionResultSerializer,
+    IncidentAssignSerializer,
+    IncidentConflictSerializer,
+    IncidentResolveSerializer,
+    IncidentSerializer,
     RerouteSerializer,
     ResolveSerializer,
 )
 from exceptions.bulk import exceptions_bulk, filtered_item_ids
 from exceptions.filters import ExceptionFilter
+from exceptions.incident_actions import IncidentConflict, incident_acknowledge, incident_assign, incident_resolve
 from exceptions.models import ExceptionItem
 from exceptions.permissions import IsConsoleUser
-from exceptions.selectors import exception_api_queryset
+from exceptions.selectors import exception_api_queryset, incident_list
 
 CONFLICT = OpenApiResponse(ConflictSerializer, description="The item's state forbids it; says who did what.")
 
@@ -140,3 +146,89 @@ class BulkView(APIView):
         except services.InvalidAction as exc:
             raise ValidationError({"detail": str(exc)}) from None
         return Response({"done": len(outcome.done), "skipped": outcome.skipped})
+
+
+class IncidentListView(generics.ListAPIView):
+    """Incidents, newest first; `?status=open` (repeatable: open, acknowledged, resolved) narrows them."""
+
+    permission_classes = [IsConsoleUser]
+    serializer_class = IncidentSerializer
+    pagination_class = Pages
+
+    def get_queryset(self):
+        incidents = incident_list().select_related("acknowledged_by").order_by("-opened_at", "-id")
+        statuses = self.request.query_params.getlist("status")
+        unknown = sorted(set(statuses) - {"open", "acknowledged", "resolved"})
+        if unknown:
+            raise ValidationError(
+                {"status": [f"Unknown status {', '.join(unknown)}: use open, acknowledged or resolved."]}
+            )
+        return incidents.filter(status__in=statuses) if statuses else incidents
+
+
+class IncidentDetailView(generics.RetrieveAPIView):
+    """One incident; its items are `GET /api/v1/exceptions/?incident=<id>` (add `status` to see resolved ones)."""
+
+    permission_classes = [IsConsoleUser]
+    serializer_class = IncidentSerializer
+
+    def get_queryset(self):
+        return incident_list().select_related("acknowledged_by")
+
+
+INCIDENT_CONFLICT = OpenApiResponse(IncidentConflictSerializer, description="The incident's state forbids it.")
+
+
+class IncidentAction(APIView):
+    permission_classes = [IsConsoleUser]
+
+    def run(self, pk, action):
+        incident = get_object_or_404(incident_list(), pk=pk)
+        try:
+            fresh, outcome = action(incident)
+        except IncidentConflict as conflict:
+            body = IncidentSerializer(incident_list().select_related("acknowledged_by").get(pk=pk)).data
+            return Response({"detail": conflict.message, "incident": body}, status=409)
+        body = IncidentSerializer(incident_list().select_related("acknowledged_by").get(pk=fresh.pk)).data
+        return Response({"incident": body, "done": len(outcome.done), "skipped": outcome.skipped})
+
+
+class IncidentAcknowledgeView(IncidentAction):
+    @extend_schema(
+        request=None,
+        responses={200: IncidentActionResultSerializer, 409: INCIDENT_CONFLICT},
+        summary="Acknowledge the incident and its open items",
+    )
+    def post(self, request, pk):
+        return self.run(pk, lambda incident: incident_acknowledge(incident=incident, by=request.user))
+
+
+class IncidentAssignView(IncidentAction):
+    @extend_schema(
+        request=IncidentAssignSerializer,
+        responses={200: IncidentActionResultSerializer, 409: INCIDENT_CONFLICT},
+        summary="Assign the incident and its unresolved items",
+    )
+    def post(self, request, pk):
+        body = IncidentAssignSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        to = body.validated_data["assignee"]
+        return self.run(pk, lambda incident: incident_assign(incident=incident, to=to, by=request.user))
+
+
+class IncidentResolveView(IncidentAction):
+    @extend_schema(
+        request=IncidentResolveSerializer,
+        responses={200: IncidentActionResultSerializer, 409: INCIDENT_CONFLICT},
+        summary="Resolve the incident and every unresolved item of it with one code and note",
+    )
+    def post(self, request, pk):
+        body = IncidentResolveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        return self.run(
+            pk,
+            lambda incident: incident_resolve(
+                incident=incident, by=request.user, resolution=data["code"], note=data["note"]
+            ),
+        )

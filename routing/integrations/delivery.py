@@ -22,6 +22,7 @@ from django.utils import timezone
 from audit.models import AuditAction
 from audit.services import audit_record
 from config.logs import log_context
+from exceptions.incidents import delivery_cause
 from exceptions.models import ExceptionReason
 from exceptions.services import delivery_failure_settled, exception_open
 from routing.dispatch import deliveries_enqueue
@@ -121,7 +122,10 @@ def _dead_lettered(event: OutboxEvent, answer: Answer, now) -> None:
     detail = f"{event.event_type} to {event.target.name} failed ({why}): {answer.error}"[:2000]
     logger.error("Dead-lettered event %s: %s", event.pk, detail)
     if event.lead_id is not None:
-        item = exception_open(lead=event.lead, reason=ExceptionReason.DELIVERY_FAILED, detail=detail, at=now)
+        cause = delivery_cause(target_id=event.target_id, target_name=event.target.name, error=answer.error)
+        item = exception_open(
+            lead=event.lead, reason=ExceptionReason.DELIVERY_FAILED, detail=detail, at=now, cause=cause
+        )
         audit_record(
             action=AuditAction.DELIVERY_DEAD_LETTERED,
             lead=event.lead,

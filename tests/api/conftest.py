@@ -8,8 +8,9 @@ from django.core import signals
 from django.db import close_old_connections
 from django.utils import timezone
 
-from exceptions.models import Resolution
-from exceptions.services import exception_acknowledge, exception_resolve
+from exceptions.incidents import Cause
+from exceptions.models import ExceptionIncident, ExceptionReason, Resolution
+from exceptions.services import exception_acknowledge, exception_open, exception_resolve
 from routing.governance.models import ReplayRun
 from routing.governance.replay import replay_execute, replay_request
 from routing.models import LeadStatus, RuleStage
@@ -71,6 +72,11 @@ def api_world(in_process_requests) -> ApiWorld:
     # Items in every state, so actions meet their conflicts too: open, open, acknowledged, resolved.
     exception_acknowledge(item=items[2], by=person)
     exception_resolve(item=exception_acknowledge(item=items[3], by=person), by=person, resolution=Resolution.SPAM)
+    # An incident (three delivery failures of one cause), so incident operations act on a real one.
+    crm_down = Cause("delivery_failed:0:HTTP 5xx", "Deliveries to CRM fail: HTTP 5xx")
+    for _ in range(3):
+        lead = LeadFactory(origin=source, status=LeadStatus.EXCEPTION)
+        exception_open(lead=lead, reason=ExceptionReason.DELIVERY_FAILED, cause=crm_down)
     queued = ReplayRun.objects.create(requested_by=person, requested_at=timezone.now(), limit=10)
     finished = replay_execute(run_id=replay_request(by=person).pk)  # so a `result` is rendered too
     replays = [queued, finished]
@@ -82,5 +88,6 @@ def api_world(in_process_requests) -> ApiWorld:
             "rules": [rule.pk for rule in rules],
             "exceptions": [item.pk for item in items],
             "replays": [run.pk for run in replays],
+            "incidents": list(ExceptionIncident.objects.values_list("pk", flat=True)),
         },
     )

@@ -1,0 +1,118 @@
+"""Incident screens: the list of incidents, one incident with its items and history, and its actions."""
+
+import logging
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views import View
+
+from exceptions import services
+from exceptions.bulk import BulkOutcome
+from exceptions.forms import IncidentAssignForm, IncidentResolveForm
+from exceptions.incident_actions import IncidentConflict, incident_acknowledge, incident_assign, incident_resolve
+from exceptions.models import ExceptionIncident, ExceptionStatus
+from exceptions.permissions import ConsoleAccessMixin
+from exceptions.selectors import exception_list_queryset, incident_history, incident_list
+
+logger = logging.getLogger(__name__)
+PAGE_SIZE = 50
+RESOLVED_SHOWN = 20
+SKIPPED_SHOWN = 10
+
+
+class IncidentListView(ConsoleAccessMixin, View):
+    def get(self, request):
+        incidents = incident_list()
+        return render(
+            request,
+            "console/incident_list.html",
+            {
+                "unresolved": incidents.exclude(status=ExceptionStatus.RESOLVED).order_by("opened_at", "id"),
+                "resolved": incidents.filter(status=ExceptionStatus.RESOLVED).order_by("-resolved_at", "-id")[
+                    :RESOLVED_SHOWN
+                ],
+                "now": timezone.now(),
+            },
+        )
+
+
+class IncidentDetailView(ConsoleAccessMixin, View):
+    def get(self, request, pk):
+        incident = get_object_or_404(incident_list(), pk=pk)
+        items = exception_list_queryset().filter(incident=incident).order_by("status", "due_at", "id")
+        page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+        assign_form = IncidentAssignForm(initial={"assignee": incident.assignee_id})
+        assign_form.offer_queue_first(incident.queue)
+        return render(
+            request,
+            "console/incident_detail.html",
+            {
+                "incident": incident,
+                "page": page,
+                "history": incident_history(incident),
+                "assign_form": assign_form,
+                "resolve_form": IncidentResolveForm(),
+                "now": timezone.now(),
+                "items_url": reverse("console:items"),
+                "other_unresolved": ExceptionIncident.objects.exclude(status=ExceptionStatus.RESOLVED)
+                .filter(~Q(pk=incident.pk))
+                .count(),
+            },
+        )
+
+
+class IncidentActionView(ConsoleAccessMixin, View):
+    """POST /console/incidents/<pk>/<action>/: acknowledge, assign or resolve the incident and its items."""
+
+    def post(self, request, pk, action):
+        incident = get_object_or_404(ExceptionIncident.objects.select_related("queue", "assignee"), pk=pk)
+        handler = getattr(self, f"do_{action}", None)
+        back = HttpResponseRedirect(reverse("console:incident", args=[pk]))
+        if handler is None:
+            messages.error(request, f"Unknown action {action!r}: acknowledge, assign or resolve.")
+            return back
+        try:
+            summary, outcome = handler(request, incident)
+        except IncidentConflict as conflict:
+            messages.error(request, conflict.message)
+        except services.InvalidAction as invalid:
+            messages.error(request, f"Nothing was changed: {invalid}")
+        else:
+            messages.success(request, summary)
+            for entry in outcome.skipped[:SKIPPED_SHOWN]:
+                messages.warning(request, f"Item #{entry['id']} skipped: {entry['reason']}")
+            if len(outcome.skipped) > SKIPPED_SHOWN:
+                messages.warning(request, f"… and {len(outcome.skipped) - SKIPPED_SHOWN} more item(s) skipped.")
+            logger.info("Console: %s on incident %s by %s: %s", action, pk, request.user.get_username(), summary)
+        return back
+
+    def do_acknowledge(self, request, incident) -> tuple[str, BulkOutcome]:
+        _, outcome = incident_acknowledge(incident=incident, by=request.user)
+        return f"Acknowledged incident #{incident.pk} and {len(outcome.done)} open item(s) of it; it is yours.", outcome
+
+    def do_assign(self, request, incident) -> tuple[str, BulkOutcome]:
+        form = IncidentAssignForm(request.POST)
+        if not form.is_valid():
+            raise services.InvalidAction(" ".join(m for errors in form.errors.values() for m in errors))
+        to = form.cleaned_data["assignee"]
+        _, outcome = incident_assign(incident=incident, to=to, by=request.user)
+        return f"Incident #{incident.pk} and {len(outcome.done)} item(s) assigned to {to.get_username()}.", outcome
+
+    def do_resolve(self, request, incident) -> tuple[str, BulkOutcome]:
+        form = IncidentResolveForm(request.POST)
+        if not form.is_valid():
+            raise services.InvalidAction(" ".join(m for errors in form.errors.values() for m in errors))
+        data = form.cleaned_data
+        resolved, outcome = incident_resolve(
+            incident=incident, by=request.user, resolution=data["resolution"], note=data["note"]
+        )
+        return (
+            f"Resolved incident #{incident.pk} as {resolved.get_resolution_display()}, "
+            f"and {len(outcome.done)} item(s) with it.",
+            outcome,
+        )
