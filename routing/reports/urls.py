@@ -21,5 +21,7 @@ urlpatterns = [
     path("reconciliation/attribution/", AttributionView.as_view(), name="attribution"),
     path("reconciliation/attribution/run/", AttributionRunView.as_view(), name="attribution-run"),
     path("reconciliation/attribution/<int:pk>/", AttributionReportView.as_view(), name="attribution-report"),
-    path("incidents/<int:pk>/<slug:action>/", IncidentActionView.as_view(), name="incident-action"),
+    path(
+        "reconciliation/incidents/<int:pk>/<slug:action>/", IncidentActionView.as_view(), name="parity-incident-action"
+    ),
 ]

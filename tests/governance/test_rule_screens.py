@@ -173,7 +173,7 @@ def test_each_role_sees_its_own_work_first_and_nothing_that_would_refuse_it(clie
         return [line.split(">")[1].split("<")[0] for line in links.split("<a ")[1:]], page
 
     ops_links, ops_page = nav(ops_person)
-    assert ops_links[:3] == ["Queues", "Items", "Notifications"] and "My rules" not in ops_links
+    assert ops_links[:4] == ["Queues", "Items", "Incidents", "Notifications"] and "My rules" not in ops_links
     assert "Start replay" not in ops_page and "Rule owners and admins start replays" in ops_page
     owner_links, owner_page = nav(rule_owner)
     assert owner_links[:2] == ["My rules", "Rules"]

@@ -127,7 +127,7 @@ def test_the_reconciliation_screens_show_reports_and_take_incident_actions(clien
     detail = client.get(f"/console/reconciliation/{report.pk}/").content.decode()
     assert "7 / 8" in detail and "web → CRM: 7 of 8 assigned leads delivered" in detail
     incident = Incident.objects.get()
-    response = client.post(f"/console/incidents/{incident.pk}/acknowledge/", follow=True)
+    response = client.post(f"/console/reconciliation/incidents/{incident.pk}/acknowledge/", follow=True)
     assert "Incident #" in response.content.decode()
     assert Incident.objects.get().status == "acknowledged"
     client.force_login(outsider)
