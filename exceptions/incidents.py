@@ -99,19 +99,22 @@ def incidents_gather(*, causes: dict[str, str], at: dt.datetime) -> None:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"incident:{cause}"])
     current = {i.cause: i for i in ExceptionIncident.objects.filter(cause__in=causes).exclude(status=RESOLVED)}
     for cause, title in sorted(causes.items()):
-        incident = current.get(cause)
+        incident, opened = current.get(cause), False
         loose = ExceptionItem.objects.filter(UNRESOLVED, cause=cause, incident__isnull=True)
         if incident is None:
             recent = loose.filter(opened_at__gte=at - _window())
             first = recent.order_by("opened_at", "id").select_related("queue").first()
             if first is None or recent.count() < settings.HANDOFF["INCIDENT_MIN_ITEMS"]:
                 continue
-            incident = _incident_open(first, title, at)
+            incident, opened = _incident_open(first, title, at)
         loose.filter(opened_at__gte=incident.opened_at - _window()).update(incident=incident, version=F("version") + 1)
+        if opened:  # once its items are in: the notification lists them
+            _notify(incident, NotificationKind.INCIDENT, recipient_id=None, at=at)
 
 
-def _incident_open(first: ExceptionItem, title: str, at: dt.datetime) -> ExceptionIncident:
-    """The cause's incident, its clock from its first item's opening; or the one another worker just opened."""
+def _incident_open(first: ExceptionItem, title: str, at: dt.datetime) -> tuple[ExceptionIncident, bool]:
+    """The cause's incident, its clock from its first item's opening, and True; or the one another worker just
+    opened, and False."""
     hours = first.queue.business_hours()
     try:
         with transaction.atomic():
@@ -127,7 +130,7 @@ def _incident_open(first: ExceptionItem, title: str, at: dt.datetime) -> Excepti
                 ),
             )
     except IntegrityError:
-        return ExceptionIncident.objects.exclude(status=RESOLVED).get(cause=first.cause)
+        return ExceptionIncident.objects.exclude(status=RESOLVED).get(cause=first.cause), False
     audit_record(
         action=AuditAction.ITEM_INCIDENT_OPENED,
         incident=incident,
@@ -135,8 +138,7 @@ def _incident_open(first: ExceptionItem, title: str, at: dt.datetime) -> Excepti
         at=at,
         data={"cause": incident.cause, "title": incident.title, "queue": first.queue.name},
     )
-    _notify(incident, NotificationKind.INCIDENT, recipient_id=None, at=at)
-    return incident
+    return incident, True
 
 
 def incident_settle(*, incident_id: int, by, resolution: str, note: str, at: dt.datetime) -> bool:

@@ -102,6 +102,7 @@ def test_a_crm_outage_is_one_incident_holding_every_item_it_produced(fake_target
     assert opened.incident == incident and opened.data["cause"] == incident.cause
     (note,) = Notification.objects.filter(incident=incident)
     assert note.kind == NotificationKind.INCIDENT and note.recipient is None  # the queue's members
+    assert note.item_count == 3 and len(note.item_ids) == 3  # the items it opened with
 
 
 def test_two_failures_are_two_items_and_no_incident(fake_target, crm, triage):  # noqa: F811
