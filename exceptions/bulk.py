@@ -39,6 +39,8 @@ def bulk_problems(*, action: str, count: int, assignee=None, resolution: str = "
         problems.append("Choose who to assign the items to.")
     if action == "assign" and assignee is not None and not assignee.is_active:
         problems.append(f"{assignee.get_username()} is not an active account.")
+    if action != "resolve" and (resolution or note.strip()):
+        problems.append(f"A resolution code and a note go with resolve only, not {action}: clear them, or resolve.")
     if action == "resolve":
         if resolution not in Resolution.values:
             problems.append(f"Choose a resolution code: one of {', '.join(Resolution.values)}.")
@@ -50,12 +52,17 @@ def bulk_problems(*, action: str, count: int, assignee=None, resolution: str = "
 def filtered_item_ids(query) -> tuple[list[int], dict]:
     """The ids of every item the list's filters select (a QueryDict, or a dict whose lists are repeated
     parameters), at most MAX_BULK_ITEMS + 1 of them so that a request over the cap is told so; or the filters'
-    errors, field by field."""
+    errors, field by field. Without `incident`, `in_incident` or a search, items in incidents are left out, as
+    on the list (act on the incident instead)."""
     if not isinstance(query, QueryDict):
         params = QueryDict(mutable=True)
         for key, value in query.items():
             params.setlist(key, [str(v) for v in value] if isinstance(value, list) else [str(value)])
         query = params
+    if "incident" not in query and "in_incident" not in query and not query.get("q", "").strip():
+        # As the list shows it: an incident's items are acted on through the incident, unless asked for.
+        query = query.copy()
+        query["in_incident"] = "false"
     filters = ExceptionFilter(query, queryset=ExceptionItem.objects.all())
     if not filters.is_valid():
         return [], {key: [str(m) for m in messages] for key, messages in filters.errors.items()}

@@ -17,7 +17,9 @@ def console(request):
 
 def _nav_saved_views(request) -> list[dict]:
     # console_groups is set by the console's access check; anyone else (or an htmx partial) sees none.
-    if getattr(request, "htmx", False) or not getattr(request.user, "console_groups", None):
+    # The item list's own refresh (htmx) takes the band along, with fresh counts; other partials skip it.
+    partial = getattr(request, "htmx", False) and request.path != reverse("console:items")
+    if partial or not getattr(request.user, "console_groups", None):
         return []
     here = None  # the list's filters when this page is the item list: that view is the current one
     if request.path == reverse("console:items"):

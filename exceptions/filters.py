@@ -61,6 +61,27 @@ LEAD_SEARCH_TEXT = (
 )
 
 
+class IdOrNameField(ModelChoiceField):
+    """A queue, source or person by id (what the console's selects send) or by the name the API's rows show
+    (`?queue=Triage`, `?assignee=ada`, `?origin=web-form`)."""
+
+    def __init__(self, *args, name_field: str, **kwargs):
+        self.name_field = name_field
+        super().__init__(*args, **kwargs)
+
+    def to_python(self, value):
+        if isinstance(value, str) and value and not value.isdigit() and value != self.null_value:
+            found = list(self.queryset.filter(**{self.name_field: value})[:2])
+            if len(found) == 1:
+                return found[0]
+            raise forms.ValidationError(f"Nothing is named {value!r} here: give its id or its exact name.")
+        return super().to_python(value)
+
+
+class IdOrNameFilter(django_filters.ModelChoiceFilter):
+    field_class = IdOrNameField
+
+
 class AnyYesNo(forms.NullBooleanSelect):
     """Django's null-boolean select says "Unknown" for "do not filter": this says "Any"."""
 
@@ -80,13 +101,13 @@ class ExceptionFilter(django_filters.FilterSet):
         super().__init__(data, *args, **kwargs)
 
     q = django_filters.CharFilter(method="filter_search", label="Search", min_length=3, max_length=200)
-    queue = django_filters.ModelChoiceFilter(queryset=Queue.objects.order_by("name"))
+    queue = IdOrNameFilter(queryset=Queue.objects.order_by("name"), name_field="name")
     # distinct=False: the filter joins nothing, and DISTINCT made counting 100,000 items cost ~100 ms.
     status = django_filters.MultipleChoiceFilter(
         choices=ExceptionStatus.choices, widget=forms.CheckboxSelectMultiple, distinct=False
     )
     reason = django_filters.ChoiceFilter(choices=ExceptionReason.choices)
-    assignee = django_filters.ModelChoiceFilter(queryset=console_people(), null_label="Nobody")
+    assignee = IdOrNameFilter(queryset=console_people(), null_label="Nobody", name_field="username")
     breached = django_filters.BooleanFilter(method="filter_breached", label="Breached", widget=AnyYesNo)
     due_within = django_filters.NumberFilter(
         method="filter_due_within", label="Due within (min)", min_value=0, max_value=7 * 24 * 60
@@ -95,7 +116,7 @@ class ExceptionFilter(django_filters.FilterSet):
     in_incident = django_filters.BooleanFilter(
         field_name="incident", lookup_expr="isnull", exclude=True, label="In an incident", widget=AnyYesNo
     )
-    origin = django_filters.ModelChoiceFilter(field_name="lead__origin", queryset=Source.objects.order_by("name"))
+    origin = IdOrNameFilter(field_name="lead__origin", queryset=Source.objects.order_by("name"), name_field="name")
     received = BoundedIsoDateTimeFromToRangeFilter(field_name="lead__received_at", label="Received between")
     sort = django_filters.ChoiceFilter(
         choices=[("due", "Due soonest"), ("-due", "Due latest"), ("age", "Oldest"), ("-age", "Newest")],
@@ -149,10 +170,10 @@ class ExceptionFilter(django_filters.FilterSet):
 # Saved views with their counts, for the item list and the navigation ----------------------------------------
 
 
-class KnownModelChoiceField(ModelChoiceField):
+class KnownModelChoiceField(IdOrNameField):
     """A model choice looked up among objects read beforehand (`known`, by primary key) rather than with a query:
     ten saved views naming ten queues cost one query, not ten. Anything not among them is an invalid choice,
-    as it would be on the list."""
+    as it would be on the list. (A view saved with a name, from the API's query, is looked up by name.)"""
 
     def __init__(self, *args, known: dict, **kwargs):
         super().__init__(*args, **kwargs)
@@ -161,6 +182,8 @@ class KnownModelChoiceField(ModelChoiceField):
     def to_python(self, value):
         if value in self.empty_values or (self.null_label is not None and value == self.null_value):
             return super().to_python(value)  # None, or "Nobody": no query either way
+        if isinstance(value, str) and not value.isdigit():
+            return super().to_python(value)
         try:
             return self.known[int(value)]
         except (KeyError, TypeError, ValueError):

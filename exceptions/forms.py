@@ -152,7 +152,9 @@ class NotificationFilterForm(forms.Form):
         return notes
 
 
-class IncidentAssignForm(forms.Form):
+class IncidentAssignForm(VersionedForm):
+    """Carries the incident's version the person saw: a claim made meanwhile is refused, not taken over."""
+
     assignee = forms.ModelChoiceField(
         queryset=console_people(), error_messages={"required": "Choose who takes the incident."}
     )
@@ -173,3 +175,5 @@ class IncidentResolveForm(forms.Form):
         max_length=2000,
         error_messages={"required": "Give a note: it is recorded on every item the incident resolves."},
     )
+    # How many unresolved items the page showed: the outcome says how many joined since.
+    shown = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1, widget=forms.HiddenInput)

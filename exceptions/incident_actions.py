@@ -27,10 +27,21 @@ class IncidentConflict(Exception):
         super().__init__(message)
 
 
-def _change(incident: ExceptionIncident, *, allowed, changes: dict, verb: str) -> ExceptionIncident:
+def _change(
+    incident: ExceptionIncident, *, allowed, changes: dict, verb: str, expected_version: int | None = None
+) -> ExceptionIncident:
     rows = ExceptionIncident.objects.filter(pk=incident.pk, status__in=list(allowed))
+    if expected_version is not None:
+        rows = rows.filter(version=expected_version)
     if not rows.update(**changes, version=F("version") + 1):
-        fresh = ExceptionIncident.objects.select_related("resolved_by", "acknowledged_by").get(pk=incident.pk)
+        fresh = ExceptionIncident.objects.select_related("resolved_by", "acknowledged_by", "assignee").get(
+            pk=incident.pk
+        )
+        if fresh.status in allowed and expected_version is not None:
+            holder = fresh.assignee.get_username() if fresh.assignee else "nobody"
+            raise IncidentConflict(
+                fresh, f"Incident #{fresh.pk} changed since you opened it (it is {holder}'s now); nothing was done."
+            )
         raise IncidentConflict(fresh, f"Cannot {verb} incident #{fresh.pk}: it is {_state(fresh)}.")
     return ExceptionIncident.objects.select_related("queue", "assignee").get(pk=incident.pk)
 
@@ -72,14 +83,22 @@ def incident_acknowledge(*, incident: ExceptionIncident, by) -> tuple[ExceptionI
     return fresh, outcome
 
 
-def incident_assign(*, incident: ExceptionIncident, to, by) -> tuple[ExceptionIncident, BulkOutcome]:
+def incident_assign(
+    *, incident: ExceptionIncident, to, by, expected_version: int | None = None
+) -> tuple[ExceptionIncident, BulkOutcome]:
     problems = bulk_problems(action="assign", count=1, assignee=to)
     if problems:
         raise services.InvalidAction(" ".join(problems))
     now = timezone.now()
     before = incident.assignee.get_username() if incident.assignee else None
     with transaction.atomic():
-        fresh = _change(incident, allowed=[OPEN, ACKNOWLEDGED], changes={"assignee": to}, verb="assign")
+        fresh = _change(
+            incident,
+            allowed=[OPEN, ACKNOWLEDGED],
+            changes={"assignee": to},
+            verb="assign",
+            expected_version=expected_version,
+        )
         audit_record(
             action=AuditAction.ITEM_INCIDENT_ASSIGNED,
             actor=by,

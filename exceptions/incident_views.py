@@ -43,27 +43,33 @@ class IncidentListView(ConsoleAccessMixin, View):
 
 class IncidentDetailView(ConsoleAccessMixin, View):
     def get(self, request, pk):
-        incident = get_object_or_404(incident_list(), pk=pk)
-        items = exception_list_queryset().filter(incident=incident).order_by("status", "due_at", "id")
-        page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
-        assign_form = IncidentAssignForm(initial={"assignee": incident.assignee_id})
-        assign_form.offer_queue_first(incident.queue)
-        return render(
-            request,
-            "console/incident_detail.html",
-            {
-                "incident": incident,
-                "page": page,
-                "history": incident_history(incident),
-                "assign_form": assign_form,
-                "resolve_form": IncidentResolveForm(),
-                "now": timezone.now(),
-                "items_url": reverse("console:items"),
-                "other_unresolved": ExceptionIncident.objects.exclude(status=ExceptionStatus.RESOLVED)
-                .filter(~Q(pk=incident.pk))
-                .count(),
-            },
-        )
+        return incident_page(request, pk)
+
+
+def incident_page(request, pk, *, resolve_form: IncidentResolveForm | None = None, status: int = 200):
+    """The incident page; with the person's refused resolve form (their code and note kept) and a 400."""
+    incident = get_object_or_404(incident_list(), pk=pk)
+    items = exception_list_queryset().filter(incident=incident).order_by("status", "due_at", "id")
+    page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+    assign_form = IncidentAssignForm(initial={"assignee": incident.assignee_id, "version": incident.version})
+    assign_form.offer_queue_first(incident.queue)
+    return render(
+        request,
+        "console/incident_detail.html",
+        {
+            "incident": incident,
+            "page": page,
+            "history": incident_history(incident),
+            "assign_form": assign_form,
+            "resolve_form": resolve_form or IncidentResolveForm(initial={"shown": incident.unresolved_count}),
+            "now": timezone.now(),
+            "items_url": reverse("console:items"),
+            "other_unresolved": ExceptionIncident.objects.exclude(status=ExceptionStatus.RESOLVED)
+            .filter(~Q(pk=incident.pk))
+            .count(),
+        },
+        status=status,
+    )
 
 
 class IncidentActionView(ConsoleAccessMixin, View):
@@ -82,6 +88,8 @@ class IncidentActionView(ConsoleAccessMixin, View):
             messages.error(request, conflict.message)
         except services.InvalidAction as invalid:
             messages.error(request, f"Nothing was changed: {invalid}")
+            if action == "resolve":  # the page again, with what they chose and wrote
+                return incident_page(request, pk, resolve_form=IncidentResolveForm(request.POST), status=400)
         else:
             messages.success(request, summary)
             for entry in outcome.skipped[:SKIPPED_SHOWN]:
@@ -100,7 +108,9 @@ class IncidentActionView(ConsoleAccessMixin, View):
         if not form.is_valid():
             raise services.InvalidAction(" ".join(m for errors in form.errors.values() for m in errors))
         to = form.cleaned_data["assignee"]
-        _, outcome = incident_assign(incident=incident, to=to, by=request.user)
+        _, outcome = incident_assign(
+            incident=incident, to=to, by=request.user, expected_version=form.cleaned_data["version"]
+        )
         return f"Incident #{incident.pk} and {len(outcome.done)} item(s) assigned to {to.get_username()}.", outcome
 
     def do_resolve(self, request, incident) -> tuple[str, BulkOutcome]:
@@ -111,8 +121,11 @@ class IncidentActionView(ConsoleAccessMixin, View):
         resolved, outcome = incident_resolve(
             incident=incident, by=request.user, resolution=data["resolution"], note=data["note"]
         )
-        return (
+        summary = (
             f"Resolved incident #{incident.pk} as {resolved.get_resolution_display()}, "
-            f"and {len(outcome.done)} item(s) with it.",
-            outcome,
+            f"and {len(outcome.done)} item(s) with it."
         )
+        joined = len(outcome.done) - data["shown"] if data["shown"] is not None else 0
+        if joined > 0:  # the outage went on while the page was open: say so, the note went on those too
+            summary += f" {joined} of them joined the incident after you opened its page."
+        return summary, outcome

@@ -22,7 +22,7 @@ from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from audit.models import AuditAction
-from audit.services import audit_record
+from audit.services import audit_event, audit_record
 from exceptions.models import (
     NOTIFICATION_LISTED_ITEMS,
     UNRESOLVED,
@@ -32,8 +32,13 @@ from exceptions.models import (
     ExceptionStatus,
     Notification,
     NotificationKind,
+    SlaClock,
+    SlaEvent,
+    SlaEventKind,
 )
 from exceptions.sla import add_business_time, next_open, subtract_business_time
+from routing.bulk import bulk_insert
+from routing.models import Lead
 
 RESOLVED = ExceptionStatus.RESOLVED
 
@@ -107,9 +112,59 @@ def incidents_gather(*, causes: dict[str, str], at: dt.datetime) -> None:
             if first is None or recent.count() < settings.HANDOFF["INCIDENT_MIN_ITEMS"]:
                 continue
             incident, opened = _incident_open(first, title, at)
-        loose.filter(opened_at__gte=incident.opened_at - _window()).update(incident=incident, version=F("version") + 1)
+        joining = loose.filter(opened_at__gte=incident.opened_at - _window())
+        if incident.status == ExceptionStatus.ACKNOWLEDGED:
+            _join_acknowledged(incident, list(joining.values_list("pk", "lead_id", "ack_due_at")), at)
+        else:
+            owner = {"assignee": incident.assignee_id} if incident.assignee_id else {}  # whoever took it takes them
+            joining.update(incident=incident, **owner, version=F("version") + 1)
         if opened:  # once its items are in: the notification lists them
             _notify(incident, NotificationKind.INCIDENT, recipient_id=None, at=at)
+
+
+def _join_acknowledged(incident: ExceptionIncident, rows: list[tuple], at: dt.datetime) -> None:
+    """Items joining an incident someone has acknowledged take its state, as alerts merged into an acknowledged
+    page do: acknowledged (on the incident's behalf, audited as such), with its assignee, the resolve clock
+    running."""
+    if not rows:
+        return
+    ids = [pk for pk, _, _ in rows]
+    ExceptionItem.objects.filter(pk__in=ids).update(
+        incident=incident,
+        status=ExceptionStatus.ACKNOWLEDGED,
+        acknowledged_at=at,
+        acknowledged_by=incident.acknowledged_by_id,
+        assignee=incident.assignee_id,
+        due_at=F("resolve_due_at"),
+        version=F("version") + 1,
+    )
+    why = {"incident": incident.pk, "why": f"joined incident #{incident.pk}, already acknowledged"}
+    bulk_insert(
+        [
+            audit_event(
+                action=AuditAction.EXCEPTION_ACKNOWLEDGED,
+                lead=Lead(pk=lead_id),
+                exception=ExceptionItem(pk=pk),
+                incident=incident,
+                outcome=ExceptionStatus.ACKNOWLEDGED,
+                at=at,
+                data=why,
+            )
+            for pk, lead_id, _ in rows
+        ]
+    )
+    bulk_insert(
+        [
+            SlaEvent(
+                item_id=pk,
+                clock=SlaClock.ACKNOWLEDGE,
+                kind=SlaEventKind.FULFILLED,
+                at=at,
+                data={"within_sla": at <= due},
+            )
+            for pk, _, due in rows
+        ]
+    )
 
 
 def _incident_open(first: ExceptionItem, title: str, at: dt.datetime) -> tuple[ExceptionIncident, bool]:

@@ -244,8 +244,9 @@ def exception_acknowledge(*, item: ExceptionItem, by) -> ExceptionItem:
 
 def _breached_if_late(clock: str, now: dt.datetime):
     """The breach stamp an action writes when it comes after the due time and before any sweep noticed: the
-    sweep runs once a minute, and a late action must not count as met. (A paused resolve clock is not late.)"""
-    running = ~Q(status=WAITING) if clock == "resolve" else Q()
+    sweep runs once a minute, and a late action must not count as met. (A paused resolve clock is not late, and
+    the acknowledge clock stopped once the item was acknowledged: a resolve after its due time is no breach.)"""
+    running = ~Q(status=WAITING) if clock == "resolve" else Q(status=OPEN)
     late = When(running, **{f"{clock}_due_at__lt": now, f"{clock}_breached_at__isnull": True}, then=Value(now))
     return Case(late, default=F(f"{clock}_breached_at"))
 
@@ -512,10 +513,18 @@ def exceptions_bulk_acknowledge(*, item_ids: list[int], by) -> tuple[list[int], 
         acknowledged_by=by,
         assignee=Coalesce(F("assignee"), Value(by.pk)),
         due_at=F("resolve_due_at"),
+        ack_breached_at=_breached_if_late("ack", now),  # a late acknowledge is a breach, in bulk too
         version=F("version") + 1,
     )
-    items = list(ExceptionItem.objects.filter(pk__in=open_ids).only("pk", "lead_id", "ack_due_at", "status"))
+    items = list(
+        ExceptionItem.objects.filter(pk__in=open_ids).only("pk", "lead_id", "ack_due_at", "ack_breached_at", "status")
+    )
     _bulk_trail(items, by=by, action=AuditAction.EXCEPTION_ACKNOWLEDGED, at=now, data={"bulk": True})
+    SlaEvent.objects.bulk_create(
+        SlaEvent(item=i, clock=SlaClock.ACKNOWLEDGE, kind=SlaEventKind.BREACHED, at=now, data={"by": "late action"})
+        for i in items
+        if i.ack_breached_at == now
+    )
     SlaEvent.objects.bulk_create(
         SlaEvent(
             item=i,

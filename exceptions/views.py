@@ -60,11 +60,12 @@ class OverviewView(ConsoleAccessMixin, View):
 class ItemListView(ConsoleAccessMixin, View):
     def get(self, request):
         # An incident's items are one group row above the list, not 95 rows in it, unless the person asks for
-        # an incident (or for items in incidents or not) themselves.
+        # an incident (or for items in incidents or not), or searches.
         filters = ExceptionFilter(request.GET, queryset=ExceptionItem.objects.all())
         data = request.GET.copy()
         data.pop("page", None)
-        grouped = "incident" not in data and "in_incident" not in data
+        # A search looks for one lead: it shows every match, an incident's too (each row names its incident).
+        grouped = "incident" not in data and "in_incident" not in data and not data.get("q", "").strip()
         groups, ids = [], ExceptionItem.objects.none()
         if filters.is_valid():
             ids = filters.ordered().values_list("pk", flat=True)
@@ -72,6 +73,7 @@ class ItemListView(ConsoleAccessMixin, View):
                 groups = incident_groups(filters.qs)
                 ids = ids.filter(incident__isnull=True)
                 data["in_incident"] = "false"  # what the list shows, for "all N matching" and saved views
+                filters.form.data = data  # and the filter reads "In an incident: No", as the rows are
         # Page through ids alone (an index-only walk, however deep the page), then load the 50 rows.
         page = Paginator(ids, PAGE_SIZE).get_page(request.GET.get("page"))
         rows = exception_list_queryset().in_bulk(list(page.object_list))
@@ -90,6 +92,7 @@ class ItemListView(ConsoleAccessMixin, View):
                 "refresh_seconds": settings.HANDOFF["LIST_REFRESH_SECONDS"],
                 "saved_views": _saved_views(request.user),
                 "undo": _undo_offer(request),
+                "bulk_kept": request.session.pop(BULK_KEPT, None) or {"items": []},
                 "bulk_cap": MAX_BULK_ITEMS,
                 "people": console_people(),
                 "items_url": reverse("console:items"),
@@ -149,6 +152,13 @@ class BulkActionView(ConsoleAccessMixin, View):
             )
         except services.InvalidAction as exc:
             messages.error(request, f"Nothing was changed: {exc}")
+            request.session[BULK_KEPT] = {  # the bar as they left it: fix the one thing, not everything
+                "action": data["action"],
+                "assignee": data["assignee"].pk if data["assignee"] else None,
+                "resolution": data["resolution"],
+                "note": data["note"],
+                "items": [int(pk) for pk in data["items"]] if data["scope"] == "selected" else [],
+            }
             return _back(request, reverse("console:items"))
         verb = {
             "acknowledge": "Acknowledged",
@@ -172,6 +182,7 @@ def _assign_form(item) -> AssignForm:
 
 
 SKIPPED_SHOWN = 10  # a bulk action over hundreds of items lists the first few it skipped, then a count
+BULK_KEPT = "bulk_kept"  # session: a refused bulk action's choices, shown again once on the list
 
 
 class ItemDetailView(ConsoleAccessMixin, View):
@@ -269,7 +280,10 @@ def _undo_offer(request) -> dict | None:
 
 
 def _queue_unresolved(item):
-    return ExceptionItem.objects.filter(queue=item.queue_id, status__in=["open", "acknowledged", "waiting"])
+    """The items j/k and "the next item" walk: the queue's unresolved ones as its list shows them, so an
+    incident's items (one group on the list, handled on its page) only among themselves."""
+    same = ExceptionItem.objects.filter(queue=item.queue_id, status__in=["open", "acknowledged", "waiting"])
+    return same.filter(incident=item.incident_id) if item.incident_id else same.filter(incident__isnull=True)
 
 
 def _adjacent(item, *, later: bool) -> int | None:
@@ -467,6 +481,8 @@ class NotificationsView(ConsoleAccessMixin, View):
             note.stream_size = streams.get(note.incident_id, 0)
         grouped = not (filters.is_valid() and filters.cleaned_data["incident"])
         context = {"filters": filters, "page": page, "query": _query_without_page(request), "grouped": grouped}
+        if not page.object_list:  # say whose notifications these are: an admin in no queue gets none
+            context["queues"] = list(request.user.queue_memberships.values_list("queue__name", flat=True))
         return render(request, "console/notifications.html", context, status=200 if filters.is_valid() else 400)
 
     def post(self, request):

@@ -145,9 +145,32 @@ class IncidentAssignSerializer(serializers.Serializer):
     )
 
 
+RESOLUTION_CODES = ", ".join(Resolution.values)
+
+
 class IncidentResolveSerializer(serializers.Serializer):
-    code = serializers.ChoiceField(choices=Resolution.choices, help_text="Recorded on the incident and every item.")
+    code = serializers.ChoiceField(
+        choices=Resolution.choices,
+        required=False,
+        help_text="Recorded on the incident and every item (`resolution`, as the item's resolve calls it, works too).",
+        error_messages={"invalid_choice": f'"{{input}}" is not a resolution code: use one of {RESOLUTION_CODES}.'},
+    )
+    resolution = serializers.ChoiceField(
+        choices=Resolution.choices,
+        required=False,
+        write_only=True,
+        help_text="The same as `code`.",
+        error_messages={"invalid_choice": f'"{{input}}" is not a resolution code: use one of {RESOLUTION_CODES}.'},
+    )
     note = serializers.CharField(max_length=2000, help_text="Required: recorded on every item resolved.")
+
+    def validate(self, data):
+        code, alias = data.pop("code", None), data.pop("resolution", None)
+        if code and alias and code != alias:
+            raise serializers.ValidationError({"code": ["code and resolution differ: give one."]})
+        if not (code or alias):
+            raise serializers.ValidationError({"code": [f"Give the resolution code: one of {RESOLUTION_CODES}."]})
+        return {**data, "code": code or alias}
 
 
 class IncidentActionResultSerializer(serializers.Serializer):

@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -175,6 +175,12 @@ class IncidentDetailView(generics.RetrieveAPIView):
     def get_queryset(self):
         return incident_list().select_related("acknowledged_by")
 
+    def get_object(self):
+        incident = self.get_queryset().filter(pk=self.kwargs["pk"]).first()
+        if incident is None:
+            raise NotFound(f"No incident #{self.kwargs['pk']}.")
+        return incident
+
 
 INCIDENT_CONFLICT = OpenApiResponse(IncidentConflictSerializer, description="The incident's state forbids it.")
 
@@ -183,7 +189,9 @@ class IncidentAction(APIView):
     permission_classes = [IsConsoleUser]
 
     def run(self, pk, action):
-        incident = get_object_or_404(incident_list(), pk=pk)
+        incident = incident_list().filter(pk=pk).first()
+        if incident is None:
+            raise NotFound(f"No incident #{pk}.")
         try:
             fresh, outcome = action(incident)
         except IncidentConflict as conflict:

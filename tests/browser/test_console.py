@@ -227,13 +227,17 @@ def test_keyboard_on_the_list_j_k_move_the_selection_a_acknowledges_and_question
     expect(rows.nth(1)).to_have_class(SELECTED)
     expect(ops_page.locator("tr[data-item].selected")).to_have_count(1)
     target = ExceptionItem.objects.get(pk=int(rows.nth(1).get_attribute("data-item")))
+    after_it = ExceptionItem.objects.get(pk=int(rows.nth(2).get_attribute("data-item")))
 
     ops_page.keyboard.press("a")
 
     expect(success(ops_page)).to_have_text(f"Acknowledged item #{target.pk}.")
     expect(ops_page).to_have_url(re.compile(r"/console/items/$"))
     expect(list_row(ops_page, target).locator(".status")).to_have_text("Acknowledged")
-    expect(list_row(ops_page, target)).to_have_class(SELECTED)  # the selection stays on it after the reload
+    # The selection moves on to the row that came after it (a, j, a, j walks the queue, however it re-sorts).
+    expect(list_row(ops_page, after_it)).to_have_class(SELECTED)
+    expect(ops_page.locator("tr[data-item].selected")).to_have_count(1)
+    expect(list_row(ops_page, target)).not_to_have_class(SELECTED)
     target.refresh_from_db()
     assert (target.status, target.acknowledged_by) == (ExceptionStatus.ACKNOWLEDGED, ops_person)
     others = ExceptionItem.objects.filter(pk__in=[i.pk for i in items]).exclude(pk=target.pk)
@@ -715,3 +719,20 @@ def test_undo_reopens_the_item_just_resolved(ops_page):
     expect(success(ops_page)).to_contain_text(f"Reopened item #{first.pk}")
     first.refresh_from_db()
     assert first.status == ExceptionStatus.OPEN
+
+
+def test_r_on_the_list_opens_the_item_with_its_code_picker_taking_the_next_key(ops_page):
+    triage = QueueFactory(name="Triage")
+    first, _ = open_exception(queue=triage), open_exception(queue=triage)
+    ops_page.goto("/console/items/")
+    ops_page.wait_for_load_state("load")
+
+    ops_page.keyboard.press("r")
+    expect(ops_page).to_have_url(re.compile(rf"/console/items/{first.pk}/#resolve$"))
+    expect(ops_page.locator("#resolve select[name=resolution]")).to_be_focused()
+    ops_page.keyboard.press("f")  # Fixed data
+    ops_page.keyboard.press("Enter")
+
+    expect(success(ops_page)).to_contain_text(f"Resolved item #{first.pk} as Fixed data.")
+    first.refresh_from_db()
+    assert first.status == ExceptionStatus.RESOLVED

@@ -63,7 +63,7 @@ def test_the_item_list_shows_an_incident_as_one_group_and_not_its_items(ops_clie
     assert listed_item_ids(html) == {loose.pk}
     assert f'data-incident="{incident.pk}"' in html
     assert "Deliveries to CRM fail: HTTP 5xx" in html and "<strong>6 items</strong>" in html
-    assert '<span class="count">1</span>' in html  # the list's count: the loose item
+    assert '<span class="count" id="list-count">1</span>' in html  # the list's count: the loose item
     assert html.count('<li><a href="/console/items/') == 5  # the first five inside the group
 
 
@@ -250,3 +250,175 @@ def test_capture_sources_cannot_reach_incidents(source_client):
     assert source_client.get("/api/v1/incidents/").status_code == 403
     assert source_client.post(f"/api/v1/incidents/{incident.pk}/acknowledge/").status_code == 403
     assert APIClient().get("/api/v1/incidents/").status_code == 401
+
+
+def test_the_api_takes_resolution_as_the_code_too_and_lists_the_codes_on_a_wrong_one(api):
+    incident = incident_of(3)
+    wrong = api.post(f"/api/v1/incidents/{incident.pk}/resolve/", {"code": "crm_down", "note": "x"}, format="json")
+    assert wrong.status_code == 400
+    assert wrong.json()["code"] == [
+        '"crm_down" is not a resolution code: use one of '
+        + ", ".join(["rerouted", "fixed_data", "duplicate", "spam", "not_a_lead", "fixed_upstream"])
+        + "."
+    ]
+    done = api.post(
+        f"/api/v1/incidents/{incident.pk}/resolve/", {"resolution": "fixed_upstream", "note": "back"}, format="json"
+    )
+    assert done.status_code == 200 and done.json()["incident"]["resolution"] == "fixed_upstream"
+
+
+def test_an_unknown_incident_is_named_in_the_404(api):
+    assert api.get("/api/v1/incidents/999999/").json() == {"detail": "No incident #999999."}
+    assert api.post("/api/v1/incidents/999999/acknowledge/").json() == {"detail": "No incident #999999."}
+
+
+def test_a_refused_resolve_keeps_the_chosen_code_and_note_on_the_page(ops_client):
+    incident = incident_of(3)
+    response = ops_client.post(
+        f"/console/incidents/{incident.pk}/resolve/", {"resolution": "fixed_data", "note": "", "shown": "3"}
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert '<option value="fixed_data" selected>' in html
+    assert "Nothing was changed: Give a note" in html
+
+
+def test_resolving_says_how_many_items_joined_after_the_page_was_opened(ops_client):
+    incident = incident_of(3)
+    for _ in range(2):  # the outage goes on while the page is open
+        exception_open(lead=LeadFactory(), reason=ExceptionReason.DELIVERY_FAILED, queue=incident.queue, cause=CRM_DOWN)
+    response = ops_client.post(
+        f"/console/incidents/{incident.pk}/resolve/", {"resolution": "fixed_upstream", "note": "back", "shown": "3"}
+    )
+    assert messages_of(response) == [
+        f"Resolved incident #{incident.pk} as Fixed upstream, and 5 item(s) with it."
+        " 2 of them joined the incident after you opened its page."
+    ]
+
+
+def test_the_queue_overview_counts_each_queues_incidents_and_their_breaches(ops_client):
+    incident = incident_of(3)
+    ExceptionIncident.objects.filter(pk=incident.pk).update(ack_breached_at=incident.ack_due_at)
+    html = ops_client.get("/console/").content.decode()
+    row = html[html.index('data-queue="Triage"') :]
+    assert 'data-count="incidents"><a href="/console/incidents/">1 (1 breached)</a>' in row.split("</tr>")[0]
+
+
+def test_an_empty_notifications_page_says_whose_notifications_it_shows(ops_client):
+    html = ops_client.get("/console/notifications/").content.decode()
+    assert "the queues you are a member of (none: an admin adds members" in html
+
+
+def test_the_list_filters_take_the_names_the_rows_show(api, ops_person):
+    queue = QueueFactory(name="Triage")
+    item = open_exception(queue=queue)
+    exception_open(lead=LeadFactory(), reason=ExceptionReason.MISSING_CONTACT, queue=QueueFactory(name="Sales"))
+    from exceptions.services import exception_assign
+
+    exception_assign(item=item, to=ops_person, by=ops_person)
+    origin = item.lead.origin.name
+    for query in ("queue=Triage", f"queue={queue.pk}", "assignee=olga", f"origin={origin}"):
+        body = api.get(f"/api/v1/exceptions/?{query}").json()
+        assert [row["id"] for row in body["results"]] == [item.pk], query
+    wrong = api.get("/api/v1/exceptions/?queue=Nowhere")
+    assert wrong.status_code == 400
+    assert wrong.json()["queue"] == ["Nothing is named 'Nowhere' here: give its id or its exact name."]
+
+
+# --- bulk and search around incidents ----------------------------------------------------------------------
+
+
+def test_a_bulk_filter_leaves_incident_items_out_unless_it_names_the_incident(api):
+    incident = incident_of(3)
+    loose = open_exception(queue=QueueFactory(name="Triage"))
+    everything = api.post("/api/v1/exceptions/bulk/", {"action": "acknowledge", "filter": {}}, format="json")
+    assert everything.json() == {"done": 1, "skipped": []}
+    loose.refresh_from_db()
+    assert loose.status == "acknowledged"
+    assert set(incident.items.values_list("status", flat=True)) == {"open"}
+    named = api.post(
+        "/api/v1/exceptions/bulk/", {"action": "acknowledge", "filter": {"incident": incident.pk}}, format="json"
+    )
+    assert named.json()["done"] == 3
+
+
+def test_a_code_or_note_with_another_bulk_action_is_refused_not_dropped(api):
+    item = open_exception(queue=QueueFactory(name="Triage"))
+    response = api.post(
+        "/api/v1/exceptions/bulk/", {"action": "acknowledge", "ids": [item.pk], "note": "CRM back"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "go with resolve only, not acknowledge" in response.json()["detail"]
+    item.refresh_from_db()
+    assert item.status == "open"
+
+
+def test_a_refused_bulk_action_comes_back_with_its_choices_and_ticks(ops_client):
+    items = [open_exception(queue=QueueFactory(name="Triage")) for _ in range(3)]
+    response = ops_client.post(
+        "/console/items/bulk/",
+        {
+            "action": "resolve",
+            "resolution": "fixed_data",
+            "note": "",
+            "scope": "selected",
+            "items": [items[0].pk, items[2].pk],
+            "next": "/console/items/",
+        },
+        follow=True,
+    )
+    html = response.content.decode()
+    assert "Nothing was changed: Give a note" in html
+    assert '<option value="resolve" selected>Resolve</option>' in html
+    assert '<option value="fixed_data" selected>Fixed data</option>' in html
+    for item, ticked in zip(items, (True, False, True), strict=True):
+        assert (f'aria-label="Select item {item.pk}" checked>' in html) == ticked
+    again = ops_client.get("/console/items/").content.decode()  # once only
+    assert '<option value="resolve" selected>' not in again
+
+
+def test_a_search_shows_matches_inside_incidents_on_the_list_naming_their_incident(ops_client):
+    incident = incident_of(3)
+    wanted = incident.items.first()
+    html = ops_client.get(f"/console/items/?q={wanted.lead.lead_id}").content.decode()
+    assert listed_item_ids(html) == {wanted.pk}
+    assert f"in incident #{incident.pk}</a>" in html
+    assert "data-incident=" not in html  # no group: the rows are the answer
+
+
+def test_the_next_item_after_a_resolve_is_never_one_of_an_incident_the_list_hides(ops_client):
+    queue = QueueFactory(name="Triage")
+    first = open_exception(queue=queue)
+    incident_of(3, queue=queue)  # due between the two loose items
+    second = open_exception(queue=queue)
+    response = ops_client.post(
+        f"/console/items/{first.pk}/resolve/", {"resolution": "fixed_data", "note": "", "then": "next"}
+    )
+    assert response.status_code == 302 and response["Location"] == f"/console/items/{second.pk}/"
+
+
+def test_the_in_an_incident_filter_reads_no_while_the_list_leaves_them_out(ops_client):
+    incident_of(3)
+    grouped = ops_client.get("/console/items/").content.decode()
+    assert '<option value="false" selected>No</option>' in grouped
+    every = ops_client.get("/console/items/?in_incident=unknown").content.decode()
+    assert '<option value="unknown" selected>Any</option>' in every
+    assert len(listed_item_ids(every)) == 3
+
+
+def test_assigning_from_a_stale_page_does_not_take_the_incident_from_who_just_claimed_it(ops_client, ops_person):
+    from exceptions.incident_actions import incident_assign
+    from tests.factories import UserFactory
+
+    incident = incident_of(3)
+    seen = incident.version
+    sam = UserFactory(username="sam")
+    incident_assign(incident=incident, to=sam, by=sam)  # claimed meanwhile
+    response = ops_client.post(
+        f"/console/incidents/{incident.pk}/assign/", {"assignee": ops_person.pk, "version": seen}
+    )
+    assert messages_of(response)[-1] == (
+        f"Incident #{incident.pk} changed since you opened it (it is sam's now); nothing was done."
+    )
+    incident.refresh_from_db()
+    assert incident.assignee == sam

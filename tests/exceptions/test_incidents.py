@@ -388,3 +388,38 @@ def test_items_of_one_cause_opened_at_once_by_six_workers_are_one_incident_holdi
     (incident,) = ExceptionIncident.objects.all()
     assert incident.items.count() == 6
     assert AuditEvent.objects.filter(action=AuditAction.ITEM_INCIDENT_OPENED).count() == 1
+
+
+def test_items_joining_an_acknowledged_incident_are_acknowledged_and_assigned_like_it(
+    fake_target,  # noqa: F811
+    crm,
+    triage,
+    ops_person,
+):
+    outage(fake_target, crm, 3)
+    incident = ExceptionIncident.objects.get()
+    incident_acknowledge(incident=incident, by=ops_person)
+
+    outage(fake_target, crm, 2)
+
+    late = delivery_items().order_by("-id")[:2]
+    for item in late:
+        assert (item.incident_id, item.status, item.assignee, item.acknowledged_by) == (
+            incident.pk,
+            ExceptionStatus.ACKNOWLEDGED,
+            ops_person,
+            ops_person,
+        )
+        assert item.due_at == item.resolve_due_at
+        joined = AuditEvent.objects.get(exception=item, action=AuditAction.EXCEPTION_ACKNOWLEDGED)
+        assert joined.actor is None and joined.data["why"] == f"joined incident #{incident.pk}, already acknowledged"
+        assert SlaEvent.objects.filter(item=item, clock="ack", kind="fulfilled").count() == 1
+
+
+def test_items_joining_an_assigned_open_incident_go_to_its_assignee(fake_target, crm, triage, ops_person):  # noqa: F811
+    outage(fake_target, crm, 3)
+    incident = ExceptionIncident.objects.get()
+    incident_assign(incident=incident, to=ops_person, by=ops_person)
+    outage(fake_target, crm, 1)
+    late = delivery_items().order_by("-id").first()
+    assert (late.status, late.assignee) == (ExceptionStatus.OPEN, ops_person)

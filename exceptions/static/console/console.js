@@ -43,10 +43,12 @@
     select(all[Math.min(all.length - 1, Math.max(0, index + step))] || all[0]);
   }
 
-  // The list reloads after an action: the selection comes back on the same item (or the same position).
+  // The list reloads after an action: the selection comes back on the row after the one acted on (a, j, a, j
+  // walks the queue, however the acknowledged item re-sorts), or on the same item when it was the last.
   const REMEMBERED = "handoff.selected";
   function remember(row) {
-    sessionStorage.setItem(REMEMBERED, JSON.stringify({ path: location.pathname + location.search, id: row.dataset.item, index: rows().indexOf(row) }));
+    const all = rows(), index = all.indexOf(row), next = all[index + 1] || row;
+    sessionStorage.setItem(REMEMBERED, JSON.stringify({ path: location.pathname + location.search, id: next.dataset.item, index: index }));
   }
   function remembered() {
     const saved = JSON.parse(sessionStorage.getItem(REMEMBERED) || "null");
@@ -89,6 +91,8 @@
       document.getElementById("resolve").requestSubmit();
       return;
     }
+    // Esc leaves a field (the search box, a note) so j/k and the other keys work again.
+    if (event.key === "Escape" && ["input", "textarea", "select"].includes(tag)) { event.target.blur(); return; }
     if (["input", "textarea", "select"].includes(tag)) return;
     const page = document.body.dataset.page;
     if (event.key === "?") { help.hidden = !help.hidden; event.preventDefault(); return; }
@@ -147,6 +151,22 @@
     document.querySelectorAll("[data-help-toggle]").forEach((b) => b.addEventListener("click", () => {
       const help = document.getElementById("help"); help.hidden = !help.hidden;
     }));
+    // Duplicate, spam and not a lead need a note: the browser asks for it before the round trip.
+    document.querySelectorAll("#resolve select[name=resolution]").forEach((code) => code.addEventListener("change", () => {
+      const note = code.form.querySelector("[name=note]");
+      if (note) note.required = ["duplicate", "spam", "not_a_lead"].includes(code.value);
+    }));
+    // "Apply to all N matching this filter" says what it will do to how many, and waits for a yes.
+    const bulk = document.getElementById("bulk");
+    if (bulk) bulk.addEventListener("submit", (event) => {
+      const button = event.submitter;
+      if (!button || button.value !== "filter") return;
+      const pick = (name) => bulk.querySelector(`select[name=${name}]`);
+      const action = pick("action").selectedOptions[0].textContent;
+      const detail = pick("action").value === "resolve" ? ` as ${pick("resolution").selectedOptions[0].textContent}`
+        : pick("action").value === "assign" ? ` ${pick("assignee").selectedOptions[0].textContent}` : "";
+      if (!window.confirm(`${action}${detail}: all ${button.dataset.count} items matching this filter?`)) event.preventDefault();
+    });
     const all = document.querySelector("[data-select-all]");
     if (all) all.addEventListener("change", () => {
       document.querySelectorAll("input[name=items]").forEach((box) => { box.checked = all.checked; });
@@ -175,7 +195,11 @@
       tick();
       kept = null;
     });
-    if (location.hash === "#resolve" && document.querySelector("#resolve select")) document.querySelector("#resolve select").focus();
+    // `r` on the list opens the item at #resolve: its code picker takes the next key. After the page's load, as
+    // the browser's own move to the fragment would otherwise take the focus back.
+    if (location.hash === "#resolve" && document.querySelector("#resolve select")) {
+      window.addEventListener("load", () => document.querySelector("#resolve select").focus());
+    }
     if (document.body.dataset.page === "list") select(remembered(), false);  // the first Tab stays the skip link
   });
 })();

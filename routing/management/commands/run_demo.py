@@ -57,6 +57,7 @@ class Command(BaseCommand):
         env = {**{k: v for k, v in os.environ.items() if k != "DATABASE_MIGRATE_URL"}, "PYTHONUNBUFFERED": "1"}
         # Targets or providers added to the demo are local fakes; production allows public addresses only.
         env.setdefault("HANDOFF_OUTBOUND_ALLOW", "127.0.0.0/8,::1/128")
+        env.setdefault("HANDOFF_CONSOLE_URL", base)  # the links in its notification emails lead to this demo
         commands = {
             **demo_workers(celery),
             "Celery beat": [*celery, "beat", "--loglevel=INFO"],
@@ -72,6 +73,9 @@ class Command(BaseCommand):
                 self.style.SUCCESS(
                     f"\nHandoff console: {base}/console/  login: {username} / {password}\n"
                     f"Admin: {base}/admin/   API docs: {base}/api/docs/   Ctrl-C stops everything.\n"
+                    f"Post your own leads as the demo source: curl -X POST {base}/api/v1/leads/ "
+                    f'-H "Authorization: Token {token}" -H "Content-Type: application/json" '
+                    f'-d \'{{"lead_id": "try-1", "email": "jo@acme.example"}}\'\n'
                 )
             )
             if every > 0:
