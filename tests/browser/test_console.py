@@ -736,3 +736,66 @@ def test_r_on_the_list_opens_the_item_with_its_code_picker_taking_the_next_key(o
     expect(success(ops_page)).to_contain_text(f"Resolved item #{first.pk} as Fixed data.")
     first.refresh_from_db()
     assert first.status == ExceptionStatus.RESOLVED
+
+
+def test_the_live_refresh_updates_the_count_and_the_apply_to_all_button_with_the_rows(ops_page, settings):
+    settings.HANDOFF = {**settings.HANDOFF, "LIST_REFRESH_SECONDS": 1}
+    triage = QueueFactory(name="Triage")
+    ops_page.goto("/console/items/")
+    expect(ops_page.locator("#list-count")).to_have_text("0")
+    expect(ops_page.get_by_role("button", name=re.compile("^Apply to all"))).to_have_count(0)
+
+    arrived = [open_exception(queue=triage) for _ in range(3)]
+
+    expect(list_row(ops_page, arrived[-1])).to_be_visible(timeout=5_000)
+    expect(ops_page.locator("#list-count")).to_have_text("3")
+    expect(ops_page.get_by_role("button", name="Apply to all 3 matching this filter")).to_be_visible()
+
+
+def test_apply_to_all_matching_asks_first_and_a_no_changes_nothing(ops_page):
+    triage = QueueFactory(name="Triage")
+    items = [open_exception(queue=triage) for _ in range(3)]
+    ops_page.goto("/console/items/")
+    bulk = ops_page.locator("#bulk")
+    bulk.get_by_label("Bulk action").select_option("acknowledge")
+    asked = []
+
+    def answer(dialog, accept):
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    ops_page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    bulk.get_by_role("button", name="Apply to all 3 matching this filter").click()
+    expect(ops_page.locator("#list-count")).to_have_text("3")
+    assert asked == ["Acknowledge: all 3 items matching this filter?"]
+    assert {i.status for i in ExceptionItem.objects.filter(pk__in=[i.pk for i in items])} == {"open"}
+
+    ops_page.once("dialog", lambda dialog: answer(dialog, accept=True))
+    bulk.get_by_role("button", name="Apply to all 3 matching this filter").click()
+    expect(success(ops_page)).to_have_text("Acknowledged 3 item(s).")
+
+
+def test_esc_leaves_the_search_box_so_the_keys_work_again(ops_page):
+    triage = QueueFactory(name="Triage")
+    _, second = open_exception(queue=triage), open_exception(queue=triage)
+    ops_page.goto("/console/items/")
+    ops_page.wait_for_load_state("load")
+    ops_page.keyboard.press("/")
+    expect(ops_page.get_by_label("Search")).to_be_focused()
+    ops_page.keyboard.press("Escape")
+    ops_page.keyboard.press("j")
+    expect(list_row(ops_page, second)).to_have_class(SELECTED)
+
+
+def test_a_code_that_needs_a_note_makes_the_browser_ask_for_it_before_sending(ops_page):
+    item = open_exception(queue=QueueFactory(name="Triage"))
+    ops_page.goto(detail_url(item))
+    ops_page.wait_for_load_state("load")
+    ops_page.keyboard.press("r")
+    ops_page.keyboard.press("s")  # Spam
+    ops_page.keyboard.press("Enter")
+    note = ops_page.locator("#resolve [name=note]")
+    expect(note).to_have_attribute("required", "")
+    assert note.evaluate("el => el.matches(':invalid')")
+    item.refresh_from_db()
+    assert item.status == ExceptionStatus.OPEN
