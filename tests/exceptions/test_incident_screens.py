@@ -422,3 +422,13 @@ def test_assigning_from_a_stale_page_does_not_take_the_incident_from_who_just_cl
     )
     incident.refresh_from_db()
     assert incident.assignee == sam
+
+
+def test_an_item_the_system_resolved_says_so_on_its_page(ops_client):
+    from exceptions.services import exception_resolve
+
+    item = open_exception(queue=QueueFactory(name="Triage"))
+    exception_resolve(item=item, by=None, resolution="fixed_upstream", note="Event 4 was delivered on a replay.")
+    html = ops_client.get(f"/console/items/{item.pk}/").content.decode()
+    assert "by the system: Event 4 was delivered on a replay." in html
+    assert "by  " not in html and "by :" not in html
