@@ -2,12 +2,16 @@
 
 A latency (seconds from a lead's occurred_at to its assigned_at) falls into one bucket [lo, hi):
 
-    under 1 minute          10-second buckets      0 ..  5
-    1 minute to 1 hour      1-minute buckets       6 .. 64
-    1 hour to 4 hours       5-minute buckets      65 .. 100
-    4 hours to 1 day        30-minute buckets    101 .. 140
-    1 day to 7 days         6-hour buckets       141 .. 164
-    7 days and more         one open bucket      165
+    under 10 seconds        1-second buckets       0 ..  9
+    10 seconds to 1 minute  10-second buckets     10 .. 14
+    1 minute to 1 hour      1-minute buckets      15 .. 73
+    1 hour to 4 hours       5-minute buckets      74 .. 109
+    4 hours to 1 day        30-minute buckets    110 .. 149
+    1 day to 7 days         6-hour buckets       150 .. 173
+    7 days and more         one open bucket      174
+
+(The 1-second tier came later, so that sub-second routing reads "< 1 s": routing migration 0025 moved the
+buckets stored before it up by 9, their bounds unchanged; what they held under 10 s stays "< 10 s".)
 
 Negative latencies (a capture system's clock ahead of ours) count as 0.
 
@@ -22,13 +26,14 @@ from collections.abc import Iterable
 
 # (tier start, tier end, step, first bucket index), all in seconds.
 TIERS = (
-    (0, 60, 10, 0),
-    (60, 3600, 60, 6),
-    (3600, 14400, 300, 65),
-    (14400, 86400, 1800, 101),
-    (86400, 604800, 21600, 141),
+    (0, 10, 1, 0),
+    (10, 60, 10, 10),
+    (60, 3600, 60, 15),
+    (3600, 14400, 300, 74),
+    (14400, 86400, 1800, 110),
+    (86400, 604800, 21600, 150),
 )
-OPEN_BUCKET = 165
+OPEN_BUCKET = 174
 
 
 def bucket_of(seconds: float) -> int:

@@ -7,8 +7,8 @@ register = template.Library()
 
 @register.filter
 def minutes(value) -> str:
-    """Minutes from the selectors: '—' with nothing counted, '≥ 7 d' in the open bucket, '< 10 s' under a
-    minute (a percentile is its bucket's upper bound: sub-second routing is "< 10 s", not "0.17 min"), else
+    """Minutes from the selectors: '—' with nothing counted, '≥ 7 d' in the open bucket, '< N s' under a
+    minute (a percentile is its bucket's upper bound: sub-second routing is "< 1 s", not "0.02 min"), else
     '4.5 min'/'2.1 h'."""
     if value is None:
         return "—"

@@ -25,21 +25,23 @@ def figures(known_day):
 @pytest.mark.parametrize(
     ("seconds", "bucket", "bounds"),
     [
-        (-5, 0, (0, 10)),
-        (0, 0, (0, 10)),
-        (9.99, 0, (0, 10)),
-        (10, 1, (10, 20)),
-        (59, 5, (50, 60)),
-        (60, 6, (60, 120)),
-        (899, 19, (840, 900)),
-        (900, 20, (900, 960)),
-        (3599, 64, (3540, 3600)),
-        (3600, 65, (3600, 3900)),
-        (14399, 100, (14100, 14400)),
-        (14400, 101, (14400, 16200)),
-        (86399, 140, (84600, 86400)),
-        (86400, 141, (86400, 108000)),
-        (604799, 164, (583200, 604800)),
+        (-5, 0, (0, 1)),
+        (0, 0, (0, 1)),
+        (0.4, 0, (0, 1)),
+        (2.4, 2, (2, 3)),
+        (9.99, 9, (9, 10)),
+        (10, 10, (10, 20)),
+        (59, 14, (50, 60)),
+        (60, 15, (60, 120)),
+        (899, 28, (840, 900)),
+        (900, 29, (900, 960)),
+        (3599, 73, (3540, 3600)),
+        (3600, 74, (3600, 3900)),
+        (14399, 109, (14100, 14400)),
+        (14400, 110, (14400, 16200)),
+        (86399, 149, (84600, 86400)),
+        (86400, 150, (86400, 108000)),
+        (604799, 173, (583200, 604800)),
         (604800, OPEN_BUCKET, (604800, None)),
     ],
 )
@@ -63,7 +65,7 @@ def test_sql_buckets_match_python_buckets_at_every_tier_edge(db):
     from tests.factories import RuleFactory, SourceFactory
 
     origin, rule = SourceFactory(), RuleFactory()
-    edges = [0, 9.5, 10, 59.999, 60, 61, 3599.5, 3600, 14400, 86399, 86400, 604799, 604800, 10**7]
+    edges = [0, 0.5, 1, 9.5, 10, 59.999, 60, 61, 3599.5, 3600, 14400, 86399, 86400, 604799, 604800, 10**7]
     for seconds in edges:
         assigned_lead(origin=origin, rule=rule, seconds=seconds)
     dashboard_rollup_days(days=[D])
@@ -214,3 +216,26 @@ def test_rollup_queries_do_not_grow_with_the_leads_of_the_day(known_day):
     with CaptureQueriesContext(connection) as after:
         dashboard_rollup_days(days=[D])
     assert len(after) == len(before) <= 25
+
+
+def test_migration_0025_moves_stored_buckets_so_they_keep_their_upper_bounds(db):
+    import importlib
+
+    from django.apps import apps
+
+    from tests.factories import RuleFactory, SourceFactory
+
+    shift = importlib.import_module("routing.migrations.0025_latency_one_second_buckets").shift
+    # The tiers before 0025: 10-second buckets under a minute, then as now.
+    old_upper = {0: 10, 1: 20, 5: 60, 6: 120, 64: 3600, 65: 3900, 164: 604800}
+    origin, rule = SourceFactory(), RuleFactory()
+    for bucket in [*old_upper, 165]:
+        LatencyBucket.objects.create(day=D, origin=origin, rule=rule, bucket=bucket, leads=1)
+
+    shift(apps, None)
+
+    moved = sorted(LatencyBucket.objects.values_list("bucket", flat=True))
+    assert moved == sorted(b + 9 for b in [*old_upper, 165])
+    for old, upper in old_upper.items():
+        assert bucket_bounds(old + 9)[1] == upper  # a percentile read from it is what it was
+    assert OPEN_BUCKET == 165 + 9
