@@ -19,7 +19,7 @@ from django.views import View
 from config.logs import log_context
 from exceptions import services, triage
 from exceptions.bulk import MAX_BULK_ITEMS, exceptions_bulk, filtered_item_ids
-from exceptions.filters import ExceptionFilter, console_people, saved_view_counts
+from exceptions.filters import SORTS, ExceptionFilter, console_people, saved_view_counts
 from exceptions.forms import (
     AssignForm,
     BulkForm,
@@ -74,6 +74,8 @@ class ItemListView(ConsoleAccessMixin, View):
                 ids = ids.filter(incident__isnull=True)
                 data["in_incident"] = "false"  # what the list shows, for "all N matching" and saved views
                 filters.form.data = data  # and the filter reads "In an incident: No", as the rows are
+            if request.session.get(LIST_QUERY) != data.urlencode():  # (unchanged: no session write)
+                request.session[LIST_QUERY] = data.urlencode()  # the item pages' next and j/k walk this list
         # Page through ids alone (an index-only walk, however deep the page), then load the 50 rows.
         page = Paginator(ids, PAGE_SIZE).get_page(request.GET.get("page"))
         rows = exception_list_queryset().in_bulk(list(page.object_list))
@@ -233,7 +235,7 @@ class ItemDetailView(ConsoleAccessMixin, View):
                     }
                 ),
                 "manual_form": ManualAssignForm(initial={"queue": item.lead.queue_id}),
-                "neighbours": _neighbours(item),
+                "neighbours": _neighbours(request, item),
             },
         )
 
@@ -286,33 +288,57 @@ def _queue_unresolved(item):
     return same.filter(incident=item.incident_id) if item.incident_id else same.filter(incident__isnull=True)
 
 
-def _adjacent(item, *, later: bool) -> int | None:
-    """The unresolved item of the same queue just after (or before) this one in due order: due time, then id
-    (items opened together share a due time, and were skipped)."""
-    if item.due_at is None:
+LIST_QUERY = "list_query"  # session: the item list's filters as last shown, so next and j/k walk that list
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The items "next" and j/k go through from one item, and their order (the list's sort, then id)."""
+
+    items: object  # a queryset
+    field: str  # e.g. "due_at" or "-opened_at"
+
+
+def _walk(request, item) -> Walk:
+    """The list the person came from (its filters and sort) when this item is on it; else the item's queue in
+    due order. Read before an action: a resolved item is on no unresolved list afterwards."""
+    query = request.session.get(LIST_QUERY)
+    if query is not None:
+        filters = ExceptionFilter(QueryDict(query), queryset=ExceptionItem.objects.all())
+        if filters.is_valid() and filters.qs.filter(pk=item.pk).exists():
+            return Walk(filters.qs, SORTS.get(filters.form.cleaned_data.get("sort") or "due", SORTS["due"])[0])
+    return Walk(_queue_unresolved(item), "due_at")
+
+
+def _adjacent(item, walk: Walk, *, later: bool) -> int | None:
+    """The item just after (or before) this one in the walk's order, ties broken by id."""
+    name = walk.field.lstrip("-")
+    value = getattr(item, name)
+    if value is None:  # waiting: no due time, no place in a due order
         return None
-    if later:
-        after = Q(due_at__gt=item.due_at) | Q(due_at=item.due_at, pk__gt=item.pk)
-        same = _queue_unresolved(item).filter(after).order_by("due_at", "id")
-    else:
-        before = Q(due_at__lt=item.due_at) | Q(due_at=item.due_at, pk__lt=item.pk)
-        same = _queue_unresolved(item).filter(before).order_by("-due_at", "-id")
-    return same.values_list("pk", flat=True).first()
+    ascending = not walk.field.startswith("-")
+    forward = ascending == later
+    beyond = "gt" if forward else "lt"
+    step = Q(**{f"{name}__{beyond}": value}) | Q(**{name: value, f"pk__{beyond}": item.pk})
+    order = (name, "id") if forward else (f"-{name}", "-id")
+    return walk.items.filter(step).order_by(*order).values_list("pk", flat=True).first()
 
 
-def _neighbours(item):
-    """Previous and next unresolved item of the same queue by due time, for j/k on the detail page."""
-    return {"previous": _adjacent(item, later=False), "next": _adjacent(item, later=True)}
+def _neighbours(request, item):
+    """Previous and next item of the list the person came from (or of the queue), for j/k on the detail page."""
+    walk = _walk(request, item)
+    return {"previous": _adjacent(item, walk, later=False), "next": _adjacent(item, walk, later=True)}
 
 
-def _move_on(request, item):
-    """The list, or the queue's next item after this one in due order, else its first (soonest due) but this
-    one: acknowledging moves an item's due time on to its resolve time, and resolving it then must not skip the
-    items due sooner. `item` is as it was before the action (its due time then)."""
+def _move_on(request, item, walk: Walk):
+    """The list, or the next item after this one in the walk's order, else its first but this one: acknowledging
+    moves an item's due time on to its resolve time, and resolving it then must not skip the items due sooner.
+    `item` and `walk` are as they were before the action."""
     if request.session.get(AFTER_ACTION, "next") == "next":
-        following = _adjacent(item, later=True)
+        following = _adjacent(item, walk, later=True)
         if following is None:
-            first = _queue_unresolved(item).filter(due_at__isnull=False).exclude(pk=item.pk).order_by("due_at", "id")
+            name = walk.field.lstrip("-")
+            first = walk.items.filter(**{f"{name}__isnull": False}).exclude(pk=item.pk).order_by(walk.field, "id")
             following = first.values_list("pk", flat=True).first()
         if following:
             return HttpResponseRedirect(reverse("console:item", args=[following]))
@@ -333,6 +359,7 @@ class ItemActionView(ConsoleAccessMixin, View):
         if handler is None:
             messages.error(request, f"Unknown action {action!r}.")
         else:
+            walk = _walk(request, item)  # before the action: the item is on its list now
             try:
                 if action in MOVING_ACTIONS:
                     _remember_then(request)
@@ -356,7 +383,7 @@ class ItemActionView(ConsoleAccessMixin, View):
                         "label": done.undo_label,
                     }
                 if done.finished:  # triage in a row: the next item, or the list, as the person chose
-                    return _move_on(request, item)
+                    return _move_on(request, item, walk)
         return _back(request, reverse("console:item", args=[pk]))
 
     def do_acknowledge(self, request, item):

@@ -99,6 +99,7 @@ def test_the_list_looks_for_incidents_in_one_query_and_shows_them_in_two_more_ho
         return len(queries)
 
     open_exception(queue=QueueFactory(name="Triage"))
+    count()  # the session remembers the list the person is on (written once)
     without = count()
     incident_of(3)
     with_one = count()
@@ -432,3 +433,18 @@ def test_an_item_the_system_resolved_says_so_on_its_page(ops_client):
     html = ops_client.get(f"/console/items/{item.pk}/").content.decode()
     assert "by the system: Event 4 was delivered on a replay." in html
     assert "by  " not in html and "by :" not in html
+
+
+def test_the_next_item_is_the_next_of_the_list_the_person_came_from(ops_client):
+    queue = QueueFactory(name="Triage")
+    first = open_exception(queue=queue, company="Globex")
+    open_exception(queue=queue, company="Initech")  # due in between, not on the list
+    third = open_exception(queue=queue, company="Globex")
+    ops_client.get("/console/items/?q=globex")  # the list the person works from
+
+    detail = ops_client.get(f"/console/items/{first.pk}/").content.decode()
+    assert f'data-next="/console/items/{third.pk}/"' in detail
+    response = ops_client.post(
+        f"/console/items/{first.pk}/resolve/", {"resolution": "fixed_data", "note": "", "then": "next"}
+    )
+    assert response["Location"] == f"/console/items/{third.pk}/"
