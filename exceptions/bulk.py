@@ -9,7 +9,7 @@ from django.db import transaction
 from django.http import QueryDict
 
 from exceptions import services
-from exceptions.filters import ExceptionFilter
+from exceptions.filters import ExceptionFilter, groups_incidents
 from exceptions.models import UNRESOLVED_STATUSES, ExceptionItem, ExceptionStatus, Resolution
 
 BULK_ACTIONS = ("acknowledge", "assign", "resolve", "reopen")
@@ -59,7 +59,7 @@ def filtered_item_ids(query) -> tuple[list[int], dict]:
         for key, value in query.items():
             params.setlist(key, [str(v) for v in value] if isinstance(value, list) else [str(value)])
         query = params
-    if "incident" not in query and "in_incident" not in query and not query.get("q", "").strip():
+    if groups_incidents(query):
         # As the list shows it: an incident's items are acted on through the incident, unless asked for.
         query = query.copy()
         query["in_incident"] = "false"

@@ -90,6 +90,13 @@ class AnyYesNo(forms.NullBooleanSelect):
         self.choices = [("unknown", "Any"), ("true", "Yes"), ("false", "No")]
 
 
+def groups_incidents(query) -> bool:
+    """Whether the list shows an incident's items as one group above its rows (and a bulk filter leaves them
+    out): unless the query asks for an incident, for items in incidents or not, or searches (a search looks
+    for one lead, and shows every match)."""
+    return "incident" not in query and "in_incident" not in query and not query.get("q", "").strip()
+
+
 class ExceptionFilter(django_filters.FilterSet):
     """The item list's filters, shared by the console screen and the API. Without a `status` the list
     shows unresolved items (tick Resolved, or all four, to see the rest)."""

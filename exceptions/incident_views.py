@@ -18,11 +18,10 @@ from exceptions.incident_actions import IncidentConflict, incident_acknowledge, 
 from exceptions.models import ExceptionIncident, ExceptionStatus
 from exceptions.permissions import ConsoleAccessMixin
 from exceptions.selectors import exception_list_queryset, incident_history, incident_list
+from exceptions.views import PAGE_SIZE, report_skipped
 
 logger = logging.getLogger(__name__)
-PAGE_SIZE = 50
 RESOLVED_SHOWN = 20
-SKIPPED_SHOWN = 10
 
 
 class IncidentListView(ConsoleAccessMixin, View):
@@ -92,10 +91,7 @@ class IncidentActionView(ConsoleAccessMixin, View):
                 return incident_page(request, pk, resolve_form=IncidentResolveForm(request.POST), status=400)
         else:
             messages.success(request, summary)
-            for entry in outcome.skipped[:SKIPPED_SHOWN]:
-                messages.warning(request, f"Item #{entry['id']} skipped: {entry['reason']}")
-            if len(outcome.skipped) > SKIPPED_SHOWN:
-                messages.warning(request, f"… and {len(outcome.skipped) - SKIPPED_SHOWN} more item(s) skipped.")
+            report_skipped(request, outcome)
             logger.info("Console: %s on incident %s by %s: %s", action, pk, request.user.get_username(), summary)
         return back
 

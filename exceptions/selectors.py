@@ -132,8 +132,9 @@ def incident_stream_sizes(user, incident_ids) -> dict[int, int]:
     if not incident_ids:
         return {}
     rows = (
-        Notification.objects.filter(Q(recipient=user) | Q(recipient__isnull=True, queue__memberships__user=user))
+        notifications_for(user)
         .filter(incident__in=set(incident_ids))
+        .order_by()  # no ordering columns in the DISTINCT: one row per incident
         .values("incident")
         .annotate(n=Count("id", distinct=True))
     )
@@ -186,8 +187,8 @@ def incident_groups(items) -> list[IncidentGroup]:
 
 
 def incident_list():
-    """Unresolved incidents first (soonest due), then the most recent resolved ones, with their item counts."""
-    return ExceptionIncident.objects.select_related("queue", "assignee", "resolved_by").annotate(
+    """Incidents with what their screens and the API show of them: queue, people, and item counts."""
+    return ExceptionIncident.objects.select_related("queue", "assignee", "acknowledged_by", "resolved_by").annotate(
         item_count=Count("items"), unresolved_count=Count("items", filter=Q(items__status__in=UNRESOLVED_STATUSES))
     )
 

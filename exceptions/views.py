@@ -19,7 +19,7 @@ from django.views import View
 from config.logs import log_context
 from exceptions import services, triage
 from exceptions.bulk import MAX_BULK_ITEMS, exceptions_bulk, filtered_item_ids
-from exceptions.filters import SORTS, ExceptionFilter, console_people, saved_view_counts
+from exceptions.filters import SORTS, ExceptionFilter, console_people, groups_incidents, saved_view_counts
 from exceptions.forms import (
     AssignForm,
     BulkForm,
@@ -59,23 +59,21 @@ class OverviewView(ConsoleAccessMixin, View):
 
 class ItemListView(ConsoleAccessMixin, View):
     def get(self, request):
-        # An incident's items are one group row above the list, not 95 rows in it, unless the person asks for
-        # an incident (or for items in incidents or not), or searches.
+        # An incident's items are one group row above the list, not 95 rows in it (exceptions.filters).
         filters = ExceptionFilter(request.GET, queryset=ExceptionItem.objects.all())
         data = request.GET.copy()
         data.pop("page", None)
-        # A search looks for one lead: it shows every match, an incident's too (each row names its incident).
-        grouped = "incident" not in data and "in_incident" not in data and not data.get("q", "").strip()
         groups, ids = [], ExceptionItem.objects.none()
         if filters.is_valid():
             ids = filters.ordered().values_list("pk", flat=True)
-            if grouped:
+            if groups_incidents(data):
                 groups = incident_groups(filters.qs)
                 ids = ids.filter(incident__isnull=True)
                 data["in_incident"] = "false"  # what the list shows, for "all N matching" and saved views
                 filters.form.data = data  # and the filter reads "In an incident: No", as the rows are
-            if request.session.get(LIST_QUERY) != data.urlencode():  # (unchanged: no session write)
-                request.session[LIST_QUERY] = data.urlencode()  # the item pages' next and j/k walk this list
+            shown = data.urlencode()
+            if request.session.get(LIST_QUERY) != shown:  # (unchanged: no session write)
+                request.session[LIST_QUERY] = shown  # the item pages' next and j/k walk this list
         # Page through ids alone (an index-only walk, however deep the page), then load the 50 rows.
         page = Paginator(ids, PAGE_SIZE).get_page(request.GET.get("page"))
         rows = exception_list_queryset().in_bulk(list(page.object_list))
@@ -170,11 +168,16 @@ class BulkActionView(ConsoleAccessMixin, View):
         }[data["action"]]
         if outcome.done:
             messages.success(request, f"{verb} {len(outcome.done)} item(s).")
-        for entry in outcome.skipped[:SKIPPED_SHOWN]:
-            messages.warning(request, f"Item #{entry['id']} skipped: {entry['reason']}")
-        if len(outcome.skipped) > SKIPPED_SHOWN:
-            messages.warning(request, f"… and {len(outcome.skipped) - SKIPPED_SHOWN} more item(s) skipped.")
+        report_skipped(request, outcome)
         return _back(request, reverse("console:items"))
+
+
+def report_skipped(request, outcome) -> None:
+    """The first SKIPPED_SHOWN items a bulk run skipped, each with why, then how many more."""
+    for entry in outcome.skipped[:SKIPPED_SHOWN]:
+        messages.warning(request, f"Item #{entry['id']} skipped: {entry['reason']}")
+    if len(outcome.skipped) > SKIPPED_SHOWN:
+        messages.warning(request, f"… and {len(outcome.skipped) - SKIPPED_SHOWN} more item(s) skipped.")
 
 
 def _assign_form(item) -> AssignForm:
@@ -500,13 +503,13 @@ class NotificationsView(ConsoleAccessMixin, View):
         notes = notifications_for(request.user).select_related("item", "queue", "recipient", "incident")
         if filters.is_valid():
             notes = filters.apply(notes)
-        if not (filters.is_valid() and filters.cleaned_data["incident"]):
+        grouped = not (filters.is_valid() and filters.cleaned_data["incident"])
+        if grouped:
             notes = latest_per_incident(notes, request.user)  # an incident's stream is one row: its latest
         page = Paginator(notes.order_by("-created_at", "-id"), PAGE_SIZE).get_page(request.GET.get("page"))
         streams = incident_stream_sizes(request.user, [n.incident_id for n in page if n.incident_id])
         for note in page:
             note.stream_size = streams.get(note.incident_id, 0)
-        grouped = not (filters.is_valid() and filters.cleaned_data["incident"])
         context = {"filters": filters, "page": page, "query": _query_without_page(request), "grouped": grouped}
         if not page.object_list:  # say whose notifications these are: an admin in no queue gets none
             context["queues"] = list(request.user.queue_memberships.values_list("queue__name", flat=True))

@@ -156,7 +156,7 @@ class IncidentListView(generics.ListAPIView):
     pagination_class = Pages
 
     def get_queryset(self):
-        incidents = incident_list().select_related("acknowledged_by").order_by("-opened_at", "-id")
+        incidents = incident_list().order_by("-opened_at", "-id")
         statuses = self.request.query_params.getlist("status")
         unknown = sorted(set(statuses) - {"open", "acknowledged", "resolved"})
         if unknown:
@@ -173,7 +173,7 @@ class IncidentDetailView(generics.RetrieveAPIView):
     serializer_class = IncidentSerializer
 
     def get_queryset(self):
-        return incident_list().select_related("acknowledged_by")
+        return incident_list()
 
     def get_object(self):
         incident = self.get_queryset().filter(pk=self.kwargs["pk"]).first()
@@ -195,9 +195,9 @@ class IncidentAction(APIView):
         try:
             fresh, outcome = action(incident)
         except IncidentConflict as conflict:
-            body = IncidentSerializer(incident_list().select_related("acknowledged_by").get(pk=pk)).data
+            body = IncidentSerializer(incident_list().get(pk=pk)).data
             return Response({"detail": conflict.message, "incident": body}, status=409)
-        body = IncidentSerializer(incident_list().select_related("acknowledged_by").get(pk=fresh.pk)).data
+        body = IncidentSerializer(incident_list().get(pk=fresh.pk)).data
         return Response({"incident": body, "done": len(outcome.done), "skipped": outcome.skipped})
 
 
