@@ -1,13 +1,25 @@
 from django import forms
 from django.contrib import admin
 from django.db import models
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from simple_history.admin import SimpleHistoryAdmin
 
 from routing.governance.forms import BoundedJSONField, DraftChecks
 from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
 from routing.governance.services import rule_draft_save
 from routing.integrations.addresses import url_problem
-from routing.integrations.models import DeliveryAttempt, DeliveryTarget, EnrichmentProvider, EventType, OutboxEvent
+from routing.integrations.models import (
+    DeliveryAttempt,
+    DeliveryTarget,
+    EnrichmentProvider,
+    EventType,
+    OutboxEvent,
+    SignatureScheme,
+)
+from routing.integrations.signing import secret_generate, secret_problem
+from routing.integrations.targets import target_overlap_end, target_secret_replaced
 from routing.models import Lead, PersonalToken, Queue, QueueMembership, Rule, Source
 from routing.text import refused_character
 from routing.tokens import personal_token_revoke
@@ -177,22 +189,122 @@ class SecretStateAdmin(admin.ModelAdmin):
 
 
 class DeliveryTargetForm(WriteOnlySecret, OutboundUrlChecks, forms.ModelForm):
+    """The secret is write-only like the others, but never required: left blank on a new target, or with
+    "generate" ticked, a `whsec_` secret is generated and shown once after saving. A replaced secret keeps
+    signing next to the new one for a day (routing/integrations/targets.py) unless the overlap is ended."""
+
     secret_field = "secret"
-    secret_required = True
     events = forms.MultipleChoiceField(choices=EventType.choices, widget=forms.CheckboxSelectMultiple)
-    secret = forms.CharField(widget=forms.PasswordInput(render_value=False), max_length=200, required=False)
+    secret = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        max_length=200,
+        required=False,
+        help_text=(
+            "Blank on a new target: one is generated. Standard Webhooks takes whsec_<base64>; an older secret in "
+            "another form keeps working, and its receiver-side form is whsec_ + base64 of its bytes."
+        ),
+    )
+    generate_secret = forms.BooleanField(
+        required=False, label="Generate a new secret", help_text="Shown once after saving."
+    )
+    end_overlap = forms.BooleanField(
+        required=False,
+        label="Stop signing with the previous secret now",
+        help_text="Once the receiver has the new secret (otherwise it stops by itself a day after the change).",
+    )
     url = forms.URLField(assume_scheme="https", max_length=500)
 
     class Meta:
         model = DeliveryTarget
-        fields = ["name", "url", "secret", "events", "is_active", "max_attempts", "timeout_seconds"]
+        fields = [
+            "name",
+            "url",
+            "signature_scheme",
+            "secret",
+            "generate_secret",
+            "end_overlap",
+            "events",
+            "is_active",
+            "max_attempts",
+            "timeout_seconds",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stored_secret = self.instance.secret if self.instance.pk else ""
+        self.new_secret = ""  # set by clean when the target gets a new secret
+        self.generated = False  # … and when it was generated here (then it is shown once)
+
+    def clean(self):
+        typed = (self.cleaned_data.get("secret") or "").strip()
+        data = super().clean()  # a blank secret on a change becomes the stored one
+        scheme = data.get("signature_scheme")
+        if data.get("generate_secret") or (not self.instance.pk and not typed):
+            self.new_secret = data["secret"] = secret_generate()
+            self.generated = True
+        elif typed and typed != self.stored_secret:
+            problem = secret_problem(typed) if scheme != SignatureScheme.LEGACY else None
+            if problem:
+                self.add_error("secret", problem)
+            self.new_secret = data["secret"] = typed
+        return data
 
 
 @admin.register(DeliveryTarget)
 class DeliveryTargetAdmin(SecretStateAdmin):
     form = DeliveryTargetForm
     secret_field = "secret"
-    list_display = ["name", "url", "is_active", "max_attempts", "timeout_seconds"]
+    list_display = ["name", "url", "signature_scheme", "is_active", "max_attempts", "timeout_seconds"]
+
+    @admin.display(description="Previous secret")
+    def previous_secret_state(self, obj):
+        if obj and obj.previous_secret and obj.previous_secret_until and obj.previous_secret_until > timezone.now():
+            return (
+                f"still signs (Standard Webhooks) until {timezone.localtime(obj.previous_secret_until):%Y-%m-%d %H:%M}"
+            )
+        return "none"
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "previous_secret_state"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            fields = [f for f in fields if f not in ("generate_secret", "end_overlap")]  # actions, not values
+        return fields
+
+    def save_model(self, request, obj, form, change):
+        if change and form.new_secret:
+            target_secret_replaced(target=obj, previous=form.stored_secret, at=timezone.now())
+        elif form.cleaned_data.get("end_overlap"):
+            target_overlap_end(target=obj)
+        obj.shown_once = form.new_secret if form.generated else ""
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._secret_shown_once(request, obj) or super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        return self._secret_shown_once(request, obj) or super().response_change(request, obj)
+
+    def _secret_shown_once(self, request, obj):
+        """A generated secret is shown on this one page (not stored in a message cookie), never again."""
+        if not getattr(obj, "shown_once", ""):
+            return None
+        page = render(
+            request,
+            "admin/routing/deliverytarget/secret_once.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "target": obj,
+                "secret": obj.shown_once,
+                "standard": obj.signature_scheme != SignatureScheme.LEGACY,
+                "title": f"Signing secret of {obj.name}",
+            },
+        )
+        add_never_cache_headers(page)
+        return page
 
 
 class ReceiptInline(admin.TabularInline):

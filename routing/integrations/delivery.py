@@ -49,10 +49,11 @@ def retry_wait_seconds(attempt: int, retry_after: int | None) -> float:
 def event_deliver(*, event_id: int) -> OutboxEvent | None:
     """One attempt at a due, pending event. Returns None when there was nothing to do (delivered, dead, not
     due yet, or claimed by another worker)."""
-    event = OutboxEvent.objects.select_related("target").filter(pk=event_id).first()
+    event = OutboxEvent.objects.select_related("target", "lead").filter(pk=event_id).first()
     if event is None or event.status != OutboxStatus.PENDING:
         return None
-    with log_context(lead_id=event.lead_id, event_id=event.pk):  # the lines about this attempt name both
+    capture_id = event.lead.lead_id if event.lead_id else None
+    with log_context(lead_pk=event.lead_id, lead_id=capture_id, event_id=event.pk):  # the attempt's lines name all
         return _attempt(event)
 
 

@@ -46,13 +46,32 @@ class EventType(models.TextChoices):
     EXCEPTION_RESOLVED = "exception.resolved", "Exception resolved"
 
 
+class SignatureScheme(models.TextChoices):
+    """How a target's deliveries are signed and headed (routing/integrations/signing.py)."""
+
+    STANDARD = "standard", "Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature)"
+    LEGACY = "legacy", "Legacy (X-Handoff-Signature, X-Handoff-Timestamp, X-Handoff-Event, Idempotency-Key)"
+    BOTH = "both", "Both (while a receiver moves from legacy to Standard Webhooks)"
+
+
 class DeliveryTarget(models.Model):
     """An execution system (CRM, engagement tool, analytics) that receives signed JSON events."""
 
     name = models.CharField(max_length=100, unique=True)
     url = models.URLField(max_length=500)
-    # Encrypted at rest; the admin sets or replaces it and never shows it (finding 7).
-    secret = SealedTextField(help_text="Shared secret for the X-Handoff-Signature HMAC; the receiver verifies with it.")
+    # Encrypted at rest; the admin sets, generates or replaces it and shows a new one once (finding 7).
+    secret = SealedTextField(help_text="Shared signing secret, whsec_<base64>; the receiver verifies with it.")
+    # Targets that existed before Standard Webhooks keep the legacy headers (migration 0026).
+    signature_scheme = models.CharField(
+        max_length=16,
+        choices=SignatureScheme.choices,
+        default=SignatureScheme.STANDARD,
+        db_default=SignatureScheme.STANDARD,  # also for rows written with SQL or by older code
+    )
+    # The secret before the last replacement keeps signing alongside the new one until `previous_secret_until`
+    # (standard scheme: two signatures), so a receiver can switch secrets without refusing deliveries.
+    previous_secret = SealedTextField(blank=True, editable=False, db_default="")
+    previous_secret_until = models.DateTimeField(null=True, blank=True, editable=False)
     events = models.JSONField(default=list, help_text=f"Event types it receives: {', '.join(EventType.values)}.")
     is_active = models.BooleanField(default=True)
     max_attempts = models.PositiveIntegerField(default=8, help_text="Attempts before the event is dead-lettered.")
@@ -60,6 +79,13 @@ class DeliveryTarget(models.Model):
 
     def __str__(self):
         return self.name
+
+    def signing_secrets(self, at) -> list[str]:
+        """The secrets a standard signature is made with at `at`: the current one, then the previous one while
+        its overlap lasts."""
+        if self.previous_secret and self.previous_secret_until and at < self.previous_secret_until:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
     def clean(self):
         from django.core.exceptions import ValidationError
@@ -80,7 +106,8 @@ class OutboxEvent(models.Model):
     event_type = models.CharField(max_length=32, choices=EventType.choices)
     lead = models.ForeignKey("routing.Lead", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     payload = models.JSONField(encoder=DjangoJSONEncoder)
-    # Sent as Idempotency-Key: the same on every attempt and replay, so a receiver can drop repeats.
+    # Sent as webhook-id (legacy: Idempotency-Key): the same on every attempt and replay, so a receiver can drop
+    # repeats.
     idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     created_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING)

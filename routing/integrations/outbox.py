@@ -2,13 +2,12 @@
 reports, and build the signed request that carries it. The delivery policy (attempt, record the answer, retry,
 dead-letter) is routing/integrations/delivery.py.
 
-Receivers verify `X-Handoff-Signature` (README: Delivery) and drop repeats by `Idempotency-Key`.
+Each target's scheme says how a request is signed (routing/integrations/signing.py, README: Delivery):
+Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`), the legacy `X-Handoff-*` headers,
+or both. Receivers drop repeats by `webhook-id` (legacy: `Idempotency-Key`), the same on every attempt.
 """
 
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import Callable
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -17,29 +16,18 @@ from django.utils import timezone
 
 from routing.bulk import bulk_insert
 from routing.dispatch import deliveries_enqueue
-from routing.integrations.models import DeliveryTarget, OutboxEvent
+from routing.integrations import signing
+from routing.integrations.models import DeliveryTarget, OutboxEvent, SignatureScheme
 
-SIGNATURE_HEADER = "X-Handoff-Signature"
-TIMESTAMP_HEADER = "X-Handoff-Timestamp"
-EVENT_HEADER = "X-Handoff-Event"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """HMAC-SHA256 over "<timestamp>.<raw body>", hex, as `v1=<hex>` (the scheme Stripe uses)."""
-    digest = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"v1={digest}"
-
-
-def verify(secret: str, headers, body: bytes, *, tolerance_seconds: int = 300, now: float | None = None) -> bool:
-    """What a receiver does: constant-time compare, and refuse stale timestamps (replayed captures)."""
-    try:
-        timestamp = int(headers[TIMESTAMP_HEADER])
-    except (KeyError, TypeError, ValueError):
-        return False
-    if abs((now or time.time()) - timestamp) > tolerance_seconds:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), headers.get(SIGNATURE_HEADER, ""))
+# Alert webhooks (exceptions/alert_delivery.py) still sign with the legacy scheme through these names.
+from routing.integrations.signing import (  # noqa: F401
+    EVENT_HEADER,
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    verify,
+)
 
 
 def events_emit(*, event_type: str, payload: Callable[[], dict], lead=None) -> list[OutboxEvent]:
@@ -71,17 +59,18 @@ def events_emit_many(*, event_type: str, items: list[tuple[object, Callable[[], 
 
 
 def signed_request(event: OutboxEvent) -> tuple[bytes, dict[str, str]]:
-    """The body and headers of one attempt: a fresh timestamp and signature each time."""
-    body = json.dumps(
-        {"id": str(event.idempotency_key), **event.payload}, cls=DjangoJSONEncoder, separators=(",", ":")
-    ).encode()
-    timestamp = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "Handoff-Delivery/1",
-        EVENT_HEADER: event.event_type,
-        IDEMPOTENCY_HEADER: str(event.idempotency_key),
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(event.target.secret, timestamp, body),
-    }
+    """The body and headers of one attempt: a fresh timestamp and signature each time, the same id."""
+    msg_id = str(event.idempotency_key)
+    body = json.dumps({"id": msg_id, **event.payload}, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    now = timezone.now()
+    timestamp = int(now.timestamp())
+    target = event.target
+    headers = {"Content-Type": "application/json", "User-Agent": "Handoff-Delivery/1"}
+    if target.signature_scheme in (SignatureScheme.STANDARD, SignatureScheme.BOTH):
+        secrets = target.signing_secrets(now)
+        headers |= signing.standard_headers(msg_id=msg_id, timestamp=timestamp, body=body, secrets=secrets)
+    if target.signature_scheme in (SignatureScheme.LEGACY, SignatureScheme.BOTH):
+        headers |= signing.legacy_headers(
+            event_type=event.event_type, msg_id=msg_id, timestamp=timestamp, body=body, secret=target.secret
+        )
     return body, headers

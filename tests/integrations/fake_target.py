@@ -18,6 +18,11 @@ class Received:
     body: bytes
     answered: int | None  # the status sent, or None when the connection was dropped or left hanging
 
+    @property
+    def message_id(self) -> str:
+        """The delivery's stable id: `webhook-id` (Standard Webhooks), or `Idempotency-Key` (legacy headers)."""
+        return self.headers.get("webhook-id") or self.headers["Idempotency-Key"]
+
 
 @dataclass
 class Behaviour:
@@ -118,6 +123,6 @@ class FakeTarget:
         self.server.server_close()
 
     def delivered_keys(self) -> list[str]:
-        """Idempotency keys of the requests answered 2xx, repeats included."""
+        """Message ids of the requests answered 2xx, repeats included."""
         with self._lock:
-            return [r.headers["Idempotency-Key"] for r in self.received if r.answered and r.answered < 300]
+            return [r.message_id for r in self.received if r.answered and r.answered < 300]

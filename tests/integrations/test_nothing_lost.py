@@ -77,7 +77,7 @@ def test_a_thousand_events_to_a_flaky_target_all_arrive_and_every_request_has_a_
     # One receipt per request the target saw, per event and in the same order, answer for answer.
     seen = defaultdict(list)
     for request in fake_target.received:
-        seen[request.headers["Idempotency-Key"]].append(request.answered)
+        seen[request.message_id].append(request.answered)
     assert set(seen) == keys
     receipts = defaultdict(list)
     for key, code in DeliveryAttempt.objects.filter(event__in=ids).values_list(
@@ -108,7 +108,7 @@ def test_pending_events_whose_publish_was_lost_are_sent_by_the_beat_sweep(celery
 
     wait_until(lambda: delivered_count([fresh.pk, retrying.pk]) == 2, what="the swept events to be delivered")
     wait_until(queue_drained, what="the worker to finish")
-    assert sorted(r.headers["Idempotency-Key"] for r in fake_target.received) == sorted(
+    assert sorted(r.message_id for r in fake_target.received) == sorted(
         [str(fresh.idempotency_key), str(retrying.idempotency_key)]
     )
     retrying.refresh_from_db()
@@ -134,4 +134,4 @@ def test_a_replayed_dead_letter_is_sent_again_by_the_worker(celery_worker, fake_
         (422, False),
         (200, True),
     ]
-    assert [r.headers["Idempotency-Key"] for r in fake_target.received] == [str(event.idempotency_key)] * 2
+    assert [r.message_id for r in fake_target.received] == [str(event.idempotency_key)] * 2

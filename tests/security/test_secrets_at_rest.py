@@ -95,6 +95,7 @@ def change_form(target, **changes) -> dict:
     return {
         "name": target.name,
         "url": "https://crm.example.com/hooks",
+        "signature_scheme": "legacy",  # any secret string is taken for the legacy headers
         "secret": "",
         "events": target.events,
         "is_active": "on",

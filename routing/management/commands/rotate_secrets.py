@@ -1,9 +1,16 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from exceptions.models import AlertChannel
 from routing.integrations.models import DeliveryTarget, EnrichmentProvider
 
-SEALED = [(DeliveryTarget, "secret"), (EnrichmentProvider, "auth_value")]
+SEALED = [
+    (DeliveryTarget, "secret"),
+    (DeliveryTarget, "previous_secret"),
+    (EnrichmentProvider, "auth_value"),
+    (AlertChannel, "routing_key"),
+    (AlertChannel, "secret"),
+]
 
 
 class Command(BaseCommand):
