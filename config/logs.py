@@ -1,9 +1,12 @@
-"""Logs that say which lead, exception, outbox event and Celery task they are about.
+"""Logs that say which lead, exception, incident, outbox event and Celery task they are about.
 
-The ids live in a context variable: `with log_context(lead_id=…):` around a unit of work (a lead in a routing
-task, an event being delivered, a console item), and Celery's task signals add the task id. `ContextFilter`
-copies them onto every record a handler sees; `JsonFormatter` writes one JSON object per line (production),
-`PlainFormatter` a readable line with the ids at the end (DEBUG). Configured in settings.LOGGING.
+The ids live in a context variable: `with log_context(lead_pk=…, lead_id=…):` around a unit of work (a lead in a
+routing task, an event being delivered, a console item), and Celery's task signals add the task id. A lead has
+two ids, named as the API and webhooks name them: `lead_pk` is ours (the API's `id`), `lead_id` the capture
+system's. `ContextFilter` copies them onto every record a handler sees; `JsonFormatter` writes one JSON object
+per line (production), `PlainFormatter` a readable line with the ids at the end (DEBUG). Configured in
+settings.LOGGING, and for gunicorn's own lines in config/gunicorn.py. The Celery receivers at the end make a
+worker's and beat's every line a record too.
 """
 
 import contextvars
@@ -16,9 +19,17 @@ from contextlib import contextmanager
 from types import MappingProxyType
 
 import orjson
-from celery.signals import setup_logging, task_postrun, task_prerun
+from celery.signals import (
+    celeryd_after_setup,
+    celeryd_init,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_ready,
+    worker_shutting_down,
+)
 
-CONTEXT_FIELDS = ("lead_id", "exception_id", "event_id", "task_id")
+CONTEXT_FIELDS = ("lead_pk", "lead_id", "exception_id", "incident_id", "event_id", "task_id")
 
 _context: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
     "handoff_log_context", default=MappingProxyType({})
@@ -86,7 +97,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class PlainFormatter(logging.Formatter):
-    """The usual one-line format, with the ids that are set at the end: `... [lead_id=7 task_id=…]`."""
+    """The usual one-line format, with the ids that are set at the end: `... [lead_pk=7 task_id=…]`."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -125,3 +136,43 @@ def _keep_django_logging(**kwargs) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+def _json_console() -> bool:
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+
+
+# What a worker would otherwise print as bare text beside its JSON lines: warnings raised before Django sets up
+# logging (running as root: Celery's SecurityWarning), the start-up banner, and the shutdown notice.
+@celeryd_init.connect
+def _log_from_the_start(**kwargs) -> None:
+    _keep_django_logging()
+    logging.captureWarnings(True)
+
+
+@celeryd_after_setup.connect
+def _banner_as_one_line(sender=None, instance=None, **kwargs) -> None:
+    """With JSON logs, the worker's start-up banner (a dozen lines of text printed to stdout) becomes one
+    record instead. `--quiet` drops it either way."""
+    if instance is None or instance.quiet or not _json_console():
+        return
+    instance.quiet = True
+    logging.getLogger("celery.apps.worker").info(
+        "Worker %s starting.", sender, extra={"banner": instance.startup_info(artlines=False)}
+    )
+
+
+@worker_ready.connect
+def _shutdown_notice_as_a_record(sender=None, **kwargs) -> None:
+    """Celery writes "worker: Warm shutdown (MainProcess)" straight to stdout on SIGTERM (what a supervisor
+    sends); with JSON logs the same handler is installed without it, and the record below says it instead."""
+    if not _json_console():
+        return
+    from celery.apps import worker as worker_program
+
+    worker_program.install_worker_term_handler(sender.controller, verbose=False)
+
+
+@worker_shutting_down.connect
+def _log_shutdown(sender=None, sig=None, how=None, **kwargs) -> None:
+    logging.getLogger("celery.apps.worker").info("Worker %s: %s shutdown on %s.", sender, how, sig)

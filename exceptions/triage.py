@@ -6,7 +6,7 @@ from django.utils import timezone
 from audit.models import AuditAction, Override
 from audit.services import audit_record
 from exceptions.models import UNRESOLVED, ExceptionItem, ExceptionStatus, Resolution
-from exceptions.services import ExceptionConflict, InvalidAction, exception_resolve
+from exceptions.services import ExceptionConflict, InvalidAction, action_logged, action_refused, exception_resolve
 from routing.intake import LeadIn, validation_errors
 from routing.integrations import events as integration_events
 from routing.models import Lead, LeadStatus, Queue
@@ -47,10 +47,13 @@ def lead_edit_and_reroute(*, item: ExceptionItem, by, changes: dict, expected_ve
     # no_key: FOR NO KEY UPDATE, which the SLA sweep's record step (foreign-key share locks on the items its
     # events name) does not hold back.
     fresh = ExceptionItem.objects.select_for_update(no_key=True).get(pk=item.pk)
+    rerouted = AuditAction.LEAD_REROUTED
     if fresh.status == ExceptionStatus.RESOLVED:
-        raise ExceptionConflict(fresh, f"Item #{fresh.pk} is already resolved; reopen it to re-route the lead.")
+        conflict = ExceptionConflict(fresh, f"Item #{fresh.pk} is already resolved; reopen it to re-route the lead.")
+        raise action_refused(conflict, action=rerouted, by=by, lead=lead)
     if expected_version is not None and fresh.version != expected_version:
-        raise ExceptionConflict(fresh, f"Item #{fresh.pk} changed since you opened it; reload and try again.")
+        conflict = ExceptionConflict(fresh, f"Item #{fresh.pk} changed since you opened it; reload and try again.")
+        raise action_refused(conflict, action=rerouted, by=by, lead=lead)
     clean = _validated_changes(lead, changes)
     before = {name: getattr(lead, name) for name in clean}
     for name, value in clean.items():
@@ -62,6 +65,7 @@ def lead_edit_and_reroute(*, item: ExceptionItem, by, changes: dict, expected_ve
     )
     lead = lead_route(lead_id=lead.pk)
     audit_record(action=AuditAction.LEAD_REROUTED, actor=by, lead=lead, exception=fresh, outcome=lead.status)
+    action_logged(fresh, action=rerouted, by=by, lead=lead, detail=f": the lead is {lead.status}")
     if lead.status == LeadStatus.ASSIGNED:
         return lead, exception_resolve(item=fresh, by=by, resolution=Resolution.REROUTED, note="Re-routed after edit.")
     if not lead.exceptions.filter(UNRESOLVED).exclude(pk=fresh.pk).exists():

@@ -1,6 +1,5 @@
 """The exception console: thin views that read through selectors and act through services."""
 
-import logging
 import time
 from dataclasses import dataclass
 
@@ -47,7 +46,6 @@ from routing.accounts.identity import person_leads
 from routing.accounts.models import AccountMatch
 from routing.governance.preview import lead_explanation
 
-logger = logging.getLogger(__name__)
 PAGE_SIZE = 50
 
 
@@ -207,7 +205,7 @@ class ItemDetailView(ConsoleAccessMixin, View):
             ),
             pk=pk,
         )
-        with log_context(lead_id=item.lead_id, exception_id=item.pk):
+        with log_context(lead_pk=item.lead_id, lead_id=item.lead.lead_id, exception_id=item.pk):
             return self._render(request, item)
 
     def _render(self, request, item):
@@ -353,7 +351,7 @@ class ItemActionView(ConsoleAccessMixin, View):
 
     def post(self, request, pk, action):
         item = get_object_or_404(ExceptionItem.objects.select_related("lead", "queue", "assignee"), pk=pk)
-        with log_context(lead_id=item.lead_id, exception_id=item.pk):
+        with log_context(lead_pk=item.lead_id, lead_id=item.lead.lead_id, exception_id=item.pk):
             return self._act(request, item, action)
 
     def _act(self, request, item, action):
@@ -376,8 +374,7 @@ class ItemActionView(ConsoleAccessMixin, View):
             except services.InvalidAction as invalid:
                 messages.error(request, str(invalid))
             else:
-                messages.success(request, done.message)
-                logger.info("Console: %s on item %s by %s: %s", action, pk, request.user.get_username(), done.message)
+                messages.success(request, done.message)  # the action's log line is the service's
                 if done.undo:
                     request.session[UNDO] = {
                         "item": pk,

@@ -80,7 +80,7 @@ def route_leads(self, lead_ids: list[int], lane: str = Lane.BULK) -> None:
             with _one_lead(self, lead_id):
                 routed += leads_route(lead_ids=[lead_id], rulesets=rulesets, skip_locked=False)
     for lead in routed:
-        with log_context(lead_id=lead.pk):  # the routing line of each lead names it
+        with log_context(lead_pk=lead.pk, lead_id=lead.lead_id):  # the routing line of each lead names it
             logger.info("Lead %s routed: %s, queue %s.", lead.pk, lead.status, lead.queue_id)
 
 
@@ -88,7 +88,7 @@ def route_leads(self, lead_ids: list[int], lane: str = Lane.BULK) -> None:
 def _one_lead(task, lead_id: int):
     """One lead's step: lines logged name the lead; a transient error retries the task (after the last retry
     the lead is left `received` for the sweeper); anything else sends the lead to a person."""
-    with log_context(lead_id=lead_id):
+    with log_context(lead_pk=lead_id):
         try:
             yield
         except SoftTimeLimitExceeded:

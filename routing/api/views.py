@@ -69,10 +69,11 @@ def read_json_body(request, *, limit: int):
 
 
 def log_intake(source: Source, results) -> None:
-    """One line per stored lead, with its id in the log context: where a lead's trail in the logs begins."""
+    """One line per stored lead, with its ids in the log context (ours as lead_pk, the capture system's as
+    lead_id): where a lead's trail in the logs begins."""
     for result in results:
         if result.id is not None:
-            with log_context(lead_id=result.id):
+            with log_context(lead_pk=result.id, lead_id=result.lead_id):
                 logger.info("Lead %s from %s: %s.", result.lead_id, source, result.status)
 
 

@@ -28,7 +28,7 @@ def test_outside_debug_the_console_handler_writes_json():
 
 
 def test_a_json_line_carries_the_context_extra_fields_and_the_traceback(json_log):
-    with log_context(lead_id=7, exception_id=3):
+    with log_context(lead_pk=7, lead_id="form-7", exception_id=3):
         try:
             raise ValueError("bad data")
         except ValueError:
@@ -37,7 +37,7 @@ def test_a_json_line_carries_the_context_extra_fields_and_the_traceback(json_log
     (line,) = lines_about(json_log(), logger="tests.observability")
     assert line["message"] == "Could not route."
     assert line["level"] == "ERROR"
-    assert (line["lead_id"], line["exception_id"], line["attempt"]) == (7, 3, 2)
+    assert (line["lead_pk"], line["lead_id"], line["exception_id"], line["attempt"]) == (7, "form-7", 3, 2)
     assert "task_id" not in line  # ids that are not set are left out
     assert line["when"].startswith("<object object")  # not JSON: written as text, the line still parses
     assert "ValueError: bad data" in line["exc_info"]
@@ -45,10 +45,10 @@ def test_a_json_line_carries_the_context_extra_fields_and_the_traceback(json_log
 
 
 def test_contexts_nest_and_are_restored():
-    with log_context(lead_id=1):
-        with log_context(exception_id=2, lead_id=None):  # None keeps the outer value
-            assert dict(current_log_context()) == {"lead_id": 1, "exception_id": 2}
-        assert dict(current_log_context()) == {"lead_id": 1}
+    with log_context(lead_pk=1):
+        with log_context(exception_id=2, lead_pk=None):  # None keeps the outer value
+            assert dict(current_log_context()) == {"lead_pk": 1, "exception_id": 2}
+        assert dict(current_log_context()) == {"lead_pk": 1}
     assert dict(current_log_context()) == {}
     with pytest.raises(TypeError, match="lead"):
         with log_context(lead=1):
@@ -57,12 +57,12 @@ def test_contexts_nest_and_are_restored():
 
 def test_the_debug_format_puts_the_ids_at_the_end_of_the_line():
     record = logging.LogRecord("routing.tasks", logging.INFO, __file__, 1, "Lead %s routed.", (5,), None)
-    with log_context(lead_id=5, task_id="abc"):
+    with log_context(lead_pk=5, lead_id="form-5", task_id="abc"):
         ContextFilter().filter(record)
 
     line = PlainFormatter("%(levelname)s %(message)s").format(record)
 
-    assert line == "INFO Lead 5 routed. [lead_id=5 task_id=abc]"
+    assert line == "INFO Lead 5 routed. [lead_pk=5 lead_id=form-5 task_id=abc]"
 
 
 @pytest.mark.django_db
@@ -73,7 +73,8 @@ def test_routing_a_lead_logs_its_id_and_the_task_id(json_log):
 
     lead.refresh_from_db()
     assert lead.status == LeadStatus.EXCEPTION
-    (line,) = lines_about(json_log(), logger="routing.tasks", lead_id=lead.id)
+    (line,) = lines_about(json_log(), logger="routing.tasks", lead_pk=lead.id)
+    assert line["lead_id"] == lead.lead_id  # the capture system's id, as the API and webhooks call it
     assert line["task_id"] == "route-task-1"
     assert line["message"] == f"Lead {lead.id} routed: exception, queue None."
     assert dict(current_log_context()) == {}  # nothing leaks past the task
@@ -87,7 +88,7 @@ def test_a_delivery_attempt_logs_the_lead_and_event_ids(json_log):
     event_deliver(event_id=event.pk)  # nothing listens on port 9: a failed attempt, to be retried
 
     (line,) = lines_about(json_log(), logger="routing.integrations.delivery", event_id=event.pk)
-    assert line["lead_id"] == lead.pk
+    assert (line["lead_pk"], line["lead_id"]) == (lead.pk, lead.lead_id)
     assert line["message"].startswith(f"Event {event.pk} to CRM, attempt 1: ")
     assert line["message"].endswith("now pending.")
 
@@ -103,21 +104,22 @@ def test_intake_logs_each_stored_lead_with_its_id(json_log, source_client):
 
     assert one.status_code == 202 and batch.status_code == 200
     lines = lines_about(json_log(), logger="routing.api.views")
-    assert [(line["lead_id"], line["message"]) for line in lines] == [
-        (one.json()["id"], "Lead form-1 from web-form: accepted."),
-        (Lead.objects.get(lead_id="form-2").pk, "Lead form-2 from web-form: accepted."),
-        (one.json()["id"], "Lead form-1 from web-form: duplicate."),
+    assert [(line["lead_pk"], line["lead_id"], line["message"]) for line in lines] == [
+        (one.json()["id"], "form-1", "Lead form-1 from web-form: accepted."),
+        (Lead.objects.get(lead_id="form-2").pk, "form-2", "Lead form-2 from web-form: accepted."),
+        (one.json()["id"], "form-1", "Lead form-1 from web-form: duplicate."),
     ]
 
 
 @pytest.mark.django_db
-def test_a_console_action_logs_the_item_and_its_lead(json_log, ops_person):
+def test_a_console_action_logs_the_item_and_its_lead(json_log, ops_person, django_capture_on_commit_callbacks):
     item = open_exception()
     client = Client()
     client.force_login(ops_person)
 
-    client.post(f"/console/items/{item.pk}/acknowledge/")
+    with django_capture_on_commit_callbacks(execute=True):  # the action's line is written once it commits
+        client.post(f"/console/items/{item.pk}/acknowledge/")
 
-    (line,) = lines_about(json_log(), logger="exceptions.views")
-    assert (line["exception_id"], line["lead_id"]) == (item.pk, item.lead_id)
-    assert line["message"] == f"Console: acknowledge on item {item.pk} by olga: Acknowledged item #{item.pk}."
+    (line,) = lines_about(json_log(), logger="exceptions.services")
+    assert (line["exception_id"], line["lead_pk"], line["lead_id"]) == (item.pk, item.lead_id, item.lead.lead_id)
+    assert line["message"] == f"Item #{item.pk}: exception.acknowledged by olga."

@@ -57,7 +57,7 @@ def test_the_worker_writes_json_lines_with_the_task_and_lead_ids(worker_log):
         )
 
     routed = wait_until(routed_line, what="the routing log line")
-    assert routed["lead_id"] == lead.id
+    assert (routed["lead_pk"], routed["lead_id"]) == (lead.id, lead.lead_id)
     assert routed["logger"] == "routing.tasks"
     assert routed["task_id"]
 
