@@ -57,6 +57,8 @@ ORDINARY_TABLES = frozenset(
         "exceptions_slaevent",
         "exceptions_exceptionitem_held_leads",
         "exceptions_sweepbatch",
+        "exceptions_alertchannel",
+        "exceptions_alertmessage",
         # Routing: sources, queues, rules (the editable draft), leads and their accounts.
         "routing_source",
         "routing_queue",

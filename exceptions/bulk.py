@@ -1,8 +1,9 @@
 """Bulk triage: one action (acknowledge, assign, resolve, reopen) over many items, a selection or every item a
 list filter matches. Chunked, each chunk committed on its own, so a long run never holds rows for long; each
-item gets its own audit trail as if it were acted on alone; the answer says what was done and why each other
-item was skipped."""
+item gets its own audit trail as if it were acted on alone (and its own log line, exceptions.services); the
+answer says what was done and why each other item was skipped, and so does one log line per run."""
 
+import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -15,6 +16,7 @@ from exceptions.models import UNRESOLVED_STATUSES, ExceptionItem, ExceptionStatu
 BULK_ACTIONS = ("acknowledge", "assign", "resolve", "reopen")
 MAX_BULK_ITEMS = 5_000  # a bigger filter is narrowed first: the answer must come back within a request
 CHUNK = 200
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -94,6 +96,23 @@ def exceptions_bulk(
                 _record(outcome, chunk, done, allowed=UNRESOLVED_STATUSES)
             else:
                 _one_by_one(outcome, chunk, action=action, by=by, resolution=resolution, note=note.strip())
+    skipped = [entry["id"] for entry in outcome.skipped]
+    who = by.get_username() if by else "the system"
+    logger.info(
+        "Bulk %s by %s: %d item(s) done, %d skipped%s.",
+        action,
+        who,
+        len(outcome.done),
+        len(skipped),
+        f" ({', '.join(f'#{i}' for i in skipped[:20])}{', …' if len(skipped) > 20 else ''})" if skipped else "",
+        # every item done has a line of its own (exceptions.services); the skipped ones are named here
+        extra={
+            "action": f"bulk.{action}",
+            "by": who,
+            "done": len(outcome.done),
+            "skipped_ids": skipped[:100],
+        },
+    )
     return outcome
 
 

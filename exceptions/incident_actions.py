@@ -3,7 +3,10 @@ assigns them, resolving it resolves every unresolved one with its code and note 
 would: its clocks, its held leads, its outbox event, its own audit event naming the incident).
 
 The incident's own row changes first, by a conditional UPDATE checked by row count (two people at once: one
-wins, the other is told who); then its items, in the chunks of exceptions.bulk."""
+wins, the other is told who); then its items, in the chunks of exceptions.bulk. Each action logs one line with
+the `incident_id` once done (its items' own lines carry it too), and a refused one a warning."""
+
+import logging
 
 from django.db import transaction
 from django.db.models import F
@@ -11,11 +14,13 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from exceptions import services
+from config.logs import log_context
+from exceptions import alerts, services
 from exceptions.bulk import BulkOutcome, bulk_problems, exceptions_bulk
 from exceptions.models import UNRESOLVED, ExceptionIncident, ExceptionItem, ExceptionStatus
 
 OPEN, ACKNOWLEDGED, RESOLVED = ExceptionStatus.OPEN, ExceptionStatus.ACKNOWLEDGED, ExceptionStatus.RESOLVED
+logger = logging.getLogger(__name__)
 
 
 class IncidentConflict(Exception):
@@ -27,8 +32,44 @@ class IncidentConflict(Exception):
         super().__init__(message)
 
 
+def _who(by) -> str:
+    return by.get_username() if by else "the system"
+
+
+def _logged(incident: ExceptionIncident, outcome: BulkOutcome, *, action: str, by) -> None:
+    logger.info(
+        "Incident #%s: %s by %s; %d item(s) done, %d skipped.",
+        incident.pk,
+        action,
+        _who(by),
+        len(outcome.done),
+        len(outcome.skipped),
+        extra={"incident_id": incident.pk, "action": action, "by": _who(by), "status": incident.status},
+    )
+
+
+def _refused(conflict: "IncidentConflict", *, action: str, by) -> "IncidentConflict":
+    fields = {"incident_id": conflict.incident.pk, "action": action, "by": _who(by), "refused": True}
+    logger.warning(
+        "Incident #%s: %s by %s refused: %s",
+        conflict.incident.pk,
+        action,
+        _who(by),
+        conflict.message,
+        extra={**fields, "status": conflict.incident.status},
+    )
+    return conflict
+
+
 def _change(
-    incident: ExceptionIncident, *, allowed, changes: dict, verb: str, expected_version: int | None = None
+    incident: ExceptionIncident,
+    *,
+    allowed,
+    changes: dict,
+    verb: str,
+    action: str,
+    by,
+    expected_version: int | None = None,
 ) -> ExceptionIncident:
     rows = ExceptionIncident.objects.filter(pk=incident.pk, status__in=list(allowed))
     if expected_version is not None:
@@ -39,10 +80,12 @@ def _change(
         )
         if fresh.status in allowed and expected_version is not None:
             holder = fresh.assignee.get_username() if fresh.assignee else "nobody"
-            raise IncidentConflict(
+            conflict = IncidentConflict(
                 fresh, f"Incident #{fresh.pk} changed since you opened it (it is {holder}'s now); nothing was done."
             )
-        raise IncidentConflict(fresh, f"Cannot {verb} incident #{fresh.pk}: it is {_state(fresh)}.")
+        else:
+            conflict = IncidentConflict(fresh, f"Cannot {verb} incident #{fresh.pk}: it is {_state(fresh)}.")
+        raise _refused(conflict, action=action, by=by)
     return ExceptionIncident.objects.select_related("queue", "assignee").get(pk=incident.pk)
 
 
@@ -61,7 +104,8 @@ def _unresolved_item_ids(incident: ExceptionIncident) -> list[int]:
     return list(ExceptionItem.objects.filter(UNRESOLVED, incident=incident).order_by("id").values_list("pk", flat=True))
 
 
-def incident_acknowledge(*, incident: ExceptionIncident, by) -> tuple[ExceptionIncident, BulkOutcome]:
+def incident_acknowledge(*, incident: ExceptionIncident, by, note: str = "") -> tuple[ExceptionIncident, BulkOutcome]:
+    """`note`: why, for the audit trail (an acknowledge from PagerDuty names who acknowledged there)."""
     now = timezone.now()
     with transaction.atomic():
         fresh = _change(
@@ -69,6 +113,8 @@ def incident_acknowledge(*, incident: ExceptionIncident, by) -> tuple[ExceptionI
             allowed=[OPEN],
             changes={"status": ACKNOWLEDGED, "acknowledged_at": now, "acknowledged_by": by, "assignee": by},
             verb="acknowledge",
+            action=AuditAction.ITEM_INCIDENT_ACKNOWLEDGED,
+            by=by,
         )
         audit_record(
             action=AuditAction.ITEM_INCIDENT_ACKNOWLEDGED,
@@ -76,10 +122,13 @@ def incident_acknowledge(*, incident: ExceptionIncident, by) -> tuple[ExceptionI
             incident=fresh,
             outcome=ACKNOWLEDGED,
             at=now,
-            data={"within_sla": now <= fresh.ack_due_at},
+            data={"within_sla": now <= fresh.ack_due_at, **({"note": note} if note else {})},
         )
+        alerts.alert_incident_acknowledged(incident_id=fresh.pk, by=by, note=note)
     ids = list(ExceptionItem.objects.filter(incident=fresh, status=OPEN).values_list("pk", flat=True))
-    outcome = exceptions_bulk(action="acknowledge", item_ids=ids, by=by) if ids else BulkOutcome()
+    with log_context(incident_id=fresh.pk):
+        outcome = exceptions_bulk(action="acknowledge", item_ids=ids, by=by) if ids else BulkOutcome()
+    _logged(fresh, outcome, action=AuditAction.ITEM_INCIDENT_ACKNOWLEDGED, by=by)
     return fresh, outcome
 
 
@@ -97,6 +146,8 @@ def incident_assign(
             allowed=[OPEN, ACKNOWLEDGED],
             changes={"assignee": to},
             verb="assign",
+            action=AuditAction.ITEM_INCIDENT_ASSIGNED,
+            by=by,
             expected_version=expected_version,
         )
         audit_record(
@@ -108,7 +159,9 @@ def incident_assign(
             data={"before": before, "after": to.get_username()},
         )
     ids = _unresolved_item_ids(fresh)
-    outcome = exceptions_bulk(action="assign", item_ids=ids, by=by, assignee=to) if ids else BulkOutcome()
+    with log_context(incident_id=fresh.pk):
+        outcome = exceptions_bulk(action="assign", item_ids=ids, by=by, assignee=to) if ids else BulkOutcome()
+    _logged(fresh, outcome, action=AuditAction.ITEM_INCIDENT_ASSIGNED, by=by)
     return fresh, outcome
 
 
@@ -134,6 +187,8 @@ def incident_resolve(
                 "resolution_note": note,
             },
             verb="resolve",
+            action=AuditAction.ITEM_INCIDENT_RESOLVED,
+            by=by,
         )
         ids = _unresolved_item_ids(fresh)
         audit_record(
@@ -149,12 +204,15 @@ def incident_resolve(
                 "within_sla": now <= fresh.resolve_due_at,
             },
         )
+        alerts.alert_incident_resolved(incident_id=fresh.pk, by=by, note=note)
     outcome = BulkOutcome()
     if ids:
-        outcome = exceptions_bulk(
-            action="resolve", item_ids=ids, by=by, resolution=resolution, note=f"{note} (incident #{fresh.pk})"
-        )
+        with log_context(incident_id=fresh.pk):
+            outcome = exceptions_bulk(
+                action="resolve", item_ids=ids, by=by, resolution=resolution, note=f"{note} (incident #{fresh.pk})"
+            )
     # An item that could not be resolved (someone held it) goes back to its own clock, so nothing is left
     # unswept under an incident that is over.
     ExceptionItem.objects.filter(UNRESOLVED, incident=fresh).update(incident=None, version=F("version") + 1)
+    _logged(fresh, outcome, action=AuditAction.ITEM_INCIDENT_RESOLVED, by=by)
     return fresh, outcome

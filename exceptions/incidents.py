@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_event, audit_record
+from exceptions import alerts
 from exceptions.models import (
     NOTIFICATION_LISTED_ITEMS,
     UNRESOLVED,
@@ -139,6 +140,7 @@ def _join_acknowledged(incident: ExceptionIncident, rows: list[tuple], at: dt.da
         version=F("version") + 1,
     )
     why = {"incident": incident.pk, "why": f"joined incident #{incident.pk}, already acknowledged"}
+    alerts.alerts_items_acknowledged(item_ids=ids, by=None, note=why["why"])
     bulk_insert(
         [
             audit_event(
@@ -193,6 +195,7 @@ def _incident_open(first: ExceptionItem, title: str, at: dt.datetime) -> tuple[E
         at=at,
         data={"cause": incident.cause, "title": incident.title, "queue": first.queue.name},
     )
+    alerts.alert_incident_opened(incident=incident)
     return incident, True
 
 
@@ -220,6 +223,7 @@ def incident_settle(*, incident_id: int, by, resolution: str, note: str, at: dt.
         at=at,
         data={"resolution": resolution, "note": note, "why": "its last item was resolved"},
     )
+    alerts.alert_incident_resolved(incident_id=incident_id, by=by, note=note)
     return True
 
 

@@ -5,6 +5,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 
+from routing.integrations.sealed import SealedTextField
+
 
 class ExceptionReason(models.TextChoices):
     MISSING_CONTACT = "missing_contact", "Missing contact info"
@@ -318,3 +320,126 @@ class SavedView(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class AlertChannelKind(models.TextChoices):
+    PAGERDUTY = "pagerduty", "PagerDuty (Events API v2)"
+    SLACK = "slack", "Slack (incoming webhook)"
+    WEBHOOK = "webhook", "Signed webhook (a ticketing system)"
+
+
+class AlertEvent(models.TextChoices):
+    """What a channel can be told about: each opens an alert (a PagerDuty trigger, a Slack message, a webhook
+    `alert.triggered`); acknowledging and resolving in Handoff follow up on the alerts that were opened."""
+
+    ITEM_OPENED = "item.opened", "Item opened"
+    ITEM_BREACHED = "item.breached", "Item breached its SLA"
+    INCIDENT_OPENED = "incident.opened", "Incident opened"
+
+
+class AlertSeverity(models.IntegerChoices):
+    """PagerDuty's severities, in order; a channel sends alerts at or above its minimum."""
+
+    INFO = 1, "info"
+    WARNING = 2, "warning"
+    ERROR = 3, "error"
+    CRITICAL = 4, "critical"
+
+
+class AlertChannel(models.Model):
+    """Where a queue's exceptions are also raised: a PagerDuty service, a Slack channel, or a ticketing system
+    (exceptions.alerts writes the messages, exceptions.alert_delivery sends them)."""
+
+    queue = models.ForeignKey("routing.Queue", on_delete=models.CASCADE, related_name="alert_channels")
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=AlertChannelKind.choices)
+    url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Slack: the incoming webhook URL. Webhook: the receiver's URL. PagerDuty: leave empty for "
+        "https://events.pagerduty.com/v2/enqueue.",
+    )
+    # Encrypted at rest (routing.integrations.sealed); the admin sets or replaces them and never shows them.
+    routing_key = SealedTextField(blank=True, help_text="PagerDuty: the service integration's routing key.")
+    secret = SealedTextField(
+        blank=True,
+        help_text="Webhook: the signing secret (X-Handoff-Signature). PagerDuty: the signing secret of the v3 "
+        "webhook subscription that calls /api/v1/integrations/pagerduty/ back.",
+    )
+    events = models.JSONField(default=list, help_text=f"What opens an alert: {', '.join(AlertEvent.values)}.")
+    min_severity = models.PositiveSmallIntegerField(
+        choices=AlertSeverity.choices,
+        default=AlertSeverity.INFO,
+        help_text="Alerts below this are not sent (item opened: warning; breached: error; incident: critical).",
+    )
+    is_active = models.BooleanField(default=True)
+    max_attempts = models.PositiveIntegerField(default=8, help_text="Attempts before a message counts as failed.")
+    timeout_seconds = models.FloatField(default=10.0)
+
+    class Meta:
+        ordering = ["queue", "name"]
+
+    def __str__(self):
+        return f"{self.name} ({self.get_kind_display()})"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        unknown = set(self.events) - set(AlertEvent.values) if isinstance(self.events, list) else {"(not a list)"}
+        problems = {}
+        if unknown:
+            problems["events"] = f"Unknown events {sorted(unknown)}; use {AlertEvent.values}."
+        if self.kind == AlertChannelKind.PAGERDUTY and not self.routing_key:
+            problems["routing_key"] = "PagerDuty needs the routing key of the service's Events API v2 integration."
+        if self.kind in (AlertChannelKind.SLACK, AlertChannelKind.WEBHOOK) and not self.url:
+            problems["url"] = "Give the URL to post to."
+        if self.kind == AlertChannelKind.WEBHOOK and not self.secret:
+            problems["secret"] = "A webhook is signed: give the secret the receiver verifies with."
+        if problems:
+            raise ValidationError(problems)
+
+
+class AlertAction(models.TextChoices):
+    TRIGGER = "trigger", "Trigger"
+    ACKNOWLEDGE = "acknowledge", "Acknowledge"
+    RESOLVE = "resolve", "Resolve"
+
+
+class AlertMessageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class AlertMessage(models.Model):
+    """The outbox of alerting: one row per message to one channel, written in the transaction of the change it
+    reports and sent by a Celery task on the deliveries lane. Messages of one alert (`dedup_key`) are sent in
+    the order they were written: a resolve never overtakes its trigger."""
+
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="messages")
+    dedup_key = models.CharField(max_length=64, help_text="handoff-exception-<id> or handoff-incident-<id>.")
+    action = models.CharField(max_length=16, choices=AlertAction.choices)
+    item = models.ForeignKey(ExceptionItem, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    incident = models.ForeignKey(ExceptionIncident, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    body = models.JSONField(encoder=DjangoJSONEncoder, help_text="What is sent (PagerDuty's routing key added then).")
+    created_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=AlertMessageStatus.choices, default=AlertMessageStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # alerts_due: pending messages whose next attempt has come.
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status="pending"), name="alert_message_pending_due_idx"
+            ),
+            # Following up (acknowledge, resolve) the alerts a trigger opened; and the order within one alert.
+            models.Index(fields=["dedup_key", "channel", "id"], name="alert_message_dedup_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.action} {self.dedup_key} → {self.channel} ({self.status})"

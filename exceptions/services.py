@@ -2,10 +2,13 @@
 
 Each action is a conditional UPDATE on the states it is allowed from, checked by row count, so when
 two people act at once exactly one wins and the other gets an ExceptionConflict saying what happened.
-The change, its audit event and its SLA events are written in one transaction.
+The change, its audit event and its SLA events are written in one transaction. Every action logs one line
+about the item (`exception_id`, and the lead as `lead_pk` and `lead_id`) once it commits, and a conflict one
+warning when it is refused: the console, the API and bulk all act through here.
 """
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,6 +21,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
 from audit.services import audit_event, audit_record
+from exceptions import alerts
 from exceptions.incidents import Cause, incident_settle, incidents_gather
 from exceptions.models import (
     UNRESOLVED,
@@ -58,6 +62,45 @@ class ExceptionConflict(Exception):
 
 class InvalidAction(ValueError):
     """The request itself is wrong (unknown resolution, missing reason); nothing was changed."""
+
+
+logger = logging.getLogger(__name__)
+
+
+def _log_fields(item: ExceptionItem, *, action: str, by, lead=None) -> dict:
+    """The ids a line about an item carries; the capture system's lead id when the lead is at hand (no query)."""
+    lead = lead or (item.lead if ExceptionItem.lead.is_cached(item) else None)
+    return {
+        "exception_id": item.pk,
+        "lead_pk": item.lead_id,
+        "lead_id": lead.lead_id if lead is not None else None,
+        "action": action,
+        "by": by.get_username() if by else "the system",
+        "status": item.status,
+    }
+
+
+def action_logged(item: ExceptionItem, *, action: str, by, detail: str = "", lead=None, **extra) -> None:
+    """One line about an action on the item, written when its transaction commits: an action rolled back (a
+    bulk chunk's savepoint, a later step failing) logs nothing."""
+    fields = {**_log_fields(item, action=action, by=by, lead=lead), **extra}
+    message = f"Item #{item.pk}: {action} by {fields['by']}{detail}."
+    transaction.on_commit(lambda: logger.info(message, extra=fields))
+
+
+def action_refused(conflict: ExceptionConflict, *, action: str, by, lead=None) -> ExceptionConflict:
+    """Log a refused action (the API's 409, the console's conflict message) with the item's ids; returns the
+    conflict for the caller to raise."""
+    fields = _log_fields(conflict.item, action=action, by=by, lead=lead)
+    logger.warning(
+        "Item #%s: %s by %s refused: %s",
+        conflict.item.pk,
+        action,
+        fields["by"],
+        conflict.message,
+        extra={**fields, "refused": True},
+    )
+    return conflict
 
 
 def triage_queue() -> Queue:
@@ -170,6 +213,7 @@ def exceptions_open(*, openings: list[Opening], at: dt.datetime | None = None) -
             for item in new
         ]
     )
+    alerts.alerts_items_opened(items=new)  # PagerDuty, Slack, webhooks of the queue (exceptions.alerts)
     incidents_gather(causes=causes, at=opened_at)
     return items
 
@@ -213,14 +257,18 @@ def _apply(
     )
     if updated != 1:
         if fresh.status in allowed and expected_version is not None:
-            raise ExceptionConflict(fresh, f"Item #{fresh.pk} changed since you opened it; reload and try again.")
-        raise ExceptionConflict(fresh, f"Cannot {verb} item #{fresh.pk}: it is {describe_state(fresh)}.")
+            conflict = ExceptionConflict(fresh, f"Item #{fresh.pk} changed since you opened it; reload and try again.")
+        else:
+            conflict = ExceptionConflict(fresh, f"Cannot {verb} item #{fresh.pk}: it is {describe_state(fresh)}.")
+        raise action_refused(conflict, action=action, by=by)
     audit_record(action=action, actor=by, lead=fresh.lead, exception=fresh, outcome=fresh.status, data=data or {})
+    action_logged(fresh, action=action, by=by)
     return fresh
 
 
 @transaction.atomic
-def exception_acknowledge(*, item: ExceptionItem, by) -> ExceptionItem:
+def exception_acknowledge(*, item: ExceptionItem, by, note: str = "") -> ExceptionItem:
+    """`note`: why, for the audit trail (an acknowledge that came from PagerDuty names who acknowledged there)."""
     now = timezone.now()
     fresh = _apply(
         item,
@@ -236,9 +284,11 @@ def exception_acknowledge(*, item: ExceptionItem, by) -> ExceptionItem:
         by=by,
         action=AuditAction.EXCEPTION_ACKNOWLEDGED,
         verb="acknowledge",
+        data={"note": note} if note else None,
     )
     _late_breach_events(fresh, now, clocks=[SlaClock.ACKNOWLEDGE])
     _sla_events(fresh, now, (SlaClock.ACKNOWLEDGE, SlaEventKind.FULFILLED), within_sla=now <= fresh.ack_due_at)
+    alerts.alerts_items_acknowledged(item_ids=[fresh.pk], by=by, note=note)
     return fresh
 
 
@@ -312,6 +362,7 @@ def exception_resolve(*, item: ExceptionItem, by, resolution: str, note: str = "
         in_time = now <= fresh.resolve_due_at
     _sla_events(fresh, now, (SlaClock.RESOLVE, SlaEventKind.FULFILLED), within_sla=in_time)
     integration_events.exception_resolved(item=fresh)
+    alerts.alerts_items_resolved(item_ids=[fresh.pk], by=by, note=note)
     _held_leads_follow(fresh, by=by, resolution=resolution, note=note, at=now)
     if fresh.incident_id is not None:
         incident_settle(incident_id=fresh.incident_id, by=by, resolution=resolution, note=note, at=now)
@@ -436,9 +487,10 @@ def exception_reopen(*, item: ExceptionItem, by) -> ExceptionItem:
             )
     except IntegrityError:
         other = ExceptionItem.objects.filter(UNRESOLVED, lead=item.lead_id, reason=item.reason).first()
-        raise ExceptionConflict(
+        conflict = ExceptionConflict(
             item, f"Cannot reopen item #{item.pk}: the lead already has an open {item.reason} item #{other.pk}."
-        ) from None
+        )
+        raise action_refused(conflict, action=AuditAction.EXCEPTION_REOPENED, by=by) from None
     _sla_events(fresh, now, (SlaClock.ACKNOWLEDGE, SlaEventKind.STARTED), (SlaClock.RESOLVE, SlaEventKind.STARTED))
     return fresh
 
@@ -520,6 +572,9 @@ def exceptions_bulk_acknowledge(*, item_ids: list[int], by) -> tuple[list[int], 
         ExceptionItem.objects.filter(pk__in=open_ids).only("pk", "lead_id", "ack_due_at", "ack_breached_at", "status")
     )
     _bulk_trail(items, by=by, action=AuditAction.EXCEPTION_ACKNOWLEDGED, at=now, data={"bulk": True})
+    alerts.alerts_items_acknowledged(item_ids=open_ids, by=by)
+    for item in items:
+        action_logged(item, action=AuditAction.EXCEPTION_ACKNOWLEDGED, by=by, detail=" (bulk)", bulk=True)
     SlaEvent.objects.bulk_create(
         SlaEvent(item=i, clock=SlaClock.ACKNOWLEDGE, kind=SlaEventKind.BREACHED, at=now, data={"by": "late action"})
         for i in items
@@ -567,6 +622,9 @@ def exceptions_bulk_assign(*, item_ids: list[int], to, by) -> tuple[list[int], l
         )
         for item in targets
     )
+    for item in targets:
+        detail = f" (bulk): {item.before or 'nobody'} → {to.get_username()}"
+        action_logged(item, action=AuditAction.EXCEPTION_ASSIGNED, by=by, detail=detail, bulk=True)
     done = {i.pk for i in targets}
     skipped = [
         f"Item #{other.pk} was not assigned: it is {skipped_state(other, UNRESOLVED_STATUSES)}."

@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
+from exceptions import alerts
 from exceptions.incidents import incidents_sweep
 from exceptions.models import (
     ExceptionItem,
@@ -247,6 +248,8 @@ def sweep_record() -> int:
         for at, sweep_batches in by_sweep.items():
             _record_events(at, sweep_batches)
             _record_notifications(at, sweep_batches)
+        breached = {i for b in batches for i in b.stamps["ack_breached"] + b.stamps["resolve_breached"]}
+        alerts.alerts_items_breached(item_ids=sorted(breached))  # PagerDuty, Slack, webhooks (exceptions.alerts)
         SweepBatch.objects.filter(pk__in=[b.pk for b in batches]).delete()
     return len(batches)
 

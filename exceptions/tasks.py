@@ -4,7 +4,8 @@ import logging
 
 from celery import shared_task
 
-from exceptions.notifications import notifications_send_due
+from exceptions.alert_tasks import alerts_due, send_alerts  # noqa: F401 - registers the alerting tasks
+from exceptions.notifications import NOTIFICATION_BATCH, notifications_send_due
 from exceptions.sweep import sla_sweep, sweep_record
 from routing.dispatch import TaskName, sweep_record_enqueue
 
@@ -37,11 +38,12 @@ def sla_sweep_record_task() -> int:
 
 @shared_task(name=TaskName.SEND_NOTIFICATIONS, acks_late=True, reject_on_worker_lost=True)
 def send_notifications_task(max_batches: int = 50) -> int:
-    """Send what is due in batches of 1,000 until nothing is left (or 50 batches, then the next tick)."""
+    """Send what is due in batches of 1,000 until nothing is left (or 50 batches, then the next tick). A batch
+    not sent in full (fewer due, or the mail server failing: logged once) ends the run."""
     sent = 0
     for _ in range(max_batches):
-        batch = notifications_send_due()
+        batch = notifications_send_due(limit=NOTIFICATION_BATCH)
         sent += batch
-        if batch == 0:
+        if batch < NOTIFICATION_BATCH:
             break
     return sent

@@ -40,6 +40,8 @@ class TaskName:
     SLA_SWEEP = "exceptions.tasks.sla_sweep_task"
     SEND_NOTIFICATIONS = "exceptions.tasks.send_notifications_task"
     SLA_SWEEP_RECORD = "exceptions.tasks.sla_sweep_record_task"
+    SEND_ALERTS = "exceptions.alert_tasks.send_alerts"
+    ALERTS_DUE = "exceptions.alert_tasks.alerts_due"
 
     @classmethod
     def all(cls) -> set[str]:
@@ -194,6 +196,15 @@ def deliveries_enqueue(event_ids: list[int], countdown: float | None = None) -> 
         app.send_task(TaskName.DELIVER_EVENTS, args=(event_ids,), countdown=countdown, retry=False)
     except Exception:  # noqa: BLE001 - the broker may be down; the outbox row is the source of truth
         logger.warning("Could not publish delivery of events %s; the beat sweep will send them.", event_ids[:10])
+
+
+def alerts_enqueue(message_ids: list[int], countdown: float | None = None) -> None:
+    """Publish sending of these alert messages (exceptions.alerts) on the deliveries lane; never raises (beat's
+    `alerts_due` sends what a failed publish left pending)."""
+    try:
+        app.send_task(TaskName.SEND_ALERTS, args=(message_ids,), countdown=countdown, retry=False)
+    except Exception:  # noqa: BLE001 - the broker may be down; the alert message row is the source of truth
+        logger.warning("Could not publish alert messages %s; the beat sweep will send them.", message_ids[:10])
 
 
 def sweep_record_enqueue() -> None:

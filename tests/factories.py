@@ -4,7 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from exceptions.models import ExceptionItem, ExceptionReason
+from exceptions.models import AlertChannel, AlertChannelKind, AlertEvent, ExceptionItem, ExceptionReason
 from routing.accounts.models import Account
 from routing.governance.models import RulePromotion, RuleVersion
 from routing.governance.services import rule_tests_record
@@ -240,6 +240,21 @@ class OutboxEventFactory(factory.django.DjangoModelFactory):
     payload = factory.LazyAttribute(lambda e: {"type": e.event_type, "occurred_at": e.created_at, "data": {}})
     created_at = factory.LazyFunction(timezone.now)
     next_attempt_at = factory.LazyAttribute(lambda e: e.created_at)
+
+
+class AlertChannelFactory(factory.django.DjangoModelFactory):
+    """A queue's PagerDuty service by default (kind="slack" or "webhook" with a url for the others)."""
+
+    class Meta:
+        model = AlertChannel
+
+    queue = factory.SubFactory(QueueFactory)
+    name = factory.Sequence(lambda n: f"alerts-{n}")
+    kind = AlertChannelKind.PAGERDUTY
+    routing_key = "R0UT1NGKEY0F32CHARACTERS00000000"
+    secret = "pagerduty-webhook-secret"
+    events = factory.LazyFunction(lambda: [AlertEvent.ITEM_OPENED])
+    timeout_seconds = 2.0
 
 
 class EnrichmentProviderFactory(factory.django.DjangoModelFactory):

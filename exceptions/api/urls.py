@@ -1,6 +1,7 @@
 from django.urls import path
 
 from exceptions.api import views
+from exceptions.api.pagerduty import PagerDutyWebhookView
 
 urlpatterns = [
     path("exceptions/", views.ExceptionListView.as_view(), name="exception-list"),
@@ -14,4 +15,5 @@ urlpatterns = [
     path("incidents/<int:pk>/acknowledge/", views.IncidentAcknowledgeView.as_view(), name="incident-acknowledge"),
     path("incidents/<int:pk>/assign/", views.IncidentAssignView.as_view(), name="incident-assign"),
     path("incidents/<int:pk>/resolve/", views.IncidentResolveView.as_view(), name="incident-resolve"),
+    path("integrations/pagerduty/", PagerDutyWebhookView.as_view(), name="pagerduty-webhook"),
 ]
