@@ -7,11 +7,12 @@ import logging
 from collections import defaultdict
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from config.mail import send_batch
 from exceptions.models import NOTIFICATION_LISTED_ITEMS, ExceptionItem, Notification, NotificationKind
 from exceptions.sla import next_open
 from routing.models import Queue, QueueMembership
@@ -91,9 +92,14 @@ def _queue_addresses(queue_ids) -> dict[int, list[str]]:
     return addresses
 
 
-def notifications_send_due(*, now: dt.datetime | None = None, limit: int = 1000) -> int:
+# Notifications one run of notifications_send_due takes (a row lock each while their mail goes out).
+NOTIFICATION_BATCH = 1000
+
+
+def notifications_send_due(*, now: dt.datetime | None = None, limit: int = NOTIFICATION_BATCH) -> int:
     """Email what is due, one message per address listing its notifications (a grouped one with its items,
-    up to NOTIFICATION_LISTED_ITEMS, and how many more); each notification is sent once."""
+    up to NOTIFICATION_LISTED_ITEMS, and how many more); each notification is sent once. Returns how many
+    were sent: one the mail server did not take stays due (config.mail.send_batch)."""
     now = now or timezone.now()
     with transaction.atomic():
         due = list(
@@ -123,16 +129,28 @@ def notifications_send_due(*, now: dt.datetime | None = None, limit: int = 1000)
                 )
             for address in addresses:
                 by_address[address].append(notification)
-        for address, notes in by_address.items():
-            count = sum(n.item_count for n in notes)
-            send_mail(
-                subject=f"[Handoff] {count} exception item(s) need attention",
-                message="\n".join(_lines(n, items) for n in notes),
+        messages = {
+            address: EmailMessage(
+                subject=f"[Handoff] {sum(n.item_count for n in notes)} exception item(s) need attention",
+                body="\n".join(_lines(n, items) for n in notes),
                 from_email=settings.DEFAULT_FROM_EMAIL,
-                recipient_list=[address],
+                to=[address],
             )
-        Notification.objects.filter(pk__in=[n.pk for n in due]).update(sent_at=now)
-    return len(due)
+            for address, notes in by_address.items()
+        }
+        # The mail server down is one warning for the batch, not a traceback a minute: the notifications wait
+        # in the console and are tried again at the next run (beat, every minute).
+        unreached = send_batch(
+            messages,
+            what="notification message(s)",
+            then="they stay pending and are tried again at the next run.",
+            logger=logger,
+        )
+        # A notification is sent once every address it goes to has it; the rest stay due for the next run.
+        waiting = {n.pk for address in unreached for n in by_address[address]}
+        sent = [n.pk for n in due if n.pk not in waiting]
+        Notification.objects.filter(pk__in=sent).update(sent_at=now)
+    return len(sent)
 
 
 def _console_url(path: str) -> str:

@@ -10,13 +10,14 @@ import statistics
 from collections import defaultdict
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db.models import Count, F, Q
 from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import Override
+from config.mail import send_batch
 from exceptions.models import ExceptionItem
 from routing.days import day_bounds, days_bounds
 from routing.integrations.models import OutboxEvent, OutboxStatus
@@ -154,42 +155,70 @@ def _parity(day: dt.date) -> dict:
 
 
 def anomaly_report_build(*, day: dt.date, now: dt.datetime | None = None) -> AnomalyReport:
-    """Compute and store (replacing an earlier run for the same day) the report for `day`."""
+    """Compute and store (replacing an earlier run for the same day) the report for `day`. Who its email has
+    not reached yet (data["unsent_to"]) is kept: they get the new one when it is sent again."""
     measures = [_latency(day), _exception_queue(day), *_overrides(day), _dead_letters(day), _parity(day)]
     flagged = [m for m in measures if m.get("flagged")]
+    data = {"measures": measures, "trailing_days": TRAILING_DAYS}
+    earlier = AnomalyReport.objects.filter(day=day, data__has_key="unsent_to").values_list("data", flat=True).first()
+    if earlier is not None:
+        data["unsent_to"] = earlier["unsent_to"]
     report, _ = AnomalyReport.objects.update_or_create(
         day=day,
-        defaults={
-            "created_at": now or timezone.now(),
-            "data": {"measures": measures, "trailing_days": TRAILING_DAYS},
-            "flagged": len(flagged),
-        },
+        defaults={"created_at": now or timezone.now(), "data": data, "flagged": len(flagged)},
     )
     return report
 
 
 def anomaly_report_send(report: AnomalyReport) -> int:
-    """Email the flagged measures: each rule's owner gets its own, the system owner gets all."""
+    """Email the flagged measures: each rule's owner gets its own, the system owner gets all. Returns how
+    many went out. The addresses the mail server did not take are kept on the report (data["unsent_to"]):
+    sending it again (anomaly_reports_send_unsent, at the next run) emails only them."""
     flagged = [m for m in report.data["measures"] if m.get("flagged")]
-    if not flagged:
-        return 0
     recipients: dict[str, list[dict]] = defaultdict(list)
-    if settings.HANDOFF["SYSTEM_OWNER_EMAIL"]:
+    if flagged and settings.HANDOFF["SYSTEM_OWNER_EMAIL"]:
         recipients[settings.HANDOFF["SYSTEM_OWNER_EMAIL"]] = flagged
     for measure in flagged:
         if measure.get("owner_email"):
             recipients[measure["owner_email"]].append(measure)
+    retrying = "unsent_to" in report.data
+    if retrying:
+        recipients = {
+            address: measures for address, measures in recipients.items() if address in report.data["unsent_to"]
+        }
     base = settings.HANDOFF["CONSOLE_URL"].rstrip("/")
-    for address, measures in recipients.items():
-        lines = [
-            f"- {m['measure']}: {m['value']} (trailing mean {m.get('mean')}, band up to {m.get('limit')})"
-            for m in measures
-        ]
-        send_mail(
+    messages = {
+        address: EmailMessage(
             subject=f"[Handoff] {len(measures)} anomal{'y' if len(measures) == 1 else 'ies'} on {report.day:%Y-%m-%d}",
-            message="\n".join(lines) + f"\n\nReport: {base}{reverse('console:anomalies')}?day={report.day}\n",
+            body="\n".join(
+                f"- {m['measure']}: {m['value']} (trailing mean {m.get('mean')}, band up to {m.get('limit')})"
+                for m in measures
+            )
+            + f"\n\nReport: {base}{reverse('console:anomalies')}?day={report.day}\n",
             from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=[address],
-            fail_silently=False,
+            to=[address],
         )
-    return len(recipients)
+        for address, measures in recipients.items()
+    }
+    unsent = send_batch(
+        messages,
+        what=f"anomaly report email(s) for {report.day:%Y-%m-%d}",
+        then="the report is in the console, and they are tried again at the next run.",
+        logger=logger,
+    )
+    if unsent:
+        report.data["unsent_to"] = sorted(unsent)
+    else:
+        report.data.pop("unsent_to", None)
+    if unsent or retrying:
+        report.save(update_fields=["data"])
+    return len(messages) - len(unsent)
+
+
+def anomaly_reports_send_unsent(*, since: dt.date) -> int:
+    """Email again the reports since `since` whose email the mail server did not take; returns how many
+    emails went out."""
+    return sum(
+        anomaly_report_send(report)
+        for report in AnomalyReport.objects.filter(day__gte=since, data__has_key="unsent_to").order_by("day")
+    )

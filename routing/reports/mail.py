@@ -1,10 +1,15 @@
 """The Monday checklist by email, to the system owner and whoever HANDOFF_CHECKLIST_RECIPIENTS lists."""
 
+import logging
+
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.urls import reverse
 
+from config.mail import send_batch
 from routing.reports.checklist import Checklist
+
+logger = logging.getLogger(__name__)
 
 
 def checklist_text(checklist: Checklist) -> str:
@@ -17,22 +22,38 @@ def checklist_text(checklist: Checklist) -> str:
     return "\n".join(lines)
 
 
-def checklist_send(checklist: Checklist) -> int:
-    recipients = sorted(
+def checklist_recipients() -> list[str]:
+    """The system owner and whoever HANDOFF_CHECKLIST_RECIPIENTS lists, each once."""
+    return sorted(
         {
             address
             for address in [settings.HANDOFF["SYSTEM_OWNER_EMAIL"], *settings.HANDOFF["CHECKLIST_RECIPIENTS"]]
             if address
         }
     )
+
+
+def checklist_send(checklist: Checklist) -> int:
+    """Email the checklist, one message to all its recipients; returns how many it went to (0 when the mail
+    server did not take it: one warning, not a traceback; the task tries again)."""
+    recipients = checklist_recipients()
     if not recipients:
         return 0
     problems = sum(answer.ok is False for answer in checklist.answers)
-    send_mail(
+    message = EmailMessage(
         subject=f"[Handoff] Monday checklist, week of {checklist.week_start:%Y-%m-%d}: "
         + (f"{problems} to look at" if problems else "all clear"),
-        message=checklist_text(checklist),
+        body=checklist_text(checklist),
         from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=recipients,
+        to=recipients,
     )
-    return len(recipients)
+    unsent = send_batch(
+        {"checklist": message},
+        what="Monday checklist email(s)",
+        then=f"it is tried again in {settings.HANDOFF['CHECKLIST_RETRY_SECONDS']} s; meanwhile its "
+        f"{len(recipients)} recipient(s) can read the checklist in the console: "
+        + settings.HANDOFF["CONSOLE_URL"].rstrip("/")
+        + reverse("console:checklist"),
+        logger=logger,
+    )
+    return 0 if unsent else len(recipients)

@@ -7,11 +7,12 @@ import datetime as dt
 import logging
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from config.mail import send_batch
 from routing.days import day_bounds
 from routing.dispatch import deliveries_enqueue, routing_enqueue
 from routing.integrations.models import DeliveryTarget, EventType, OutboxEvent, OutboxStatus
@@ -143,18 +144,57 @@ def _open_incident(report: ReconciliationReport, day: dt.date, gaps: list[str], 
         status=IncidentStatus.OPEN,
         opened_at=now,
     )
-    owner = settings.HANDOFF["SYSTEM_OWNER_EMAIL"]
-    if owner:
-        link = settings.HANDOFF["CONSOLE_URL"].rstrip("/") + f"/console/reconciliation/{report.pk}/"
-        transaction.on_commit(
-            lambda: send_mail(
-                subject=f"[Handoff] {incident.title}",
-                message="\n".join(gaps) + f"\n\nReport: {link}\n",
-                from_email=settings.DEFAULT_FROM_EMAIL,
-                recipient_list=[owner],
-                fail_silently=True,
-            )
-        )
+    if settings.HANDOFF["SYSTEM_OWNER_EMAIL"]:
+        transaction.on_commit(lambda: incident_emails_send([incident]))
     else:
         logger.error("%s; set HANDOFF_SYSTEM_OWNER_EMAIL to have it emailed.", incident.title)
     return incident
+
+
+# Marks a parity report whose incident's email the mail server did not take (see incident_emails_send).
+INCIDENT_EMAIL_UNSENT = "incident_email_unsent"
+
+
+def incident_emails_send(incidents: list[Incident]) -> int:
+    """Email the system owner about each parity incident, over one connection; returns how many went out.
+    The incident is open in the console whatever becomes of its email: one the mail server does not take is
+    marked on its report and sent at the next reconciliation (incident_emails_send_unsent)."""
+    owner = settings.HANDOFF["SYSTEM_OWNER_EMAIL"]
+    if not owner or not incidents:
+        return 0
+    base = settings.HANDOFF["CONSOLE_URL"].rstrip("/")
+    messages = {
+        incident.report_id: EmailMessage(
+            subject=f"[Handoff] {incident.title}",
+            body=f"{incident.detail}\n\nReport: {base}/console/reconciliation/{incident.report_id}/\n",
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[owner],
+        )
+        for incident in incidents
+    }
+    unsent = send_batch(
+        messages,
+        what="parity incident email(s)",
+        then="the incidents are open in the console, and their email is tried again at the next reconciliation.",
+        logger=logger,
+    )
+    with transaction.atomic():
+        for report in ReconciliationReport.objects.select_for_update().filter(pk__in=messages):
+            if (report.pk in unsent) != (INCIDENT_EMAIL_UNSENT in report.data):
+                if report.pk in unsent:
+                    report.data[INCIDENT_EMAIL_UNSENT] = True
+                else:
+                    report.data.pop(INCIDENT_EMAIL_UNSENT)
+                report.save(update_fields=["data"])
+    return len(messages) - len(unsent)
+
+
+def incident_emails_send_unsent() -> int:
+    """Email the unresolved parity incidents whose email the mail server did not take earlier."""
+    return incident_emails_send(
+        list(
+            Incident.objects.filter(report__kind=ReportKind.PARITY, report__data__has_key=INCIDENT_EMAIL_UNSENT)
+            .exclude(status=IncidentStatus.RESOLVED)
+            .order_by("opened_at", "id")
+        )
+    )
