@@ -35,3 +35,45 @@ def day_out_of_range(day: dt.date | None) -> str | None:
     if day is not None and not FIRST_DAY <= day <= LAST_DAY:
         return f"Choose a date between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}."
     return None
+
+
+# Date ranges, the same in every command, screen and API filter: a range runs from its start up to, not
+# including, its end. A bare date (YYYY-MM-DD) stands for its whole UTC day at either end: "from 2026-11-01"
+# starts at that day's midnight, "until 2026-11-30" includes the 30th. A date-time is an instant: "until
+# 2026-11-30T12:00Z" stops just before noon. (The README's "Dates and ranges".)
+DAY_OR_MOMENT_HINT = (
+    "a date (YYYY-MM-DD, its whole UTC day) or a date-time (e.g. 2026-11-01T09:00:00Z; UTC if no offset)"
+)
+
+
+def day_or_moment(value: str) -> dt.date | dt.datetime:
+    """A bare date, or an aware date-time (UTC when it names no offset), inside the days a person may ask
+    about; ValueError saying what to type."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            when = dt.date.fromisoformat(text)
+        else:
+            when = dt.datetime.fromisoformat(text.replace("z", "Z"))
+            when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise ValueError(f"{value!r} is not {DAY_OR_MOMENT_HINT}.") from None
+    try:
+        day = when.astimezone(dt.UTC).date() if isinstance(when, dt.datetime) else when
+    except OverflowError:
+        day = dt.date.max
+    problem = day_out_of_range(day)
+    if problem:
+        raise ValueError(f"{text}: {problem}")
+    return when
+
+
+def range_start(value: dt.date | dt.datetime) -> dt.datetime:
+    """Where a range starting at `value` starts: a date's midnight (UTC), or the instant itself."""
+    return value if isinstance(value, dt.datetime) else day_start(value)
+
+
+def range_end(value: dt.date | dt.datetime) -> dt.datetime:
+    """The exclusive end of a range ending at `value`: a date's next midnight (the day is included), or the
+    instant itself (not included)."""
+    return value if isinstance(value, dt.datetime) else day_bounds(value)[1]

@@ -24,7 +24,7 @@ from exceptions.api.serializers import (
     ResolveSerializer,
 )
 from exceptions.bulk import exceptions_bulk, filtered_item_ids
-from exceptions.filters import ExceptionFilter
+from exceptions.filters import ExceptionFilter, IncidentFilter
 from exceptions.incident_actions import IncidentConflict, incident_acknowledge, incident_assign, incident_resolve
 from exceptions.models import ExceptionItem
 from exceptions.permissions import IsConsoleUser
@@ -149,11 +149,20 @@ class BulkView(APIView):
 
 
 class IncidentListView(generics.ListAPIView):
-    """Incidents, newest first; `?status=open` (repeatable: open, acknowledged, resolved) narrows them."""
+    """Incidents, newest first; `?status=open` (repeatable: open, acknowledged, resolved) narrows them, and
+    `?queue=` and `?assignee=` take an id or the name the rows show."""
 
     permission_classes = [IsConsoleUser]
     serializer_class = IncidentSerializer
     pagination_class = Pages
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = IncidentFilter
+
+    def filter_queryset(self, queryset):
+        filters = IncidentFilter(self.request.query_params, queryset=queryset, request=self.request)
+        if not filters.is_valid():
+            raise ValidationError(filters.errors)
+        return filters.qs
 
     def get_queryset(self):
         incidents = incident_list().order_by("-opened_at", "-id")

@@ -91,12 +91,11 @@ def _listed(value):
 
 def items_url(window: Window, **filters) -> str:
     """The console item list of the exception items on leads received in the window (any status)."""
-    last = window.until - dt.timedelta(microseconds=1)
     return _url(
         "console:items",
         status=filters.pop("status", ALL_STATUSES),
-        received_after=window.since.isoformat(),
-        received_before=last.isoformat(),
+        received_after=window.start.isoformat(),
+        received_before=window.end.isoformat(),  # a date: that whole day included (routing.days)
         **filters,
     )
 

@@ -2,10 +2,12 @@
 a lead by hand (an override). Console people only (sessions or personal tokens); capture sources get 403.
 The services' refusals become their documented 400/409 bodies in routing/api/errors.py."""
 
+import django_filters
 from django.contrib.auth import get_user_model
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -13,11 +15,13 @@ from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from exceptions.filters import IdOrNameFilter
 from exceptions.models import ExceptionStatus
 from exceptions.permissions import IsConsoleUser
 from exceptions.triage import lead_assign_manually
 from routing.accounts.api import MatchSerializer
 from routing.conditions import ConditionError, validate_condition
+from routing.dateranges import RangeBoundSerializerField
 from routing.governance import services
 from routing.governance.explain import condition_text
 from routing.governance.gates import cases_problems, cases_run
@@ -97,13 +101,44 @@ class RuleDetailSerializer(RuleSerializer):
         return VersionSerializer(versions, many=True).data
 
 
+class RuleFilter(django_filters.FilterSet):
+    """The rule list narrowed by queue or owner, each by id or by the name its rows show."""
+
+    queue = IdOrNameFilter(
+        queryset=Queue.objects.order_by("name"),
+        name_field="name",
+        help_text="The queue's id or its name, as the rows show it (e.g. Sales).",
+    )
+    owner = IdOrNameFilter(
+        queryset=get_user_model().objects.order_by("username"),
+        name_field="username",
+        help_text="The owner's id or username, as the rows show it (e.g. ada).",
+    )
+
+    class Meta:
+        model = Rule
+        fields = ["queue", "owner"]
+
+
 class RuleListView(ListAPIView):
+    """Every rule, by priority; `?queue=` and `?owner=` take an id or the name the rows show."""
+
     permission_classes = [IsConsoleUser]
     serializer_class = RuleSerializer
     pagination_class = None
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = RuleFilter
 
     def get_queryset(self):
-        return rule_rows()
+        return Rule.objects.none()  # for the filter's schema only: the rows are read in `filter_queryset`
+
+    def filter_queryset(self, queryset):
+        filters = RuleFilter(self.request.query_params, queryset=queryset, request=self.request)
+        if not filters.is_valid():
+            raise ValidationError(filters.errors)
+        queue, owner = filters.form.cleaned_data.get("queue"), filters.form.cleaned_data.get("owner")
+        rows = rule_rows(owner=owner)
+        return [row for row in rows if row.rule.queue_id == queue.pk] if queue else rows
 
 
 class RuleDetailView(RetrieveAPIView):
@@ -229,8 +264,12 @@ class RollbackView(APIView):
 
 class ReplayRequestSerializer(serializers.Serializer):
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000, help_text="Default 10,000.")
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = RangeBoundSerializerField(
+        end=False, required=False, help_text="Leads received from this day (YYYY-MM-DD, UTC) or date-time."
+    )
+    until = RangeBoundSerializerField(
+        end=True, required=False, help_text="... to this day, inclusive, or before this date-time (exclusive)."
+    )
 
 
 class ReplaySerializer(serializers.ModelSerializer):

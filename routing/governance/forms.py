@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from routing.conditions import ConditionError, validate_condition
+from routing.dateranges import RangeBoundField
 from routing.governance.gates import cases_problems
 from routing.jsonbounds import JSONInputError, loads_bounded
 from routing.models import Queue, Rule
@@ -140,8 +141,10 @@ class ReplayForm(forms.Form):
         initial=10_000,
         help_text="The last N routed leads (within the range, if you give one).",
     )
-    since = forms.DateTimeField(required=False, help_text="Or a date range (received), e.g. 2026-11-01 00:00.")
-    until = forms.DateTimeField(required=False)
+    since = RangeBoundField(
+        end=False, required=False, help_text="Or a range of days received, e.g. 2026-11-01 (or 2026-11-01T09:00Z)."
+    )
+    until = RangeBoundField(end=True, required=False, help_text="This day included, e.g. 2026-11-30.")
 
 
 class PreviewForm(forms.Form):

@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from routing.days import day_bounds, day_start
+from routing.days import day_bounds, range_end, range_start
 from routing.models import Lead, Source
 from routing.reports.models import ReconciliationReport, ReportKind
 
@@ -70,11 +70,12 @@ class AttributionFileError(Exception):
 def attribution_period(
     *, since: dt.date | None = None, until: dt.date | None = None, now: dt.datetime | None = None
 ) -> tuple[dt.datetime, dt.datetime]:
-    """The period for days a person typed: from the start of `since` to the end of `until` (inclusive), in UTC.
-    Without `until`, up to now; without `since`, the 7 days before the end."""
+    """The period a person typed, read as every date range is (routing.days): from the start of day `since` to
+    the end of day `until` (inclusive), in UTC; a date-time is an instant (`until` then not included). Without
+    `until`, up to now; without `since`, the 7 days before the end."""
     now = now or timezone.now()
-    end = day_start(until + dt.timedelta(days=1)) if until else now
-    start = day_start(since) if since else end - DEFAULT_PERIOD
+    end = range_end(until) if until else now
+    start = range_start(since) if since else end - DEFAULT_PERIOD
     if start >= end:
         raise ValueError(
             f"The period is empty: since ({start:%Y-%m-%d %H:%M}) is not before until ({end:%Y-%m-%d %H:%M})."

@@ -563,7 +563,7 @@ def realistic_console_data(ops_person):
     return featured_item, items
 
 
-def test_screenshots_of_the_main_screens(ops_page, ops_person, screenshots_dir):
+def test_the_main_screens_show_a_realistic_days_queues(ops_page, ops_person, tmp_path):
     featured, items = realistic_console_data(ops_person)
     unresolved = ExceptionItem.objects.exclude(status=ExceptionStatus.RESOLVED)
     breached_queues = {"Triage", "Sales EMEA", "Enterprise", "Partner referrals"}
@@ -576,24 +576,24 @@ def test_screenshots_of_the_main_screens(ops_page, ops_person, screenshots_dir):
             str(unresolved.filter(queue__name=name).count())
         )
     expect(ops_page.locator("td.breached[data-count=breached]")).to_have_count(len(breached_queues))
-    ops_page.screenshot(path=screenshots_dir / "overview.png", full_page=True)
+    ops_page.screenshot(path=tmp_path / "overview.png", full_page=True)
 
     ops_page.goto("/console/items/")
     expect(ops_page.locator("h1 .count")).to_have_text(str(unresolved.count()))
     expect(ops_page.locator("table.items tbody tr[data-item]")).to_have_count(unresolved.count())
     expect(list_row(ops_page, items["ack_breached"]).locator("time.due")).to_have_class(re.compile(r"\bpast\b"))
     expect(list_row(ops_page, items["waiting"])).to_contain_text("paused")
-    ops_page.screenshot(path=screenshots_dir / "item-list.png", full_page=True)
+    ops_page.screenshot(path=tmp_path / "item-list.png", full_page=True)
 
     ops_page.goto(detail_url(featured))
     expect(ops_page.get_by_role("heading", name=f"#{featured.pk} No matching rule")).to_be_visible()
     expect(status_badge(ops_page)).to_have_text("Acknowledged")
     expect(ops_page.locator("table.grid").first).to_contain_text("no_matching_rule")
     expect(ops_page.locator("#history li")).not_to_have_count(0)
-    ops_page.screenshot(path=screenshots_dir / "item-detail.png", full_page=True)
+    ops_page.screenshot(path=tmp_path / "item-detail.png", full_page=True)
 
     for name in ("overview.png", "item-list.png", "item-detail.png"):
-        assert (screenshots_dir / name).stat().st_size > 10_000, f"{name} looks empty"
+        assert (tmp_path / name).stat().st_size > 10_000, f"{name} looks empty"
 
 
 def test_the_list_refreshes_by_itself_keeping_ticks_and_selection(ops_page, settings):

@@ -23,7 +23,7 @@ def crm_outage(count: int) -> ExceptionIncident:
     return ExceptionIncident.objects.get()
 
 
-def test_an_outage_is_one_group_in_the_list_and_one_resolve_settles_it(ops_page, screenshots_dir):
+def test_an_outage_is_one_group_in_the_list_and_one_resolve_settles_it(ops_page, tmp_path):
     incident = crm_outage(12)
     loose = open_exception(queue=QueueFactory(name="Triage"))
     ops_page.goto("/console/items/")
@@ -36,12 +36,12 @@ def test_an_outage_is_one_group_in_the_list_and_one_resolve_settles_it(ops_page,
     expect(group.locator("li").first).to_be_hidden()  # collapsed until asked
     group.locator("summary").click()
     expect(group.locator("li").first).to_be_visible()
-    ops_page.screenshot(path=screenshots_dir / "incident-group.png", full_page=True)
+    ops_page.screenshot(path=tmp_path / "incident-group.png", full_page=True)
 
     group.get_by_role("link", name="Open the incident").click()
     expect(ops_page).to_have_url(re.compile(rf"/console/incidents/{incident.pk}/$"))
-    ops_page.screenshot(path=screenshots_dir / "incident.png", full_page=True)
-    assert (screenshots_dir / "incident.png").stat().st_size > 10_000
+    ops_page.screenshot(path=tmp_path / "incident.png", full_page=True)
+    assert (tmp_path / "incident.png").stat().st_size > 10_000
     form = ops_page.locator("#incident-resolve")
     form.get_by_label("Resolution").select_option("fixed_upstream")
     form.get_by_label("Note (on every item)").fill("CRM token renewed; events replayed")

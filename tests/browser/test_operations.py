@@ -45,7 +45,7 @@ def last_week():
     )
 
 
-def test_the_checklist_answers_each_question_and_links_to_what_it_counts(ops_page, screenshots_dir):
+def test_the_checklist_answers_each_question_and_links_to_what_it_counts(ops_page, tmp_path):
     last_week()
     ops_page.get_by_role("link", name="Checklist").click()
     items = ops_page.locator("#checklist > li")
@@ -55,7 +55,7 @@ def test_the_checklist_answers_each_question_and_links_to_what_it_counts(ops_pag
     expect(latency).to_have_class("fail")
     dead = items.nth(5)
     expect(dead).to_contain_text("Yes: 1")
-    ops_page.screenshot(path=screenshots_dir / "checklist.png", full_page=True)
+    ops_page.screenshot(path=tmp_path / "checklist.png", full_page=True)
     dead.get_by_role("link", name="Yes: 1").click()
     expect(ops_page.get_by_role("heading", name="Dead letters")).to_be_visible()
     expect(ops_page.locator("#dead")).to_contain_text("HTTP 422: unknown owner")

@@ -567,7 +567,7 @@ def realistic_rules_data(page: Page, rule_owner, ops_person) -> dict:
     return {"emea": emea, "na": rules["na"], "run": run}
 
 
-def test_screenshots_of_the_rule_screens(owner_page, rule_owner, ops_person, screenshots_dir):
+def test_the_rule_screens_show_a_realistic_rule_set(owner_page, rule_owner, ops_person, tmp_path):
     data = realistic_rules_data(owner_page, rule_owner, ops_person)
     emea, na, run = data["emea"], data["na"], data["run"]
     assert Rule.objects.count() == 5
@@ -580,7 +580,7 @@ def test_screenshots_of_the_rule_screens(owner_page, rule_owner, ops_person, scr
     expect(owner_page.locator("#unsigned")).to_contain_text("2 production rules without a sign-off")
     expect(rule_row(owner_page, na).locator("td.breached")).to_have_text("3 ⚑")
     expect(rule_row(owner_page, emea).locator("td").nth(3)).to_have_text("production v1 · staging v2")
-    owner_page.screenshot(path=screenshots_dir / "rules-list.png", full_page=True)
+    owner_page.screenshot(path=tmp_path / "rules-list.png", full_page=True)
 
     owner_page.goto(rule_url(emea))
     expect(stage_badge(owner_page)).to_have_text("Production")  # the furthest stage reached
@@ -589,19 +589,19 @@ def test_screenshots_of_the_rule_screens(owner_page, rule_owner, ops_person, scr
     expect(owner_page.locator("#to-production .gates li.fail")).to_have_count(0)
     expect(owner_page.locator("#shadow")).to_contain_text("would have decided 3 leads")
     expect(owner_page.locator("#versions > li")).to_have_count(2)
-    owner_page.screenshot(path=screenshots_dir / "rule-detail.png", full_page=True)
+    owner_page.screenshot(path=tmp_path / "rule-detail.png", full_page=True)
 
     owner_page.goto("/console/rules/mine/")
     expect(owner_page.locator("section.signoff")).to_have_count(2)
     expect(owner_page.locator(".sign-off-form")).to_have_count(2)
     expect(owner_page.locator(f"#rule-{emea.pk} .changes")).to_contain_text("New version v2")
     expect(owner_page.locator(f"#rule-{na.pk}")).to_contain_text("3 ⚑ flagged")
-    owner_page.screenshot(path=screenshots_dir / "my-rules.png", full_page=True)
+    owner_page.screenshot(path=tmp_path / "my-rules.png", full_page=True)
 
     owner_page.goto(f"/console/rules/replay/{run.pk}/")
     expect(owner_page.locator(".replay-status")).to_have_text("Done")
     expect(owner_page.locator("#moved tbody tr")).to_have_count(4)
-    owner_page.screenshot(path=screenshots_dir / "replay.png", full_page=True)
+    owner_page.screenshot(path=tmp_path / "replay.png", full_page=True)
 
     for name in ("rules-list.png", "rule-detail.png", "my-rules.png", "replay.png"):
-        assert (screenshots_dir / name).stat().st_size > 10_000, f"{name} looks empty"
+        assert (tmp_path / name).stat().st_size > 10_000, f"{name} looks empty"

@@ -376,7 +376,9 @@ def test_the_command_refuses_a_bad_file_with_the_clear_message(db, tmp_path):
         call_command("reconcile_attribution", str(tmp_path / "nothing.csv"), stdout=StringIO())
     with pytest.raises(CommandError, match=r"^The period is empty"):
         call_command("reconcile_attribution", str(path), "--since", "2026-05-11", "--until", "2026-05-10")
-    with pytest.raises(CommandError, match=r"'last week' is not a date; use YYYY-MM-DD\."):
+    with pytest.raises(
+        CommandError, match=r"'last week' is not a date \(YYYY-MM-DD, its whole UTC day\) or a date-time"
+    ):
         call_command("reconcile_attribution", str(path), "--since", "last week")
     assert not ReconciliationReport.objects.exists()
 

@@ -4,6 +4,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from routing.days import day_or_moment
 from routing.reports.attribution import AttributionFileError, attribution_period, attribution_reconcile
 
 LABELS = {
@@ -14,11 +15,12 @@ LABELS = {
 }
 
 
-def _date(value: str) -> dt.date:
+def _day_or_moment(value: str) -> dt.date | dt.datetime:
+    """A day (the whole UTC day) or a date-time (an instant), as every --since/--until reads (routing.days)."""
     try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise CommandError(f"{value!r} is not a date; use YYYY-MM-DD.") from None
+        return day_or_moment(value)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -29,8 +31,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="The CSV exported from the CRM (UTF-8).")
-        parser.add_argument("--since", type=_date, help="First day of the period (YYYY-MM-DD).")
-        parser.add_argument("--until", type=_date, help="Last day of the period, inclusive (YYYY-MM-DD).")
+        parser.add_argument(
+            "--since", type=_day_or_moment, help="First day of the period (YYYY-MM-DD, UTC), or a date-time."
+        )
+        parser.add_argument(
+            "--until",
+            type=_day_or_moment,
+            help="Last day of the period, inclusive (YYYY-MM-DD), or a date-time (not included).",
+        )
         parser.add_argument("--by", help="Username to record as the report's author (default: none).")
 
     def handle(self, *args, **options):

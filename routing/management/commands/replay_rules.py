@@ -1,21 +1,21 @@
-import datetime as dt
 import json
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.dateparse import parse_datetime
 
+from routing.dateranges import range_bound
 from routing.governance.replay import ReplayError, replay_execute, replay_request
 from routing.governance.selectors import candidate_rules
 
 
-def _when(value: str | None):
+def _when(value: str | None, *, end: bool):
+    """A --since/--until value as the instant the range starts or (exclusively) ends: a date is its whole day."""
     if value is None:
         return None
-    moment = parse_datetime(value) or (parse_datetime(value + "T00:00:00") if len(value) == 10 else None)
-    if moment is None:
-        raise CommandError(f"{value!r} is not a date or date-time; use e.g. 2026-11-01 or 2026-11-01T09:00:00Z.")
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    try:
+        return range_bound(value, end=end)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -26,14 +26,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--limit", type=int, help="The last N routed leads (default 10,000 without a range).")
-        parser.add_argument("--since", help="Leads received from this date or date-time (UTC unless given).")
-        parser.add_argument("--until", help="... and before this one.")
+        parser.add_argument(
+            "--since", help="Leads received from this day (YYYY-MM-DD, UTC) or date-time (e.g. 2026-11-01T09:00Z)."
+        )
+        parser.add_argument(
+            "--until", help="... up to this day, inclusive (YYYY-MM-DD), or before this date-time (exclusive)."
+        )
         parser.add_argument("--json", action="store_true", help="Print the stored result as JSON.")
 
     def handle(self, *args, **options):
         try:
             run = replay_request(
-                by=None, limit=options["limit"], since=_when(options["since"]), until=_when(options["until"])
+                by=None,
+                limit=options["limit"],
+                since=_when(options["since"], end=False),
+                until=_when(options["until"], end=True),
             )
         except ReplayError as exc:
             raise CommandError(str(exc)) from None
