@@ -2,16 +2,20 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
+PORT ?= 8000
 
-.PHONY: demo test bench bench-tiny lint screenshots
+.PHONY: install demo test bench bench-tiny lint screenshots
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# .venv with the project installed: every command in the README runs from it (.venv/bin/python manage.py …).
+install: $(VENV)/.installed
+
 demo: $(VENV)/.installed
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py run_demo --port $${PORT:-8000}
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py run_demo --port $(PORT)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -43,6 +43,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the probes answer whatever the Host (a load balancer asks by IP address); see its docstring.
+    "config.middleware.AnswerProbesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.RefuseNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -129,7 +131,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise scans it at start-up; collectstatic fills it
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -205,10 +207,15 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Handoff API",
-    "DESCRIPTION": "Lead intake for capture systems and lead lookup.",
+    "DESCRIPTION": "Lead intake for capture systems; leads, exception items, incidents, rules and accounts for "
+    "console people. Every path ends in a slash, as clients call it.",
     "VERSION": "1.0.0",
     # The intake schema comes from pydantic, which writes JSON Schema 2020-12 (null as a type): OpenAPI 3.1.
     "OAS_VERSION": "3.1.0",
+    # Relative: the API lives on the host that serves this document (OpenAPI 3.1, Server Object `url`).
+    "SERVERS": [{"url": "/", "description": "The host serving this document"}],
+    # No open-source license: the API is the deploying organisation's own.
+    "LICENSE": {"name": "Proprietary", "identifier": "LicenseRef-Proprietary"},
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -222,6 +229,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "routing.api.schema.document_error_responses",
+        # Summaries, hand-read query parameters, null as a type (3.1 has no `nullable`), required list bodies.
+        "routing.api.schema.complete_for_openapi_31",
     ],
 }
 
@@ -274,6 +283,7 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_ROUTES = {
     "routing.integrations.tasks.enrich_leads": {"queue": HANDOFF_QUEUES["enrichment"]},
     "routing.integrations.tasks.deliver_events": {"queue": HANDOFF_QUEUES["deliveries"]},
+    "exceptions.alert_tasks.send_alerts": {"queue": HANDOFF_QUEUES["deliveries"]},  # PagerDuty, Slack, webhooks
     "routing.governance.tasks.replay_rules_task": {"queue": HANDOFF_QUEUES["replays"]},
 }
 # Publishing while the broker is down must fail fast: the lead is already committed and the sweeper
@@ -293,6 +303,7 @@ CELERY_BEAT_SCHEDULE = {
     "send-notifications": {"task": "exceptions.tasks.send_notifications_task", "schedule": 60.0},
     # Pending outbox events whose next attempt has come (a lost publish or a retry whose task was lost).
     "deliveries-due": {"task": "routing.integrations.tasks.deliveries_due", "schedule": 30.0},
+    "alerts-due": {"task": "exceptions.alert_tasks.alerts_due", "schedule": 30.0},
     # Dashboard rollups: today and yesterday every 5 minutes; five weeks each night (cohorts still being worked).
     "dashboard-rollup-recent": {"task": "routing.dashboard.tasks.dashboard_rollup_task", "schedule": 300.0},
     "dashboard-rollup-nightly": {
@@ -381,6 +392,8 @@ HANDOFF = {
     "ANOMALY_MIN_SHARE": env_float("HANDOFF_ANOMALY_MIN_SHARE", 0.25),
     # The Monday checklist email goes to the system owner and these addresses.
     "CHECKLIST_RECIPIENTS": env_list("HANDOFF_CHECKLIST_RECIPIENTS"),
+    # The Monday checklist email the mail server did not take is tried again this often, for up to 12 tries.
+    "CHECKLIST_RETRY_SECONDS": env_int("HANDOFF_CHECKLIST_RETRY_SECONDS", 300),
     # A rule with this many manual overrides in one ISO week is flagged on its page and in sign-off.
     "OVERRIDE_FLAG_THRESHOLD": env_int("HANDOFF_OVERRIDE_FLAG_THRESHOLD", 3),
     # Sticky ownership: a person's new lead goes to whoever holds their open lead assigned within this many
@@ -435,18 +448,22 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# Plain HTTP on a private network, no TLS anywhere (README: Behind a reverse proxy): browsers refuse Secure
+# cookies over http, so without this nobody could sign in; HSTS would pin the host to an HTTPS that is not there.
+PLAIN_HTTP = env_bool("HANDOFF_PLAIN_HTTP", default=False)
+
 if not DEBUG:
-    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not PLAIN_HTTP)
     # Probes speak plain HTTP to the process; a redirect would count as healthy without checking anything.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     if HANDOFF_PROXY_COUNT:
         # Only behind a proxy that sets X-Forwarded-Proto itself (a client's own value must never get through):
         # otherwise anyone could claim HTTPS on a plain connection.
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if PLAIN_HTTP else 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_SECURE = not PLAIN_HTTP
+    CSRF_COOKIE_SECURE = not PLAIN_HTTP
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"

@@ -5,6 +5,7 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,12 +15,12 @@ import urllib.request
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from audit.db_roles import as_owner
 from routing.demo.leads import synthetic_lead
-from routing.management.commands.seed_demo import DEMO_LOGIN
+from routing.management.commands.seed_demo import DEMO_LOGIN, DEMO_OWNER
 
 
 def demo_workers(celery: list[str]) -> dict[str, list[str]]:
@@ -45,6 +46,7 @@ class Command(BaseCommand):
         parser.add_argument("--every", type=float, default=3.0, help="Seconds between synthetic leads (0: none).")
 
     def handle(self, *args, port, every, **options):
+        _refuse_a_busy_port(port)  # before anything starts: otherwise a buried error, then a long wait
         with as_owner(connection):  # the schema's owner migrates when DATABASE_MIGRATE_URL names one
             call_command("migrate", verbosity=0)
         out = io.StringIO()
@@ -67,11 +69,13 @@ class Command(BaseCommand):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            _wait_for(f"{base}/healthz")
+            _wait_for(f"{base}/healthz", server=children["web server"])
             username, password = DEMO_LOGIN
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"\nHandoff console: {base}/console/  login: {username} / {password}\n"
+                    f"\nHandoff console: {base}/console/\n"
+                    f"Logins: {username} / {password} (admin: everything), "
+                    f"{DEMO_OWNER} / {password} (a rule owner: My rules, sign-off)\n"
                     f"Admin: {base}/admin/   API docs: {base}/api/docs/   Ctrl-C stops everything.\n"
                     f"Post your own leads as the demo source: curl -X POST {base}/api/v1/leads/ "
                     f'-H "Authorization: Token {token}" -H "Content-Type: application/json" '
@@ -100,9 +104,24 @@ class Command(BaseCommand):
                     child.kill()
 
 
-def _wait_for(url: str, timeout: float = 60) -> None:
+def _refuse_a_busy_port(port: int) -> None:
+    with socket.socket() as probe:
+        # As runserver binds: a port left in TIME_WAIT by a demo just stopped is free, a listening one is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise CommandError(
+                f"Port {port} is in use ({exc.strerror}): stop what is listening there, or pick another port, "
+                f"e.g. make demo PORT={port + 1}."
+            ) from None
+
+
+def _wait_for(url: str, *, server: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise CommandError(f"The web server exited ({server.returncode}) before {url} answered; see above.")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return

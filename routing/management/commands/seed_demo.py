@@ -4,9 +4,11 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+from django.utils.crypto import salted_hmac
 
 from routing.accounts.services import accounts_import
 from routing.dashboard.rollups import dashboard_rollup_recent
+from routing.demo.history import demo_history_seed
 from routing.models import Source
 from routing.rules import rules_import
 from routing.sources import source_create
@@ -16,6 +18,13 @@ DEMO_ACCOUNTS = Path(__file__).resolve().parents[2] / "demo" / "accounts.csv"
 DEMO_SOURCE = "demo-web-form"
 DEMO_LOGIN = ("admin", "handoff-demo")
 DEMO_OWNER = "ada"
+
+
+def demo_source_token() -> str:
+    """The demo source's token: the same on every run (derived from SECRET_KEY), so seeding again while the
+    demo runs never takes the token its trickle of leads posts with. Tokens are stored hashed, so it cannot
+    be read back; a fresh random one would lock the running demo out."""
+    return salted_hmac("handoff.seed_demo.source_token", DEMO_SOURCE, algorithm="sha256").hexdigest()
 
 
 class Command(BaseCommand):
@@ -35,16 +44,17 @@ class Command(BaseCommand):
         owner.set_password(password)
         owner.save()
         owner.groups.add(Group.objects.get_or_create(name="rule_owners")[0])
-        dashboard_rollup_recent(days_back=35)  # the dashboard has figures at once, not after beat's first tick
-        source = Source.objects.filter(name=DEMO_SOURCE).first()
-        if source is None:
-            source, token = source_create(name=DEMO_SOURCE)
-        else:  # tokens are stored hashed: issue a fresh one so the trickle can post
-            token = source.set_new_token()
+        source = Source.objects.filter(name=DEMO_SOURCE).first() or source_create(name=DEMO_SOURCE)[0]
+        token = demo_source_token()
+        if source.token_hash != Source.hash_token(token):
+            source.token_hash = Source.hash_token(token)
+            source.token_prefix = token[: Source.TOKEN_PREFIX_LENGTH]
             source.save()
+        history = demo_history_seed(source=source)  # two weeks of routed leads, added once
+        dashboard_rollup_recent(days_back=35)  # the dashboard has figures at once, not after beat's first tick
         self.stdout.write(
             f"Demo data: {counts['owners']} owners, {counts['queues']} queues, {counts['rules']} rules, "
-            f"{accounts.created + accounts.updated + accounts.unchanged} accounts; "
+            f"{accounts.created + accounts.updated + accounts.unchanged} accounts, {history} past leads added; "
             f"login {username} / {password} (or {DEMO_OWNER}, a rule owner, same password); "
             f"source {DEMO_SOURCE}. Token:"
         )
