@@ -21,6 +21,7 @@ SCRIPTS = (
     "replay.py",
     "dashboard.py",
     "account_matching.py",
+    "idle_clients.py",
 )
 
 if "--tiny" in sys.argv:

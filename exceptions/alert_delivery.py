@@ -23,7 +23,7 @@ from exceptions.models import AlertChannelKind, AlertMessage, AlertMessageStatus
 from routing.dispatch import alerts_enqueue
 from routing.integrations import http
 from routing.integrations.http import Answer
-from routing.integrations.outbox import EVENT_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from routing.integrations.signing import standard_headers
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +67,10 @@ def request_for(message: AlertMessage) -> tuple[str, bytes, dict[str, str]]:
         return channel.url or PAGERDUTY_EVENTS_URL, _json({"routing_key": channel.routing_key, **message.body}), headers
     if channel.kind == AlertChannelKind.SLACK:
         return channel.url, _json(message.body), headers
-    body = _json({"id": f"alert-message-{message.pk}", **message.body})
-    timestamp = int(time.time())
-    headers.update(
-        {
-            EVENT_HEADER: message.body["type"],
-            IDEMPOTENCY_HEADER: f"alert-message-{message.pk}",
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(channel.secret, timestamp, body),
-        }
-    )
+    # Signed as deliveries are by default (Standard Webhooks): the receiver verifies with the official libraries.
+    message_id = f"alert-message-{message.pk}"
+    body = _json({"id": message_id, **message.body})
+    headers.update(standard_headers(msg_id=message_id, timestamp=int(time.time()), body=body, secrets=[channel.secret]))
     return channel.url, body, headers
 
 

@@ -111,7 +111,12 @@ def incident_acknowledge(*, incident: ExceptionIncident, by, note: str = "") -> 
         fresh = _change(
             incident,
             allowed=[OPEN],
-            changes={"status": ACKNOWLEDGED, "acknowledged_at": now, "acknowledged_by": by, "assignee": by},
+            changes={
+                "status": ACKNOWLEDGED,
+                "acknowledged_at": now,
+                "acknowledged_by": by,
+                "assignee": services.acknowledger_claims(by),
+            },
             verb="acknowledge",
             action=AuditAction.ITEM_INCIDENT_ACKNOWLEDGED,
             by=by,

@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from routing.integrations.sealed import SealedTextField
+from routing.integrations.signing import secret_problem
 
 
 class ExceptionReason(models.TextChoices):
@@ -363,7 +364,7 @@ class AlertChannel(models.Model):
     routing_key = SealedTextField(blank=True, help_text="PagerDuty: the service integration's routing key.")
     secret = SealedTextField(
         blank=True,
-        help_text="Webhook: the signing secret (X-Handoff-Signature). PagerDuty: the signing secret of the v3 "
+        help_text="Webhook: the Standard Webhooks signing secret (whsec_…). PagerDuty: the signing secret of the v3 "
         "webhook subscription that calls /api/v1/integrations/pagerduty/ back.",
     )
     events = models.JSONField(default=list, help_text=f"What opens an alert: {', '.join(AlertEvent.values)}.")
@@ -395,6 +396,8 @@ class AlertChannel(models.Model):
             problems["url"] = "Give the URL to post to."
         if self.kind == AlertChannelKind.WEBHOOK and not self.secret:
             problems["secret"] = "A webhook is signed: give the secret the receiver verifies with."
+        elif self.kind == AlertChannelKind.WEBHOOK and secret_problem(self.secret):
+            problems["secret"] = secret_problem(self.secret)  # signed as Standard Webhooks: a whsec_ secret
         if problems:
             raise ValidationError(problems)
 

@@ -266,6 +266,13 @@ def _apply(
     return fresh
 
 
+def acknowledger_claims(by):
+    """The assignee an acknowledge writes: an unassigned item becomes the acknowledger's, unless the acknowledger
+    is an account that cannot sign in (PagerDuty's, exceptions.alert_inbound): an item nobody can work must
+    stay unassigned for a person to take."""
+    return Coalesce(F("assignee"), Value(by.pk)) if by.is_active else F("assignee")
+
+
 @transaction.atomic
 def exception_acknowledge(*, item: ExceptionItem, by, note: str = "") -> ExceptionItem:
     """`note`: why, for the audit trail (an acknowledge that came from PagerDuty names who acknowledged there)."""
@@ -277,7 +284,7 @@ def exception_acknowledge(*, item: ExceptionItem, by, note: str = "") -> Excepti
             "status": ACKNOWLEDGED,
             "acknowledged_at": now,
             "acknowledged_by": by,
-            "assignee": Coalesce(F("assignee"), Value(by.pk)),
+            "assignee": acknowledger_claims(by),
             "due_at": F("resolve_due_at"),
             "ack_breached_at": _breached_if_late("ack", now),
         },
@@ -563,7 +570,7 @@ def exceptions_bulk_acknowledge(*, item_ids: list[int], by) -> tuple[list[int], 
         status=ACKNOWLEDGED,
         acknowledged_at=now,
         acknowledged_by=by,
-        assignee=Coalesce(F("assignee"), Value(by.pk)),
+        assignee=acknowledger_claims(by),
         due_at=F("resolve_due_at"),
         ack_breached_at=_breached_if_late("ack", now),  # a late acknowledge is a breach, in bulk too
         version=F("version") + 1,

@@ -68,7 +68,9 @@ class ItemListView(ConsoleAccessMixin, View):
                 groups = incident_groups(filters.qs)
                 ids = ids.filter(incident__isnull=True)
                 data["in_incident"] = "false"  # what the list shows, for "all N matching" and saved views
-                filters.form.data = data  # and the filter reads "In an incident: No", as the rows are
+                shown_filters = filters.form.data.copy()  # with the default statuses ticked, as they apply
+                shown_filters["in_incident"] = "false"
+                filters.form.data = shown_filters  # and the filter reads "In an incident: No", as the rows are
             shown = data.urlencode()
             if request.session.get(LIST_QUERY) != shown:  # (unchanged: no session write)
                 request.session[LIST_QUERY] = shown  # the item pages' next and j/k walk this list

@@ -137,7 +137,11 @@ def test_the_monday_checklist_is_one_warning_when_the_mail_server_is_down(settin
     record = one_warning(
         caplog, "routing.reports.mail", "Could not email 1 of 1 Monday checklist email(s) (ConnectionRefusedError"
     )
-    assert "its 2 recipient(s) can read the checklist in the console: " in record.getMessage()
+    assert "tried again in 300 s; its 2 recipient(s) can read the checklist in the console: " in record.getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        checklist_send(monday_checklist(now=MONDAY_W47), last_try=True)
+    assert "this was the last try; its 2 recipient(s)" in caplog.records[-1].getMessage()
     with FakeSMTP() as server:
         use_smtp(settings, server.server_address[1])
         assert monday_checklist_task() == 2

@@ -2,8 +2,9 @@
 alone left it at zero until beat's first rollup, five minutes in, and then showed one thin day.
 
 The leads go through the real intake and routing (the demo's own rules decide them); only their times are moved
-into the past afterwards, as if they had arrived then. Their exception items stay opened now: items opened two
-weeks ago would all be overdue, and the sweep would page the demo's people about them."""
+into the past afterwards, as if they had arrived then. Only leads a production rule matches and that carry an
+email are kept: a lead that opened an exception would open it now, two weeks after its arrival, and flood the
+demo's desk with one stale incident (the desk has its own current items, routing/demo/desk.py)."""
 
 import datetime as dt
 import random
@@ -12,9 +13,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from routing.accounts.leads import sample_account
 from routing.days import day_start
 from routing.demo.leads import synthetic_lead
-from routing.intake import leads_intake
+from routing.engine import RuleSet, production_ruleset
+from routing.intake import leads_intake, sample_fields
 from routing.models import Lead, Source
 from routing.services import leads_route
 
@@ -32,21 +35,33 @@ def demo_history_seed(*, source: Source, days: int = HISTORY_DAYS, now: dt.datet
         return 0
     now = now or timezone.now()
     rng = random.Random(20261101)
+    rules = production_ruleset()
     added = 0
     for back in range(days, 0, -1):
         day = (now - dt.timedelta(days=back)).date()
         count = rng.randint(*PER_DAY) // (3 if day.weekday() >= 5 else 1)
         payloads = []
-        for n in range(count):
+        while len(payloads) < count:
             lead = synthetic_lead(rng)
-            lead["lead_id"] = f"{HISTORY_PREFIX}{day.isoformat()}-{n:03d}"
-            payloads.append(lead)
+            if _routes_cleanly(lead, rules):
+                lead["lead_id"] = f"{HISTORY_PREFIX}{day.isoformat()}-{len(payloads):03d}"
+                payloads.append(lead)
         with transaction.atomic():
             _, ids = leads_intake(source=source, payloads=payloads)
             leads_route(lead_ids=ids, skip_locked=False)
             _move_into(day, ids, rng)
         added += len(ids)
     return added
+
+
+def _routes_cleanly(lead: dict, rules: RuleSet) -> bool:
+    """Whether routing would assign the lead without opening an exception: it has an email and a rule matches."""
+    if not lead.get("email"):
+        return False
+    fields = sample_fields(lead)
+    view = Lead.view_from(fields)
+    view["account"] = sample_account(fields).view
+    return rules.first_match_index(view) >= 0
 
 
 def _move_into(day: dt.date, ids: list[int], rng: random.Random) -> None:

@@ -290,7 +290,14 @@ class ReplayView(APIView):
         operation_id="rules_replay",
         summary="Replay the candidate rule set (staging versions in place of production) against real leads",
         request=ReplayRequestSerializer,
-        responses={202: ReplaySerializer, 400: OpenApiResponse(description="Bad range or limit.")},
+        responses={
+            202: ReplaySerializer,
+            400: OpenApiResponse(description="Bad range or limit."),
+            429: OpenApiResponse(
+                description="Your replay, or three replays, still queued or running: start it once one has "
+                "finished (`Retry-After`, seconds). Also a sign-in lockout, as on every operation."
+            ),
+        },
     )
     def post(self, request):
         body = ReplayRequestSerializer(data=request.data)

@@ -33,9 +33,9 @@ def checklist_recipients() -> list[str]:
     )
 
 
-def checklist_send(checklist: Checklist) -> int:
+def checklist_send(checklist: Checklist, *, last_try: bool = False) -> int:
     """Email the checklist, one message to all its recipients; returns how many it went to (0 when the mail
-    server did not take it: one warning, not a traceback; the task tries again)."""
+    server did not take it: one warning, not a traceback; the task tries again unless this is its last try)."""
     recipients = checklist_recipients()
     if not recipients:
         return 0
@@ -50,8 +50,12 @@ def checklist_send(checklist: Checklist) -> int:
     unsent = send_batch(
         {"checklist": message},
         what="Monday checklist email(s)",
-        then=f"it is tried again in {settings.HANDOFF['CHECKLIST_RETRY_SECONDS']} s; meanwhile its "
-        f"{len(recipients)} recipient(s) can read the checklist in the console: "
+        then=(
+            "this was the last try"
+            if last_try
+            else f"it is tried again in {settings.HANDOFF['CHECKLIST_RETRY_SECONDS']} s"
+        )
+        + f"; its {len(recipients)} recipient(s) can read the checklist in the console: "
         + settings.HANDOFF["CONSOLE_URL"].rstrip("/")
         + reverse("console:checklist"),
         logger=logger,

@@ -37,8 +37,9 @@ def monday_checklist_task(self) -> int:
     """Monday morning: the checklist by email. The mail server not taking it (one warning a try) is tried again
     every HANDOFF_CHECKLIST_RETRY_SECONDS (5 minutes), CHECKLIST_MAIL_TRIES times in all: it has no stored
     copy a later run could send."""
-    sent = checklist_send(monday_checklist())
-    if not sent and checklist_recipients() and self.request.retries < self.max_retries:
+    last_try = self.request.retries >= self.max_retries
+    sent = checklist_send(monday_checklist(), last_try=last_try)
+    if not sent and checklist_recipients() and not last_try:
         raise self.retry(countdown=settings.HANDOFF["CHECKLIST_RETRY_SECONDS"])
     return sent
 

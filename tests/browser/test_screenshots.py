@@ -1,7 +1,7 @@
 """The README's screenshots, taken from the demo's own data: what `make demo` shows a newcomer, seeded by
-`seed_demo` (its rules, queues, people and two weeks of routed leads), not by the test factories. A few steps
-a person would take in the demo's first minutes (acknowledging an item, replaying the staging rule) are taken
-through the same services the console calls. `make screenshots` (HANDOFF_UPDATE_SCREENSHOTS=1) writes them to
+`seed_demo` (its rules, queues, people, two weeks of routed leads and the exception desk), not by the test
+factories. The one step a rule owner would take in the demo's first minutes (replaying the staging rule) is
+taken through the service the console calls. `make screenshots` (HANDOFF_UPDATE_SCREENSHOTS=1) writes them to
 docs/screenshots; otherwise they go to a scratch folder and the assertions still run."""
 
 import datetime as dt
@@ -14,12 +14,12 @@ from django.core.management import call_command
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from exceptions.models import ExceptionIncident, ExceptionItem, ExceptionStatus
-from exceptions.services import exception_acknowledge
+from exceptions.models import ExceptionIncident, ExceptionItem, ExceptionReason, ExceptionStatus
 from routing import engine
+from routing.demo.history import HISTORY_PREFIX
 from routing.governance.replay import replay_execute, replay_request
 from routing.management.commands.seed_demo import DEMO_LOGIN, DEMO_OWNER
-from routing.models import Lead, Rule, RuleStage
+from routing.models import Lead, Queue, Rule, RuleStage
 from tests.browser.helpers import log_in
 from tests.browser.test_dashboard import charts_drawn, tile
 
@@ -49,20 +49,26 @@ def shoot(page: Page, folder, name: str, *, smallest: int = 10_000) -> None:
 
 def test_screenshots_of_the_demo_queues_items_and_incident(page, demo, screenshots_dir):
     unresolved = ExceptionItem.objects.exclude(status=ExceptionStatus.RESOLVED)
-    assert unresolved.count() > 10  # the leads no demo rule matched wait in Triage
-    # They opened together, one cause: the demo shows them as one incident, as it would an outage.
-    incident = ExceptionIncident.objects.get()
-    featured = exception_acknowledge(item=unresolved.order_by("id").first(), by=demo)
+    # The desk: every reason, across the demo's queues, some breached; its history opened none of them.
+    assert set(unresolved.values_list("reason", flat=True)) == set(ExceptionReason.values) - {"routing_failed"}
+    assert not unresolved.filter(lead__lead_id__startswith=HISTORY_PREFIX).exists()
+    breached = unresolved.exclude(ack_breached_at=None, resolve_breached_at=None)
+    assert {"Triage", "SDR", "Account Executives"} <= set(breached.values_list("queue__name", flat=True))
+    incident = ExceptionIncident.objects.get()  # the enrichment vendor's outage
+    featured = unresolved.get(lead__lead_id="desk-wf-20377")  # no rule matched a customer: the ack SLA is gone
     logged_in(page, demo.username)
 
     page.goto("/console/")
-    expect(page.locator('tr[data-queue="Triage"] td[data-count=open]')).to_have_text(
-        str(unresolved.filter(queue__name="Triage").count())
-    )
+    for queue in Queue.objects.all():
+        expect(page.locator(f'tr[data-queue="{queue.name}"] td[data-count=open]')).to_have_text(
+            str(unresolved.filter(queue=queue).count())
+        )
     shoot(page, screenshots_dir, "overview.png")
 
-    page.goto(f"/console/items/?incident={incident.pk}")  # the incident's items, one row each
-    expect(page.locator("h1 .count")).to_have_text(str(incident.items.count()))
+    page.goto("/console/items/")
+    shown = unresolved.filter(incident=None).count()  # an incident's items are one group above the rows
+    expect(page.locator("table.items tbody tr[data-item]")).to_have_count(shown)
+    expect(page.locator(f"details[data-incident='{incident.pk}']")).to_be_visible()
     shoot(page, screenshots_dir, "item-list.png")
 
     page.goto(f"/console/items/{featured.pk}/")
@@ -73,7 +79,7 @@ def test_screenshots_of_the_demo_queues_items_and_incident(page, demo, screensho
     page.goto("/console/items/")
     group = page.locator(f"details[data-incident='{incident.pk}']")
     group.locator("summary").click()
-    expect(group.locator("li").first).to_be_visible()
+    expect(group.locator("li")).to_have_count(incident.items.count())
     shoot(page, screenshots_dir, "incident-group.png")
 
     page.goto(f"/console/incidents/{incident.pk}/")

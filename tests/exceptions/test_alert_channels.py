@@ -6,7 +6,10 @@ import datetime as dt
 import json
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from audit.models import AuditAction, AuditEvent
 from exceptions.alert_delivery import alert_send, request_for
@@ -28,7 +31,7 @@ from exceptions.models import (
 )
 from exceptions.services import Opening, exception_acknowledge, exception_open, exception_resolve, exceptions_open
 from exceptions.sweep import sla_sweep
-from routing.integrations.outbox import verify
+from routing.integrations.signing import secret_generate
 from tests.exceptions.fake_incident_tools import (
     SECRET,
     FakePagerDuty,
@@ -200,20 +203,32 @@ def test_a_breach_found_by_the_sweep_triggers_at_error_severity(pagerduty, triag
     assert event["payload"]["summary"].startswith("SLA breached: No matching rule")
 
 
-def test_the_ticketing_webhook_is_signed_as_deliveries_are(receiver, triage, person):
-    AlertChannelFactory(queue=triage, kind=AlertChannelKind.WEBHOOK, url=receiver.url, secret="whsec-tickets")
+def test_the_ticketing_webhook_is_signed_with_standard_webhooks(receiver, triage, person):
+    secret = secret_generate()
+    AlertChannelFactory(queue=triage, kind=AlertChannelKind.WEBHOOK, url=receiver.url, secret=secret)
     item = open_item(triage)
     exception_acknowledge(item=item, by=person)
     send_all()
     first, second = receiver.received
-    assert verify("whsec-tickets", first.headers, first.body)
-    assert not verify("whsec-other", first.headers, first.body)
-    triggered, acknowledged = json.loads(first.body), json.loads(second.body)
-    assert (triggered["type"], first.headers["X-Handoff-Event"]) == ("alert.triggered", "alert.triggered")
+    triggered = Webhook(secret).verify(first.body, first.headers)  # the official verifier
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret_generate()).verify(first.body, first.headers)
+    acknowledged = Webhook(secret).verify(second.body, second.headers)
+    assert triggered["type"] == "alert.triggered"
     assert triggered["data"]["dedup_key"] == f"handoff-exception-{item.pk}"
     assert triggered["data"]["url"] == f"http://127.0.0.1:8000/console/items/{item.pk}/"
     assert (acknowledged["type"], acknowledged["data"]["by"]) == ("alert.acknowledged", "Olga Ops")
-    assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"]
+    assert first.headers["webhook-id"] == triggered["id"] != second.headers["webhook-id"]
+
+
+def test_a_webhook_channel_needs_a_standard_webhooks_secret(triage):
+    channel = AlertChannelFactory.build(queue=triage, kind=AlertChannelKind.WEBHOOK, url="https://t.example/")
+    channel.secret = "just-a-password"
+    with pytest.raises(ValidationError) as refused:
+        channel.clean()
+    assert "whsec_" in refused.value.message_dict["secret"][0]
+    channel.secret = secret_generate()
+    channel.clean()
 
 
 # --- failures, rate limits, order ----------------------------------------------------------------------------
@@ -345,12 +360,28 @@ def test_a_pagerduty_acknowledge_acknowledges_the_item_audited_and_not_echoed(cl
     assert answer.json() == {"outcome": "acknowledged", "detail": f"Item #{item.pk} acknowledged."}
     item.refresh_from_db()
     assert (item.status, item.acknowledged_by.username) == (ExceptionStatus.ACKNOWLEDGED, "pagerduty")
+    assert item.assignee is None  # PagerDuty's account cannot work it: it stays for a person to take
     event = AuditEvent.objects.get(action=AuditAction.EXCEPTION_ACKNOWLEDGED, exception=item)
     assert event.actor_label == "pagerduty"
     assert event.data["note"] == "Acknowledged in PagerDuty by Priya Pager (PagerDuty incident 1042)."
     send_all()
     assert pagerduty.alerts == {f"handoff-exception-{item.pk}": ["trigger"]}  # nothing echoed back
     assert slack.received[-1].json()["text"].startswith(f":eyes: Item #{item.pk} acknowledged by PagerDuty: ")
+
+
+def test_a_pagerduty_acknowledge_of_an_incident_leaves_it_and_its_items_unassigned(client, pagerduty, triage, settings):
+    settings.HANDOFF = {**settings.HANDOFF, "INCIDENT_MIN_ITEMS": 2}
+    AlertChannelFactory(queue=triage, url=pagerduty.url, events=[AlertEvent.INCIDENT_OPENED])
+    cause = Cause("enrichment_failed", "Enrichment fails")
+    exceptions_open(
+        openings=[Opening(lead=LeadFactory(), reason="enrichment_failed", queue=triage, cause=cause) for _ in "ab"]
+    )
+    incident = ExceptionIncident.objects.get()
+    body = pagerduty_webhook_body("incident.acknowledged", f"handoff-incident-{incident.pk}")
+    assert post_webhook(client, body, signed(body)).json()["outcome"] == "acknowledged"
+    incident.refresh_from_db()
+    assert (incident.status, incident.assignee) == (ExceptionStatus.ACKNOWLEDGED, None)
+    assert set(ExceptionItem.objects.values_list("status", "assignee")) == {(ExceptionStatus.ACKNOWLEDGED, None)}
 
 
 def test_a_pagerduty_resolve_resolves_the_incident_and_its_items(client, pagerduty, triage, settings):

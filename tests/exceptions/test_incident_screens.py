@@ -402,6 +402,8 @@ def test_the_in_an_incident_filter_reads_no_while_the_list_leaves_them_out(ops_c
     incident_of(3)
     grouped = ops_client.get("/console/items/").content.decode()
     assert '<option value="false" selected>No</option>' in grouped
+    ticked = re.findall(r'name="status" value="(\w+)" id="id_status_\d" checked', grouped)
+    assert ticked == ["open", "acknowledged", "waiting"]  # the default statuses read as ticked, as they apply
     every = ops_client.get("/console/items/?in_incident=unknown").content.decode()
     assert '<option value="unknown" selected>Any</option>' in every
     assert len(listed_item_ids(every)) == 3

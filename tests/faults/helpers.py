@@ -180,11 +180,17 @@ class Processes:
     def web(self, *, broker_url: str | None = None, workers: int = 2, threads: int = 10, **env) -> str:
         """gunicorn serving the product; returns its base URL. Threaded workers, so concurrent requests are
         served concurrently, each thread with its own database connection."""
-        port = free_port()
-        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
-        command += ["-k", "gthread", "--threads", str(threads), "--log-level", "warning"]
         if broker_url:
             env["CELERY_BROKER_URL"] = broker_url
+        arguments = ["config.wsgi", "-w", str(workers), "-k", "gthread", "--threads", str(threads)]
+        base, _ = self.gunicorn([*arguments, "--log-level", "warning"], **env)
+        return base
+
+    def gunicorn(self, arguments: list[str], **env) -> tuple[str, Service]:
+        """`gunicorn <arguments>` bound to a free loopback port, waited for until /healthz answers; its base URL
+        and service."""
+        port = free_port()
+        command = [sys.executable, "-m", "gunicorn", *arguments, "-b", f"127.0.0.1:{port}"]
         service = Service("gunicorn", command, env=service_env(**env), log=self._log("gunicorn"))
         self.started.append(service.start())
         base = f"http://127.0.0.1:{port}"
@@ -196,8 +202,8 @@ class Processes:
             except httpx.TransportError:
                 return False
 
-        wait_until(up, timeout=30, what="gunicorn to start")
-        return base
+        wait_until(up, timeout=30, what=f"gunicorn {' '.join(arguments)} to start")
+        return base, service
 
     def tails(self) -> str:
         return "\n".join(s.tail() if isinstance(s, Service) else s.service.tail() for s in self.started)

@@ -8,6 +8,7 @@ from django.utils.crypto import salted_hmac
 
 from routing.accounts.services import accounts_import
 from routing.dashboard.rollups import dashboard_rollup_recent
+from routing.demo.desk import demo_desk_seed
 from routing.demo.history import demo_history_seed
 from routing.models import Source
 from routing.rules import rules_import
@@ -51,10 +52,12 @@ class Command(BaseCommand):
             source.token_prefix = token[: Source.TOKEN_PREFIX_LENGTH]
             source.save()
         history = demo_history_seed(source=source)  # two weeks of routed leads, added once
+        desk = demo_desk_seed(source=source)  # a dozen current exception items, opened once
         dashboard_rollup_recent(days_back=35)  # the dashboard has figures at once, not after beat's first tick
         self.stdout.write(
             f"Demo data: {counts['owners']} owners, {counts['queues']} queues, {counts['rules']} rules, "
-            f"{accounts.created + accounts.updated + accounts.unchanged} accounts, {history} past leads added; "
+            f"{accounts.created + accounts.updated + accounts.unchanged} accounts, {history} past leads and "
+            f"{len(desk)} exception items added; "
             f"login {username} / {password} (or {DEMO_OWNER}, a rule owner, same password); "
             f"source {DEMO_SOURCE}. Token:"
         )
