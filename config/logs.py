@@ -29,7 +29,7 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-CONTEXT_FIELDS = ("lead_pk", "lead_id", "exception_id", "incident_id", "event_id", "task_id")
+CONTEXT_FIELDS = ("lead_pk", "lead_id", "exception_id", "incident_id", "event_id", "task_id", "webhook_id")
 
 _context: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
     "handoff_log_context", default=MappingProxyType({})

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
+from config.logs import log_context
 from exceptions.models import AlertChannelKind, AlertMessage, AlertMessageStatus
 from routing.dispatch import alerts_enqueue
 from routing.integrations import http
@@ -43,6 +44,11 @@ def alert_send(*, message_id: int) -> AlertMessage | None:
     )
     if earlier.exists():
         return None  # sent once the earlier one is settled (_settled publishes it)
+    with log_context(exception_id=message.item_id, incident_id=message.incident_id):  # its lines name what it is about
+        return _attempt(message)
+
+
+def _attempt(message: AlertMessage) -> AlertMessage | None:
     now = timezone.now()
     lease_until = now + dt.timedelta(seconds=message.channel.timeout_seconds + LEASE_MARGIN_SECONDS)
     claimed = AlertMessage.objects.filter(

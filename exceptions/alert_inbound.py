@@ -61,6 +61,11 @@ def _signed_by(channel: AlertChannel, header: str, body: bytes) -> bool:
 def pagerduty_webhook(*, body: bytes, signature: str) -> WebhookOutcome:
     channels = AlertChannel.objects.filter(kind=AlertChannelKind.PAGERDUTY, is_active=True)
     signers = [channel for channel in channels if channel.secret and _signed_by(channel, signature or "", body)]
+    if not signature:
+        raise SignatureRefused(
+            f"No {SIGNATURE_HEADER} header: PagerDuty signs every v3 webhook with it; a proxy in between may have "
+            "dropped it."
+        )
     if not signers:
         raise SignatureRefused(
             f"{SIGNATURE_HEADER} does not match: sign the raw body with the webhook subscription's secret, as set "
@@ -82,7 +87,7 @@ def pagerduty_webhook(*, body: bytes, signature: str) -> WebhookOutcome:
     agent = (event.get("agent") or {}).get("summary") or "someone"
     done = "Acknowledged" if action == AlertAction.ACKNOWLEDGE else "Resolved"
     note = f"{done} in PagerDuty by {agent} (PagerDuty incident {data.get('number') or data.get('id') or '?'})."
-    with alerts_not_echoed_to(channel.pk for channel in signers):
+    with alerts_not_echoed_to((channel.pk for channel in signers), dedup_key=key):
         if found.group(1) == "exception":
             return _item(int(found.group(2)), action, note)
         return _incident(int(found.group(2)), action, note)

@@ -45,18 +45,19 @@ SEVERITY = {
 }
 SOURCE = "handoff"
 
-# The channel a change came from (a PagerDuty webhook): it is not told about the change it made itself.
-_quiet_channels: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("quiet_channels", default=frozenset())
+# The alert a change came from (a PagerDuty webhook): that channel is not told, about that alert, of the change
+# it reported itself. Its other alerts (an incident's items, each paged on their own) are followed up as usual.
+_quiet: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar("quiet_alerts", default=frozenset())
 
 
 @contextlib.contextmanager
-def alerts_not_echoed_to(channel_ids: Iterable[int]):
-    """Changes made inside send no follow-up to these channels (they reported the change to us)."""
-    token = _quiet_channels.set(_quiet_channels.get() | frozenset(channel_ids))
+def alerts_not_echoed_to(channel_ids: Iterable[int], *, dedup_key: str):
+    """Changes made inside send no follow-up about `dedup_key` to these channels (they reported it to us)."""
+    token = _quiet.set(_quiet.get() | {(channel_id, dedup_key) for channel_id in channel_ids})
     try:
         yield
     finally:
-        _quiet_channels.reset(token)
+        _quiet.reset(token)
 
 
 def item_dedup_key(item_id: int) -> str:
@@ -75,8 +76,10 @@ def console_url(name: str, pk: int) -> str:
 
 
 def alerts_items_opened(*, items: list[ExceptionItem]) -> list[AlertMessage]:
-    """Items just opened (exceptions.services.exceptions_open), in its transaction."""
-    return _trigger_items(items, AlertEvent.ITEM_OPENED)
+    """Items just opened (exceptions.services.exceptions_open, once they have gathered into incidents), in its
+    transaction. An item that opened into an incident is not paged on its own to a channel that is told of
+    incidents: one cause, one page (the incident's). The items before it, which opened the incident, were."""
+    return _trigger_items(items, AlertEvent.ITEM_OPENED, skip_in_incidents=True)
 
 
 def alerts_items_breached(*, item_ids: list[int]) -> list[AlertMessage]:
@@ -112,11 +115,20 @@ def alert_incident_opened(*, incident: ExceptionIncident) -> list[AlertMessage]:
     return _write(rows)
 
 
-def _trigger_items(items: list[ExceptionItem], event: str) -> list[AlertMessage]:
+def _trigger_items(items: list[ExceptionItem], event: str, *, skip_in_incidents: bool = False) -> list[AlertMessage]:
     channels = _channels(event, {item.queue_id for item in items})
+    in_incidents = set()
+    if skip_in_incidents and channels:
+        in_incidents = set(
+            ExceptionItem.objects.filter(pk__in=[item.pk for item in items], incident__isnull=False).values_list(
+                "pk", flat=True
+            )
+        )
     rows = []
     for item in items:
         wanted = channels.get(item.queue_id)
+        if item.pk in in_incidents:
+            wanted = [channel for channel in wanted or () if AlertEvent.INCIDENT_OPENED not in channel.events]
         if not wanted:
             continue
         alert = _item_alert(item, event)
@@ -214,6 +226,10 @@ def _trigger(channel: AlertChannel, alert: _Alert, *, item=None, incident=None) 
 
 
 def _slack(text: str, url: str) -> dict:
+    """`text` carries what others wrote (a lead's fields from a capture system, a person's note): escaped as Slack
+    asks, so `<!channel>` or `<https://…|Open in Handoff>` in it shows as typed instead of paging the channel or
+    forging a link. Only the link to Handoff is markup."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return {
         "text": f"{text} <{url}|Open in Handoff>",
         "blocks": [
@@ -274,11 +290,11 @@ def _follow(keys: dict[str, tuple[str, int]], action: str, by, note: str) -> lis
         return []
     sent = (
         AlertMessage.objects.filter(dedup_key__in=list(keys), action=AlertAction.TRIGGER, channel__is_active=True)
-        .exclude(channel__in=_quiet_channels.get())
         .values_list("dedup_key", "channel")
         .distinct()
     )
-    pairs = sorted(set(sent))
+    quiet = _quiet.get()
+    pairs = sorted(pair for pair in set(sent) if (pair[1], pair[0]) not in quiet)
     if not pairs:
         return []
     channels = AlertChannel.objects.in_bulk({channel_id for _, channel_id in pairs})

@@ -213,8 +213,8 @@ def exceptions_open(*, openings: list[Opening], at: dt.datetime | None = None) -
             for item in new
         ]
     )
-    alerts.alerts_items_opened(items=new)  # PagerDuty, Slack, webhooks of the queue (exceptions.alerts)
     incidents_gather(causes=causes, at=opened_at)
+    alerts.alerts_items_opened(items=new)  # PagerDuty, Slack, webhooks of the queue (exceptions.alerts)
     return items
 
 

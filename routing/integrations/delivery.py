@@ -53,7 +53,10 @@ def event_deliver(*, event_id: int) -> OutboxEvent | None:
     if event is None or event.status != OutboxStatus.PENDING:
         return None
     capture_id = event.lead.lead_id if event.lead_id else None
-    with log_context(lead_pk=event.lead_id, lead_id=capture_id, event_id=event.pk):  # the attempt's lines name all
+    # The attempt's lines name all, and the webhook-id its receiver sees, for a CRM team asking about one.
+    with log_context(
+        lead_pk=event.lead_id, lead_id=capture_id, event_id=event.pk, webhook_id=str(event.idempotency_key)
+    ):
         return _attempt(event)
 
 

@@ -406,7 +406,9 @@ def test_a_bad_signature_is_refused_with_401_and_a_rotated_secret_is_accepted(cl
     AlertChannelFactory(queue=triage)
     item = open_item(triage)
     body = pagerduty_webhook_body("incident.acknowledged", f"handoff-exception-{item.pk}")
-    for signature in ["", signed(body, "wrong"), signed(body + b" ")]:
+    missing = post_webhook(client, body, "")
+    assert (missing.status_code, missing.json()["detail"][:32]) == (401, "No X-PagerDuty-Signature header:")
+    for signature in [signed(body, "wrong"), signed(body + b" ")]:
         answer = post_webhook(client, body, signature)
         assert answer.status_code == 401
         assert "X-PagerDuty-Signature does not match" in answer.json()["detail"]
@@ -439,3 +441,57 @@ def test_unknown_incidents_and_other_events_are_answered_200_and_ignored(client,
         400,
         "The body is not a PagerDuty v3 webhook: expected JSON with event.event_type.",
     )
+
+
+# --- second reader's findings ----------------------------------------------------------------------------------
+
+
+def test_slack_shows_what_others_wrote_as_text_never_as_mentions_or_links(slack, triage, person):
+    AlertChannelFactory(queue=triage, kind=AlertChannelKind.SLACK, url=slack.url, routing_key="")
+    item = open_item(triage, lead_id="<!here>|<https://evil.example|x>")
+    exception_resolve(item=item, by=person, resolution="not_a_lead", note="<!channel> see <https://evil.example|Open>")
+    send_all()
+    opened, resolved = (request.json() for request in slack.received)
+    assert "&lt;!here&gt;|&lt;https://evil.example|x&gt;" in opened["text"]
+    assert "&lt;!channel&gt; see &lt;https://evil.example|Open&gt;" in resolved["text"]
+    for message in (opened, resolved):
+        text = message["blocks"][0]["text"]["text"]
+        assert "<!" not in text and "<https://evil" not in text
+        assert text.endswith(f"<http://127.0.0.1:8000/console/items/{item.pk}/|Open in Handoff>")
+
+
+def test_items_that_open_into_an_incident_page_through_it_alone(pagerduty, slack, triage, settings):
+    settings.HANDOFF = {**settings.HANDOFF, "INCIDENT_MIN_ITEMS": 3}
+    events = [AlertEvent.ITEM_OPENED, AlertEvent.INCIDENT_OPENED]
+    AlertChannelFactory(queue=triage, url=pagerduty.url, events=events)
+    AlertChannelFactory(queue=triage, kind=AlertChannelKind.SLACK, url=slack.url, routing_key="")  # items only
+    cause = Cause("enrichment_failed", "Enrichment fails")
+    items = [
+        exception_open(lead=LeadFactory(), reason="enrichment_failed", queue=triage, cause=cause) for _ in range(4)
+    ]
+    send_all()
+    incident = ExceptionIncident.objects.get()
+    assert set(ExceptionItem.objects.filter(incident=incident)) == set(items)
+    # The two that opened it were paged before it existed; the third opened it, the fourth joined: no page each.
+    assert pagerduty.alerts == {
+        f"handoff-exception-{items[0].pk}": ["trigger"],
+        f"handoff-exception-{items[1].pk}": ["trigger"],
+        f"handoff-incident-{incident.pk}": ["trigger"],
+    }
+    assert len(slack.received) == 4  # a channel not told of incidents still hears of every item
+
+
+def test_pagerduty_resolving_an_incident_resolves_its_items_alerts_there_too(client, pagerduty, triage, settings):
+    settings.HANDOFF = {**settings.HANDOFF, "INCIDENT_MIN_ITEMS": 2}
+    AlertChannelFactory(queue=triage, url=pagerduty.url, events=[AlertEvent.ITEM_OPENED, AlertEvent.INCIDENT_OPENED])
+    cause = Cause("enrichment_failed", "Enrichment fails")
+    first, _ = (exception_open(lead=LeadFactory(), reason="enrichment_failed", queue=triage, cause=cause) for _ in "ab")
+    send_all()
+    incident = ExceptionIncident.objects.get()
+    body = pagerduty_webhook_body("incident.resolved", f"handoff-incident-{incident.pk}")
+    assert post_webhook(client, body, signed(body)).json()["outcome"] == "resolved"
+    send_all()
+    assert pagerduty.alerts == {
+        f"handoff-exception-{first.pk}": ["trigger", "resolve"],  # its own page, closed with the incident
+        f"handoff-incident-{incident.pk}": ["trigger"],  # resolved in PagerDuty: not echoed
+    }

@@ -8,10 +8,19 @@ from django.conf import settings
 from django.test import Client
 
 from config.logs import ContextFilter, JsonFormatter, PlainFormatter, current_log_context, log_context
+from exceptions.alert_delivery import alert_send
+from exceptions.alerts import alerts_items_opened
 from routing.integrations.delivery import event_deliver
 from routing.models import Lead, LeadStatus
 from routing.tasks import route_leads
-from tests.factories import DeliveryTargetFactory, LeadFactory, LeadPayloadFactory, OutboxEventFactory, open_exception
+from tests.factories import (
+    AlertChannelFactory,
+    DeliveryTargetFactory,
+    LeadFactory,
+    LeadPayloadFactory,
+    OutboxEventFactory,
+    open_exception,
+)
 
 logger = logging.getLogger("tests.observability")
 
@@ -89,8 +98,22 @@ def test_a_delivery_attempt_logs_the_lead_and_event_ids(json_log):
 
     (line,) = lines_about(json_log(), logger="routing.integrations.delivery", event_id=event.pk)
     assert (line["lead_pk"], line["lead_id"]) == (lead.pk, lead.lead_id)
+    assert line["webhook_id"] == str(event.idempotency_key)  # the webhook-id its receiver sees
     assert line["message"].startswith(f"Event {event.pk} to CRM, attempt 1: ")
     assert line["message"].endswith("now pending.")
+
+
+@pytest.mark.django_db
+def test_an_alert_message_logs_the_item_it_is_about(json_log):
+    item = open_exception()
+    channel = AlertChannelFactory(queue=item.queue, url="http://127.0.0.1:9/")  # nothing listens: a failed attempt
+    (message,) = alerts_items_opened(items=[item])
+
+    alert_send(message_id=message.pk)
+
+    (line,) = lines_about(json_log(), logger="exceptions.alert_delivery", exception_id=item.pk)
+    assert line["message"].startswith(f"Alert message {message.pk} (trigger handoff-exception-{item.pk}) to")
+    assert line["channel"] == channel.name
 
 
 @pytest.mark.django_db
