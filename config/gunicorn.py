@@ -39,6 +39,22 @@ control_socket_disable = True
 if hasattr(gthread, "DEFAULT_WORKER_DATA_TIMEOUT"):
     gthread.DEFAULT_WORKER_DATA_TIMEOUT = 1.0
 
+# Once a request's first bytes arrive, gunicorn reads the rest in a thread with no timeout at all: twenty clients
+# that send half a header line and stop took every thread, and the probes with them, for as long as they stayed
+# connected (a second reader's slowloris). Each read and write of a request then waits at most this long; a
+# client silent longer is disconnected. A buffering proxy in front (README: Behind a reverse proxy) spares
+# gunicorn such clients entirely; this bounds what reaches it directly.
+read_timeout = _positive("GUNICORN_READ_TIMEOUT", 10)
+
+
+class _BoundedConnection(gthread.TConn):
+    def init(self):  # called before each request is read, after gunicorn made the socket blocking (no timeout)
+        super().init()
+        self.sock.settimeout(read_timeout)
+
+
+gthread.TConn = _BoundedConnection  # the class gthread's accept() builds each connection with
+
 LOG_FORMAT = env_choice("LOG_FORMAT", "plain" if env_bool("DJANGO_DEBUG", False) else "json", ("plain", "json"))
 
 

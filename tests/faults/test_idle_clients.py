@@ -1,7 +1,8 @@
 """Idle and slow clients against gunicorn as shipped (config/gunicorn.py): connections that send nothing, a
 kept-alive connection left idle, and clients dribbling their request a byte at a time must not stop /healthz
 and /metrics from answering. (With README's old `gunicorn config.wsgi`, one sync worker, a single idle
-connection held every other request until the worker was killed 30 s later.)"""
+connection held every other request until the worker was killed 30 s later; twenty clients stopping halfway
+through their headers held every thread for as long as they stayed connected.)"""
 
 import socket
 import threading
@@ -79,4 +80,26 @@ def test_health_and_metrics_answer_while_idle_and_slow_clients_hold_connections(
         probes_done.set()
         kept_alive.close()
         for sock in idle:
+            sock.close()
+
+
+HALF = 20  # more clients that send half a request than the server has threads (2 workers × 8)
+
+
+def test_clients_that_stop_halfway_through_their_headers_are_cut_off_and_the_probes_answer(processes):
+    base, server = shipped_gunicorn(processes, GUNICORN_READ_TIMEOUT="2")
+    half = []
+    for _ in range(HALF):
+        sock = connect(base)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and nothing more
+        half.append(sock)
+    try:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            answer = httpx.get(f"{base}{path}", timeout=PROBE_TIMEOUT)
+            assert answer.status_code == 200, (path, answer.status_code, server.tail())
+        for sock in half:  # each was disconnected once silent for the read timeout: nothing came back
+            assert read_answer(sock) == b""
+        assert server.running()
+    finally:
+        for sock in half:
             sock.close()
