@@ -13,6 +13,7 @@ order within one alert, through the outbound guard of routing.integrations.http 
 import datetime as dt
 import json
 import logging
+import re
 import time
 
 from django.conf import settings
@@ -86,7 +87,33 @@ def _json(data: dict) -> bytes:
 
 def _post(message: AlertMessage) -> Answer:
     url, body, headers = request_for(message)
-    return http.post(url, content=body, headers=headers, timeout=message.channel.timeout_seconds)
+    reason_of = ERROR_REASONS.get(message.channel.kind)
+    return http.post(url, content=body, headers=headers, timeout=message.channel.timeout_seconds, reason_of=reason_of)
+
+
+_SLACK_ERROR = re.compile(r"[a-z_]{1,60}")
+
+
+def _pagerduty_reason(raw: bytes) -> str | None:
+    """PagerDuty's error answer, `{"status", "message", "errors": [...]}`: its message and errors, which say what
+    to fix ("'routing_key' is invalid"). Anything else is not shown."""
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    parts = [answer.get("message")] + (answer.get("errors") if isinstance(answer.get("errors"), list) else [])
+    return "; ".join(part for part in parts if isinstance(part, str)) or None
+
+
+def _slack_reason(raw: bytes) -> str | None:
+    """Slack answers an error with one word (`no_service`, `invalid_payload`, `channel_is_archived`)."""
+    text = raw.decode(errors="replace").strip()
+    return text if _SLACK_ERROR.fullmatch(text) else None
+
+
+ERROR_REASONS = {AlertChannelKind.PAGERDUTY: _pagerduty_reason, AlertChannelKind.SLACK: _slack_reason}
 
 
 def _record(message: AlertMessage, answer: Answer) -> AlertMessage:

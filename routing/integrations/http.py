@@ -58,8 +58,10 @@ def _shared_client() -> httpx.Client:
     return _client[1]
 
 
-def post(url: str, *, content: bytes, headers: dict, timeout: float) -> Answer:
-    """POST to `url` after checking where it resolves now, connected to the checked address (addresses.py)."""
+def post(url: str, *, content: bytes, headers: dict, timeout: float, reason_of=None) -> Answer:
+    """POST to `url` after checking where it resolves now, connected to the checked address (addresses.py).
+    `reason_of(raw body)`, for a far end whose error answers have a known shape (PagerDuty, Slack), picks the
+    reason out of an error answer to show; None shows none (_error_summary)."""
     began = time.perf_counter()
     try:
         where = destination_for(url)
@@ -76,9 +78,9 @@ def post(url: str, *, content: bytes, headers: dict, timeout: float) -> Answer:
         return Answer(None, _ms(began), f"{type(exc).__name__}: {exc}"[:500])
     retry_after = _retry_after(response.headers.get("Retry-After"))
     if not 200 <= response.status_code < 300:
-        return Answer(
-            response.status_code, _ms(began), _error_summary(response.status_code, raw, complete), retry_after
-        )
+        reason = reason_of(raw) if reason_of is not None and complete else None
+        summary = _error_summary(response.status_code, raw, complete, reason=reason)
+        return Answer(response.status_code, _ms(began), summary, retry_after)
     try:
         body = orjson.loads(raw) if raw and complete else None
     except orjson.JSONDecodeError:
@@ -112,13 +114,16 @@ def _read_capped(response: httpx.Response) -> tuple[bytes, bool]:
     return b"".join(chunks), True
 
 
-def _error_summary(status_code: int, raw: bytes, complete: bool) -> str:
+def _error_summary(status_code: int, raw: bytes, complete: bool, *, reason: str | None = None) -> str:
     """What people see of an error answer: its status, never its body. The body is whatever the far end
-    chose to send (an internal page, if the URL ever reached one); the receipt says how large it was."""
+    chose to send (an internal page, if the URL ever reached one); the receipt says how large it was. Only a
+    `reason` the caller picked out of a known answer shape is shown, cut to 300 characters."""
     try:
         phrase = f" {http.HTTPStatus(status_code).phrase}"
     except ValueError:
         phrase = ""
+    if reason:
+        return f"HTTP {status_code}{phrase}: {reason[:300]}"
     size = f"{len(raw):,} bytes" if complete else f"over {MAX_ANSWER_BYTES:,} bytes"
     return f"HTTP {status_code}{phrase} (answer of {size} not shown)"
 

@@ -264,9 +264,10 @@ def test_pagerduty_refusing_the_event_fails_it_at_once_with_the_error_in_the_adm
     open_item(triage)
     (message,) = send_all()
     assert (message.status, message.attempts, message.last_status_code) == (AlertMessageStatus.FAILED, 1, 400)
-    assert message.last_error.startswith("HTTP 400 Bad Request")
+    reason = "HTTP 400 Bad Request: Event object is invalid; 'routing_key' is invalid (it is 32 characters)"
+    assert message.last_error == reason  # PagerDuty's own words: what to fix
     page = admin_client.get("/admin/exceptions/alertmessage/").content.decode()
-    assert "HTTP 400 Bad Request" in page and "Failed" in page
+    assert "routing_key&#x27; is invalid" in page and "Failed" in page
 
 
 def test_slack_rate_limits_are_waited_out_and_a_removed_webhook_fails(slack, triage):
@@ -278,6 +279,7 @@ def test_slack_rate_limits_are_waited_out_and_a_removed_webhook_fails(slack, tri
     AlertMessage.objects.update(next_attempt_at=timezone.now())
     (message,) = send_all()
     assert (message.status, message.last_status_code) == (AlertMessageStatus.FAILED, 404)
+    assert message.last_error == "HTTP 404 Not Found: no_service"
 
 
 def test_a_resolve_never_reaches_pagerduty_before_its_trigger(pagerduty, triage, person):
