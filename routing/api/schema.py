@@ -2,6 +2,8 @@
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
+from exceptions.filters import ExceptionFilter
+
 
 class SourceTokenScheme(OpenApiAuthenticationExtension):
     target_class = "routing.api.auth.TokenAuthentication"
@@ -135,8 +137,31 @@ def complete_for_openapi_31(result, generator, request, public):
             body = operation.get("requestBody")
             if body and all(media.get("schema", {}).get("type") == "array" for media in body["content"].values()):
                 body["required"] = True
+    _filter_bounds(result)
     _null_as_a_type(result)
     return result
+
+
+# Form bounds a filter enforces (a 400 otherwise) and its schema should say: FilterSet extra -> JSON Schema.
+_BOUNDS = {"min_length": "minLength", "max_length": "maxLength", "min_value": "minimum", "max_value": "maximum"}
+
+
+def _filter_bounds(result) -> None:
+    """The exception lists' query parameters carry the bounds their filters enforce (`q` of 3 to 200 characters,
+    `due_within` 0 to 10,080 minutes), which drf-spectacular leaves out: a client generated from the schema
+    learns them before the server answers 400."""
+    bounds = {
+        name: {_BOUNDS[key]: value for key, value in declared.extra.items() if key in _BOUNDS}
+        for name, declared in ExceptionFilter.base_filters.items()
+    }
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            parameters = operation.get("parameters", [])
+            if not any(parameter["name"] == "due_within" for parameter in parameters):
+                continue  # not an exception list (they alone filter by due time)
+            for parameter in parameters:
+                if parameter.get("in") == "query" and bounds.get(parameter["name"]):
+                    parameter.setdefault("schema", {}).update(bounds[parameter["name"]])
 
 
 def _null_as_a_type(node) -> None:

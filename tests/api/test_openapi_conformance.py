@@ -125,6 +125,15 @@ def test_exceptions_origin_filter_is_documented_as_it_answers(document, api_worl
         assert (refused.status_code, refused.json()) == (400, {"origin": [message]})
 
 
+def test_the_exception_lists_bounds_are_in_the_schema_as_the_server_enforces_them(document, api_world):
+    parameters = {p["name"]: p["schema"] for p in document["paths"]["/api/v1/exceptions/"]["get"]["parameters"]}
+    assert (parameters["q"]["minLength"], parameters["q"]["maxLength"]) == (3, 200)
+    assert (parameters["due_within"]["minimum"], parameters["due_within"]["maximum"]) == (0, 7 * 24 * 60)
+    client = CheckedClient(ResponseChecker(document), token=api_world.person_token)
+    for outside in ({"q": "ab"}, {"due_within": -1}, {"due_within": 7 * 24 * 60 + 1}):
+        assert client.get("/api/v1/exceptions/", outside).status_code == 400, outside
+
+
 def test_first_and_last_pages_say_there_is_no_page_before_or_after(document, api_world):
     client = CheckedClient(ResponseChecker(document), token=api_world.person_token)
     first = client.get("/api/v1/exceptions/", {"page_size": 2, "status": list(ExceptionStatus)}).json()
