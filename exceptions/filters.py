@@ -3,7 +3,7 @@ import datetime as dt
 import django_filters
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, Value
+from django.db.models import Count, F, Q, Value
 from django.db.models.expressions import RawSQL
 from django.http import QueryDict
 from django.utils import timezone
@@ -33,6 +33,20 @@ def console_people():
     )
 
 
+def item_holders():
+    """Whoever a list may be filtered to as assignee: the console's people, and every queue member, whom
+    routing and acknowledging give items too (the demo's alan held items nobody could filter by)."""
+    return (
+        get_user_model()
+        .objects.filter(
+            Q(groups__name__in=CONSOLE_GROUPS) | Q(is_superuser=True) | Q(queue_memberships__isnull=False),
+            is_active=True,
+        )
+        .distinct()
+        .order_by("username")
+    )
+
+
 class ReceivedRangeField(forms.MultiValueField):
     """`received_after` and `received_before` as one range, read the way every date range is (routing.days):
     a bare date is its whole UTC day at either end, a date-time is an instant, and the end is not included.
@@ -46,7 +60,16 @@ class ReceivedRangeField(forms.MultiValueField):
         super().__init__(fields, *args, require_all_fields=False, **kwargs)
 
     def compress(self, data_list):
-        return slice(*data_list) if data_list else None
+        if not data_list:
+            return None
+        start, stop = data_list
+        if start is not None and stop is not None and start >= stop:
+            # As the commands say it: a reversed range is a mistake to point out, not a question with no answer.
+            raise forms.ValidationError(
+                "The date range is empty: received_before must come after received_after (a date alone runs to the "
+                "end of its day, so the same date twice is that whole day)."
+            )
+        return slice(start, stop)
 
 
 @extend_schema_field(  # each of received_after and received_before
@@ -147,7 +170,7 @@ class ExceptionFilter(django_filters.FilterSet):
         choices=ExceptionStatus.choices, widget=forms.CheckboxSelectMultiple, distinct=False
     )
     reason = django_filters.ChoiceFilter(choices=ExceptionReason.choices)
-    assignee = IdOrNameFilter(queryset=console_people(), null_label="Nobody", name_field="username")
+    assignee = IdOrNameFilter(queryset=item_holders(), null_label="Nobody", name_field="username")
     breached = django_filters.BooleanFilter(method="filter_breached", label="Breached", widget=AnyYesNo)
     due_within = django_filters.NumberFilter(
         method="filter_due_within", label="Due within (min)", min_value=0, max_value=7 * 24 * 60
@@ -203,8 +226,12 @@ class ExceptionFilter(django_filters.FilterSet):
         return queryset  # applied last, in `ordered`
 
     def ordered(self):
-        order = SORTS.get(self.form.cleaned_data.get("sort") or "due", SORTS["due"])
-        return self.qs.order_by(*order)
+        field, tie = SORTS.get(self.form.cleaned_data.get("sort") or "due", SORTS["due"])
+        if field == "due_at":
+            # A waiting item has no due time: last, as PostgreSQL sorts NULL ascending anyway (so its index still
+            # serves the list); SQLite, the demo's default database, put it first, as the most urgent.
+            field = F("due_at").asc(nulls_last=True)
+        return self.qs.order_by(field, tie)
 
 
 class IncidentFilter(django_filters.FilterSet):
@@ -217,7 +244,7 @@ class IncidentFilter(django_filters.FilterSet):
         help_text="The queue's id or its name, as the rows show it (e.g. Triage).",
     )
     assignee = IdOrNameFilter(
-        queryset=console_people(),
+        queryset=item_holders(),
         null_label="Nobody",
         name_field="username",
         help_text="The person's id or username, as the rows show it (e.g. olga); null for nobody.",

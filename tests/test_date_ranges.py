@@ -141,6 +141,13 @@ def test_api_received_before_says_what_to_type_for_a_bad_date(api, items):
     assert "is not a date (YYYY-MM-DD, its whole UTC day) or a date-time" in str(response.json())
 
 
+def test_api_received_range_reversed_is_refused_as_the_commands_refuse_it(api, items):
+    assert listed(api, received_after="2026-11-30", received_before="2026-11-30") == {"nov-30-noon", "nov-30-last"}
+    response = api.get("/api/v1/exceptions/", {"received_after": "2026-12-05", "received_before": "2026-12-04"})
+    assert response.status_code == 400
+    assert "The date range is empty" in str(response.json())
+
+
 def test_api_replay_until_a_date_includes_that_whole_day(rule_owner, routed_leads):
     client = APIClient()
     client.force_authenticate(rule_owner)

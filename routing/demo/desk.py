@@ -175,6 +175,11 @@ def demo_desk_seed(*, source: Source, now: dt.datetime | None = None) -> dict[st
     assert not refused, f"The demo desk's own leads were refused: {refused}"
     leads = {lead.lead_id: lead for lead in Lead.objects.filter(pk__in=ids)}
     Lead.objects.filter(pk__in=ids).update(status=LeadStatus.EXCEPTION)  # what routing does when it opens one
+    for entry in DESK:  # each arrived just before its item opened, not hours after
+        received = now - dt.timedelta(minutes=entry.minutes_ago, seconds=20)
+        Lead.objects.filter(pk=leads[entry.lead["lead_id"]].pk).update(
+            received_at=received, occurred_at=received - dt.timedelta(seconds=15)
+        )
     items = {
         entry.key: exception_open(
             lead=leads[entry.lead["lead_id"]],

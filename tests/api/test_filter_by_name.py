@@ -9,7 +9,7 @@ from exceptions.incident_actions import incident_assign
 from exceptions.incidents import Cause
 from exceptions.models import ExceptionIncident, ExceptionReason
 from exceptions.services import exception_open
-from tests.factories import LeadFactory, QueueFactory, RuleFactory, UserFactory
+from tests.factories import LeadFactory, MembershipFactory, QueueFactory, RuleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +56,21 @@ def test_the_incident_list_takes_a_queue_by_name_or_id(api, incidents):
 def test_the_incident_list_takes_an_assignee_by_username(api, incidents):
     assert incident_ids(api, assignee="olga") == {incidents["crm"].pk}
     assert incident_ids(api, assignee="null") == {incidents["mail"].pk}  # nobody
+
+
+def test_the_item_list_takes_a_queue_member_who_holds_items_by_username(api, ops_person):
+    """Queue members hold items (routing, acknowledging) without being console people: the list a row shows
+    `"assignee": "alan"` on must take `?assignee=alan` (it answered 400 "Nothing is named 'alan'")."""
+    sales = QueueFactory(name="Sales")
+    alan = MembershipFactory(queue=sales, user=UserFactory(username="alan")).user
+    held = exception_open(lead=LeadFactory(), reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE, queue=sales)
+    exception_open(lead=LeadFactory(), reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE, queue=sales)
+    held.assignee = alan
+    held.save(update_fields=["assignee"])
+    response = api.get("/api/v1/exceptions/", {"assignee": "alan"})
+    assert response.status_code == 200, response.json()
+    assert [row["id"] for row in response.json()["results"]] == [held.pk]
+    assert response.json()["results"][0]["assignee"] == "alan"
 
 
 def test_the_incident_list_refuses_a_name_that_names_nothing(api, incidents):

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from exceptions.models import ExceptionItem
 from routing import engine
 from routing.dashboard.models import DailyLeadStat
+from routing.demo.desk import DESK, DESK_PREFIX
 from routing.demo.history import HISTORY_DAYS, HISTORY_PREFIX
 from routing.models import Lead, LeadStatus
 
@@ -70,3 +71,13 @@ def test_seeding_again_adds_no_history():
     seed()
 
     assert Lead.objects.count() == count
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_desks_leads_arrived_just_before_their_items_opened():
+    seed()
+
+    items = ExceptionItem.objects.filter(lead__lead_id__startswith=DESK_PREFIX).select_related("lead")
+    assert items.count() == len(DESK)
+    for item in items:
+        assert item.opened_at - dt.timedelta(minutes=1) < item.lead.received_at < item.opened_at, item.lead.lead_id

@@ -33,7 +33,14 @@ class Command(BaseCommand):
         url = admin_url or settings.DATABASE_URL
         if not url.startswith(("postgres://", "postgresql://")):
             raise CommandError("Database roles are for PostgreSQL: give --admin-url postgres://<superuser>@host/db.")
-        with psycopg.connect(url) as admin:
+        try:
+            admin = psycopg.connect(url)
+        except psycopg.OperationalError as exc:
+            raise CommandError(
+                f"Could not connect with --admin-url ({str(exc).strip().splitlines()[-1]}). Connect to a database that "
+                "exists (on a new server, postgres://postgres@host/postgres), then `createdb -O <owner> <name>`."
+            ) from None
+        with admin:
             statements = role_statements(owner_role=owner, app_role=app, createdb=createdb)
             if adopt:
                 statements += [

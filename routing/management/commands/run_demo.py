@@ -79,7 +79,9 @@ class Command(BaseCommand):
                     f"Admin: {base}/admin/   API docs: {base}/api/docs/   Ctrl-C stops everything.\n"
                     f"Post your own leads as the demo source: curl -X POST {base}/api/v1/leads/ "
                     f'-H "Authorization: Token {token}" -H "Content-Type: application/json" '
-                    f'-d \'{{"lead_id": "try-1", "email": "jo@acme.example"}}\'\n'
+                    # An engaged MQL at a 200-person company: the demo's "MQL to AE" rule routes it to an AE.
+                    f'-d \'{{"lead_id": "try-1", "email": "jo@acme.example", "lifecycle_stage": "mql", '
+                    f'"engagement_score": 80, "company_size": 200}}\'\n'
                 )
             )
             if every > 0:
