@@ -4,6 +4,13 @@ from exceptions.bulk import BULK_ACTIONS, MAX_BULK_ITEMS
 from exceptions.filters import console_people
 from exceptions.models import NOTE_REQUIRED, NOTE_REQUIRED_MESSAGE, ExceptionIncident, ExceptionItem, Resolution
 
+# Items are worked in the console: only its people (ops, rule owners, admins) can be given one. A queue member
+# who is not one of them holds leads, and is named so, rather than told they do not exist.
+NOT_A_CONSOLE_PERSON = (
+    "{slug_name}={value} is not a console person: items go to people in the ops or rule_owners group (or an "
+    "admin); add them with `.venv/bin/python manage.py grant_console_access {value} --group ops`."
+)
+
 
 class ItemLeadSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -111,6 +118,7 @@ class BulkSerializer(serializers.Serializer):
         queryset=console_people(),
         required=False,
         help_text="assign: the console person's username (required).",
+        error_messages={"does_not_exist": NOT_A_CONSOLE_PERSON},
     )
 
     def validate(self, data):
@@ -141,7 +149,10 @@ class IncidentSerializer(ClockedSerializer):
 
 class IncidentAssignSerializer(serializers.Serializer):
     assignee = serializers.SlugRelatedField(
-        slug_field="username", queryset=console_people(), help_text="The console person's username."
+        slug_field="username",
+        queryset=console_people(),
+        help_text="The console person's username.",
+        error_messages={"does_not_exist": NOT_A_CONSOLE_PERSON},
     )
 
 

@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
                 ('kind', models.CharField(choices=[('pagerduty', 'PagerDuty (Events API v2)'), ('slack', 'Slack (incoming webhook)'), ('webhook', 'Signed webhook (a ticketing system)')], max_length=16)),
                 ('url', models.URLField(blank=True, help_text="Slack: the incoming webhook URL. Webhook: the receiver's URL. PagerDuty: leave empty for https://events.pagerduty.com/v2/enqueue.", max_length=500)),
                 ('routing_key', routing.integrations.sealed.SealedTextField(blank=True, help_text="PagerDuty: the service integration's routing key.")),
-                ('secret', routing.integrations.sealed.SealedTextField(blank=True, help_text='Webhook: the signing secret (X-Handoff-Signature). PagerDuty: the signing secret of the v3 webhook subscription that calls /api/v1/integrations/pagerduty/ back.')),
+                ('secret', routing.integrations.sealed.SealedTextField(blank=True, help_text='Webhook: the Standard Webhooks signing secret (whsec_…). PagerDuty: the signing secret of the v3 webhook subscription that calls /api/v1/integrations/pagerduty/ back.')),
                 ('events', models.JSONField(default=list, help_text='What opens an alert: item.opened, item.breached, incident.opened.')),
                 ('min_severity', models.PositiveSmallIntegerField(choices=[(1, 'info'), (2, 'warning'), (3, 'error'), (4, 'critical')], default=1, help_text='Alerts below this are not sent (item opened: warning; breached: error; incident: critical).')),
                 ('is_active', models.BooleanField(default=True)),

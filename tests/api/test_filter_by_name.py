@@ -118,3 +118,15 @@ def test_the_schema_documents_names_for_the_list_filters(api):
         for name in names:
             assert {"type": "string", "minLength": 1} in parameters[name]["schema"]["anyOf"], (path, name)
             assert "name" in parameters[name]["description"], (path, name)
+
+
+def test_assigning_to_a_queue_member_who_cannot_use_the_console_says_how_to_let_them(api):
+    sales = QueueFactory(name="Sales")
+    MembershipFactory(queue=sales, user=UserFactory(username="alan"))
+    item = exception_open(lead=LeadFactory(), reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE, queue=sales)
+    body = {"action": "assign", "ids": [item.pk], "assignee": "alan"}
+    response = api.post("/api/v1/exceptions/bulk/", body, format="json")
+    assert response.status_code == 400
+    (message,) = response.json()["assignee"]
+    assert message.startswith("username=alan is not a console person: items go to people in the ops")
+    assert "grant_console_access alan --group ops" in message
