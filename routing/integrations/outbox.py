@@ -19,16 +19,6 @@ from routing.dispatch import deliveries_enqueue
 from routing.integrations import signing
 from routing.integrations.models import DeliveryTarget, OutboxEvent, SignatureScheme
 
-# Alert webhooks (exceptions/alert_delivery.py) still sign with the legacy scheme through these names.
-from routing.integrations.signing import (  # noqa: F401
-    EVENT_HEADER,
-    IDEMPOTENCY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    sign,
-    verify,
-)
-
 
 def events_emit(*, event_type: str, payload: Callable[[], dict], lead=None) -> list[OutboxEvent]:
     """Queue an event for every active target that receives this type. Call inside the transaction of the

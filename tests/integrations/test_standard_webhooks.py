@@ -20,7 +20,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from routing.integrations.deadletter import dead_letters_replay
 from routing.integrations.delivery import event_deliver
 from routing.integrations.models import DeliveryTarget, OutboxStatus, SignatureScheme
-from routing.integrations.outbox import verify as legacy_verify
+from routing.integrations.signing import verify as legacy_verify
 from routing.integrations.targets import ROTATION_OVERLAP
 from tests.factories import DeliveryTargetFactory, OutboxEventFactory, UserFactory
 from tests.integrations.fake_target import status
