@@ -76,6 +76,7 @@ ORDINARY_TABLES = frozenset(
         # Governance beside the frozen versions: shadow decisions, replays, sign-offs and their reminders.
         "routing_shadowdecision",
         "routing_replayrun",
+        "routing_rulenotice",
         "routing_rulesignoff",
         "routing_signoffreminder",
         # Delivery and enrichment.

@@ -16,6 +16,8 @@ class ExceptionReason(models.TextChoices):
     ROUTING_FAILED = "routing_failed", "Routing failed"
     ENRICHMENT_FAILED = "enrichment_failed", "Enrichment failed"
     DELIVERY_FAILED = "delivery_failed", "Delivery failed"
+    # A lead still unassigned past its deciding rule's SLA, or past HANDOFF_ROUTING_SLO_MINUTES before any rule.
+    ROUTING_SLA_BREACHED = "routing_sla_breached", "Routing SLA breached"
 
 
 class ExceptionStatus(models.TextChoices):
@@ -143,6 +145,8 @@ class ExceptionItem(Clocked):
     incident = models.ForeignKey(
         ExceptionIncident, null=True, blank=True, on_delete=models.PROTECT, related_name="items"
     )
+    # Why the last escalation reached nobody (a queue with no owner or escalation contact); "" once one lands.
+    escalation_problem = models.CharField(max_length=200, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [
@@ -206,6 +210,7 @@ class SlaEventKind(models.TextChoices):
     ESCALATED = "escalated", "Escalated"
     REMINDED = "reminded", "Reminded"
     REASSIGNED = "reassigned", "Reassigned"
+    UNREACHED = "unreached", "Escalation reached nobody"
 
 
 class SlaEvent(models.Model):

@@ -242,6 +242,35 @@ class Rule(models.Model):
     test_cases = models.JSONField(
         default=list, blank=True, help_text='Sample leads with their expected outcome: [{"name", "lead", "expect"}].'
     )
+    # Success metrics: targets the rule is judged against (empty: no target), and which system owns the
+    # lead's state on this route. Part of the contract, so a version freezes them.
+    target_exception_rate = models.DecimalField(
+        max_digits=5, decimal_places=2, null=True, blank=True, help_text="Exception rate at most this percent."
+    )
+    target_latency_p95_minutes = models.DecimalField(
+        max_digits=7, decimal_places=2, null=True, blank=True, help_text="Route latency P95 at most this many minutes."
+    )
+    target_overrides_per_week = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Manual overrides per week at most this many."
+    )
+    target_sla_adherence = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Leads assigned within the SLA: at least this percent.",
+    )
+    source_of_truth = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The system that owns the lead's state on this route.",
+    )
+    # Not part of the contract: who else may sign off and is told of changes; changed live, kept in the history.
+    backup_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="backup_rules"
+    )
     staging_version = models.ForeignKey(
         "routing.RuleVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
     )
@@ -276,6 +305,11 @@ class Rule(models.Model):
         "rollback_plan",
         "test_cases",
         "assign_to",
+        "target_exception_rate",
+        "target_latency_p95_minutes",
+        "target_overrides_per_week",
+        "target_sla_adherence",
+        "source_of_truth",
     )
     # The same, by column: what a version freezes; a promotion with none of them changed has nothing to promote.
     CONTRACT_FIELDS = (
@@ -291,6 +325,11 @@ class Rule(models.Model):
         "rollback_plan",
         "test_cases",
         "assign_to",
+        "target_exception_rate",
+        "target_latency_p95_minutes",
+        "target_overrides_per_week",
+        "target_sla_adherence",
+        "source_of_truth",
     )
 
     class Meta:

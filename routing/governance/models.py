@@ -45,6 +45,12 @@ class RuleVersion(AppendOnlyModel):
     outputs = models.TextField()
     rollback_plan = models.TextField()
     test_cases = models.JSONField(default=list)
+    # Success metrics (routing.models.Rule); versions frozen before they existed have none.
+    target_exception_rate = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    target_latency_p95_minutes = models.DecimalField(max_digits=7, decimal_places=2, null=True, blank=True)
+    target_overrides_per_week = models.PositiveIntegerField(null=True, blank=True)
+    target_sla_adherence = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    source_of_truth = models.CharField(max_length=100, blank=True, default="", db_default="")
     created_at = models.DateTimeField()
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -214,3 +220,39 @@ class SignOffReminder(models.Model):
 
     def __str__(self):
         return f"Sign-off reminder to {self.owner} for week of {self.week}"
+
+
+class RuleNoticeKind(models.TextChoices):
+    PROMOTED = "promoted", "Promoted by someone else"
+    FORCED = "forced", "Forced into production"
+    ROLLED_BACK = "rolled_back", "Rolled back by someone else"
+    SLA_BELOW_TARGET = "sla_below_target", "SLA adherence below target"
+    OWNER_DEACTIVATED = "owner_deactivated", "Owner deactivated"
+
+
+class RuleNotice(models.Model):
+    """A message to a rule's owner or backup owner about their rule: emailed, and listed in "My rules" until
+    read. `key` makes each one once per recipient (a promotion's id, a week's SLA check)."""
+
+    rule = models.ForeignKey("routing.Rule", on_delete=models.CASCADE, related_name="notices")
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="rule_notices")
+    kind = models.CharField(max_length=24, choices=RuleNoticeKind.choices)
+    key = models.CharField(max_length=100)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    message = models.TextField()
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["recipient", "key"], name="rule_notice_once_per_key")]
+        indexes = [
+            # The mail task: unsent notices in order.
+            models.Index(
+                fields=["created_at", "id"], condition=models.Q(sent_at__isnull=True), name="rule_notice_unsent_idx"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} for {self.recipient} about {self.rule}"
