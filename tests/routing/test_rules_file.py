@@ -11,9 +11,15 @@ from django.core.management import CommandError, call_command
 from routing.governance.services import RuleDraftError, rule_draft_save
 from routing.models import Queue, QueueMembership, Rule
 from routing.rules import RulesFileError, rules_export, rules_import
-from tests.factories import RuleFactory
+from tests.factories import RuleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin():
+    """Who runs the imports that promote (a file's promotions are made as the person importing it)."""
+    return UserFactory(username="root", is_superuser=True, is_staff=True)
 
 
 def document(**overrides):
@@ -87,14 +93,10 @@ def document(**overrides):
     return doc
 
 
-def test_import_creates_owners_queues_and_rules():
-    assert rules_import(document=document()) == {
-        "owners": 2,
-        "queues": 2,
-        "rules": 1,
-        "promoted_to_staging": 1,
-        "promoted_to_production": 1,
-    }
+def test_import_creates_owners_queues_and_rules(admin):
+    imported = rules_import(document=document(), by=admin)
+    assert (imported.owners, imported.queues, imported.rules) == (2, 2, 1)
+    assert (imported.counts["promoted_to_staging"], imported.counts["promoted_to_production"]) == (1, 1)
     ada = get_user_model().objects.get(username="ada")
     assert (ada.get_full_name(), ada.email, ada.has_usable_password()) == ("Ada Lovelace", "ada@example.com", False)
     ae = Queue.objects.get(name="AE")
@@ -115,22 +117,23 @@ def test_import_creates_owners_queues_and_rules():
     )
     rule = Rule.objects.get()
     assert (rule.owner, rule.queue, rule.priority, rule.stage, rule.version) == (ada, ae, 10, "production", 1)
+    assert set(rule.promotions.values_list("by__username", flat=True)) == {"root"}  # not the owner, ada
 
 
-def test_export_then_import_gives_the_same_rules():
-    rules_import(document=document())
+def test_export_then_import_gives_the_same_rules(admin):
+    rules_import(document=document(), by=admin)
     exported = rules_export()
     rules_import(document=json.loads(json.dumps(exported)))
     assert rules_export() == exported
     assert Rule.objects.get().version == 1  # re-importing the same rule is not a change
 
 
-def test_reimport_promotes_a_changed_rule_as_a_new_version():
-    rules_import(document=document())
+def test_reimport_promotes_a_changed_rule_as_a_new_version(admin):
+    rules_import(document=document(), by=admin)
     changed = document()
     changed["rules"][0]["priority"] = 5
     changed["queues"][0]["members"] = ["ada"]
-    rules_import(document=changed)
+    rules_import(document=changed, by=admin)
     rule = Rule.objects.get()
     assert (rule.priority, rule.version) == (5, 2)
     assert [m.user.username for m in Queue.objects.get(name="AE").memberships.all()] == ["ada"]
@@ -266,8 +269,8 @@ def test_import_rules_command_refuses_missing_file(tmp_path):
         call_command("import_rules", str(tmp_path / "absent.json"))
 
 
-def test_export_and_import_commands_round_trip(tmp_path):
-    rules_import(document=document())
+def test_export_and_import_commands_round_trip(tmp_path, admin):
+    rules_import(document=document(), by=admin)
     path = tmp_path / "export.json"
     call_command("export_rules", "--output", str(path))
     rule = Rule.objects.get()
@@ -285,11 +288,11 @@ def test_a_draft_with_an_invalid_condition_is_refused():
         rule_draft_save(rule=rule)
 
 
-def test_a_file_cannot_put_an_untested_rule_into_production():
+def test_a_file_cannot_put_an_untested_rule_into_production(admin):
     untested = document()
     del untested["rules"][0]["test_cases"]
     with pytest.raises(RulesFileError) as caught:
-        rules_import(document=untested)
+        rules_import(document=untested, by=admin)
     assert caught.value.problems == [
         "rules[0] (MQL to AE): Add at least one test case: a sample lead and the expected outcome "
         "(a queue, or no match)."
@@ -297,20 +300,20 @@ def test_a_file_cannot_put_an_untested_rule_into_production():
     assert not Rule.objects.exists()
 
 
-def test_a_file_cannot_put_a_rule_with_a_failing_test_case_or_thin_contract_into_production():
+def test_a_file_cannot_put_a_rule_with_a_failing_test_case_or_thin_contract_into_production(admin):
     failing = document()
     failing["rules"][0]["test_cases"][0]["expect"] = {"queue": "SDR"}
     failing["rules"][0]["rollback_plan"] = ""
     with pytest.raises(RulesFileError) as caught:
-        rules_import(document=failing)
+        rules_import(document=failing, by=admin)
     assert caught.value.problems == [
         "rules[0] (MQL to AE): Write a rollback plan: what to do if the rule misroutes.",
         "rules[0] (MQL to AE): Test case 'engaged MQL' failed: expected SDR, got AE.",
     ]
 
 
-def test_an_imported_production_rule_carries_its_gates_and_replay_as_evidence():
-    rules_import(document=document())
+def test_an_imported_production_rule_carries_its_gates_and_replay_as_evidence(admin):
+    rules_import(document=document(), by=admin)
     rule = Rule.objects.get()
     production = rule.promotions.get(kind="production")
     assert production.replay is not None and production.replay.candidate == {str(rule.pk): 1}

@@ -6,7 +6,10 @@ from routing.rules import rules_export
 
 
 class Command(BaseCommand):
-    help = "Write owners, queues and rules as one JSON document (the import_rules format)."
+    help = (
+        "Write owners, queues and rules as one JSON document (the import_rules format): each rule as it runs at "
+        "its stage, with blocks for its staging version and draft where they differ."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--output", "-o", help="File to write; default: standard output.")

@@ -32,14 +32,15 @@ class Command(BaseCommand):
     help = "Load demo owners, queues and rules, a console login, and a demo capture source (prints its token)."
 
     def handle(self, *args, **options):
-        counts = rules_import(document=json.loads(DEMO_RULES.read_text()))
-        accounts = accounts_import(raw=DEMO_ACCOUNTS.read_bytes())  # the demo's leads come from their domains
         username, password = DEMO_LOGIN
         user, _ = get_user_model().objects.get_or_create(username=username)
         user.is_staff = user.is_superuser = True
         user.first_name, user.last_name = "Demo", "Admin"
         user.set_password(password)
         user.save()
+        # The demo admin promotes the demo rules (recorded as them, never as each rule's owner).
+        imported = rules_import(document=json.loads(DEMO_RULES.read_text()), by=user)
+        accounts = accounts_import(raw=DEMO_ACCOUNTS.read_bytes())  # the demo's leads come from their domains
         # Ada owns most demo rules: log in as her to try "My rules" and sign-off with the same password.
         owner = get_user_model().objects.get(username=DEMO_OWNER)
         owner.set_password(password)
@@ -55,7 +56,7 @@ class Command(BaseCommand):
         desk = demo_desk_seed(source=source)  # a dozen current exception items, opened once
         dashboard_rollup_recent(days_back=35)  # the dashboard has figures at once, not after beat's first tick
         self.stdout.write(
-            f"Demo data: {counts['owners']} owners, {counts['queues']} queues, {counts['rules']} rules, "
+            f"Demo data: {imported.owners} owners, {imported.queues} queues, {imported.rules} rules, "
             f"{accounts.created + accounts.updated + accounts.unchanged} accounts, {history} past leads and "
             f"{len(desk)} exception items added; "
             f"login {username} / {password} (or {DEMO_OWNER}, a rule owner, same password); "
