@@ -172,6 +172,10 @@ class ExceptionFilter(django_filters.FilterSet):
     reason = django_filters.ChoiceFilter(choices=ExceptionReason.choices)
     assignee = IdOrNameFilter(queryset=item_holders(), null_label="Nobody", name_field="username")
     breached = django_filters.BooleanFilter(method="filter_breached", label="Breached", widget=AnyYesNo)
+    # Items whose last escalation had nobody to receive it (a queue without owner or contact).
+    unreached = django_filters.BooleanFilter(
+        method="filter_unreached", label="Escalation reached nobody", widget=AnyYesNo
+    )
     due_within = django_filters.NumberFilter(
         method="filter_due_within", label="Due within (min)", min_value=0, max_value=7 * 24 * 60
     )
@@ -197,6 +201,7 @@ class ExceptionFilter(django_filters.FilterSet):
             "reason",
             "assignee",
             "breached",
+            "unreached",
             "due_within",
             "incident",
             "in_incident",
@@ -221,6 +226,9 @@ class ExceptionFilter(django_filters.FilterSet):
     def filter_breached(self, queryset, name, value):
         breached = Q(ack_breached_at__isnull=False) | Q(resolve_breached_at__isnull=False)
         return queryset.filter(breached) if value else queryset.exclude(breached)
+
+    def filter_unreached(self, queryset, name, value):
+        return queryset.exclude(escalation_problem="") if value else queryset.filter(escalation_problem="")
 
     def filter_sort(self, queryset, name, value):
         return queryset  # applied last, in `ordered`

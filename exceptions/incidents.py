@@ -40,6 +40,7 @@ from exceptions.models import (
 from exceptions.sla import add_business_time, next_open, subtract_business_time
 from routing.bulk import bulk_insert
 from routing.models import Lead
+from routing.queue_owners import escalation_recipient, unreached_problem
 
 RESOLVED = ExceptionStatus.RESOLVED
 
@@ -233,7 +234,9 @@ def incidents_sweep(*, now: dt.datetime | None = None) -> int:
     an escalation interval, each with one notification and an audit event. Returns how many it escalated."""
     now = now or timezone.now()
     escalated = 0
-    running = ExceptionIncident.objects.exclude(status=RESOLVED).select_related("queue")
+    running = ExceptionIncident.objects.exclude(status=RESOLVED).select_related(
+        "queue__owner", "queue__escalation_contact"
+    )
     for incident in running.filter(Q(ack_due_at__lte=now) | Q(resolve_due_at__lte=now)):
         escalated += _sweep_one(incident, now)
     return escalated
@@ -275,8 +278,20 @@ def _sweep_one(incident: ExceptionIncident, now: dt.datetime) -> int:
             data={"level": level, "clock": clock, "by": "sweep"},
         )
         kind = NotificationKind.ESCALATION_1 if level == 1 else NotificationKind.ESCALATION_2
-        recipient = queue.owner_id if level == 1 else (queue.escalation_contact_id or queue.owner_id)
-        _notify(incident, kind, recipient_id=recipient, at=now)
+        recipient = escalation_recipient(queue, level)
+        # Nobody to receive it: the incident's items carry the error (as the SLA sweep's items), no notification.
+        problem = unreached_problem(queue, level) if recipient is None else ""
+        items = ExceptionItem.objects.filter(incident=incident)
+        items.exclude(escalation_problem=problem).update(escalation_problem=problem)
+        if recipient is None:
+            data = {"by": "sweep", "level": level, "why": problem, "incident": incident.pk}
+            sla_clock = SlaClock.ACKNOWLEDGE if ack_late else SlaClock.RESOLVE
+            SlaEvent.objects.bulk_create(
+                SlaEvent(item_id=pk, clock=sla_clock, kind=SlaEventKind.UNREACHED, at=now, data=data)
+                for pk in items.values_list("pk", flat=True)
+            )
+        else:
+            _notify(incident, kind, recipient_id=recipient, at=now)
     return 1
 
 

@@ -42,6 +42,7 @@ from routing.integrations import events as integration_events
 from routing.integrations.models import OutboxEvent, OutboxStatus
 from routing.lead_store import leads_assignment_write
 from routing.models import LeadStatus, Queue
+from routing.queue_owners import auto_queue_defaults
 
 OPEN, ACKNOWLEDGED, WAITING, RESOLVED = (
     ExceptionStatus.OPEN,
@@ -104,7 +105,7 @@ def action_refused(conflict: ExceptionConflict, *, action: str, by, lead=None) -
 
 
 def triage_queue() -> Queue:
-    queue, _ = Queue.objects.get_or_create(name=settings.HANDOFF["TRIAGE_QUEUE"])
+    queue, _ = Queue.objects.get_or_create(name=settings.HANDOFF["TRIAGE_QUEUE"], defaults=auto_queue_defaults())
     return queue
 
 

@@ -11,10 +11,12 @@ Two steps, each set-based:
    naming the items it stamped (the stamps and their batch commit together).
 2. **Record.** The batches become SLA events (one per breach, escalation and reminder: by the sweep, at the
    sweep's instant, with the clock) inserted set-based, and notifications grouped one per person, queue,
-   kind and sweep, listing the items; the batches are deleted in the same transaction. Its row locks are
-   foreign-key share locks (at commit), which an acknowledge or a re-route (FOR NO KEY UPDATE) does not
-   wait for. A crash between the steps loses nothing: the next sweep records the batches left (and
-   `sweep_record` claims batches with SKIP LOCKED, so two record steps at once never record a batch twice).
+   kind and sweep, listing the items (an escalation with no active person to receive it gets none: step 1
+   stamped the item's `escalation_problem`, and an UNREACHED event is written); the batches are deleted
+   in the same transaction. Its row locks are foreign-key share locks (at commit), which an acknowledge or
+   a re-route (FOR NO KEY UPDATE) does not wait for. A crash between the steps loses nothing: the next sweep
+   records the batches left (and `sweep_record` claims batches with SKIP LOCKED, so two record steps at once
+   never record a batch twice).
 
 A second sweep at the same time finds nothing left to do: stamps are only written where still NULL.
 PostgreSQL runs step 1 as one statement per chunk (UPDATE … FROM a locking CTE … RETURNING); other
@@ -23,6 +25,7 @@ databases (SQLite, the demo's default) run the same selection and update as two 
 
 import datetime as dt
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -48,6 +51,9 @@ from exceptions.notifications import db_time, notify_grouped
 from exceptions.sla import add_business_time, subtract_business_time
 from routing.assignment import pick_assignee
 from routing.models import Queue
+from routing.queue_owners import escalation_recipient, unreached_problem
+
+logger = logging.getLogger(__name__)
 
 OPEN, ACKNOWLEDGED, WAITING = ExceptionStatus.OPEN, ExceptionStatus.ACKNOWLEDGED, ExceptionStatus.WAITING
 RUNNING_RESOLVE = [OPEN, ACKNOWLEDGED]  # waiting pauses the resolve clock
@@ -63,6 +69,7 @@ class SweepReport:
     reassigned: int = 0
     statements: int = 0  # stamp statements run (chunks over all queues)
     incidents_escalated: int = 0
+    unreached: int = 0  # escalations with nobody to receive them (exceptions.unreached)
 
 
 def sla_sweep(*, now: dt.datetime | None = None, record: bool = True) -> SweepReport:
@@ -70,7 +77,8 @@ def sla_sweep(*, now: dt.datetime | None = None, record: bool = True) -> SweepRe
     the beat task records in a follow-up task) write the SLA events and notifications."""
     now = now or timezone.now()
     report = SweepReport()
-    queues = list(Queue.objects.all())
+    # Who each queue escalates to is read here, with the queues (joins, no extra query).
+    queues = list(Queue.objects.select_related("owner", "escalation_contact"))
     held = []
     for queue in queues:
         hold = queue.reassign_unacknowledged
@@ -87,6 +95,12 @@ def sla_sweep(*, now: dt.datetime | None = None, record: bool = True) -> SweepRe
     if record:
         sweep_record()
     report.incidents_escalated = incidents_sweep(now=now)
+    if report.unreached:
+        logger.warning(
+            "%d escalation(s) reached nobody: their queues have no active owner or escalation contact "
+            "(manage.py check lists them).",
+            report.unreached,
+        )
     return report
 
 
@@ -153,7 +167,9 @@ STAMP_SET_SQL = """
     ack_reminded_at = CASE WHEN p.ack_remind THEN %(now)s ELSE t.ack_reminded_at END,
     resolve_reminded_at = CASE WHEN p.resolve_remind THEN %(now)s ELSE t.resolve_reminded_at END,
     escalation_level = CASE WHEN p.escalate_to > 0 THEN p.escalate_to ELSE t.escalation_level END,
-    escalated_at = CASE WHEN p.escalate_to > 0 THEN %(now)s ELSE t.escalated_at END
+    escalated_at = CASE WHEN p.escalate_to > 0 THEN %(now)s ELSE t.escalated_at END,
+    escalation_problem = CASE WHEN p.escalate_to = 1 THEN %(problem1)s WHEN p.escalate_to = 2 THEN %(problem2)s
+        ELSE t.escalation_problem END
 """
 STAMP_COLUMNS = (
     "p.id, p.assignee_id, p.ack_breach, p.resolve_breach, p.ack_remind, p.resolve_remind, p.escalate_to, "
@@ -174,12 +190,18 @@ def _stamp_queue(queue: Queue, now: dt.datetime, report: SweepReport, *, hold_fo
         "queue": queue.pk,
         "limit": SWEEP_CHUNK,
     }
+    # An escalation with nobody to receive it is not sent: the item says why ("" clears an earlier problem
+    # once an escalation lands), and the record step writes an UNREACHED event instead of a notification.
+    recipients = {level: escalation_recipient(queue, level) for level in (1, 2)}
+    for level, recipient in recipients.items():
+        params[f"problem{level}"] = unreached_problem(queue, level) if recipient is None else ""
     while True:
         with transaction.atomic():
             rows = _stamp_chunk(params)
             report.statements += 1
             if rows:
-                SweepBatch.objects.create(at=now, queue=queue, stamps=_batch_stamps(rows, report))
+                stamps = _batch_stamps(rows, report, recipients=recipients, params=params)
+                SweepBatch.objects.create(at=now, queue=queue, stamps=stamps)
         if len(rows) < SWEEP_CHUNK:
             return
 
@@ -210,9 +232,11 @@ def _stamp_chunk(params: dict) -> list[tuple]:
         return rows
 
 
-def _batch_stamps(rows: list[tuple], report: SweepReport) -> dict:
-    """What a chunk stamped, by kind (the batch's JSON), counted into the report."""
-    stamps: dict[str, list] = {"ack_breached": [], "resolve_breached": [], "escalated": [], "reminded": []}
+def _batch_stamps(rows: list[tuple], report: SweepReport, *, recipients: dict[int, int | None], params: dict) -> dict:
+    """What a chunk stamped, by kind (the batch's JSON), counted into the report; with who each escalation
+    level goes to, and the escalations that reached nobody (item, level, clock, why)."""
+    stamps: dict = {"ack_breached": [], "resolve_breached": [], "escalated": [], "reminded": [], "unreached": []}
+    stamps["recipients"] = {str(level): recipient for level, recipient in recipients.items()}
     for item_id, assignee_id, ack_breach, resolve_breach, ack_remind, resolve_remind, level, clock in rows:
         if ack_breach:
             stamps["ack_breached"].append(item_id)
@@ -221,6 +245,9 @@ def _batch_stamps(rows: list[tuple], report: SweepReport) -> dict:
         if level:
             stamps["escalated"].append([item_id, level, clock])
             report.escalated[level] += 1
+            if recipients[level] is None:
+                stamps["unreached"].append([item_id, level, clock, params[f"problem{level}"]])
+                report.unreached += 1
         if ack_remind:
             stamps["reminded"].append([item_id, SlaClock.ACKNOWLEDGE, assignee_id])
         if resolve_remind:
@@ -265,6 +292,10 @@ def _record_events(at: dt.datetime, batches: list[SweepBatch]) -> None:
     for batch in batches:
         for item_id, level, clock in batch.stamps["escalated"]:
             groups[(clock, SlaEventKind.ESCALATED, json.dumps({"by": "sweep", "level": level}))].append(item_id)
+    for batch in batches:  # after its escalation, in the item's history
+        for item_id, level, clock, why in batch.stamps.get("unreached", []):
+            data = json.dumps({"by": "sweep", "level": level, "why": why})
+            groups[(clock, SlaEventKind.UNREACHED, data)].append(item_id)
     for batch in batches:
         for item_id, clock, _ in batch.stamps["reminded"]:
             groups[(clock, SlaEventKind.REMINDED, sweep)].append(item_id)
@@ -287,17 +318,20 @@ def _record_events(at: dt.datetime, batches: list[SweepBatch]) -> None:
 
 def _record_notifications(at: dt.datetime, batches: list[SweepBatch]) -> None:
     """One notification per person, queue, kind and sweep, listing the items: level 1 to the queue's owner,
-    level 2 to its escalation contact (else the owner), reminders to the assignee (none: the whole queue)."""
+    level 2 to its escalation contact (else the owner), as the stamp step found them (active people only);
+    none for an escalation that reached nobody. Reminders to the assignee (none: the whole queue)."""
     groups: dict[tuple[Queue, str, int | None], list[int]] = defaultdict(list)
     queues: dict[int, Queue] = {}
+    kinds = {1: NotificationKind.ESCALATION_1, 2: NotificationKind.ESCALATION_2}
     for batch in batches:
         queue = queues.setdefault(batch.queue_id, batch.queue)
+        # A batch written before recipients were recorded: the queue's people as they are now.
+        legacy = {"1": queue.owner_id, "2": queue.escalation_contact_id or queue.owner_id}
+        recipients = batch.stamps.get("recipients", legacy)
+        unreached = {row[0] for row in batch.stamps.get("unreached", [])}
         for item_id, level, _ in batch.stamps["escalated"]:
-            if level == 1:
-                groups[(queue, NotificationKind.ESCALATION_1, queue.owner_id)].append(item_id)
-            else:
-                contact = queue.escalation_contact_id or queue.owner_id
-                groups[(queue, NotificationKind.ESCALATION_2, contact)].append(item_id)
+            if item_id not in unreached:
+                groups[(queue, kinds[level], recipients[str(level)])].append(item_id)
         for item_id, _, assignee_id in batch.stamps["reminded"]:
             groups[(queue, NotificationKind.REMINDER, assignee_id)].append(item_id)
     notify_grouped(groups=groups, now=at)

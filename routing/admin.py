@@ -64,6 +64,8 @@ class QueueAdmin(SimpleHistoryAdmin):
         "resolve_sla_minutes",
         "max_open_per_member",
         "overflow_queue",
+        "owner",
+        "escalation_contact",
     ]
     search_fields = ["name"]
     inlines = [MembershipInline]

@@ -32,6 +32,7 @@ from routing.integrations import events as integration_events
 from routing.integrations.models import EnrichmentStatus
 from routing.lead_store import leads_assignment_write
 from routing.models import Lead, LeadStatus, Queue
+from routing.queue_owners import auto_queue_defaults
 
 logger = logging.getLogger(__name__)
 MAX_REQUEUE_DOUBLINGS = 5
@@ -270,7 +271,7 @@ def _needs_review(lead: Lead) -> bool:
 def enrichment_review_queue() -> Queue:
     """Where high-intent leads go when enrichment failed: a person reviews them within 30 minutes."""
     queue, _ = Queue.objects.get_or_create(
-        name=settings.HANDOFF["ENRICHMENT_REVIEW_QUEUE"], defaults={"ack_sla_minutes": 30}
+        name=settings.HANDOFF["ENRICHMENT_REVIEW_QUEUE"], defaults=auto_queue_defaults(ack_sla_minutes=30)
     )
     return queue
 

@@ -18,6 +18,12 @@ def checklist_text(checklist: Checklist) -> str:
     for answer in checklist.answers:
         mark = {True: "OK ", False: "!! ", None: "-- "}[answer.ok]
         lines.append(f"{mark}{answer.question}\n    {answer.summary}\n    {base}{answer.link}")
+    if checklist.escalations and checklist.escalations.failing:
+        gaps = checklist.escalations
+        lines.append(
+            f"!! Escalations that reached nobody: {gaps.in_week} item(s) in the week, {gaps.open_items} open now; "
+            f"{gaps.ownerless_queues} queue(s) without owner or escalation contact\n    {base}{gaps.link}"
+        )
     lines.append(f"\nThe checklist: {base}{reverse('console:checklist')}")
     return "\n".join(lines)
 
