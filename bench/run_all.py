@@ -18,6 +18,7 @@ SCRIPTS = (
     "routing_lanes.py",
     "routing_edges.py",
     "exception_console.py",
+    "routing_sla.py",
     "replay.py",
     "dashboard.py",
     "account_matching.py",

@@ -6,6 +6,7 @@ from celery import shared_task
 
 from exceptions.alert_tasks import alerts_due, send_alerts  # noqa: F401 - registers the alerting tasks
 from exceptions.notifications import NOTIFICATION_BATCH, notifications_send_due
+from exceptions.routing_sla import routing_sla_sweep
 from exceptions.sweep import sla_sweep, sweep_record
 from routing.dispatch import TaskName, sweep_record_enqueue
 
@@ -26,6 +27,21 @@ def sla_sweep_task() -> dict:
         "escalated": report.escalated,
         "reminded": report.reminded,
         "reassigned": report.reassigned,
+    }
+
+
+@shared_task(name=TaskName.ROUTING_SLA_SWEEP, acks_late=True, reject_on_worker_lost=True)
+def routing_sla_sweep_task() -> dict:
+    """Leads unassigned past their SLA get a routing_sla_breached item; assigned leads close theirs. Idempotent:
+    a redelivered or duplicate tick finds the items already there (exceptions.routing_sla)."""
+    report = routing_sla_sweep()
+    if report.opened or report.closed:
+        logger.info("Routing SLA sweep: %s", report)
+    return {
+        "opened": report.opened,
+        "escalated": report.escalated,
+        "unreached": report.unreached,
+        "closed": report.closed,
     }
 
 
