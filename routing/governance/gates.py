@@ -169,6 +169,15 @@ CONTRACT_TEXTS = (
 )
 
 
+def inactive_owner_message(owner) -> str:
+    """Why a rule whose owner was deactivated moves no stage, and how to reassign it."""
+    return (
+        f"The owner {owner.get_username()} is not an active account (deactivated): reassign the rule before it"
+        " is promoted, forced or rolled back. An admin opens the rule's draft editor (Edit draft), picks an"
+        " active owner under Owner and saves."
+    )
+
+
 def contract_gates(contract, *, test_gates: list[Gate] | None = None) -> list[Gate]:
     """Owner, every contract field, a valid condition and passing test cases. `contract` is a Rule (draft)
     or a RuleVersion. `test_gates`: the test-case gates already known from stored results (the rule's page
@@ -178,7 +187,7 @@ def contract_gates(contract, *, test_gates: list[Gate] | None = None) -> list[Ga
     if owner is None:
         gates.append(Gate("owner", False, "Name an owner: every rule needs a person who answers for it."))
     elif not owner.is_active:
-        gates.append(Gate("owner", False, f"The owner {owner.get_username()} is not an active account; name another."))
+        gates.append(Gate("owner", False, inactive_owner_message(owner)))
     else:
         gates.append(Gate("owner", True, f"Owned by {owner.get_username()}."))
     for field, label, message in CONTRACT_TEXTS:

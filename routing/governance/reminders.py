@@ -1,5 +1,6 @@
 """The Monday sign-off reminder: one email per owner per week, listing their production rules not yet
-signed off. A SignOffReminder row per (owner, week) makes a repeated beat tick send nothing twice."""
+signed off (or whose sign-off a later change reopened). A SignOffReminder row per (owner, week) makes a
+repeated beat tick send nothing twice."""
 
 import logging
 from collections import defaultdict

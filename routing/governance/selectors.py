@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from django.conf import settings
-from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from audit.models import Override
@@ -25,6 +25,7 @@ from routing.governance.models import (
     iso_week_start,
 )
 from routing.governance.services import tests_stale
+from routing.governance.sign_offs import RuleChange, changes_after_sign_off
 from routing.models import Rule
 
 DIFF_FIELDS = Rule.DRAFT_FIELDS
@@ -69,19 +70,39 @@ class RuleRow:
     test_status: str  # stored: passing, N failing, none, cannot run; or "not run"
     tests_run_at: dt.datetime | None
     tests_stale: bool  # the draft (condition, cases, queue) changed since the stored results were computed
+    # Changes made after this week's sign-off, which reopen it (empty when not signed this week).
+    changed_since_sign_off: list[RuleChange] = field(default_factory=list)
+
+    @property
+    def reopened(self) -> bool:
+        return bool(self.changed_since_sign_off)
+
+    @property
+    def owner_inactive(self) -> bool:
+        """The owner was deactivated: flagged, and the rule moves no stage until reassigned."""
+        return bool(self.rule.owner_id and not self.rule.owner.is_active)
+
+    @property
+    def needs_sign_off(self) -> bool:
+        return bool(self.rule.production_version_id and not self.signed_this_week)
 
 
-def rule_rows(*, now=None, owner=None, rule_id: int | None = None, with_results: bool = False) -> list[RuleRow]:
-    """Every rule (or one owner's, or one), with what the rules list shows: four queries whatever the count.
-    Test status is the stored one; no test case runs here. `with_results` also loads each case's result."""
+def rule_rows(
+    *, now=None, owner=None, signer=None, rule_id: int | None = None, with_results: bool = False
+) -> list[RuleRow]:
+    """Every rule (or one owner's, or one), with what the rules list shows: five queries whatever the count.
+    Test status is the stored one; no test case runs here. `with_results` also loads each case's result.
+    `signer`: the rules a person owns or backs up (their "My rules")."""
     week = this_week(now)
-    rules = Rule.objects.select_related("owner", "queue", "staging_version", "production_version").order_by(
-        "priority", "id"
-    )
+    rules = Rule.objects.select_related(
+        "owner", "backup_owner", "queue", "staging_version", "production_version"
+    ).order_by("priority", "id")
     if not with_results:
         rules = rules.defer("test_results")
     if owner is not None:
         rules = rules.filter(owner=owner)
+    if signer is not None:
+        rules = rules.filter(Q(owner=signer) | Q(backup_owner=signer))
     if rule_id is not None:
         rules = rules.filter(pk=rule_id)
     rules = list(rules)
@@ -91,17 +112,13 @@ def rule_rows(*, now=None, owner=None, rule_id: int | None = None, with_results:
         latest.setdefault(sign_off.rule_id, sign_off)
     threshold = override_flag_threshold()
     accounts = cache(accounts_state)  # asked once, and only when a rule reads account fields
-    last_forced = dict(
-        RulePromotion.objects.filter(rule__in=rules, kind=PromotionKind.FORCED)
-        .values("rule_id")
-        .annotate(at=Max("at"))
-        .values_list("rule_id", "at")
-    )
+    # Any change after this week's sign-off reopens it (two queries, only over the rules signed this week).
+    signed_ids = [rule_id for rule_id, sign_off in latest.items() if sign_off.week == week]
+    reopened = changes_after_sign_off(week=week, rule_ids=signed_ids) if signed_ids else {}
 
     def signed(rule) -> bool:
         sign_off = latest.get(rule.pk)
-        # A change forced after the sign-off needs the owner again.
-        return bool(sign_off and sign_off.week == week and not (last_forced.get(rule.pk, sign_off.at) > sign_off.at))
+        return bool(sign_off and sign_off.week == week and rule.pk not in reopened)
 
     return [
         RuleRow(
@@ -113,6 +130,7 @@ def rule_rows(*, now=None, owner=None, rule_id: int | None = None, with_results:
             test_status=rule.test_status if rule.test_run_at else NOT_RUN,
             tests_run_at=rule.test_run_at,
             tests_stale=rule.test_run_at is not None and tests_stale(rule, accounts),
+            changed_since_sign_off=reopened.get(rule.pk, []),
         )
         for rule in rules
     ]
@@ -188,11 +206,13 @@ class SignOffView:
 
 
 def my_rules(*, owner, now=None) -> list[SignOffView]:
-    """Everything an owner reviews before signing each rule off for the week."""
+    """Everything an owner (or backup owner) reviews before signing each rule off for the week; rules whose
+    sign-off a later change reopened come first."""
     now = now or timezone.now()
     start, end = week_bounds(this_week(now))
     views = []
-    for row in rule_rows(now=now, owner=owner, with_results=True):
+    rows = sorted(rule_rows(now=now, signer=owner, with_results=True), key=lambda row: not row.reopened)
+    for row in rows:
         rule = row.rule
         since = row.last_sign_off.at if row.last_sign_off else None
         history = rule.history.filter(history_date__gt=since) if since else rule.history.all()
@@ -219,7 +239,7 @@ def my_rules(*, owner, now=None) -> list[SignOffView]:
                 draft_edits=edits,
                 forced=list(
                     RulePromotion.objects.filter(
-                        rule=rule, kind="forced", **({"at__gt": since} if since else {})
+                        rule=rule, kind=PromotionKind.FORCED, **({"at__gt": since} if since else {})
                     ).select_related("version", "by")
                 ),
                 overrides=list(
@@ -237,17 +257,17 @@ def my_rules(*, owner, now=None) -> list[SignOffView]:
 
 
 def unsigned_production_rules(*, week: dt.date) -> list[Rule]:
-    """Production rules with no sign-off for `week` (or with a change forced since it): the Monday reminder
-    and the rules list name them."""
-    signed = RuleSignOff.objects.filter(week=week)
-    forced_after = RulePromotion.objects.filter(rule=OuterRef("rule"), kind=PromotionKind.FORCED, at__gt=OuterRef("at"))
-    still_signed = signed.exclude(Exists(forced_after)).values("rule_id")
-    return list(
-        Rule.objects.exclude(production_version=None)
-        .exclude(pk__in=still_signed)
-        .select_related("owner")
-        .order_by("name")
-    )
+    """Production rules with no sign-off for `week`, or whose sign-off a later change reopened: the Monday
+    reminder names them. Four queries."""
+    signed = set(RuleSignOff.objects.filter(week=week).values_list("rule_id", flat=True))
+    reopened = changes_after_sign_off(week=week)
+    rules = Rule.objects.exclude(production_version=None).select_related("owner").order_by("name")
+    return [rule for rule in rules if rule.pk not in signed or rule.pk in reopened]
+
+
+def unsigned_from_rows(rows: list[RuleRow]) -> list[Rule]:
+    """The same as `unsigned_production_rules` for this week, read from rows already loaded (no query)."""
+    return sorted((row.rule for row in rows if row.needs_sign_off), key=lambda rule: rule.name)
 
 
 def last_candidate_change() -> dt.datetime | None:

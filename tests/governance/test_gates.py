@@ -5,6 +5,7 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
+from routing.governance.gates import inactive_owner_message
 from routing.governance.models import ReplayRun, ReplayStatus, RulePromotion, RuleVersion
 from routing.governance.replay import replay_request
 from routing.governance.services import PromotionBlocked, rule_promote
@@ -120,7 +121,7 @@ def test_an_inactive_owner_blocks_staging(draft, admin):
     draft.save()
 
     assert blocked(draft, RuleStage.STAGING, admin) == [
-        ("owner", "The owner gone is not an active account; name another.")
+        ("owner", inactive_owner_message(draft.owner))
     ]
 
 

@@ -4,6 +4,7 @@ their production rules without a sign-off."""
 import datetime as dt
 
 import pytest
+import time_machine
 from django.core import mail
 
 from routing.governance.models import SignOffReminder
@@ -20,20 +21,22 @@ MONDAY_W47 = dt.datetime(2026, 11, 16, 8, 0, tzinfo=dt.UTC)
 @pytest.fixture
 def rules(sales, rule_owner):
     """Rowan owns two unsigned production rules, a staged one and a draft; Sam has signed his one off;
-    Tess has one unsigned."""
-    sam, tess = UserFactory(username="sam"), UserFactory(username="tess")
-    signed = RuleFactory(name="Sam's signed rule", owner=sam, queue=sales)
+    Tess has one unsigned. All made the week before (a change after a sign-off would reopen it)."""
+    with time_machine.travel(MONDAY_W47 - dt.timedelta(days=3), tick=False):
+        sam, tess = UserFactory(username="sam"), UserFactory(username="tess")
+        signed = RuleFactory(name="Sam's signed rule", owner=sam, queue=sales)
+        made = {
+            "rowan": [
+                RuleFactory(name="MQL to sales", owner=rule_owner, queue=sales),
+                RuleFactory(name="Enterprise to sales", owner=rule_owner, queue=sales),
+                RuleFactory(name="Staged only", owner=rule_owner, queue=sales, stage=RuleStage.STAGING),
+                RuleFactory(name="Draft only", owner=rule_owner, queue=sales, stage=RuleStage.DRAFT),
+            ],
+            "sam": [signed],
+            "tess": [RuleFactory(name="Tess's rule", owner=tess, queue=sales)],
+        }
     rule_sign_off(rule=signed, by=sam, at=MONDAY_W47 - dt.timedelta(hours=1))
-    return {
-        "rowan": [
-            RuleFactory(name="MQL to sales", owner=rule_owner, queue=sales),
-            RuleFactory(name="Enterprise to sales", owner=rule_owner, queue=sales),
-            RuleFactory(name="Staged only", owner=rule_owner, queue=sales, stage=RuleStage.STAGING),
-            RuleFactory(name="Draft only", owner=rule_owner, queue=sales, stage=RuleStage.DRAFT),
-        ],
-        "sam": [signed],
-        "tess": [RuleFactory(name="Tess's rule", owner=tess, queue=sales)],
-    }
+    return made
 
 
 def test_each_owner_with_unsigned_production_rules_is_emailed_once_listing_them(rules):

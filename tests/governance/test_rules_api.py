@@ -60,6 +60,8 @@ def test_rules_list_shows_stage_owner_sla_versions_overrides_and_test_status(own
         "name": "Live",
         "stage": "production",
         "owner": "rowan",
+        "owner_active": True,
+        "backup_owner": None,
         "priority": live.priority,
         "queue": live.queue.name,
         "assignee": "",
@@ -70,6 +72,7 @@ def test_rules_list_shows_stage_owner_sla_versions_overrides_and_test_status(own
         "overrides_this_week": 0,
         "flagged": False,
         "signed_this_week": False,
+        "changed_since_sign_off": [],
         "last_sign_off": None,
     }
     assert (rows["Draft"]["stage"], rows["Draft"]["test_status"], rows["Draft"]["production_version"]) == (

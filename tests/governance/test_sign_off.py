@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+import time_machine
 from django.core.exceptions import PermissionDenied
 
 from audit.models import AuditAction, AuditEvent
@@ -19,7 +20,8 @@ MONDAY_W48 = dt.datetime(2026, 11, 23, 0, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 def rule(sales, rule_owner):
-    return RuleFactory(name="MQL to sales", owner=rule_owner, queue=sales)
+    with time_machine.travel(WEDNESDAY_W47 - dt.timedelta(days=7), tick=False):  # made before any sign-off
+        return RuleFactory(name="MQL to sales", owner=rule_owner, queue=sales)
 
 
 def test_the_owner_signs_a_rule_off_for_the_iso_week(rule, rule_owner):
