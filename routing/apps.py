@@ -11,6 +11,7 @@ class RoutingConfig(AppConfig):
 
         from audit.history import history_person
         from routing import signals  # noqa: F401  (connects the rule-set cache invalidation)
+        from routing.governance import owner_signals  # noqa: F401  (a deactivated owner's rules: notices)
 
         # Owners and queue members are user accounts; track their changes with the routing models.
         user_model = get_user_model()

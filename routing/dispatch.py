@@ -33,6 +33,8 @@ class TaskName:
     DELIVERIES_DUE = "routing.integrations.tasks.deliveries_due"
     REPLAY_RULES = "routing.governance.tasks.replay_rules_task"
     SIGN_OFF_REMINDERS = "routing.governance.tasks.sign_off_reminders_task"
+    SEND_RULE_NOTICES = "routing.governance.tasks.send_rule_notices_task"
+    SLA_TARGET_CHECK = "routing.governance.tasks.sla_target_check_task"
     RECONCILE_DAILY = "routing.integrations.tasks.reconcile_daily"
     ANOMALY_REPORT = "routing.operations.tasks.anomaly_report_task"
     MONDAY_CHECKLIST = "routing.operations.tasks.monday_checklist_task"
@@ -40,6 +42,7 @@ class TaskName:
     SLA_SWEEP = "exceptions.tasks.sla_sweep_task"
     SEND_NOTIFICATIONS = "exceptions.tasks.send_notifications_task"
     SLA_SWEEP_RECORD = "exceptions.tasks.sla_sweep_record_task"
+    ROUTING_SLA_SWEEP = "exceptions.tasks.routing_sla_sweep_task"
     SEND_ALERTS = "exceptions.alert_tasks.send_alerts"
     ALERTS_DUE = "exceptions.alert_tasks.alerts_due"
 
@@ -214,6 +217,15 @@ def sweep_record_enqueue() -> None:
         app.send_task(TaskName.SLA_SWEEP_RECORD, retry=False)
     except Exception:  # noqa: BLE001 - the broker may be down; the sweep batch rows wait for the next sweep
         logger.warning("Could not publish the SLA sweep's record step; the next sweep will.")
+
+
+def rule_notices_enqueue(notice_ids: list[int]) -> None:
+    """Publish the email of these rule notices; never raises (beat's `send-rule-notices` sweep sends what a
+    failed publish left unsent)."""
+    try:
+        app.send_task(TaskName.SEND_RULE_NOTICES, kwargs={"notice_ids": notice_ids}, retry=False)
+    except Exception:  # noqa: BLE001 - the broker may be down; the notice row is the source of truth
+        logger.warning("Could not publish rule notices %s; the beat sweep will send them.", notice_ids[:10])
 
 
 def replay_enqueue(run_id: int) -> None:
