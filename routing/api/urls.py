@@ -3,6 +3,7 @@ from django.urls import path
 from routing.accounts.urls import api_urlpatterns as account_api
 from routing.api import views
 from routing.governance import api as rules
+from routing.governance import metrics_api as rule_targets
 
 urlpatterns = [
     path("leads/", views.LeadIntakeView.as_view(), name="lead-intake"),
@@ -15,6 +16,7 @@ urlpatterns = [
     path("rules/preview/", rules.PreviewView.as_view(), name="rule-preview"),
     path("rules/<int:pk>/", rules.RuleDetailView.as_view(), name="rule-detail"),
     path("rules/<int:pk>/test/", rules.RunTestsView.as_view(), name="rule-test"),
+    path("rules/<int:pk>/targets/", rule_targets.RuleTargetsView.as_view(), name="rule-targets"),
     path("rules/<int:pk>/promote/", rules.PromoteView.as_view(), name="rule-promote"),
     path("rules/<int:pk>/rollback/", rules.RollbackView.as_view(), name="rule-rollback"),
     *account_api,

@@ -18,6 +18,7 @@ from routing.accounts.models import AccountMatch, LeadIdentity
 from routing.dashboard.rollups import MANUAL_TOUCHES, latency_sql
 from routing.dashboard.selectors import Window, dashboard_figures, routing_lanes, window_for
 from routing.days import day_out_of_range
+from routing.governance.metrics import targets_card
 from routing.models import Lead
 
 RANGES = [("today", "Today"), ("7d", "7 days"), ("30d", "30 days"), ("custom", "Custom")]
@@ -74,6 +75,7 @@ class DashboardView(ConsoleAccessMixin, View):
                 "charts": chart_data(figures),
                 "lanes": routing_lanes(),
                 "bulk_limit": settings.HANDOFF["BULK_BACKLOG_LIMIT"],
+                "targets": targets_card(now=now),
                 **figures,
             },
             status=200 if form.is_valid() else 400,  # the page still shows 7 days, with what to fix

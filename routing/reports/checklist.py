@@ -12,9 +12,12 @@ from django.utils import timezone
 
 from audit.models import Override
 from exceptions.models import UNRESOLVED, ExceptionItem
+from exceptions.unreached import UnreachedEscalations, unreached_escalations
 from routing.days import day_start
-from routing.governance.models import PromotionKind, RulePromotion, RuleSignOff
+from routing.governance.metrics import MetricStatus, success_metrics
+from routing.governance.models import RuleSignOff
 from routing.governance.selectors import iso_week_start
+from routing.governance.sign_offs import changes_after_sign_off
 from routing.integrations.models import OutboxEvent, OutboxStatus
 from routing.models import Lead, LeadStatus, Rule
 from routing.reports.models import ReconciliationReport, ReportKind
@@ -37,10 +40,14 @@ class Checklist:
     week_start: dt.datetime  # the Monday 00:00 UTC that starts the week reviewed
     week_end: dt.datetime
     answers: list[Answer]
+    # Escalations that reached nobody (exceptions.unreached): shown beside the answers, and failing the week.
+    escalations: UnreachedEscalations | None = None
 
     @property
     def all_ok(self) -> bool:
-        return all(answer.ok is not False for answer in self.answers)
+        return all(answer.ok is not False for answer in self.answers) and not (
+            self.escalations and self.escalations.failing
+        )
 
 
 def _open_at(moment: dt.datetime) -> dict[str, int]:
@@ -78,25 +85,22 @@ def _overridden_or_unsigned(start: dt.datetime, end: dt.datetime) -> Answer:
         .annotate(n=Count("id"))
         .values_list("rule__name", "n")
     )
+    # Draft edits, promotions, forced changes and rollbacks in the week with no sign-off after them: a change
+    # after the week's sign-off reopens it, and those come first.
     week = iso_week_start(start)
-    signed = set(RuleSignOff.objects.filter(week=week).values_list("rule_id", flat=True))
-    forced = set(
-        RulePromotion.objects.filter(kind=PromotionKind.FORCED, at__gte=start, at__lt=end).values_list(
-            "rule__name", flat=True
-        )
-    )
-    edited_ids = set(
-        Rule.history.filter(history_date__gte=start, history_date__lt=end, history_type="~").values_list(
-            "id", flat=True
-        )
-    )
-    edited_ids |= set(
-        Rule.objects.filter(versions__created_at__gte=start, versions__created_at__lt=end).values_list("id", flat=True)
-    )
-    edited = Rule.objects.filter(pk__in=edited_ids - signed).values_list("name", flat=True)
-    unsigned_edits = sorted(set(edited) | forced)
+    changed = changes_after_sign_off(week=week, signed_only=False, start=start, end=end)
+    names = dict(Rule.objects.filter(pk__in=list(changed)).values_list("pk", "name"))
+    signed = set(RuleSignOff.objects.filter(week=week, rule_id__in=list(changed)).values_list("rule_id", flat=True))
+    reopened = sorted((names[pk], pk) for pk in changed if pk in signed)
+    unsigned = sorted(names[pk] for pk in changed if pk not in signed)
+    unsigned_edits = [name for name, _ in reopened] + unsigned
     details = [f"{name}: overridden {n}×" for name, n in sorted(overridden.items())]
-    details += [f"{name}: changed without a sign-off that week" for name in unsigned_edits]
+    details += [
+        f"{name}: changed since its sign-off that week — "
+        + "; ".join(f"{c.label} {c.at:%a %d %b %H:%M}" + (f" by {c.by}" if c.by else "") for c in changed[pk])
+        for name, pk in reopened
+    ]
+    details += [f"{name}: changed without a sign-off that week" for name in unsigned]
     return Answer(
         "Which rules were manually overridden or edited without owner sign-off?",
         not overridden and not unsigned_edits,
@@ -120,15 +124,30 @@ def _top_rules_owned(start: dt.datetime, end: dt.datetime) -> Answer:
         for row in top
         if not row["rule__owner__username"] or not row["rule__production_version__sla_minutes"]
     ]
+    # A deactivated owner answers for nothing (right now, whatever the volume): flagged until reassigned.
+    orphaned = list(
+        Rule.objects.filter(owner__is_active=False)
+        .exclude(production_version=None)
+        .order_by("name")
+        .values_list("name", "owner__username")
+    )
+    summary = "No: " + ", ".join(missing) if missing else "Yes"
+    summary = summary if top else "No leads routed by a rule this week"
+    if orphaned:
+        summary += f"; {len(orphaned)} production rule(s) with a deactivated owner right now"
     return Answer(
         f"Do the top {TOP_RULES} routing rules (by volume) have owners and SLAs?",
-        None if not top else not missing,
-        "No leads routed by a rule this week" if not top else ("Yes" if not missing else f"No: {', '.join(missing)}"),
+        False if orphaned else (None if not top else not missing),
+        summary,
         reverse("console:rules"),
         [
             f"{row['rule__name']}: {row['n']} leads, owner {row['rule__owner__username'] or '—'}, "
             f"SLA {row['rule__production_version__sla_minutes'] or '—'} min"
             for row in top
+        ]
+        + [
+            f"{name}: owner {username} is deactivated; reassign it (Edit draft → Owner) before it can be promoted"
+            for name, username in orphaned
         ],
     )
 
@@ -211,6 +230,26 @@ def _old_dead_letters(now: dt.datetime) -> Answer:
     )
 
 
+def _targets_met(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> Answer:
+    """Success metrics of the week per production rule (routing/governance/metrics.py): one line per rule
+    that missed a target; rules without targets or with too few leads are named in the summary only."""
+    results = list(success_metrics(start=start, end=end, now=now).values())
+    judged = [r for r in results if any(m.status in (MetricStatus.MET, MetricStatus.MISSED) for m in r.metrics)]
+    missed = [r for r in results if r.missed]
+    untargeted = sum(1 for r in results if len(r.without_target) == len(r.metrics))
+    summary = f"{len(missed)} of {len(judged)} rule(s) judged missed a target" if judged else "No target to judge"
+    if untargeted:
+        summary += f"; {untargeted} production rule(s) set no target"
+    details = [f"{r.rule.name}: " + "; ".join(m.against_target for m in r.missed) for r in missed]
+    return Answer(
+        "Did every production rule meet its success targets?",
+        None if not judged else not missed,
+        summary,
+        reverse("console:rules"),
+        details,
+    )
+
+
 def monday_checklist(*, now: dt.datetime | None = None) -> Checklist:
     """The checklist for the last full ISO week (Monday to Monday, UTC) before `now`."""
     now = now or timezone.now()
@@ -226,5 +265,7 @@ def monday_checklist(*, now: dt.datetime | None = None) -> Checklist:
             _latency_within_sla(start, end),
             _attribution(start, end),
             _old_dead_letters(now),
+            _targets_met(start, end, now),
         ],
+        escalations=unreached_escalations(start=start, end=end),
     )
