@@ -168,6 +168,10 @@ def _lines(notification: Notification, items: dict[int, ExceptionItem]) -> str:
             f"{subject}: incident #{incident.pk} in {notification.queue.name}: {incident.title} "
             f"({notification.item_count} item(s) so far) {url}"
         )
+    if notification.key.startswith("leads:"):  # leads re-routed by a remediation (routing/governance/remediate.py)
+        taken = notification.key.split(":")[2] == "from"
+        how = "taken from you and re-routed" if taken else "re-routed to you"
+        return f"Leads reassigned: {notification.item_count} lead(s) in {notification.queue.name} {how}."
     listed = [items[i] for i in notification.item_ids if i in items]
     if notification.item_count == 1 and listed:
         return f"{subject}: {_item_line(listed[0])}"

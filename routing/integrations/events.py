@@ -3,7 +3,7 @@
 import functools
 
 from routing.integrations.models import EventType
-from routing.integrations.outbox import events_emit, events_emit_many
+from routing.integrations.outbox import events_emit_many
 
 
 def _person(user) -> dict | None:
@@ -51,34 +51,50 @@ def _assignment(lead, rule) -> dict:
 
 
 def lead_reassigned(*, lead, from_queue, from_assignee, by, reason: str) -> None:
-    events_emit(
+    leads_reassigned(moves=[(lead, from_queue, from_assignee)], by=by, reason=reason)
+
+
+def leads_reassigned(*, moves: list[tuple], by, reason: str) -> None:
+    """(lead, from_queue, from_assignee) reassigned together (a remediation): their events in one write."""
+    events_emit_many(
         event_type=EventType.LEAD_REASSIGNED,
-        lead=lead,
-        payload=lambda: {
-            "lead": _lead(lead),
-            "from": {"queue": from_queue.name if from_queue else None, "assignee": _person(from_assignee)},
-            "to": {"queue": lead.queue.name, "assignee": _person(lead.assignee)},
-            "by": _person(by),
-            "reason": reason,
-            "assigned_at": lead.assigned_at,
-        },
+        items=[(lead, functools.partial(_reassignment, lead, q, a, by, reason)) for lead, q, a in moves],
     )
+
+
+def _reassignment(lead, from_queue, from_assignee, by, reason: str) -> dict:
+    return {
+        "lead": _lead(lead),
+        "from": {"queue": from_queue.name if from_queue else None, "assignee": _person(from_assignee)},
+        "to": {"queue": lead.queue.name, "assignee": _person(lead.assignee)},
+        "by": _person(by),
+        "reason": reason,
+        "assigned_at": lead.assigned_at,
+    }
 
 
 def exception_resolved(*, item) -> None:
-    events_emit(
+    exceptions_resolved(items=[item])
+
+
+def exceptions_resolved(*, items) -> None:
+    """Items resolved together (the routing SLA sweep closing them): their events in one write."""
+    events_emit_many(
         event_type=EventType.EXCEPTION_RESOLVED,
-        lead=item.lead,
-        payload=lambda: {
-            "exception": {
-                "id": item.pk,
-                "reason": item.reason,
-                "queue": item.queue.name,
-                "resolution": item.resolution,
-                "note": item.resolution_note,
-                "resolved_at": item.resolved_at,
-                "resolved_by": _person(item.resolved_by),
-            },
-            "lead": _lead(item.lead),
-        },
+        items=[(item.lead, functools.partial(_resolution, item)) for item in items],
     )
+
+
+def _resolution(item) -> dict:
+    return {
+        "exception": {
+            "id": item.pk,
+            "reason": item.reason,
+            "queue": item.queue.name,
+            "resolution": item.resolution,
+            "note": item.resolution_note,
+            "resolved_at": item.resolved_at,
+            "resolved_by": _person(item.resolved_by),
+        },
+        "lead": _lead(item.lead),
+    }
