@@ -298,9 +298,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("HANDOFF_REQUEUE_EVERY_SECONDS", 30),
     },
     "sla-sweep": {"task": "exceptions.tasks.sla_sweep_task", "schedule": 60.0},
+    # Leads still unassigned past their rule's SLA (or the routing SLO) get an item; assigned ones close theirs.
+    "routing-sla-sweep": {"task": "exceptions.tasks.routing_sla_sweep_task", "schedule": 60.0},
     # Open leads per person (caps, least-loaded): the changes recorded since the last fold become one row each.
     "fold-open-lead-counts": {"task": "routing.tasks.fold_open_lead_counts", "schedule": 300.0},
     "send-notifications": {"task": "exceptions.tasks.send_notifications_task", "schedule": 60.0},
+    # Owner notices whose mail a lost task or a mail server outage left unsent.
+    "send-rule-notices": {"task": "routing.governance.tasks.send_rule_notices_task", "schedule": 60.0},
     # Pending outbox events whose next attempt has come (a lost publish or a retry whose task was lost).
     "deliveries-due": {"task": "routing.integrations.tasks.deliveries_due", "schedule": 30.0},
     "alerts-due": {"task": "exceptions.alert_tasks.alerts_due", "schedule": 30.0},
@@ -324,6 +328,11 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-daily": {
         "task": "routing.integrations.tasks.reconcile_daily",
         "schedule": crontab(minute=0, hour=env_int("HANDOFF_RECONCILE_HOUR", 6)),
+    },
+    # Each morning: owners of rules whose SLA adherence over 7 days is below target are told (once a week).
+    "sla-target-check": {
+        "task": "routing.governance.tasks.sla_target_check_task",
+        "schedule": crontab(minute=15, hour=env_int("HANDOFF_RECONCILE_HOUR", 6)),
     },
     # Monday morning: owners with production rules not yet signed off this week get one email. Hourly
     # from then to the end of Monday, so a worker that was down at the first tick still sends it (once).
@@ -355,6 +364,9 @@ HANDOFF = {
     "PUBLISH_LINGER_MS": env_float("HANDOFF_PUBLISH_LINGER_MS", 25),
     # An exception on a lead with intent_score above this escalates at level 2 as soon as it breaches.
     "HIGH_INTENT_THRESHOLD": env_int("HANDOFF_HIGH_INTENT_THRESHOLD", 80),
+    # A lead no rule has decided yet that is still unassigned this many minutes after receipt opens a
+    # routing_sla_breached item (a rule's own sla_minutes applies once it decided; exceptions.routing_sla).
+    "ROUTING_SLO_MINUTES": env_int("HANDOFF_ROUTING_SLO_MINUTES", 5),
     # Reminders go out this many minutes before an acknowledge or resolve due time.
     "REMINDER_MINUTES": env_int("HANDOFF_REMINDER_MINUTES", 10),
     # Incidents: this many unresolved items of one cause (a delivery target and its error class, the enrichment
@@ -383,6 +395,9 @@ HANDOFF = {
     "PARITY_THRESHOLD": env_float("HANDOFF_PARITY_THRESHOLD", 0.01),
     # ... and is emailed here (the system owner); also the attribution variance threshold.
     "SYSTEM_OWNER_EMAIL": env_str("HANDOFF_SYSTEM_OWNER_EMAIL", ""),
+    # The system owner as a person (a username): owner and escalation contact of the queues the product
+    # creates itself (Triage, Manual review). Unset or not an active account: those queues stay without.
+    "SYSTEM_OWNER": env_str("HANDOFF_SYSTEM_OWNER", ""),
     # An event still undelivered this long after it was written counts as stuck in the daily report.
     "DELIVERY_GRACE_SECONDS": env_int("HANDOFF_DELIVERY_GRACE_SECONDS", 3600),
     "ATTRIBUTION_MAX_BYTES": env_int("HANDOFF_ATTRIBUTION_MAX_BYTES", 20 * 1024 * 1024),

@@ -23,6 +23,7 @@ from routing.accounts.api import MatchSerializer
 from routing.conditions import ConditionError, validate_condition
 from routing.dateranges import RangeBoundSerializerField
 from routing.governance import services
+from routing.governance.backup_owner import rule_backup_owner_set
 from routing.governance.explain import condition_text
 from routing.governance.gates import cases_problems, cases_run
 from routing.governance.models import ReplayRun
@@ -38,11 +39,27 @@ class GateSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class RuleChangeSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    kind = serializers.CharField(help_text='"draft edit", or the promotion: staging, production, rollback, forced.')
+    change = serializers.CharField(source="label", help_text="What changed: the fields edited, or the version.")
+    by = serializers.CharField(allow_blank=True, help_text="Username; empty when unknown.")
+
+
 class RuleSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="rule.pk")
     name = serializers.CharField(source="rule.name")
     stage = serializers.CharField(source="rule.stage")
     owner = serializers.CharField(source="rule.owner.username", allow_null=True, default=None)
+    owner_active = serializers.SerializerMethodField(
+        help_text="False when the owner was deactivated: the rule moves no stage until an admin reassigns it."
+    )
+    backup_owner = serializers.CharField(
+        source="rule.backup_owner.username",
+        allow_null=True,
+        default=None,
+        help_text="Who else may sign the rule off and is told of changes; set it with PATCH.",
+    )
     priority = serializers.IntegerField(source="rule.priority")
     queue = serializers.CharField(source="rule.queue.name")
     assignee = serializers.CharField(
@@ -63,8 +80,16 @@ class RuleSerializer(serializers.Serializer):
     )
     overrides_this_week = serializers.IntegerField()
     flagged = serializers.BooleanField(help_text="Overrides this week at or above the flag threshold.")
-    signed_this_week = serializers.BooleanField()
+    signed_this_week = serializers.BooleanField(
+        help_text="Signed off this ISO week with no change since (a later change reopens the sign-off)."
+    )
+    changed_since_sign_off = RuleChangeSerializer(
+        many=True, help_text="Changes after this week's sign-off, which reopen it; oldest first."
+    )
     last_sign_off = serializers.SerializerMethodField()
+
+    def get_owner_active(self, row) -> bool:
+        return not row.owner_inactive
 
     def get_last_sign_off(self, row) -> dict | None:
         sign_off = row.last_sign_off
@@ -91,6 +116,19 @@ class RuleDetailSerializer(RuleSerializer):
     condition = serializers.JSONField(source="rule.condition")
     condition_text = serializers.SerializerMethodField()
     test_cases = serializers.JSONField(source="rule.test_cases")
+    source_of_truth = serializers.CharField(
+        source="rule.source_of_truth", help_text="The system that owns the lead state on this route (draft)."
+    )
+    target_exception_rate = serializers.DecimalField(
+        source="rule.target_exception_rate", max_digits=5, decimal_places=2, allow_null=True
+    )
+    target_latency_p95_minutes = serializers.DecimalField(
+        source="rule.target_latency_p95_minutes", max_digits=7, decimal_places=2, allow_null=True
+    )
+    target_overrides_per_week = serializers.IntegerField(source="rule.target_overrides_per_week", allow_null=True)
+    target_sla_adherence = serializers.DecimalField(
+        source="rule.target_sla_adherence", max_digits=5, decimal_places=2, allow_null=True
+    )
     versions = serializers.SerializerMethodField()
 
     def get_condition_text(self, row) -> str:
@@ -141,6 +179,15 @@ class RuleListView(ListAPIView):
         return [row for row in rows if row.rule.queue_id == queue.pk] if queue else rows
 
 
+class BackupOwnerRequest(serializers.Serializer):
+    backup_owner = serializers.CharField(
+        allow_null=True,
+        allow_blank=True,
+        max_length=150,
+        help_text="Username of an active rule owner or admin, not the owner; null or empty clears it.",
+    )
+
+
 class RuleDetailView(RetrieveAPIView):
     permission_classes = [IsConsoleUser]
     serializer_class = RuleDetailSerializer
@@ -150,6 +197,30 @@ class RuleDetailView(RetrieveAPIView):
         if not rows:
             raise Http404("No such rule.")
         return rows[0]
+
+    @extend_schema(
+        operation_id="rules_set_backup_owner",
+        summary="Set or clear a rule's backup owner (the owner or an admin)",
+        request=BackupOwnerRequest,
+        responses={
+            200: RuleDetailSerializer,
+            400: OpenApiResponse(description="No such user, the owner themselves, or not an active rule owner."),
+            403: OpenApiResponse(description="Only the rule's owner or an admin changes its backup owner."),
+        },
+    )
+    def patch(self, request, pk):
+        rule = get_object_or_404(Rule.objects.select_related("owner"), pk=pk)
+        body = BackupOwnerRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        username, backup = body.validated_data["backup_owner"], None
+        if username:
+            backup = get_user_model().objects.filter(username=username).first()
+            if backup is None:
+                raise ValidationError(
+                    {"backup_owner": [f"No user {username!r}: give an existing username, or null to clear it."]}
+                )
+        rule_backup_owner_set(rule=rule, backup_owner=backup, by=request.user)
+        return Response(RuleDetailSerializer(self.get_object()).data)
 
 
 class CaseResultSerializer(serializers.Serializer):

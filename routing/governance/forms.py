@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from routing.conditions import ConditionError, validate_condition
 from routing.dateranges import RangeBoundField
 from routing.governance.gates import cases_problems
+from routing.governance.metrics import target_problem
 from routing.jsonbounds import JSONInputError, loads_bounded
 from routing.models import Queue, Rule
 from routing.text import refused_character
@@ -84,6 +85,25 @@ class DraftChecks:
             raise forms.ValidationError(problems)
         return cases
 
+    def _clean_target(self, name):
+        value = self.cleaned_data.get(name)
+        problem = target_problem(name, value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return value
+
+    def clean_target_exception_rate(self):
+        return self._clean_target("target_exception_rate")
+
+    def clean_target_latency_p95_minutes(self):
+        return self._clean_target("target_latency_p95_minutes")
+
+    def clean_target_overrides_per_week(self):
+        return self._clean_target("target_overrides_per_week")
+
+    def clean_target_sla_adherence(self):
+        return self._clean_target("target_sla_adherence")
+
 
 class DraftForm(DraftChecks, forms.ModelForm):
     condition = JSONTextField(help_text='e.g. {"all": [{"field": "lifecycle_stage", "op": "eq", "value": "mql"}]}')
@@ -107,6 +127,11 @@ class DraftForm(DraftChecks, forms.ModelForm):
             "rollback_plan",
             "condition",
             "test_cases",
+            "source_of_truth",
+            "target_exception_rate",
+            "target_latency_p95_minutes",
+            "target_overrides_per_week",
+            "target_sla_adherence",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
@@ -159,3 +184,20 @@ class PreviewForm(forms.Form):
         if data.get("lead") is None and not data.get("lead_id"):
             raise forms.ValidationError("Paste a lead as JSON, or give an existing lead's id.")
         return data
+
+
+class BackupOwnerForm(forms.Form):
+    """A rule's backup owner by username; empty clears it (services check who may be one)."""
+
+    backup_owner = forms.CharField(
+        max_length=150, required=False, help_text="Username of an active rule owner or admin; empty for none."
+    )
+
+    def clean_backup_owner(self):
+        username = self.cleaned_data["backup_owner"].strip()
+        if not username:
+            return None
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise forms.ValidationError(f"Backup owner: there is no user {username!r}; give an existing username.")
+        return user

@@ -23,6 +23,7 @@ from routing.governance.gates import (
     cases_status,
     contract_gates,
     failures,
+    inactive_owner_message,
     reads_account,
     results_from_json,
     results_gates,
@@ -39,6 +40,8 @@ from routing.governance.models import (
     RuleVersion,
     iso_week_start,
 )
+from routing.governance.notices import promotion_notice
+from routing.governance.sign_offs import changes_after_sign_off
 from routing.models import TEST_RESULT_FIELDS, Rule, RuleSetGeneration, RuleStage
 from routing.text import refused_character
 
@@ -362,6 +365,7 @@ def rule_promote(*, rule: Rule, to: str, by, comment: str = "") -> RulePromotion
             "comment": comment,
         },
     )
+    promotion_notice(promotion=promotion, by=by, comment=comment)  # the owner and backup, unless they did it
     return promotion
 
 
@@ -388,6 +392,7 @@ def rule_rollback(*, rule: Rule, by, comment: str = "") -> RulePromotion:
     """One action: re-promote the previous production version."""
     _require_governor(by, rule, "roll back")
     rule = _locked(rule)
+    _require_active_owner(rule)
     target = rollback_target(rule)
     if target is None:
         raise GovernanceError(f"{rule.name!r} has no earlier production version to roll back to.")
@@ -407,6 +412,7 @@ def rule_rollback(*, rule: Rule, by, comment: str = "") -> RulePromotion:
         at=now,
         data={"from_version": replaced.number, "to_version": target.number, "comment": comment},
     )
+    promotion_notice(promotion=promotion, by=by, comment=comment)
     return promotion
 
 
@@ -422,6 +428,7 @@ def rule_force_production(*, rule: Rule, by, reason: str) -> RulePromotion:
     rule = _locked(rule)
     if not rule.owner_id:
         raise GovernanceError("Name an owner first: a production rule always has one, forced or not.")
+    _require_active_owner(rule)
     if not rule.sla_minutes:
         raise GovernanceError("Set the SLA first: a production rule always has one, forced or not.")
     try:
@@ -454,29 +461,50 @@ def rule_force_production(*, rule: Rule, by, reason: str) -> RulePromotion:
             "reason": reason,
         },
     )
+    promotion_notice(promotion=promotion, by=by, comment=reason)
     return promotion
 
 
-def forced_since(rule: Rule, moment) -> bool:
-    return rule.promotions.filter(kind=PromotionKind.FORCED, at__gt=moment).exists()
+def _require_active_owner(rule: Rule) -> None:
+    """A deactivated owner answers for nothing: the rule moves no stage until someone active owns it."""
+    if rule.owner_id and not rule.owner.is_active:
+        raise GovernanceError(inactive_owner_message(rule.owner))
+
+
+def can_sign_off(user, rule: Rule) -> bool:
+    """The owner or the backup owner signs a rule off (each recorded as themselves)."""
+    return bool(user and user.is_authenticated and user.pk in (rule.owner_id, rule.backup_owner_id))
 
 
 @transaction.atomic
 def rule_sign_off(*, rule: Rule, by, comment: str = "", at=None) -> RuleSignOff:
-    """The owner signs the rule off for the ISO week of `at` (default now): once per rule per week."""
-    if not (by and rule.owner_id == by.pk):
+    """The owner (or backup owner) signs the rule off for the ISO week of `at` (default now): once per rule
+    per week, unless the rule changed after that sign-off (a draft edit, promotion, forced change or
+    rollback reopens it). A re-sign updates the week's row (one per rule per week); each sign-off keeps its
+    own audit event, the re-sign's naming the sign-off it replaces and the changes that reopened it."""
+    if not can_sign_off(by, rule):
         owner = rule.owner.get_username() if rule.owner_id else "nobody"
-        raise PermissionDenied(f"Only the rule's owner ({owner}) signs {rule.name!r} off.")
+        backup = f" or backup owner ({rule.backup_owner.get_username()})" if rule.backup_owner_id else ""
+        raise PermissionDenied(f"Only the rule's owner ({owner}){backup} signs {rule.name!r} off.")
     at = at or timezone.now()
     week = iso_week_start(timezone.localtime(at))
     rule = _locked(rule)
     existing = RuleSignOff.objects.filter(rule=rule, week=week).select_related("by").first()
-    if existing is not None and not forced_since(rule, existing.at):
+    reopened = changes_after_sign_off(week=week, rule_ids=[rule.pk]).get(rule.pk, []) if existing else []
+    if existing is not None and not reopened:
         raise GovernanceError(
             f"{rule.name!r} is already signed off for {existing.iso_week_label} "
             f"by {existing.by.get_username()} at {timezone.localtime(existing.at):%Y-%m-%d %H:%M}."
         )
-    if existing is not None:  # a change was forced after this week's sign-off: the owner signs again
+    data = {}
+    if existing is not None:  # changed after this week's sign-off: signed again, the earlier one in the audit
+        data["replaces"] = {
+            "by": existing.by.get_username(),
+            "at": existing.at.isoformat(),
+            "production_version": existing.production_version,
+            "comment": existing.comment,
+        }
+        data["reopened_by"] = [{"at": c.at.isoformat(), "change": c.label, "by": c.by} for c in reopened]
         RuleSignOff.objects.filter(pk=existing.pk).update(
             by=by, at=at, production_version=rule.version, comment=comment.strip()
         )
@@ -489,8 +517,8 @@ def rule_sign_off(*, rule: Rule, by, comment: str = "", at=None) -> RuleSignOff:
         action=AuditAction.RULE_SIGNED_OFF,
         actor=by,
         rule=rule,
-        outcome="signed off",
+        outcome="signed off again" if existing is not None else "signed off",
         at=at,
-        data={"week": sign_off.iso_week_label, "comment": sign_off.comment},
+        data={"week": sign_off.iso_week_label, "comment": sign_off.comment, **data},
     )
     return sign_off

@@ -2,17 +2,22 @@
 
 from django.urls import path
 
-from routing.governance import views
+from routing.governance import remediate_views, views
 
 urlpatterns = [
     path("rules/", views.RuleListView.as_view(), name="rules"),
     path("rules/new/", views.RuleEditView.as_view(), name="rule-new"),
     path("rules/mine/", views.MyRulesView.as_view(), name="my-rules"),
+    path("rules/mine/notices/read/", views.NoticesReadView.as_view(), name="rule-notices-read"),
     path("rules/preview/", views.PreviewView.as_view(), name="preview"),
     path("rules/replay/", views.ReplayView.as_view(), name="replays"),
     path("rules/replay/<int:pk>/", views.ReplayDetailView.as_view(), name="replay"),
     path("rules/<int:pk>/", views.RuleDetailView.as_view(), name="rule"),
     path("rules/<int:pk>/edit/", views.RuleEditView.as_view(), name="rule-edit"),
+    path("rules/<int:pk>/v<int:number>/", remediate_views.RuleVersionView.as_view(), name="rule-version"),
+    path(
+        "rules/<int:pk>/v<int:number>/reroute/", remediate_views.RerouteView.as_view(), name="rule-version-reroute"
+    ),
     path("rules/<int:pk>/<slug:action>/", views.RuleActionView.as_view(), name="rule-action"),
     path("leads/<int:pk>/", views.LeadView.as_view(), name="lead"),
 ]

@@ -16,10 +16,14 @@ from exceptions.selectors import lead_decisions, lead_trail
 from routing.accounts.identity import person_leads
 from routing.accounts.models import AccountMatch
 from routing.governance import services
+from routing.governance.backup_owner import rule_backup_owner_set
 from routing.governance.explain import condition_text
-from routing.governance.forms import CommentForm, DraftForm, ForceForm, PreviewForm, ReplayForm
+from routing.governance.forms import BackupOwnerForm, CommentForm, DraftForm, ForceForm, PreviewForm, ReplayForm
 from routing.governance.gates import reads_account
-from routing.governance.models import ReplayRun, ReplayStatus, RuleVersion
+from routing.governance.metrics import MIN_LEADS as METRICS_MIN_LEADS
+from routing.governance.metrics import success_metrics
+from routing.governance.models import ReplayRun, ReplayStatus, RuleNotice, RuleVersion
+from routing.governance.notices import notices_mark_read, unread_notices
 from routing.governance.preview import lead_explanation, routing_preview
 from routing.governance.replay import ReplayError, replay_start
 from routing.governance.selectors import (
@@ -32,7 +36,7 @@ from routing.governance.selectors import (
     rule_rows,
     shadow_summary,
     this_week,
-    unsigned_production_rules,
+    unsigned_from_rows,
     version_diff,
     versions_with_diffs,
 )
@@ -43,12 +47,13 @@ from routing.models import Lead, Rule, RuleStage
 class RuleListView(ConsoleAccessMixin, View):
     def get(self, request):
         week = this_week()
+        rows = rule_rows()
         return render(
             request,
             "console/rules/list.html",
             {
-                "rows": rule_rows(),
-                "unsigned": unsigned_production_rules(week=week),
+                "rows": rows,
+                "unsigned": unsigned_from_rows(rows),  # the same rows: reopened sign-offs count as unsigned
                 "week": week,
                 "threshold": override_flag_threshold(),
                 "may_author": services.may_author_rules(request.user),
@@ -62,7 +67,8 @@ class RuleDetailView(ConsoleAccessMixin, View):
         if malformed:
             return HttpResponseBadRequest(malformed, content_type="text/plain; charset=utf-8")
         rule = get_object_or_404(
-            Rule.objects.select_related("owner", "queue", "staging_version", "production_version"), pk=pk
+            Rule.objects.select_related("owner", "backup_owner", "queue", "staging_version", "production_version"),
+            pk=pk,
         )
         versions = versions_with_diffs(rule)
         return render(
@@ -87,7 +93,12 @@ class RuleDetailView(ConsoleAccessMixin, View):
                 "may_govern": services.can_govern(request.user, rule),
                 "comment_form": CommentForm(),
                 "force_form": ForceForm(),
+                "backup_owner_form": BackupOwnerForm(
+                    initial={"backup_owner": rule.backup_owner.get_username() if rule.backup_owner_id else ""}
+                ),
                 "last_change": last_candidate_change(),
+                "success": success_metrics(rule_ids=[rule.pk]).get(rule.pk),
+                "min_leads": METRICS_MIN_LEADS,
             },
         )
 
@@ -220,6 +231,15 @@ class RuleActionView(ConsoleAccessMixin, View):
         sign_off = services.rule_sign_off(rule=rule, by=request.user, comment=self._comment(request))
         return f"Signed off {rule.name!r} for {sign_off.iso_week_label}."
 
+    def do_backup_owner(self, request, rule):
+        form = BackupOwnerForm(request.POST)
+        if not form.is_valid():
+            raise services.GovernanceError(" ".join(e for errors in form.errors.values() for e in errors))
+        rule = rule_backup_owner_set(rule=rule, backup_owner=form.cleaned_data["backup_owner"], by=request.user)
+        if rule.backup_owner_id:
+            return f"{rule.backup_owner.get_username()} is now the backup owner of {rule.name!r}."
+        return f"{rule.name!r} has no backup owner now."
+
     def do_run_tests(self, request, rule):
         results = services.rule_tests_record(rule=rule)
         if results is None:
@@ -245,8 +265,30 @@ class MyRulesView(ConsoleAccessMixin, View):
                 "week": this_week(),
                 "threshold": override_flag_threshold(),
                 "comment_form": CommentForm(),
+                "notices": unread_notices(user=request.user),
             },
         )
+
+
+class NoticesReadView(ConsoleAccessMixin, View):
+    """Mark one of your notices read (`notice`), or all of them (no `notice`); someone else's: 403."""
+
+    def post(self, request):
+        raw = request.POST.get("notice")
+        if raw is None:
+            count = notices_mark_read(user=request.user)
+            messages.success(request, f"Marked {count} notice{'s' if count != 1 else ''} read.")
+        else:
+            notice = get_object_or_404(RuleNotice, pk=raw) if raw.isdigit() else None
+            if notice is None:
+                return HttpResponseBadRequest(
+                    "notice: give the number of a notice.", content_type="text/plain; charset=utf-8"
+                )
+            if notice.recipient_id != request.user.pk:
+                raise PermissionDenied("That notice is addressed to someone else; only its recipient marks it read.")
+            notices_mark_read(user=request.user, notice_ids=[notice.pk])
+            messages.success(request, f"Marked the notice about {notice.rule.name} read.")
+        return HttpResponseRedirect(reverse("console:my-rules") + "#notices")
 
 
 class ReplayView(ConsoleAccessMixin, View):

@@ -282,6 +282,15 @@ def _drive_rules(person, objects):
     assert person.post_json(f"/api/v1/rules/{staging.pk}/promote/", {"to": "nowhere"}).status_code == 400
     assert person.post_json(f"/api/v1/rules/{twice.pk}/rollback/", {"comment": "Too eager"}).status_code == 200
     assert person.post_json(f"/api/v1/rules/{staging.pk}/rollback/").status_code == 400
+    backup = _call(person, "PATCH", f"/api/v1/rules/{rule.pk}/", body={"backup_owner": "colleague"})
+    assert (backup.status_code, backup.json()["backup_owner"]) == (200, "colleague")
+    itself = _call(person, "PATCH", f"/api/v1/rules/{rule.pk}/", body={"backup_owner": rule.owner.username})
+    assert itself.status_code == 400
+    assert person.get(f"/api/v1/rules/{rule.pk}/targets/").status_code == 200
+    targets = _call(person, "PATCH", f"/api/v1/rules/{rule.pk}/targets/", body={"target_sla_adherence": 95})
+    assert (targets.status_code, targets.json()["target_sla_adherence"]) == (200, "95.00")
+    out_of_range = _call(person, "PATCH", f"/api/v1/rules/{rule.pk}/targets/", body={"target_exception_rate": 101})
+    assert out_of_range.status_code == 400
     busy = person.post_json("/api/v1/rules/replay/", {"limit": 100})  # the world's queued replay is theirs
     assert busy.status_code == 429 and busy["Retry-After"] == "30"
     replay = objects["colleague"].post_json("/api/v1/rules/replay/", {"limit": 100})
