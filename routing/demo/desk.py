@@ -151,6 +151,15 @@ DESK = [
         _lead("pr-0074", "Ben", "Adler", "Adler Partners", 40, "US", stage="partner"),
     ),
     DeskItem(
+        "routing_sla",
+        7,
+        "Account Executives",
+        ExceptionReason.ROUTING_SLA_BREACHED,
+        "Not assigned 7 min after it was received, past the 5-minute routing SLO (no rule has decided it). "
+        "Stuck in the broker backlog: 1,840 routing task(s) queued in the lanes.",
+        _lead("hs-88125", "Nadia", "Haddad", "Cedar Cloud Systems", 1200, "AE"),
+    ),
+    DeskItem(
         "resolved",
         1500,
         "Triage",

@@ -77,6 +77,7 @@ class Misrouted:
     version: RuleVersion
     rows: list[MisroutedLead]  # in lead id order; the first `limit` when one was given
     counts: Counter  # LeadState -> exact number, whatever the limit
+    checked_all: bool = True  # False: only the newest `newest` leads the version decided were checked
 
     @property
     def count(self) -> int:
@@ -112,9 +113,11 @@ def decided_by(version: RuleVersion):
     ).annotate(moved_by_hand=Exists(by_hand))
 
 
-def misrouted_leads(*, version: RuleVersion, limit: int | None = None) -> Misrouted:
+def misrouted_leads(*, version: RuleVersion, limit: int | None = None, newest: int | None = None) -> Misrouted:
     """The leads this version decided that the live rules route elsewhere, with those left alone and why.
-    Set-based: two queries (queue names, then the leads streamed in chunks), the engine in memory."""
+    Set-based: two queries (queue names, then the leads streamed in chunks), the engine in memory. `newest`
+    checks only that many of the version's newest leads (a page must answer fast; a version live for months
+    decided far more, which `reroute_leads` goes through)."""
     ruleset = production_ruleset()
     queue_names = dict(Queue.objects.values_list("id", "name"))
     fields = (
@@ -127,8 +130,12 @@ def misrouted_leads(*, version: RuleVersion, limit: int | None = None) -> Misrou
         *Lead.ROUTABLE_FIELDS,
         ACCOUNT_VIEW,
     )
-    rows, counts = [], Counter()
+    rows, counts, checked_all = [], Counter(), True
     leads = decided_by(version).order_by("id").values(*fields)
+    if newest is not None:
+        window = list(decided_by(version).order_by("-id").values_list("id", flat=True)[: newest + 1])
+        checked_all = len(window) <= newest
+        leads = leads.filter(id__gte=window[:newest][-1]) if window else leads.none()
     for values in leads.iterator(chunk_size=CHUNK):
         row = _classify(values, version, ruleset, queue_names)
         if row is None:
@@ -136,7 +143,7 @@ def misrouted_leads(*, version: RuleVersion, limit: int | None = None) -> Misrou
         counts[row.state] += 1
         if limit is None or len(rows) < limit:
             rows.append(row)
-    return Misrouted(version=version, rows=rows, counts=counts)
+    return Misrouted(version=version, rows=rows, counts=counts, checked_all=checked_all)
 
 
 def _classify(values: dict, version: RuleVersion, ruleset: RuleSet, queue_names: dict) -> MisroutedLead | None:
@@ -173,7 +180,12 @@ def require_remediator(user, version: RuleVersion) -> None:
 
 
 def leads_reroute(
-    *, version: RuleVersion, by, lead_ids: Iterable[int] | None = None, dry_run: bool = False
+    *,
+    version: RuleVersion,
+    by,
+    lead_ids: Iterable[int] | None = None,
+    dry_run: bool = False,
+    newest: int | None = None,
 ) -> RerouteResult:
     """Re-route this version's misrouted leads (those among `lead_ids`, or all) through the live rules in one
     audited action. Leads someone else holds are skipped, not waited for; so are leads that changed since the
@@ -187,7 +199,7 @@ def leads_reroute(
     if wanted is None:
         # "All": the leads the list shows (those left alone too, so the result says why), not every lead the
         # version decided: a version still live may have decided many more that need nothing.
-        wanted = {row.id for row in misrouted_leads(version=version).rows}
+        wanted = {row.id for row in misrouted_leads(version=version, newest=newest).rows}
     result = RerouteResult(dry_run=False)
     with transaction.atomic():
         # Locked, skipping those someone else holds: a worker or a person is changing them right now.

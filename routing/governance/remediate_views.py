@@ -15,6 +15,8 @@ from routing.governance.remediate import LeadState, leads_reroute, misrouted_lea
 from routing.governance.services import can_govern
 
 PAGE_SIZE = 100
+# The page checks the version's newest leads only, so it answers in about a second; reroute_leads does all.
+PAGE_CHECKS = 5_000
 LEFT_ALONE_SHOWN = 20
 
 
@@ -40,7 +42,7 @@ def _version_url(version: RuleVersion) -> str:
 class RuleVersionView(ConsoleAccessMixin, View):
     def get(self, request, pk, number):
         version = _version(pk, number)
-        found = misrouted_leads(version=version)
+        found = misrouted_leads(version=version, newest=PAGE_CHECKS)
         page = Paginator(found.of(LeadState.REROUTE), PAGE_SIZE).get_page(request.GET.get("page"))
         rollback = (
             RulePromotion.objects.filter(replaced=version, kind=PromotionKind.ROLLBACK)
@@ -62,6 +64,7 @@ class RuleVersionView(ConsoleAccessMixin, View):
                 "moved_by_hand": found.of(LeadState.MOVED_BY_HAND)[:LEFT_ALONE_SHOWN],
                 "no_live_match": found.of(LeadState.NO_LIVE_MATCH)[:LEFT_ALONE_SHOWN],
                 "may_reroute": can_govern(request.user, version.rule),
+                "page_checks": PAGE_CHECKS,
             },
         )
 
@@ -83,13 +86,15 @@ class RerouteView(ConsoleAccessMixin, View):
                 messages.error(request, 'Tick at least one lead to re-route, or use "Re-route all".')
                 return HttpResponseRedirect(_version_url(version))
         if request.POST.get("confirm") != "yes":
-            count = len(lead_ids) if lead_ids is not None else misrouted_leads(version=version).count
+            count = (
+                len(lead_ids) if lead_ids is not None else misrouted_leads(version=version, newest=PAGE_CHECKS).count
+            )
             return render(
                 request,
                 "console/rules/version_reroute_confirm.html",
                 {"version": version, "rule": version.rule, "scope": scope, "lead_ids": lead_ids, "count": count},
             )
-        result = leads_reroute(version=version, by=request.user, lead_ids=lead_ids)
+        result = leads_reroute(version=version, by=request.user, lead_ids=lead_ids, newest=PAGE_CHECKS)
         text = f"Re-routed by the live rules: {result.summary()}"
         (messages.success if result.moved else messages.warning)(request, text)
         return HttpResponseRedirect(_version_url(version))

@@ -17,6 +17,7 @@ from audit.models import AuditAction, AuditEvent
 from exceptions.models import Notification, NotificationKind
 from exceptions.notifications import notifications_send_due
 from exceptions.triage import lead_assign_manually
+from routing.governance import remediate_views
 from routing.governance.remediate import LeadState, SkipReason, leads_reroute, misrouted_leads
 from routing.governance.services import rule_rollback
 from routing.integrations.models import OutboxEvent
@@ -63,6 +64,33 @@ def test_the_list_shows_the_bad_versions_leads_with_the_queue_the_live_rules_pic
     assert [(row.id, row.queue, row.assignee, row.new_queue, row.new_version) for row in found.rows] == [
         (lead.pk, "Partners", "pia", "Sales", 1) for lead in leads
     ]
+
+
+def test_newest_checks_only_the_versions_newest_leads_and_says_so(rule, bad_version):
+    leads = route(5)
+    roll_back(rule)
+
+    some = misrouted_leads(version=bad_version, newest=3)
+    every = misrouted_leads(version=bad_version, newest=5)
+
+    assert [row.id for row in some.rows] == [lead.pk for lead in leads[2:]]
+    assert not some.checked_all
+    assert every.count == 5 and every.checked_all
+
+
+def test_the_version_page_says_when_it_checked_only_the_newest_leads(
+    client, rule, bad_version, rule_owner, monkeypatch
+):
+    route(3)
+    roll_back(rule)
+    client.force_login(rule_owner)
+    assert 'id="checked-newest"' not in client.get(page_url(bad_version)).content.decode()
+
+    monkeypatch.setattr(remediate_views, "PAGE_CHECKS", 2)
+    page = client.get(page_url(bad_version)).content.decode()
+
+    assert 'id="checked-newest"' in page
+    assert 'id="misrouted-count">2<' in page
 
 
 def test_the_live_version_lists_nothing(rule, bad_version):
