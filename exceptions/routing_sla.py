@@ -63,6 +63,8 @@ logger = logging.getLogger(__name__)
 REASON = ExceptionReason.ROUTING_SLA_BREACHED
 ROUTING_SLA_CHUNK = 10_000  # items opened per statement (and transaction)
 CLOSED_NOTE = "The lead was assigned: it no longer waits."
+# format(): the item the lead now has (no matching rule, no eligible assignee, …), whose clocks take over.
+HANDED_OVER_NOTE = "The lead has its own item #%s now: that item's clocks take over."
 
 
 class Stuck:
@@ -202,18 +204,28 @@ WITH gone AS MATERIALIZED (
             AND r.received_at <= %(now)s
     )
 ), t AS (
-    -- ... then those items and leads by primary key: never a scan of every lead ever assigned.
+    -- ... then those items and leads by primary key: never a scan of every lead ever assigned. A lead that
+    -- got an item of its own meanwhile (no matching rule, …) is handed over to that item's clocks.
     SELECT i.id, i.status AS old_status, i.acknowledged_at AS old_acknowledged_at,
-        LEAST(%(now)s, GREATEST(l.assigned_at, i.opened_at)) AS at
+        LEAST(%(now)s, GREATEST(COALESCE(o.opened_at, l.assigned_at), i.opened_at)) AS at, o.id AS handed_to
     FROM exceptions_exceptionitem i
     JOIN routing_lead l ON l.id = i.lead_id
+    LEFT JOIN LATERAL (
+        SELECT o.id, o.opened_at FROM exceptions_exceptionitem o
+        WHERE o.lead_id = l.id AND o.reason <> '{REASON}' AND o.status IN ({_UNRESOLVED})
+        ORDER BY o.id LIMIT 1
+    ) o ON l.status <> '{LeadStatus.ASSIGNED}'
     WHERE i.id = ANY(ARRAY(SELECT id FROM gone)) AND l.id = ANY(ARRAY(SELECT lead_id FROM gone))
-        AND i.reason = '{REASON}' AND i.status IN ({_UNRESOLVED}) AND l.status = '{LeadStatus.ASSIGNED}'
+        AND i.reason = '{REASON}' AND i.status IN ({_UNRESOLVED})
+        AND (l.status = '{LeadStatus.ASSIGNED}' OR o.id IS NOT NULL)
     FOR NO KEY UPDATE OF i SKIP LOCKED
 ), closed AS (
     UPDATE exceptions_exceptionitem i SET
-        status = '{ExceptionStatus.RESOLVED}', resolved_at = t.at, resolution = '{Resolution.REROUTED}',
-        resolution_note = %(note)s, due_at = NULL, waiting_since = NULL,
+        status = '{ExceptionStatus.RESOLVED}', resolved_at = t.at,
+        resolution = CASE WHEN t.handed_to IS NULL THEN '{Resolution.REROUTED}' ELSE '{Resolution.DUPLICATE}' END,
+        resolution_note = CASE WHEN t.handed_to IS NULL THEN %(note)s
+            ELSE format(%(handed_note)s, t.handed_to) END,
+        due_at = NULL, waiting_since = NULL,
         acknowledged_at = COALESCE(i.acknowledged_at, t.at),
         ack_breached_at = CASE WHEN i.status = '{ExceptionStatus.OPEN}' AND i.ack_due_at < t.at
             AND i.ack_breached_at IS NULL THEN t.at ELSE i.ack_breached_at END,
@@ -222,7 +234,7 @@ WITH gone AS MATERIALIZED (
         version = i.version + 1
     FROM t WHERE i.id = t.id
     RETURNING i.id, i.lead_id, t.at, t.old_status, t.old_acknowledged_at, i.ack_due_at, i.resolve_due_at,
-        i.resolve_remaining_seconds, i.ack_breached_at, i.resolve_breached_at
+        i.resolve_remaining_seconds, i.ack_breached_at, i.resolve_breached_at, i.resolution, i.resolution_note
 ), sla AS (
     INSERT INTO exceptions_slaevent (item_id, clock, kind, at, data)
     SELECT c.id, e.clock, e.kind, c.at, e.data
@@ -244,7 +256,7 @@ WITH gone AS MATERIALIZED (
     INSERT INTO audit_auditevent (action, occurred_at, actor_label, lead_id, exception_id, inputs, outcome, data)
     SELECT '{AuditAction.EXCEPTION_RESOLVED}', c.at, 'engine', c.lead_id, c.id, '{{}}'::jsonb,
         '{ExceptionStatus.RESOLVED}',
-        jsonb_build_object('resolution', '{Resolution.REROUTED}', 'note', %(note)s::text, 'by', 'routing SLA')
+        jsonb_build_object('resolution', c.resolution, 'note', c.resolution_note, 'by', 'routing SLA')
     FROM closed c
     RETURNING 1
 )
@@ -281,7 +293,7 @@ def _warn_unsupported() -> None:
 def _close(now: dt.datetime) -> int:
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(CLOSE_SQL, {"now": now, "note": CLOSED_NOTE})
+            cursor.execute(CLOSE_SQL, {"now": now, "note": CLOSED_NOTE, "handed_note": HANDED_OVER_NOTE})
             ids = [row[0] for row in cursor.fetchall()]
         if ids:
             items = list(

@@ -66,7 +66,12 @@ def rules_import(*, document: Any, by=None, dry_run: bool = False) -> RulesImpor
         report.queues_changed = _import_queues(document.get("queues", []), by=by)
         if dry_run:
             report.dry_run = True
-            transaction.set_rollback(True)  # owners and queues were written only to see what changes
+            if refusal is None:
+                try:  # the gates and guards, as the real run meets them; rolled back below
+                    rule_changes_apply(report.rule_changes, by=by)
+                except RulesFileError as refused:
+                    report.refused = refused.problems
+            transaction.set_rollback(True)  # owners, queues and rules were written only to see what changes
             return report
         report.counts = rule_changes_apply(report.rule_changes, by=by)
         audit_record(

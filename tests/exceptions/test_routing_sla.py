@@ -243,6 +243,36 @@ def test_routing_the_lead_closes_its_item(triage):
     assert sla_items().get().resolved_at == at(7)
 
 
+def test_a_lead_that_gets_its_own_item_hands_the_routing_sla_item_over_to_it(triage):
+    """Routed at last but matching no rule: its no_matching_rule item's clocks take over from the SLA item's."""
+    from routing.services import lead_route
+
+    lead = received(0, lifecycle_stage="customer")
+    sweep(6)
+    with time_machine.travel(at(7), tick=False):
+        assert lead_route(lead_id=lead.pk).status == LeadStatus.EXCEPTION
+    own = ExceptionItem.objects.get(lead=lead, reason=ExceptionReason.NO_MATCHING_RULE)
+
+    assert sweep(8).closed == 1
+    item = sla_items().get()
+    assert (item.status, item.resolution, item.resolved_at) == (ExceptionStatus.RESOLVED, Resolution.DUPLICATE, at(7))
+    assert f"#{own.pk}" in item.resolution_note
+    event = AuditEvent.objects.get(action=AuditAction.EXCEPTION_RESOLVED, exception=item)
+    assert event.data["resolution"] == Resolution.DUPLICATE
+    assert ExceptionItem.objects.filter(lead=lead).exclude(status=ExceptionStatus.RESOLVED).get() == own
+    assert sweep(9).opened == 0  # its own item's clocks run: no new SLA item
+
+
+def test_a_held_lead_keeps_its_routing_sla_item(triage):
+    """Held behind the same person's item, with none of its own: it still waits, so its SLA item stays."""
+    lead = received(0, status=LeadStatus.EXCEPTION)
+    holder = open_exception(lead=received(-1), queue=triage)
+    holder.held_leads.add(lead)
+    sweep(6)
+    assert sla_items(lead=lead).count() == 1
+    assert sweep(7).closed == 0
+
+
 def test_a_second_sweep_opens_no_duplicate(triage):
     received(0, intent_score=99)
     sweep(6)

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditAction, AuditEvent
-from routing.governance.models import PromotionKind, RuleNotice, RulePromotion, RuleVersion
+from routing.governance.models import PromotionKind, ReplayRun, RuleNotice, RulePromotion, RuleVersion
 from routing.governance.services import rule_force_production, rule_rollback
 from routing.management.commands.seed_demo import DEMO_RULES
 from routing.models import Queue, QueueMembership, Rule, RuleStage
@@ -396,6 +396,29 @@ def test_the_command_dry_run_says_what_would_change_and_writes_nothing(tmp_path,
     assert written() == before
     assert Queue.objects.get().ack_sla_minutes != 5
     assert not AuditEvent.objects.filter(action=AuditAction.RULES_IMPORTED).exists()
+
+
+def test_the_dry_run_says_when_the_gates_would_refuse_and_writes_nothing(tmp_path, owner, inbound):
+    """The person may make the change, but the rule's own test cases fail on it: the real run is refused at
+    the gates, so the dry run says so (it runs them, then rolls back)."""
+    a_rule(owner, inbound)
+    document = rules_export()
+    document["rules"][0]["when"] = {"field": "lifecycle_stage", "op": "eq", "value": "nobody-has-this"}
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(document))
+    before, replays = written(), ReplayRun.objects.count()
+
+    out = io.StringIO()
+    call_command("import_rules", str(path), "--dry-run", "--as", "olive", stdout=out)
+
+    printed = out.getvalue()
+    assert "Refused as it stands:" in printed
+    assert "rules[0] (MQL to Inbound):" in printed.split("Refused as it stands:")[1]
+    assert written() == before
+    assert ReplayRun.objects.count() == replays
+    with pytest.raises(CommandError):
+        call_command("import_rules", str(path), "--as", "olive", stdout=io.StringIO())
+    assert written() == before
 
 
 def test_the_command_says_when_nothing_changed(tmp_path, owner, inbound):

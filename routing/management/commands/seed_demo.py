@@ -45,7 +45,9 @@ class Command(BaseCommand):
         owner = get_user_model().objects.get(username=DEMO_OWNER)
         owner.set_password(password)
         owner.save()
-        owner.groups.add(Group.objects.get_or_create(name="rule_owners")[0])
+        # Every demo rule's owner is a rule owner in the console too (My rules, notices, sign-off).
+        rule_owners = Group.objects.get_or_create(name="rule_owners")[0]
+        rule_owners.user_set.add(owner, *get_user_model().objects.filter(owned_rules__isnull=False).distinct())
         source = Source.objects.filter(name=DEMO_SOURCE).first() or source_create(name=DEMO_SOURCE)[0]
         token = demo_source_token()
         if source.token_hash != Source.hash_token(token):
