@@ -73,6 +73,10 @@ ORDINARY_TABLES = frozenset(
         "routing_accountnamekey",
         "routing_personaltoken",
         "routing_openleadcount",
+        # Availability: working hours, time off, and the distribution ledger (upserted under the queue lock).
+        "routing_workinghours",
+        "routing_timeoff",
+        "routing_distributionday",
         # Governance beside the frozen versions: shadow decisions, replays, sign-offs and their reminders.
         "routing_shadowdecision",
         "routing_replayrun",

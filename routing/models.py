@@ -97,6 +97,23 @@ class AssignmentStrategy(models.TextChoices):
     LEAST_LOADED = "least_loaded", "Least loaded (fewest open leads)"
 
 
+class ReturnPolicy(models.TextChoices):
+    KEEP_PLACE = "keep_place", "Keep place: a returning member resumes the rotation where it is"
+    CATCH_UP = "catch_up", "Catch up: a returning member gets more until their share evens out over the period"
+
+
+class DistributionPeriod(models.TextChoices):
+    DAY = "day", "Day"
+    WEEK = "week", "Week"
+    MONTH = "month", "Month"
+
+
+class EveryoneAway(models.TextChoices):
+    HOLD = "hold", "Hold the lead until the first member's hours start"
+    OVERFLOW = "overflow", "Overflow to the next queue (no overflow queue: an exception)"
+    EXCEPTION = "exception", "Open a no-eligible-assignee exception"
+
+
 class Queue(models.Model):
     name = models.CharField(max_length=100, unique=True)
     ack_sla_minutes = models.PositiveIntegerField(default=30)
@@ -134,13 +151,37 @@ class Queue(models.Model):
     )
     business_start = models.TimeField(null=True, blank=True)
     business_end = models.TimeField(null=True, blank=True)
-    history = HistoricalRecords(get_user=history_person, excluded_fields=["virtual_time"])
+    # Availability (routing/availability): what a returning member gets, and what happens when nobody is in.
+    return_policy = models.CharField(
+        max_length=16, choices=ReturnPolicy.choices, default=ReturnPolicy.KEEP_PLACE, db_default=ReturnPolicy.KEEP_PLACE
+    )
+    distribution_period = models.CharField(
+        max_length=8,
+        choices=DistributionPeriod.choices,
+        default=DistributionPeriod.MONTH,
+        db_default=DistributionPeriod.MONTH,
+        help_text="The period over which 'catch up' evens shares out, and the distribution report's default.",
+    )
+    when_everyone_away = models.CharField(
+        max_length=16, choices=EveryoneAway.choices, default=EveryoneAway.OVERFLOW, db_default=EveryoneAway.OVERFLOW
+    )
+    credit_back = models.BooleanField(
+        default=True,
+        db_default=True,
+        help_text="A lead taken from its assignee by a reassignment or an override gives them their turn back.",
+    )
+    # Catch-up's floor: the virtual time when the current distribution period began (written under the lock).
+    period_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    period_virtual_time = models.FloatField(default=0.0, db_default=0.0, editable=False)
+    history = HistoricalRecords(
+        get_user=history_person, excluded_fields=["virtual_time", "period_started_at", "period_virtual_time"]
+    )
 
     def __str__(self):
         return self.name
 
     def save(self, *args, **kwargs):
-        _save_without(self, {"virtual_time"}, args, kwargs)
+        _save_without(self, {"virtual_time", "period_started_at", "period_virtual_time"}, args, kwargs)
 
     def business_hours(self) -> BusinessHours | None:
         if self.business_start is None or self.business_end is None:
@@ -178,6 +219,11 @@ class QueueMembership(models.Model):
         return f"{self.user} in {self.queue}"
 
     def save(self, *args, **kwargs):
+        if self._state.adding and self.queue_id is not None and not self.rotation_pass:
+            # A new member starts in the round being served: never owed the turns before they joined.
+            self.rotation_pass = (
+                Queue.objects.filter(pk=self.queue_id).values_list("virtual_time", flat=True).first() or 0.0
+            )
         _save_without(self, {"rotation_pass"}, args, kwargs)
 
 
@@ -389,6 +435,9 @@ class Lead(models.Model):
     # (the wait doubles each time, so a long backlog is not flooded with copies).
     requeue_count = models.PositiveIntegerField(default=0)
     requeue_after = models.DateTimeField(null=True, blank=True)
+    # Held because everyone in the rule's queue is away (queue.when_everyone_away = hold): routed again at this
+    # time (the first member's hours start) by the beat. Stays `received`, so the routing SLA counts it.
+    waiting_until = models.DateTimeField(null=True, blank=True)
     # Enrichment before routing (routing/integrations/enrichment.py): None until tried, or with no provider.
     enrichment_status = models.CharField(max_length=16, null=True, blank=True, choices=EnrichmentStatus.choices)
     enrichment_attempts = models.PositiveIntegerField(default=0)
@@ -414,6 +463,9 @@ class Lead(models.Model):
                 fields=["assignee"], condition=Q(status=LeadStatus.ASSIGNED), name="lead_open_by_assignee_idx"
             ),
             models.Index(fields=["received_at"], name="lead_received_at_idx"),
+            models.Index(
+                fields=["waiting_until"], condition=Q(waiting_until__isnull=False), name="lead_waiting_until_idx"
+            ),
         ]
 
     def __str__(self):
@@ -463,6 +515,7 @@ class RuleSetGeneration(models.Model):
 
 
 from routing.accounts.models import Account, AccountDomain, AccountMatch, AccountNameKey, LeadIdentity  # noqa: E402,F401
+from routing.availability.models import DistributionDay, TimeOff, WorkingHours  # noqa: E402,F401
 from routing.dashboard.models import (  # noqa: E402,F401
     DailyDeliveryStat,
     DailyLeadStat,

@@ -199,7 +199,8 @@ def test_an_assign_cannot_be_undone_after_the_time_is_up_or_once_someone_changed
     ops_client, first, second, colleague
 ):
     undo = reverse("console:item-action", args=[first.pk, "assign_back"])
-    start = dt.datetime(2026, 12, 4, 9, 0, tzinfo=dt.UTC)
+    # Relative to now: the test client's session (8 h) must outlive every instant the test visits.
+    start = dt.datetime.now(dt.UTC)
     with time_machine.travel(start, tick=False):
         act(ops_client, first, "assign", version=first.version, assignee=colleague.pk)
     with time_machine.travel(start + dt.timedelta(seconds=16), tick=False):
@@ -210,9 +211,10 @@ def test_an_assign_cannot_be_undone_after_the_time_is_up_or_once_someone_changed
     fresh = ExceptionItem.objects.get(pk=first.pk)
     zed = UserFactory(username="zed")
     zed.groups.add(Group.objects.get(name="ops"))
-    act(ops_client, fresh, "assign", version=fresh.version, assignee=zed.pk)
-    exception_acknowledge(item=fresh, by=colleague)  # someone acts on it meanwhile
-    stale = ops_client.post(undo, follow=True)
+    with time_machine.travel(start + dt.timedelta(seconds=30), tick=False):
+        act(ops_client, fresh, "assign", version=fresh.version, assignee=zed.pk)
+        exception_acknowledge(item=fresh, by=colleague)  # someone acts on it meanwhile
+        stale = ops_client.post(undo, follow=True)
     assert "changed since you opened it" in stale.content.decode()
     assert ExceptionItem.objects.get(pk=first.pk).assignee.username == "zed"
 
