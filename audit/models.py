@@ -40,6 +40,8 @@ class AuditAction(models.TextChoices):
     ITEM_INCIDENT_ASSIGNED = "item_incident.assigned", "Incident assigned (items of one cause)"
     ITEM_INCIDENT_ESCALATED = "item_incident.escalated", "Incident escalated (items of one cause)"
     ITEM_INCIDENT_RESOLVED = "item_incident.resolved", "Incident resolved (items of one cause)"
+    LEAD_CREDITED_BACK = "lead.credited_back", "Turn credited back (a lead was taken from its assignee)"
+    AVAILABILITY_CHANGED = "availability.changed", "Working hours or time off changed"
 
 
 class AppendOnlyError(Exception):
