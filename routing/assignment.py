@@ -12,6 +12,7 @@ A batch of leads for one queue is served under one lock: the picks are made one 
 exactly as separate picks would be, and the rotation is written once (`pick_assignees`).
 """
 
+import datetime as dt
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
@@ -26,6 +27,10 @@ class Pick:
     queue: Queue  # where the lead lands: the rule's queue or an overflow queue
     assignee: object | None  # a user, or None when nobody in the overflow chain is eligible
     overflowed_from: tuple[str, ...] = ()
+    # Nobody eligible because everyone is away or out of hours and the queue holds (when_everyone_away = hold):
+    # the lead waits until then, the first member's hours start.
+    hold_until: dt.datetime | None = None
+    why_nobody: str = ""  # who was skipped and why, in words, when assignee is None
 
 
 def pick_assignee(*, queue_id: int, exclude_user_id: int | None = None, follow_overflow: bool = True) -> Pick:
