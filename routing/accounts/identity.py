@@ -280,7 +280,7 @@ def routing_choice(
 ) -> Choice:
     """Who gets a lead the deciding rule sends to `queue_id`: the account's owner, the sticky owner, or the
     queue's strategy (Choice.user None), with the reason. `availability`: shared by a batch's leads."""
-    availability = availability or Availability()
+    availability = availability or Availability(at=now)
     sticky = (
         sticky_choice(identity=identity, queue_id=queue_id, now=now, availability=availability)
         if assign_to == AssignTo.DEFAULT

@@ -1,11 +1,17 @@
 """What routing asks of accounts for one lead: match it (and record the match), show the account to the rules,
 and pick the account's owner when a rule says `"assignee": "account_owner"`."""
 
+import datetime as dt
 from dataclasses import dataclass
+
+from django.utils import timezone
 
 from routing.accounts.matching import MatchResult
 from routing.accounts.models import Account, AccountMatch
 from routing.accounts.selectors import account_match_for, account_matches_for, facts_account, facts_view
+from routing.assignment import until_words
+from routing.availability.schedule import Schedule, Why
+from routing.availability.selectors import schedules_for
 from routing.bulk import bulk_upsert
 from routing.models import AssignTo, Lead, QueueMembership
 
@@ -123,15 +129,18 @@ class Choice:
 
 
 class Availability:
-    """Why people cannot take a lead in a queue now, from their memberships read once for everyone asked about
-    (a routing batch asks about the same owners again and again)."""
+    """Why people cannot take a lead in a queue at one instant (`at`, the batch's now), from their memberships
+    and schedules read once for everyone asked about (a routing batch asks about the same owners again and
+    again)."""
 
-    def __init__(self, users=()):
+    def __init__(self, users=(), *, at: dt.datetime | None = None):
+        self.at = at or timezone.now()
         self._memberships: dict[int, list[tuple[int, bool]]] = {}
+        self._schedules: dict[int, Schedule | None] = {}
         self.load(users)
 
     def load(self, users) -> None:
-        """Read the memberships of those of `users` not read yet, in one query."""
+        """Read the memberships and schedules of those of `users` not read yet, in one batch (three queries)."""
         missing = {user.pk for user in users if user is not None} - self._memberships.keys()
         if not missing:
             return
@@ -140,10 +149,12 @@ class Availability:
         rows = QueueMembership.objects.filter(user_id__in=missing).values_list("user_id", "queue_id", "is_available")
         for user_id, queue_id, available in rows:
             self._memberships[user_id].append((queue_id, available))
+        self._schedules.update(schedules_for(missing, at=self.at))
 
     def unavailable_because(self, user, queue_id: int) -> str:
         """Why this person cannot take a lead in the queue now, or "" when they can: inactive, or marked
-        unavailable in this queue, or (not a member of it) unavailable in every queue they belong to."""
+        unavailable in this queue, or (not a member of it) unavailable in every queue they belong to, or away
+        (time off), or out of their working hours."""
         if not user.is_active:
             return f"{user.get_username()} is inactive"
         self.load([user])
@@ -153,6 +164,12 @@ class Availability:
             return f"{user.get_username()} is marked unavailable in the queue"
         if not here and memberships and not any(available for _, available in memberships):
             return f"{user.get_username()} is marked unavailable in every queue"
+        schedule = self._schedules.get(user.pk)
+        why = schedule.why_not_in(self.at) if schedule is not None else ""
+        if why == Why.AWAY:
+            return f"{user.get_username()} is away (time off) {until_words(schedule, self.at, why)}"
+        if why == Why.OUT_OF_HOURS:
+            return f"{user.get_username()} is out of working hours {until_words(schedule, self.at, why)}"
         return ""
 
 

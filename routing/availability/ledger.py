@@ -1,0 +1,86 @@
+"""The distribution ledger: per queue, member and UTC day, what the strategy gave, the share each member was due,
+and the picks they sat out and why (routing.availability.models.DistributionDay).
+
+A routing batch sums its picks in memory (`Ledger`) and writes them once per queue, inside the queue's lock,
+as one upsert that adds to the day's rows: concurrent batches of other queues never touch these rows, and
+batches of the same queue are serialised by the lock, so no increment is lost.
+"""
+
+import datetime as dt
+from collections import defaultdict
+
+from django.db import connection
+
+from routing.availability.models import DistributionDay
+from routing.availability.schedule import Why
+
+COUNTS = (
+    "assigned",
+    "expected",
+    "expected_if_always_in",
+    "skipped_away",
+    "skipped_out_of_hours",
+    "skipped_at_cap",
+    "skipped_unavailable",
+    "credited_back",
+)
+SKIPPED = {
+    Why.AWAY: "skipped_away",
+    Why.OUT_OF_HOURS: "skipped_out_of_hours",
+    Why.AT_CAP: "skipped_at_cap",
+    Why.UNAVAILABLE: "skipped_unavailable",
+}
+
+
+class Ledger:
+    """One queue's picks on one UTC day, per member, summed in memory until `write`."""
+
+    def __init__(self, queue_id: int, day: dt.date):
+        self.queue_id, self.day = queue_id, day
+        self.rows: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
+
+    def pick(self, *, weights: dict[int, int], why_not: dict[int, str], picked: int | None, times: int = 1) -> None:
+        """`times` picks alike: `weights` of every active member (user id -> weight), `why_not` their reason to
+        sit the pick out ("" when eligible), `picked` who was given the lead (None: nobody was)."""
+        everyone = sum(weights.values())
+        eligible = sum(w for user_id, w in weights.items() if not why_not[user_id])
+        for user_id, weight in weights.items():
+            row = self.rows[user_id]
+            row["expected_if_always_in"] += times * weight / everyone
+            reason = why_not[user_id]
+            if reason:
+                row[SKIPPED[reason]] += times
+            else:
+                row["expected"] += times * weight / eligible
+        if picked is not None:
+            self.rows[picked]["assigned"] += times
+
+    def write(self) -> None:
+        _add(
+            [
+                (self.queue_id, user_id, self.day, *(row[name] for name in COUNTS))
+                for user_id, row in sorted(self.rows.items())
+            ]
+        )
+        self.rows.clear()
+
+
+def ledger_credit_back(queue_id: int, user_id: int, day: dt.date) -> None:
+    """One turn given back to a member (a lead the strategy gave them was taken away): credited_back += 1."""
+    _add([(queue_id, user_id, day, *(1 if name == "credited_back" else 0 for name in COUNTS))])
+
+
+def _add(rows: list[tuple]) -> None:
+    """Add `rows` (queue id, user id, day, *COUNTS) to the ledger in one statement (PostgreSQL and SQLite)."""
+    if not rows:
+        return
+    table = DistributionDay._meta.db_table
+    columns = ("queue_id", "user_id", "day", *COUNTS)
+    values = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
+    increments = ", ".join(f"{name} = {table}.{name} + EXCLUDED.{name}" for name in COUNTS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values} "
+            f"ON CONFLICT (queue_id, user_id, day) DO UPDATE SET {increments}",
+            [value for row in rows for value in row],
+        )
