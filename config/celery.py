@@ -21,6 +21,7 @@ TASK_PACKAGES = [
     "routing.governance",
     "routing.integrations",
     "routing.reports",
+    "routing.availability",
     "exceptions",
 ]
 app.autodiscover_tasks(TASK_PACKAGES)

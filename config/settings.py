@@ -300,6 +300,10 @@ CELERY_BEAT_SCHEDULE = {
     "sla-sweep": {"task": "exceptions.tasks.sla_sweep_task", "schedule": 60.0},
     # Leads still unassigned past their rule's SLA (or the routing SLO) get an item; assigned ones close theirs.
     "routing-sla-sweep": {"task": "exceptions.tasks.routing_sla_sweep_task", "schedule": 60.0},
+    # Leads held because everyone in their queue was away: routed once the first member's hours start.
+    "release-waiting-leads": {"task": "routing.availability.tasks.release_waiting_leads_task", "schedule": 60.0},
+    # People's time-off calendar feeds, read again (all-day busy events = away).
+    "refresh-time-off-feeds": {"task": "routing.availability.tasks.refresh_time_off_feeds_task", "schedule": 3600.0},
     # Open leads per person (caps, least-loaded): the changes recorded since the last fold become one row each.
     "fold-open-lead-counts": {"task": "routing.tasks.fold_open_lead_counts", "schedule": 300.0},
     "send-notifications": {"task": "exceptions.tasks.send_notifications_task", "schedule": 60.0},

@@ -4,9 +4,10 @@ A lead's SLA runs from receipt: its deciding rule version's `sla_minutes` once a
 HANDOFF_ROUTING_SLO_MINUTES (the global routing SLO). The leads it watches are those waiting with no clock
 running on them, i.e. no unresolved exception item of their own:
 
-- `received`: never routed. Where it is stuck: *enriching* (an active enrichment provider has not answered
-  for it yet), *broker backlog* (routing tasks are queued in the lanes) or *received* (no worker has it: a
-  lost publish, waiting for the re-queue sweeper);
+- `received`: never routed. Where it is stuck: *waiting* (held because everyone in its rule's queue is away,
+  until the first member's hours start: routing.availability.waiting; it counts against that rule's SLA),
+  *enriching* (an active enrichment provider has not answered for it yet), *broker backlog* (routing tasks
+  are queued in the lanes) or *received* (no worker has it: a lost publish, waiting for the re-queue sweeper);
 - *held*: in `exception` status, waiting on the same person's unresolved item (routing.accounts.identity)
   with no item of its own.
 
@@ -74,6 +75,7 @@ class Stuck:
     ENRICHING = "enriching"
     BROKER_BACKLOG = "broker_backlog"
     HELD = "held"
+    WAITING = "waiting"  # held for working hours (everyone in the queue away), until `waiting_until`
 
 
 @dataclass
@@ -95,15 +97,16 @@ _NO_ITEM = (
 # received: along lead_pending_idx; held: from the holding items, along exception_due_idx (unresolved).
 _WAITING = f"""
     SELECT l.id, l.lead_id, l.received_at, l.routed_at, l.rule_id, l.rule_version, l.queue_id, l.intent_score,
-        l.enrichment_attempts, l.enrich_after, l.requeue_count,
-        CASE WHEN %(enriching)s AND l.enrichment_status IS NULL THEN '{Stuck.ENRICHING}'
+        l.enrichment_attempts, l.enrich_after, l.requeue_count, l.waiting_until,
+        CASE WHEN l.waiting_until IS NOT NULL THEN '{Stuck.WAITING}'
+             WHEN %(enriching)s AND l.enrichment_status IS NULL THEN '{Stuck.ENRICHING}'
              WHEN %(backlog)s > 0 THEN '{Stuck.BROKER_BACKLOG}' ELSE '{Stuck.RECEIVED}' END AS stuck,
         NULL::bigint AS held_by
     FROM routing_lead l
     WHERE l.status = '{LeadStatus.RECEIVED}' AND l.received_at <= %(earliest)s AND {_NO_ITEM}
     UNION ALL
     SELECT l.id, l.lead_id, l.received_at, l.routed_at, l.rule_id, l.rule_version, l.queue_id, l.intent_score,
-        l.enrichment_attempts, l.enrich_after, l.requeue_count, '{Stuck.HELD}', h.item_id
+        l.enrichment_attempts, l.enrich_after, l.requeue_count, NULL::timestamptz, '{Stuck.HELD}', h.item_id
     FROM (
         SELECT h.lead_id, min(h.exceptionitem_id) AS item_id
         FROM exceptions_exceptionitem hi
@@ -117,6 +120,8 @@ _WAITING = f"""
 
 _UTC = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI')"
 _WHERE_STUCK = f"""CASE d.stuck
+    WHEN '{Stuck.WAITING}' THEN format('Waiting for working hours until %%s UTC: everyone in its queue is away.',
+        {_UTC.format("d.waiting_until")})
     WHEN '{Stuck.ENRICHING}' THEN format('Stuck enriching: %%s attempt(s) so far%%s.', d.enrichment_attempts,
         CASE WHEN d.enrich_after IS NULL THEN '' ELSE ', next at ' || {_UTC.format("d.enrich_after")} || ' UTC' END)
     WHEN '{Stuck.BROKER_BACKLOG}' THEN format(
@@ -184,7 +189,8 @@ WITH q AS (
         jsonb_build_object('queue', q.name, 'detail', ins.detail, 'ack_due_at', ins.ack_due_at,
             'resolve_due_at', ins.resolve_due_at, 'stuck', d.stuck, 'since', d.received_at,
             'sla_minutes', d.sla_minutes, 'sla_from', CASE WHEN d.by_rule THEN 'rule' ELSE 'routing SLO' END,
-            'held_by_item', d.held_by, 'intent_score', d.intent_score, 'escalated', ins.escalation_level = 2)
+            'held_by_item', d.held_by, 'waiting_until', d.waiting_until, 'intent_score', d.intent_score,
+            'escalated', ins.escalation_level = 2)
     FROM ins JOIN due d ON d.id = ins.lead_id JOIN q ON q.id = ins.queue_id
     RETURNING 1
 )

@@ -68,6 +68,11 @@ def lead_edit_and_reroute(*, item: ExceptionItem, by, changes: dict, expected_ve
     action_logged(fresh, action=rerouted, by=by, lead=lead, detail=f": the lead is {lead.status}")
     if lead.status == LeadStatus.ASSIGNED:
         return lead, exception_resolve(item=fresh, by=by, resolution=Resolution.REROUTED, note="Re-routed after edit.")
+    if lead.status == LeadStatus.RECEIVED and lead.waiting_until is not None:
+        # Held: everyone in its queue is away and the queue holds. Routing assigns it when the first member's
+        # hours start, and the routing SLA watches it until then, so this item has nothing left to do.
+        note = f"Re-routed after edit; held for working hours until {lead.waiting_until:%Y-%m-%d %H:%M} UTC."
+        return lead, exception_resolve(item=fresh, by=by, resolution=Resolution.REROUTED, note=note)
     if not lead.exceptions.filter(UNRESOLVED).exclude(pk=fresh.pk).exists():
         return lead, ExceptionItem.objects.get(pk=fresh.pk)  # the same problem remains: the item stays open
     return lead, exception_resolve(

@@ -45,6 +45,8 @@ class TaskName:
     ROUTING_SLA_SWEEP = "exceptions.tasks.routing_sla_sweep_task"
     SEND_ALERTS = "exceptions.alert_tasks.send_alerts"
     ALERTS_DUE = "exceptions.alert_tasks.alerts_due"
+    RELEASE_WAITING_LEADS = "routing.availability.tasks.release_waiting_leads_task"
+    REFRESH_TIME_OFF_FEEDS = "routing.availability.tasks.refresh_time_off_feeds_task"
 
     @classmethod
     def all(cls) -> set[str]:

@@ -256,7 +256,9 @@ def leads_waiting_for_routing(*, max_age_seconds: float = 1.0) -> int:
     global _waiting_cache
     now = time.monotonic()
     if _waiting_cache is None or now - _waiting_cache[0] > max_age_seconds:
-        _waiting_cache = (now, Lead.objects.filter(status=LeadStatus.RECEIVED).count())
+        # Leads held for their queue's working hours are not backlog: a weekend's holds must not refuse imports.
+        waiting = Lead.objects.filter(status=LeadStatus.RECEIVED, waiting_until__isnull=True)
+        _waiting_cache = (now, waiting.count())
     return _waiting_cache[1]
 
 

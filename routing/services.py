@@ -37,8 +37,11 @@ from routing.queue_owners import auto_queue_defaults
 logger = logging.getLogger(__name__)
 MAX_REQUEUE_DOUBLINGS = 5
 # What routing changes on an assigned lead.
-ASSIGNED_FIELDS = ["status", "queue", "assignee", "assigned_at", "rule", "rule_version", "routed_at"]
-EXCEPTION_FIELDS = ["status", "queue", "rule", "rule_version", "routed_at"]
+ASSIGNED_FIELDS = ["status", "queue", "assignee", "assigned_at", "rule", "rule_version", "routed_at", "waiting_until"]
+EXCEPTION_FIELDS = ["status", "queue", "rule", "rule_version", "routed_at", "waiting_until"]
+HELD = "held"  # the decision's outcome for a held lead
+# What routing changes on a lead it holds (everyone in the queue away, the queue holds): it stays `received`.
+HELD_FIELDS = ["queue", "rule", "rule_version", "waiting_until"]
 
 
 def lead_route(*, lead_id: int, rulesets: RuleSets | None = None) -> Lead | None:
@@ -77,6 +80,9 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
         locked = list(
             Lead.objects.select_for_update(skip_locked=skip_locked, no_key=True, of=("self",))  # NO KEY: assignment.py
             .filter(pk__in=list(lead_ids), status=LeadStatus.RECEIVED)
+            # A held lead waits for its time even if a duplicate task or the sweeper delivers it: the beat
+            # (routing.availability.waiting) releases it then.
+            .filter(Q(waiting_until__isnull=True) | Q(waiting_until__lte=timezone.now()))
             .select_related("origin")
             .order_by("id")
         )
@@ -87,7 +93,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
         accounts = leads_match_accounts(leads=leads, at=now)
         identities = leads_link_identities(leads=leads, at=now)
         # The sticky owners' memberships, read once for the batch (account owners are read when first asked).
-        availability = Availability(other.assignee for i in identities.values() for other in i.others)
+        availability = Availability((other.assignee for i in identities.values() for other in i.others), at=now)
         by_queue: dict[int, list[Decided]] = defaultdict(list)  # leads the queue's strategy assigns
         direct: list[tuple[Decided, Pick]] = []  # leads an account owner or a sticky owner takes
         shadows: list[ShadowDecision] = []
@@ -170,21 +176,30 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
         picked = list(direct)
         for queue_id in sorted(by_queue):  # queues locked in id order, so two batches never wait in a circle
             group = by_queue[queue_id]
-            picked += zip(group, pick_assignees(queue_id=queue_id, count=len(group)), strict=True)
+            picked += zip(group, pick_assignees(queue_id=queue_id, count=len(group), at=now), strict=True)
         assigned: list[tuple[Decided, Pick]] = []
+        held: list[tuple[Decided, Pick]] = []
         for decided, pick in picked:
             lead, rule = decided.lead, decided.rule
-            lead.queue, lead.rule_id, lead.rule_version, lead.routed_at = pick.queue, rule.id, rule.version, now
+            lead.queue, lead.rule_id, lead.rule_version = pick.queue, rule.id, rule.version
+            if pick.hold_until is not None:
+                # Everyone is away and the queue holds: not routed yet (routed_at stays null), routed again
+                # when the first member's hours start.
+                lead.waiting_until = pick.hold_until
+                held.append((decided, pick))
+                continue
+            lead.routed_at, lead.waiting_until = now, None
             if pick.assignee is None:
                 chain = " → ".join((pick.queue.name, *pick.overflowed_from))
                 note = f" ({decided.choice.note})" if decided.choice.note else ""
+                why = pick.why_nobody or f"No available member under the cap in {chain}."
                 unroutable.append(
                     Unroutable(
                         lead,
                         reason=ExceptionReason.NO_ELIGIBLE_ASSIGNEE,
                         inputs=decided.inputs,
                         rule=rule,
-                        detail=f"No available member under the cap in {chain}.{note}",
+                        detail=f"{why}{note}",
                         known_person=decided.known_person,
                     )
                 )
@@ -192,6 +207,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
             lead.status, lead.assignee, lead.assigned_at = LeadStatus.ASSIGNED, pick.assignee, now
             assigned.append((decided, pick))
         _record_assignments(assigned, at=now)
+        _record_held(held, at=now)
         _record_exceptions(unroutable, at=now)  # nobody eligible
     return leads, [lead.pk for lead in later]
 
@@ -234,6 +250,33 @@ def _record_assignments(assigned: list[tuple[Decided, Pick]], *, at) -> None:
         ]
     )
     integration_events.leads_assigned([(decided.lead, decided.rule) for decided, _ in assigned])  # in this transaction
+
+
+def _record_held(held: list[tuple[Decided, Pick]], *, at) -> None:
+    """The held leads' rows and history rows (still `received`, waiting until their queue's first member's
+    hours start) and their decisions (audit, outcome "held"), in bulk."""
+    if not held:
+        return
+    leads_assignment_write([decided.lead for decided, _ in held], HELD_FIELDS, at=at)
+    bulk_insert(
+        [
+            audit_event(
+                action=AuditAction.ROUTING_DECISION,
+                lead=decided.lead,
+                rule=decided.rule,
+                inputs=decided.inputs,
+                outcome=HELD,
+                at=at,
+                data={
+                    "queue": pick.queue.name,
+                    "waiting_until": pick.hold_until.isoformat(),
+                    "why": pick.why_nobody,
+                    "enrichment": decided.lead.enrichment_status or "not tried",
+                },
+            )
+            for decided, pick in held
+        ]
+    )
 
 
 def _shadow_decision(lead: Lead, production: Match, shadow: Match, *, at) -> ShadowDecision:
@@ -296,7 +339,7 @@ def _record_exceptions(unroutable: list[Unroutable], *, at) -> None:
     if not unroutable:
         return
     for entry in unroutable:
-        entry.lead.status, entry.lead.routed_at = LeadStatus.EXCEPTION, at
+        entry.lead.status, entry.lead.routed_at, entry.lead.waiting_until = LeadStatus.EXCEPTION, at, None
     leads_assignment_write([entry.lead for entry in unroutable], EXCEPTION_FIELDS, at=at)
     theirs = people_open_items([(entry.lead, entry.reason) for entry in unroutable if entry.known_person])
     held = {id(entry): theirs.get(entry.lead.pk) if entry.known_person else None for entry in unroutable}
@@ -353,6 +396,8 @@ def leads_claim_stuck(*, limit: int = 5000) -> list[int]:
         lead_ids = list(
             Lead.objects.filter(status=LeadStatus.RECEIVED, received_at__lt=now - grace)
             .filter(Q(requeue_after__isnull=True) | Q(requeue_after__lte=now))
+            # A held lead is not lost: it waits for its queue's hours, and the beat releases it then.
+            .filter(Q(waiting_until__isnull=True) | Q(waiting_until__lte=now))
             .order_by("received_at")
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)[:limit]

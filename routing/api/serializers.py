@@ -45,7 +45,7 @@ class DecisionSerializer(serializers.Serializer):
 
     def get_note(self, event) -> str:
         data = event.data or {}
-        return data.get("assignee_note") or data.get("detail") or ""
+        return data.get("assignee_note") or data.get("detail") or data.get("why") or ""
 
 
 class LeadExceptionSerializer(serializers.Serializer):
@@ -90,6 +90,12 @@ class LeadDetailSerializer(serializers.ModelSerializer):
     )
     account = serializers.SerializerMethodField()
     identity = serializers.SerializerMethodField()
+    waiting_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Held because everyone in its queue is away (the queue holds): routed at this time, when the"
+        " first member's working hours start. Null unless held.",
+    )
 
     class Meta:
         model = Lead
@@ -102,6 +108,7 @@ class LeadDetailSerializer(serializers.ModelSerializer):
             "assignee",
             "received_at",
             "assigned_at",
+            "waiting_until",
             "decisions",
             "exceptions",
             "held_by",

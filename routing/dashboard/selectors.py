@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncWeek
 from django.urls import reverse
 from django.utils import timezone
@@ -22,8 +22,8 @@ from routing.dashboard.buckets import percentile
 from routing.dashboard.models import DailyDeliveryStat, DailyLeadStat, DailyQueueStat, LatencyBucket, RollupDay
 from routing.days import day_bounds
 from routing.dispatch import Lane, queue_depths
-from routing.intake import leads_waiting_for_routing
 from routing.integrations.models import OutboxEvent, OutboxStatus
+from routing.models import Lead, LeadStatus
 
 LEAD_SUMS = (
     "received",
@@ -355,10 +355,10 @@ def _delivery(window: Window, span: dict, days: list) -> dict:
 
 def routing_lanes() -> dict:
     """Now, not rolled up: routing tasks waiting in each lane (None when the broker does not answer) and the
-    leads waiting to be routed (what /batch/'s back-pressure compares with its limit)."""
+    leads waiting to be routed (what /batch/'s back-pressure compares with its limit), of which `held` wait for
+    working hours (everyone in their queue away), counted together on lead_pending_idx."""
     depths = queue_depths() or {}
-    return {
-        "live": depths.get(Lane.LIVE.queue),
-        "bulk": depths.get(Lane.BULK.queue),
-        "waiting": leads_waiting_for_routing(max_age_seconds=0),
-    }
+    received = Lead.objects.filter(status=LeadStatus.RECEIVED).aggregate(
+        waiting=Count("id"), held=Count("id", filter=Q(waiting_until__isnull=False))
+    )
+    return {"live": depths.get(Lane.LIVE.queue), "bulk": depths.get(Lane.BULK.queue), **received}

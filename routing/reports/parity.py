@@ -115,6 +115,8 @@ def _stuck(now: dt.datetime) -> tuple[dict, dict]:
     event_grace = dt.timedelta(seconds=settings.HANDOFF["DELIVERY_GRACE_SECONDS"])
     lead_ids = list(
         Lead.objects.filter(status=LeadStatus.RECEIVED, received_at__lt=now - lead_grace)
+        # A lead held for its queue's working hours is not stuck: the beat routes it when they start.
+        .filter(Q(waiting_until__isnull=True) | Q(waiting_until__lte=now))
         .order_by("received_at")
         .values_list("id", flat=True)
     )

@@ -293,12 +293,14 @@ class TestLeadDetail:
             "assignee",
             "received_at",
             "assigned_at",
+            "waiting_until",
             "decisions",
             "exceptions",
             "held_by",
             "account",
             "identity",
         }
+        assert body["waiting_until"] is None  # not held (tests/availability/test_hold.py)
 
     def test_another_sources_lead_is_404(self, source_client):
         lead = LeadFactory()
