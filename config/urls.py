@@ -12,6 +12,7 @@ from config.signin import PasswordChangeView
 from exceptions.urls import urlpatterns as exception_screens
 from routing.accounts.urls import console_urlpatterns as account_screens
 from routing.api.token_views import console_urlpatterns as token_screens
+from routing.availability.urls import console_urlpatterns as people_screens
 from routing.dashboard.urls import urlpatterns as dashboard_screens
 from routing.governance.urls import urlpatterns as rule_screens
 from routing.integrations.urls import urlpatterns as integration_screens
@@ -27,6 +28,7 @@ console_urlpatterns = [
     *dashboard_screens,
     *account_screens,
     *token_screens,
+    *people_screens,
 ]
 
 urlpatterns = [

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from exceptions.models import AlertChannel, AlertChannelKind, AlertEvent, ExceptionItem, ExceptionReason
 from routing.accounts.models import Account
+from routing.availability.models import TimeOff, WorkingHours
 from routing.governance.models import RulePromotion, RuleVersion
 from routing.governance.services import rule_tests_record
 from routing.integrations.models import DeliveryTarget, EnrichmentProvider
@@ -295,3 +296,25 @@ class AccountFactory(factory.Factory):
 def personal_token(user, **kwargs) -> str:
     """A personal API token for `user`, in clear (as its owner copies it from the console)."""
     return personal_token_create(user=user, **kwargs)[1]
+
+
+class WorkingHoursFactory(factory.django.DjangoModelFactory):
+    """A person's week (routing.availability): Monday to Friday, 09:00-17:00 in `timezone` unless told."""
+
+    class Meta:
+        model = WorkingHours
+        django_get_or_create = ("user",)
+
+    user = factory.SubFactory(UserFactory)
+    timezone = "UTC"
+    hours = factory.LazyFunction(lambda: {day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")})
+
+
+class TimeOffFactory(factory.django.DjangoModelFactory):
+    """A period a person is away: [start, end) in UTC."""
+
+    class Meta:
+        model = TimeOff
+
+    user = factory.SubFactory(UserFactory)
+    note = "Holiday"

@@ -2,6 +2,7 @@ from django.urls import path
 
 from routing.accounts.urls import api_urlpatterns as account_api
 from routing.api import views
+from routing.availability import api as availability
 from routing.governance import api as rules
 from routing.governance import metrics_api as rule_targets
 
@@ -10,6 +11,10 @@ urlpatterns = [
     path("leads/batch/", views.LeadBatchIntakeView.as_view(), name="lead-batch-intake"),
     path("leads/<int:pk>/", views.LeadDetailView.as_view(), name="lead-detail"),
     path("leads/<int:pk>/assign/", rules.ManualAssignView.as_view(), name="lead-assign"),
+    path(
+        "people/<str:username>/availability/", availability.PersonAvailabilityView.as_view(), name="person-availability"
+    ),
+    path("people/<str:username>/availability/ical/", availability.PersonCalendarView.as_view(), name="person-calendar"),
     path("rules/", rules.RuleListView.as_view(), name="rule-list"),
     path("rules/replay/", rules.ReplayView.as_view(), name="rule-replay"),
     path("rules/replay/<int:pk>/", rules.ReplayDetailView.as_view(), name="rule-replay-detail"),

@@ -88,13 +88,34 @@ def post(url: str, *, content: bytes, headers: dict, timeout: float, reason_of=N
     return Answer(response.status_code, _ms(began), "", retry_after, body)
 
 
-def _send(where, content: bytes, headers: dict, timeout: float, extensions: dict):
+def get_document(url: str, *, timeout: float) -> bytes:
+    """GET a document (a calendar feed) after the same address checks as `post`, up to MAX_ANSWER_BYTES.
+    ValueError says why nothing usable came back."""
+    try:
+        where = destination_for(url)
+    except (OutboundRefused, HostUnresolved) as exc:
+        raise ValueError(f"refused: {exc}"[:500]) from None
+    extensions = {"sni_hostname": where.sni_hostname} if where.sni_hostname else {}
+    try:
+        response, raw, complete = _send(where, b"", {"Host": where.host_header}, timeout, extensions, method="GET")
+    except httpx.TimeoutException:
+        raise ValueError(f"no answer within {timeout:g} s") from None
+    except httpx.HTTPError as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}"[:500]) from None
+    if not 200 <= response.status_code < 300:
+        raise ValueError(_error_summary(response.status_code, raw, complete))
+    if not complete:
+        raise ValueError(f"the document is larger than {MAX_ANSWER_BYTES // 1024} KB")
+    return raw
+
+
+def _send(where, content: bytes, headers: dict, timeout: float, extensions: dict, method: str = "POST"):
     """Try the checked addresses in order, moving on only when one cannot be connected to (an AAAA record on
     a host without IPv6, say), as a plain connect would; never to an address that was not checked."""
     for position, url in enumerate(where.urls, 1):
         try:
             with _shared_client().stream(
-                "POST", url, content=content, headers=headers, timeout=timeout, extensions=extensions
+                method, url, content=content, headers=headers, timeout=timeout, extensions=extensions
             ) as response:
                 return (response, *_read_capped(response))
         except httpx.ConnectError:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
@@ -162,6 +163,7 @@ def test_every_operation_answers_as_documented(document, api_world, settings, mo
     _drive_incidents(person, world)
     _drive_rules(person, world)
     _drive_accounts(person, world)
+    _drive_people(person, world)
     _drive_shared_errors(checker, person, source, world)
     for method, path in checker.operations():
         operation = document["paths"][path][method.lower()]
@@ -317,6 +319,20 @@ def _drive_accounts(person, objects):
     assert person.post_json("/api/v1/accounts/match/", {"email": "jo"}).status_code == 400
 
 
+def _drive_people(person, objects):
+    path = "/api/v1/people/fuzz-owner/availability/"
+    assert person.get(path).json()["available_now"] is True
+    week = {"timezone": "Europe/Berlin", "hours": {"mon": [["09:00", "17:00"]]}, "time_off": []}
+    assert person.put(path, json.dumps(week), content_type="application/json").status_code == 200
+    bad = json.dumps({**week, "hours": {"mon": [["09:00", "25:00"]]}})
+    assert person.put(path, bad, content_type="application/json").status_code == 400
+    assert objects["colleague"].put(path, json.dumps(week), content_type="application/json").status_code == 403
+    calendar = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nEND:VCALENDAR\r\n"
+    upload = SimpleUploadedFile("off.ics", calendar, content_type="text/calendar")
+    assert person.post(path + "ical/", {"file": upload}).status_code == 200
+    assert person.post_json(path + "ical/", {"url": "ftp://example.com/cal.ics"}).status_code == 400
+
+
 def _drive_shared_errors(checker, person, source, objects):
     """What every operation answers before doing its work: no token (401), the wrong kind of caller (403), an
     object that does not exist (404), a body that is not JSON (415) or not of the right shape (400)."""
@@ -331,7 +347,9 @@ def _drive_shared_errors(checker, person, source, objects):
         for client, expected in ((anonymous, 401), (wrong_caller, 403)):
             assert _call(client, method, real).status_code == expected, f"{method} {real}"
         if "{" in template and method != "PUT":  # a PUT creates what is missing
-            missing = _fill(template, "NO-SUCH" if "{account_id}" in template else NO_SUCH_ID)
+            missing = _fill(
+                template, "NO-SUCH" if "{account_id}" in template or "{username}" in template else NO_SUCH_ID
+            )
             body = VALID_BODIES.get(operation["operationId"], {})
             assert _call(caller, method, missing, body=body).status_code == 404, f"{method} {missing}"
         if "requestBody" in operation:
@@ -385,6 +403,8 @@ def _real_id(template: str, objects):
     """An object each kind of `{id}` names, so that the error found is the one under test, not a 404."""
     if "{account_id}" in template:
         return objects["account"].account_id
+    if "{username}" in template:
+        return "fuzz-owner"
     kind = next((kind for prefix, kind in ID_KINDS if template.startswith(prefix)), None)
     return objects["ids"][kind][0] if kind else None
 
