@@ -7,6 +7,7 @@ from audit.models import AuditAction, Override
 from audit.services import audit_record
 from exceptions.models import UNRESOLVED, ExceptionItem, ExceptionStatus, Resolution
 from exceptions.services import ExceptionConflict, InvalidAction, action_logged, action_refused, exception_resolve
+from routing.availability.credit import turn_credit_back
 from routing.intake import LeadIn, validation_errors
 from routing.integrations import events as integration_events
 from routing.models import Lead, LeadStatus, Queue
@@ -91,6 +92,7 @@ def lead_assign_manually(*, lead: Lead, queue: Queue, assignee, reason: str, by,
         raise InvalidAction(f"{assignee.get_username()} is not an active account.")
     lead = Lead.objects.select_for_update().get(pk=lead.pk)
     now = timezone.now()
+    taken_from, from_queue_id = lead.assignee if lead.assignee_id else None, lead.queue_id
     override = Override.objects.create(
         lead=lead,
         rule_id=lead.rule_id,
@@ -124,6 +126,8 @@ def lead_assign_manually(*, lead: Lead, queue: Queue, assignee, reason: str, by,
             "after": {"queue": queue.name, "assignee": assignee.get_username() if assignee else None},
         },
     )
+    if taken_from is not None and taken_from != assignee:
+        turn_credit_back(lead=lead, queue_id=from_queue_id, taken_from=taken_from, by=by, how="override", at=now)
     integration_events.lead_reassigned(
         lead=lead, from_queue=override.from_queue, from_assignee=override.from_assignee, by=by, reason=reason
     )

@@ -265,6 +265,16 @@ class _Rotation:
         eligible = [m for m in self.members if not why_not[m.user_id]]
         if not eligible:
             return None
+        owed = [m for m in eligible if m.turn_credits > 0]
+        if owed:
+            # A turn given back (a lead taken from them by hand): served first, and their pass stays where it is,
+            # since this is the turn they already had (routing/availability/credit.py).
+            member = min(owed, key=lambda m: m.id)
+            member.turn_credits -= 1
+            load[member.user_id] = load.get(member.user_id, 0) + 1
+            self.moved[member.pk] = member
+            self.ledger.pick(weights=self.weights, why_not=why_not, picked=member.user_id)
+            return member
         floor = queue.period_virtual_time if queue.return_policy == ReturnPolicy.CATCH_UP else queue.virtual_time
 
         def start(member):
@@ -331,7 +341,7 @@ class _Rotation:
         """Write the rotation and the ledger once. Updates, not save(): the rotation is bookkeeping, and save()
         would write a membership history row per lead."""
         if self.moved:
-            QueueMembership.objects.bulk_update(list(self.moved.values()), ["rotation_pass"])
+            QueueMembership.objects.bulk_update(list(self.moved.values()), ["rotation_pass", "turn_credits"])
         fields = {}
         if self.moved:
             fields["virtual_time"] = self.queue.virtual_time

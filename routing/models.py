@@ -205,8 +205,11 @@ class QueueMembership(models.Model):
     weight = models.PositiveIntegerField(default=1, help_text="Share of leads under weighted round robin.")
     # Where this member stands in the rotation: the lowest pass is served next.
     rotation_pass = models.FloatField(default=0.0, editable=False)
+    # Turns owed back: a lead the strategy gave this member was taken by a reassignment or an override
+    # (queue.credit_back). Served first at the member's next eligible pick, without moving their pass.
+    turn_credits = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     joined_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords(get_user=history_person, excluded_fields=["rotation_pass"])
+    history = HistoricalRecords(get_user=history_person, excluded_fields=["rotation_pass", "turn_credits"])
 
     class Meta:
         constraints = [
@@ -224,7 +227,7 @@ class QueueMembership(models.Model):
             self.rotation_pass = (
                 Queue.objects.filter(pk=self.queue_id).values_list("virtual_time", flat=True).first() or 0.0
             )
-        _save_without(self, {"rotation_pass"}, args, kwargs)
+        _save_without(self, {"rotation_pass", "turn_credits"}, args, kwargs)
 
 
 def _save_without(instance: models.Model, locked_fields: set[str], args, kwargs) -> None:

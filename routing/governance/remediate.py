@@ -27,6 +27,7 @@ from audit.services import audit_event, audit_record
 from exceptions.models import Notification, NotificationKind
 from exceptions.sla import next_open
 from routing.assignment import pick_assignees
+from routing.availability.credit import turn_credit_back
 from routing.bulk import bulk_insert
 from routing.engine import RuleSet, production_ruleset
 from routing.governance.models import RuleVersion
@@ -228,6 +229,10 @@ def leads_reroute(
                 by_queue[match.rule.queue_id].append((lead, match.rule, match.inputs))
         now = timezone.now()
         moves = []  # (lead, rule, inputs, from queue, from assignee)
+        # Every queue this touches, locked up front in one id order: the picks lock the new queues and the credits
+        # back the old ones, which in two orders could wait on a concurrent re-route in a circle.
+        touched = set(by_queue) | {lead.queue_id for group in by_queue.values() for lead, _, _ in group}
+        list(Queue.objects.select_for_update(no_key=True).filter(pk__in=touched - {None}).order_by("pk").values("pk"))
         for queue_id in sorted(by_queue):  # queues locked in id order, as routing does
             group = by_queue[queue_id]
             for (lead, rule, inputs), pick in zip(
@@ -244,6 +249,17 @@ def leads_reroute(
                     now,
                 )
                 lead.rule_id, lead.rule_version, lead.routed_at = rule.id, rule.version, now
+        # The rule was wrong, not the member: a turn the strategy gave them and the fix took away is given back.
+        for lead, _, _, old_queue, old_assignee in sorted(moves, key=lambda move: move[3].pk if move[3] else 0):
+            if old_assignee is not None and old_assignee != lead.assignee:
+                turn_credit_back(
+                    lead=lead,
+                    queue_id=old_queue and old_queue.pk,
+                    taken_from=old_assignee,
+                    by=by,
+                    how="remediation",
+                    at=now,
+                )
         result.skipped = {reason: ids for reason, ids in result.skipped.items() if ids}
         result.moved = [
             _moved_row(lead, rule, old_queue, old_assignee) for lead, rule, _, old_queue, old_assignee in moves
