@@ -37,3 +37,19 @@ def refused_character(value: str) -> str | None:
     char = found.group()
     name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "control character")
     return f"{REFUSED_MESSAGE}: U+{ord(char):04X} ({name}) at position {found.start() + 1}."
+
+
+# CSV downloads: a cell that starts like a formula gets a leading apostrophe, so a spreadsheet shows it as text
+# (a plain decimal number, negative ones included, is left as the number it is).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def csv_cell(value) -> str:
+    """A cell a spreadsheet will not run: text starting like a formula gets a leading apostrophe."""
+    if value is None:
+        return ""
+    text = str(value)
+    if text.startswith(_FORMULA_PREFIXES) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text

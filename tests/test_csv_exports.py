@@ -1,7 +1,8 @@
 """CSV downloads neutralise spreadsheet formulas (issue 7).
 
 The console has one CSV download: an attribution report's discrepancies (`?format=csv` on the report page,
-written by routing/reports/attribution.py `attribution_report_csv`, every cell through its `_cell`).
+written by routing/reports/attribution.py `attribution_report_csv`, every cell through routing/text.py `csv_cell`;
+and a queue's distribution report, routing/availability/report.py `distribution_csv`).
 A cell that starts like a formula (`=`, `+`, `-`, `@`, tab, carriage return) gets a leading apostrophe, so a
 spreadsheet shows it as text instead of running it. Values reach it from both sides: ours (source names,
 lead ids as capture systems sent them, usernames) and the CRM's (owner, stage, amount, origin, lead id; the

@@ -61,7 +61,8 @@ class CleanAccount:
 def _owners_lookup(values) -> dict[str, int]:
     """username or email, lower-cased -> user id, for the people named (a username that differs only in case
     from another's is read exactly)."""
-    if not any(v and v.strip() for v in values):
+    values = [str(v) for v in values if v]  # a JSON body may name the owner with a number: read as text
+    if not any(v.strip() for v in values):
         return {}
     found: dict[str, int] = {}
     by_email: dict[str, set[int]] = defaultdict(set)

@@ -3,6 +3,7 @@ from django.urls import path
 from routing.accounts.urls import api_urlpatterns as account_api
 from routing.api import views
 from routing.availability import api as availability
+from routing.availability import report_views
 from routing.governance import api as rules
 from routing.governance import metrics_api as rule_targets
 
@@ -15,6 +16,7 @@ urlpatterns = [
         "people/<str:username>/availability/", availability.PersonAvailabilityView.as_view(), name="person-availability"
     ),
     path("people/<str:username>/availability/ical/", availability.PersonCalendarView.as_view(), name="person-calendar"),
+    path("queues/<int:pk>/distribution/", report_views.DistributionApiView.as_view(), name="queue-distribution"),
     path("rules/", rules.RuleListView.as_view(), name="rule-list"),
     path("rules/replay/", rules.ReplayView.as_view(), name="rule-replay"),
     path("rules/replay/<int:pk>/", rules.ReplayDetailView.as_view(), name="rule-replay-detail"),

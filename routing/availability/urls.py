@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from routing.availability import views
+from routing.availability import report_views, views
 
 console_urlpatterns = [
+    path("queues/<int:pk>/distribution/", report_views.DistributionView.as_view(), name="queue-distribution"),
     path("people/", views.WhoIsInView.as_view(), name="people"),
     path("people/<str:username>/availability/", views.PersonAvailabilityView.as_view(), name="person-availability"),
     path(

@@ -47,6 +47,7 @@ from audit.services import audit_record
 from routing.days import day_bounds, range_end, range_start
 from routing.models import Lead, Source
 from routing.reports.models import ReconciliationReport, ReportKind
+from routing.text import csv_cell
 
 REQUIRED_COLUMNS = ("lead_id", "origin", "owner")
 OPTIONAL_COLUMNS = ("stage", "amount")
@@ -522,20 +523,7 @@ def _leads_for(rows: list[CrmRow]) -> dict[tuple[str, str], tuple]:
 
 # Download --------------------------------------------------------------------------------------------------
 
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
-
 DOWNLOAD_COLUMNS = ("discrepancy", "origin", "lead_id", "ours", "crm", "stage", "amount", "line", "received_at")
-
-
-def _cell(value) -> str:
-    """A cell a spreadsheet will not run: text starting like a formula gets a leading apostrophe."""
-    if value is None:
-        return ""
-    text = str(value)
-    if text.startswith(_FORMULA_PREFIXES) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
 
 
 def attribution_report_csv(report: ReconciliationReport, out) -> None:
@@ -544,4 +532,4 @@ def attribution_report_csv(report: ReconciliationReport, out) -> None:
     writer.writerow(DOWNLOAD_COLUMNS)
     for name in LIST_NAMES:
         for entry in report.data.get(name, []):
-            writer.writerow([_cell(name), *(_cell(entry.get(column)) for column in DOWNLOAD_COLUMNS[1:])])
+            writer.writerow([csv_cell(name), *(csv_cell(entry.get(column)) for column in DOWNLOAD_COLUMNS[1:])])

@@ -35,6 +35,12 @@ def test_put_names_every_bad_field(api):
     assert set(response.json()) == {"domains", "country", "owner"}
 
 
+def test_an_owner_given_as_a_number_with_another_bad_field_is_a_400_not_a_crash(api):
+    response = api.put("/api/v1/accounts/A-1/", {"name": "Acme", "owner": 7.5, "phone": True}, format="json")
+    assert response.status_code == 400
+    assert "owner" in response.json()
+
+
 def test_a_misspelt_field_is_refused_instead_of_emptying_the_account(api):
     response = api.put(
         "/api/v1/accounts/API-1/",

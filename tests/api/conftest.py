@@ -89,5 +89,6 @@ def api_world(in_process_requests) -> ApiWorld:
             "exceptions": [item.pk for item in items],
             "replays": [run.pk for run in replays],
             "incidents": list(ExceptionIncident.objects.values_list("pk", flat=True)),
+            "queues": [sales.pk],
         },
     )

@@ -331,6 +331,9 @@ def _drive_people(person, objects):
     upload = SimpleUploadedFile("off.ics", calendar, content_type="text/calendar")
     assert person.post(path + "ical/", {"file": upload}).status_code == 200
     assert person.post_json(path + "ical/", {"url": "ftp://example.com/cal.ics"}).status_code == 400
+    queue = objects["rule"].queue.pk
+    assert person.get(f"/api/v1/queues/{queue}/distribution/?period=week&date=2026-12-01").status_code == 200
+    assert person.get(f"/api/v1/queues/{queue}/distribution/?start=2026-12-09&end=2026-12-01").status_code == 400
 
 
 def _drive_shared_errors(checker, person, source, objects):

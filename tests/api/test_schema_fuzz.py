@@ -48,6 +48,7 @@ ID_KINDS = [
     ("/api/v1/exceptions/", "exceptions"),
     ("/api/v1/incidents/", "incidents"),
     ("/api/v1/leads/", "leads"),
+    ("/api/v1/queues/", "queues"),
 ]
 
 
