@@ -312,3 +312,57 @@ def _wake_held_leads(user) -> None:
     Lead.objects.filter(status=LeadStatus.RECEIVED, queue_id__in=queues, waiting_until__gt=now).update(
         waiting_until=now
     )
+
+
+def availability_problems(spec: dict, where: str) -> list[str]:
+    """A rules-file member's person-level fields (timezone, hours, time_off), checked; "" entries for none."""
+    errors: dict[str, str] = {}
+    if "timezone" in spec:
+        _checked(errors, "timezone", lambda: parse_timezone(spec["timezone"]))
+    if "hours" in spec:
+        _checked(errors, "hours", lambda: parse_week(spec["hours"]))
+    if "time_off" in spec:
+        _periods(errors, spec["time_off"])
+    return [f"{where}.{field}: {message}" for field, message in errors.items()]
+
+
+def availability_of_member(user) -> dict:
+    """What a rules file says of a person beyond the queue: their week and manual time off ({} when unset)."""
+    hours = getattr(user, "_prefetched_hours", None) or WorkingHours.objects.filter(user=user).first()
+    periods = TimeOff.objects.filter(user=user, source=TimeOffSource.MANUAL).order_by("start", "id")
+    found = {}
+    if hours is not None:
+        found = {"timezone": hours.timezone, "hours": week_as_hours(hours.week())}
+    time_off = [{"start": p.start.isoformat(), "end": p.end.isoformat(), "note": p.note} for p in periods]
+    if time_off:
+        found["time_off"] = time_off
+    return found
+
+
+def availability_sync(*, user, spec: dict, by) -> bool:
+    """Make a person's week and manual time off what a rules file says (fields it leaves out stay as they are);
+    write nothing when they already are. Returns whether anything changed."""
+    current = availability_of_member(user)
+    changed = False
+    if "timezone" in spec or "hours" in spec:
+        zone = parse_timezone(spec.get("timezone", current.get("timezone", "UTC"))).key
+        week = week_as_hours(parse_week(spec.get("hours", current.get("hours", ALL_WEEK))))
+        if (current.get("timezone"), current.get("hours")) != (zone, week):
+            working_hours_set(user=user, timezone=zone, hours=week, by=by)
+            changed = True
+    if "time_off" in spec:
+        errors: dict[str, str] = {}
+        wanted = [(s, e, n) for s, e, n in _periods(errors, spec["time_off"])]
+        if errors:
+            raise AvailabilityInvalid(errors)
+        have = [(parse_datetime(p["start"]), parse_datetime(p["end"]), p["note"]) for p in current.get("time_off", [])]
+        if sorted(have) != sorted(wanted):
+            with transaction.atomic():
+                before = _summary(user)
+                TimeOff.objects.filter(user=user, source=TimeOffSource.MANUAL).delete()
+                TimeOff.objects.bulk_create(
+                    TimeOff(user=user, start=s, end=e, note=n, created_by=by) for s, e, n in wanted
+                )
+                _changed(user, by, "time off set by a rules import", before)
+            changed = True
+    return changed

@@ -9,9 +9,10 @@ from django.contrib.auth import get_user_model
 from jsonschema import Draft202012Validator
 
 from exceptions.sla import BusinessHours
+from routing.availability.services import availability_problems
 from routing.conditions import ConditionError, validate_condition
 from routing.governance.gates import TEST_CASES_SCHEMA, cases_problems
-from routing.models import AssignmentStrategy, Queue, RuleStage
+from routing.models import AssignmentStrategy, DistributionPeriod, EveryoneAway, Queue, ReturnPolicy, RuleStage
 from routing.rules.contents import BLOCKS, DECIMAL_KEYS, rule_key
 from routing.text import refused_character
 
@@ -95,6 +96,11 @@ RULES_FILE_SCHEMA = {
                                         "username": _text,
                                         "weight": {"type": "integer", "minimum": 1},
                                         "available": {"type": "boolean"},
+                                        # The person's, not the membership's (routing/availability): checked
+                                        # by availability_problems, the same in every queue listing them.
+                                        "timezone": {"type": "string"},
+                                        "hours": {"type": "object"},
+                                        "time_off": {"type": "array"},
                                     },
                                 },
                             ]
@@ -109,6 +115,10 @@ RULES_FILE_SCHEMA = {
                     "escalation_contact": _username,
                     "escalation_interval_minutes": _minutes,
                     "reassign_unacknowledged": {"type": "boolean"},
+                    "return_policy": {"enum": list(ReturnPolicy.values)},
+                    "distribution_period": {"enum": list(DistributionPeriod.values)},
+                    "when_everyone_away": {"enum": list(EveryoneAway.values)},
+                    "credit_back": {"type": "boolean"},
                     "business_hours": {
                         "oneOf": [
                             {"type": "null"},
@@ -202,10 +212,33 @@ def check_document(doc: Any) -> None:
                 problems.append(f"{kind}[{i}].name: {refused_character(item['name'])}")
     for i, queue in entries["queues"]:
         problems += _queue_problems(i, queue, known_users, known_queues)
+    problems += _person_conflicts(entries["queues"])
     for i, rule in entries["rules"]:
         problems += _rule_problems(i, rule, known_users, known_queues)
     if problems:
         raise RulesFileError(problems)
+
+
+PERSON_FIELDS = ("timezone", "hours", "time_off")
+
+
+def _person_conflicts(queues) -> list[str]:
+    """A person's hours and time off are theirs, not a queue's: two queues listing them must agree."""
+    seen: dict[str, tuple[str, dict]] = {}
+    problems = []
+    for i, queue in queues:
+        for j, member in enumerate(queue.get("members", [])):
+            if not isinstance(member, dict) or not any(key in member for key in PERSON_FIELDS):
+                continue
+            said = {key: member[key] for key in PERSON_FIELDS if key in member}
+            where = f"queues[{i}].members[{j}]"
+            first = seen.setdefault(member["username"], (where, said))
+            if first[1] != said:
+                problems.append(
+                    f"{where}: {member['username']}'s timezone, hours or time_off differ from {first[0]}; "
+                    "a person has one week and one time off: give them once, or the same everywhere"
+                )
+    return problems
 
 
 def _queue_problems(i: int, queue: dict, known_users: set[str], known_queues: set[str]) -> list[str]:
@@ -214,6 +247,8 @@ def _queue_problems(i: int, queue: dict, known_users: set[str], known_queues: se
         username = member if isinstance(member, str) else member["username"]
         if username not in known_users:
             problems.append(f"queues[{i}].members[{j}]: unknown user {username!r}; list it under owners")
+        if isinstance(member, dict):
+            problems += availability_problems(member, f"queues[{i}].members[{j}]")
     for key in ("owner", "escalation_contact"):
         if queue.get(key) is not None and queue[key] not in known_users:
             problems.append(f"queues[{i}].{key}: unknown user {queue[key]!r}; list it under owners")

@@ -9,7 +9,8 @@ from django.db import transaction
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from routing.models import Queue, QueueMembership, Rule, RuleStage
+from routing.availability.services import availability_of_member, availability_sync
+from routing.models import DistributionPeriod, EveryoneAway, Queue, QueueMembership, ReturnPolicy, Rule, RuleStage
 from routing.rules.changes import RELATED, ActorRequired, RuleChange, actor_problems, rule_changes, rule_changes_apply
 from routing.rules.contents import as_file, content_of, difference
 from routing.rules.document import RulesFileError, check_document
@@ -126,7 +127,18 @@ QUEUE_SETTINGS = (
     "max_open_per_member",
     "escalation_interval_minutes",
     "reassign_unacknowledged",
+    "return_policy",
+    "distribution_period",
+    "when_everyone_away",
+    "credit_back",
 )
+# Written to a file only when not the default, so files from before they existed stay as they were.
+AVAILABILITY_DEFAULTS = {
+    "return_policy": ReturnPolicy.KEEP_PLACE,
+    "distribution_period": DistributionPeriod.MONTH,
+    "when_everyone_away": EveryoneAway.OVERFLOW,
+    "credit_back": True,
+}
 
 
 def _row(queue: Queue) -> dict:
@@ -208,6 +220,8 @@ def _set_members(queue: Queue, members: list, *, by) -> bool:
             membership._history_user = by
             membership.save()
             changed = True
+        if availability_sync(user=users[username], spec=spec, by=by):
+            changed = True
     return changed
 
 
@@ -231,12 +245,7 @@ def rules_export() -> dict:
         "queues": [
             {
                 "name": q.name,
-                "members": [
-                    m.user.username
-                    if (m.weight == 1 and m.is_available)
-                    else {"username": m.user.username, "weight": m.weight, "available": m.is_available}
-                    for m in q.memberships.all()
-                ],
+                "members": [_member_entry(m) for m in q.memberships.all()],
                 "ack_sla_minutes": q.ack_sla_minutes,
                 "resolve_sla_minutes": q.resolve_sla_minutes,
                 "strategy": q.strategy,
@@ -247,11 +256,25 @@ def rules_export() -> dict:
                 "escalation_interval_minutes": q.escalation_interval_minutes,
                 "reassign_unacknowledged": q.reassign_unacknowledged,
                 "business_hours": _business_hours_of(q),
+                **{
+                    key: getattr(q, key) for key, default in AVAILABILITY_DEFAULTS.items() if getattr(q, key) != default
+                },
             }
             for q in queues
         ],
         "rules": entries,
     }
+
+
+def _member_entry(membership: QueueMembership):
+    """A username alone, unless the membership or the person says more (weight, availability, hours, time off)."""
+    person = availability_of_member(membership.user)
+    if membership.weight == 1 and membership.is_available and not person:
+        return membership.user.username
+    entry = {"username": membership.user.username}
+    if membership.weight != 1 or not membership.is_available:
+        entry |= {"weight": membership.weight, "available": membership.is_available}
+    return entry | person
 
 
 def _rule_entry(rule: Rule) -> dict:

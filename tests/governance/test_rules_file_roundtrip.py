@@ -1,6 +1,7 @@
 """A rules file describes the live state exactly: export then import changes nothing, whatever stage each
 rule is in, and an import that would promote is made by the person running it, through the gates."""
 
+import datetime as dt
 import io
 import json
 from decimal import Decimal
@@ -13,12 +14,22 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from audit.models import AuditAction, AuditEvent
+from routing.availability.models import TimeOff, WorkingHours
 from routing.governance.models import PromotionKind, ReplayRun, RuleNotice, RulePromotion, RuleVersion
 from routing.governance.services import rule_force_production, rule_rollback
 from routing.management.commands.seed_demo import DEMO_RULES
 from routing.models import Queue, QueueMembership, Rule, RuleStage
 from routing.rules import ActorRequired, RulesFileError, rules_export, rules_import
-from tests.factories import MembershipFactory, QueueFactory, RuleFactory, UserFactory, case, promote_live
+from tests.factories import (
+    MembershipFactory,
+    QueueFactory,
+    RuleFactory,
+    TimeOffFactory,
+    UserFactory,
+    WorkingHoursFactory,
+    case,
+    promote_live,
+)
 from tests.governance.helpers import edit, stage
 
 pytestmark = pytest.mark.django_db
@@ -95,6 +106,26 @@ def with_success_metrics_and_a_backup_owner(owner, root, queue):
     edit(rule, target_sla_adherence=Decimal("99"), source_of_truth="HubSpot")
 
 
+def with_availability(owner, root, queue):
+    """Queue policies off their defaults, a member with a week, manual time off and a calendar period."""
+    queue.return_policy, queue.when_everyone_away, queue.credit_back = "catch_up", "hold", False
+    queue.distribution_period = "week"
+    queue.save()
+    mia = queue.members.get()
+    WorkingHoursFactory(user=mia, timezone="Europe/Berlin", hours={"mon": [["09:00", "12:00"], ["13:00", "17:00"]]})
+    TimeOffFactory(
+        user=mia, start=dt.datetime(2026, 12, 24, tzinfo=dt.UTC), end=dt.datetime(2026, 12, 27, tzinfo=dt.UTC)
+    )
+    TimeOffFactory(
+        user=mia,
+        source="ical",
+        ical_uid="x",
+        start=dt.datetime(2027, 1, 4, tzinfo=dt.UTC),
+        end=dt.datetime(2027, 1, 5, tzinfo=dt.UTC),
+    )
+    a_rule(owner, queue)
+
+
 STATES = [
     draft_only,
     production_with_a_draft_edit,
@@ -104,6 +135,7 @@ STATES = [
     forced_into_production,
     rolled_back,
     with_success_metrics_and_a_backup_owner,
+    with_availability,
 ]
 
 
@@ -122,7 +154,35 @@ def written() -> dict:
         "membership_history": QueueMembership.history.count(),
         "audit": AuditEvent.objects.exclude(action=AuditAction.RULES_IMPORTED).count(),
         "notices": RuleNotice.objects.count(),
+        "working_hours_history": WorkingHours.history.count(),
+        "time_off_history": TimeOff.history.count(),
     }
+
+
+def test_an_import_sets_a_members_week_and_time_off_and_refuses_two_different_weeks(owner, inbound):
+    document = rules_export()
+    member = {
+        "username": "mia",
+        "timezone": "America/New_York",
+        "hours": {"fri": [["10:00", "14:00"]]},
+        "time_off": [{"start": "2026-12-24T00:00:00-05:00", "end": "2026-12-25T00:00:00-05:00", "note": "Eve"}],
+    }
+    document["queues"][0]["members"] = [member]
+    document["queues"][0]["when_everyone_away"] = "hold"
+    rules_import(document=json.loads(json.dumps(document)))
+
+    mia = get_user_model().objects.get(username="mia")
+    assert (mia.working_hours.timezone, mia.working_hours.hours) == ("America/New_York", {"fri": [["10:00", "14:00"]]})
+    assert [(p.start, p.note) for p in mia.time_off.all()] == [(dt.datetime(2026, 12, 24, 5, tzinfo=dt.UTC), "Eve")]
+    assert Queue.objects.get(name="Inbound").when_everyone_away == "hold"
+
+    other = {"name": "Outbound", "members": [{**member, "hours": {"mon": [["08:00", "25:00"]]}}]}
+    document["queues"].append(other)
+    with pytest.raises(RulesFileError) as refused:
+        rules_import(document=json.loads(json.dumps(document)))
+    problems = refused.value.problems
+    assert "queues[1].members[0].hours.mon[0]: '25:00' is not a time of day; use HH:MM from 00:00 to 24:00." in problems
+    assert any("differ from queues[0].members[0]" in problem for problem in problems)
 
 
 @pytest.mark.parametrize("build", STATES, ids=[state.__name__ for state in STATES])
