@@ -6,6 +6,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from simple_history.admin import SimpleHistoryAdmin
 
+from routing.availability.models import TimeOff, WorkingHours
 from routing.governance.forms import BoundedJSONField, DraftChecks
 from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
 from routing.governance.services import rule_draft_save
@@ -362,3 +363,20 @@ class PersonalTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         revoked = sum(personal_token_revoke(token=token, by=request.user) for token in queryset)
         self.message_user(request, f"Revoked {revoked} token(s).")
+
+
+@admin.register(WorkingHours)
+class WorkingHoursAdmin(SimpleHistoryAdmin):
+    """People set their own on the console's My hours page (checked, audited); this is for support."""
+
+    list_display = ["user", "timezone", "ical_url", "ical_read_at", "ical_problem"]
+    search_fields = ["user__username"]
+    readonly_fields = ["ical_read_at", "ical_problem"]
+
+
+@admin.register(TimeOff)
+class TimeOffAdmin(SimpleHistoryAdmin):
+    list_display = ["user", "start", "end", "note", "source"]
+    list_filter = ["source"]
+    search_fields = ["user__username", "note"]
+    date_hierarchy = "start"

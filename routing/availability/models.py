@@ -3,6 +3,7 @@
 import datetime as dt
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
@@ -27,6 +28,13 @@ class WorkingHours(models.Model):
 
     def __str__(self):
         return f"{self.user}'s working hours"
+
+    def clean(self):
+        try:
+            self.zone()
+            self.week()
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
     def week(self):
         return parse_week(self.hours)
