@@ -8,6 +8,7 @@ from django.utils.crypto import salted_hmac
 
 from routing.accounts.services import accounts_import
 from routing.dashboard.rollups import dashboard_rollup_recent
+from routing.demo.availability import demo_availability_seed
 from routing.demo.desk import demo_desk_seed
 from routing.demo.history import demo_history_seed
 from routing.models import Source
@@ -56,6 +57,7 @@ class Command(BaseCommand):
             source.save()
         history = demo_history_seed(source=source)  # two weeks of routed leads, added once
         desk = demo_desk_seed(source=source)  # a dozen current exception items, opened once
+        demo_availability_seed(person=owner)  # Ada's office hours and a week off ahead (Who is in, My hours)
         dashboard_rollup_recent(days_back=35)  # the dashboard has figures at once, not after beat's first tick
         self.stdout.write(
             f"Demo data: {imported.owners} owners, {imported.queues} queues, {imported.rules} rules, "
