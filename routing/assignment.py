@@ -211,6 +211,8 @@ class _Rotation:
         self.ledger = Ledger(queue.pk, at.astimezone(dt.UTC).date())
         self.period_rolled = self._roll_period()
         self.schedules: dict[int, Schedule | None] = {}
+        self.why: dict[int, str] = {}  # user id -> why they sit the next pick out ("" when eligible)
+        self.eligible: list[QueueMembership] = []
         if not self.members:
             self.absent: dict[int, str] = {}
             return
@@ -231,6 +233,9 @@ class _Rotation:
             )
         if self.least_loaded or self.cap is not None:
             self.load = open_lead_counts(m.user_id for m in self.members)
+        # Kept up to date pick by pick: within a batch only the picked member's load changes.
+        self.why = {m.user_id: self.absent[m.user_id] or (Why.AT_CAP if self._at_cap(m) else "") for m in self.members}
+        self.eligible = [m for m in self.members if not self.why[m.user_id]]
 
     def _absent(self, member: QueueMembership) -> str:
         if not member.is_available:
@@ -256,13 +261,20 @@ class _Rotation:
 
     def _why_not(self) -> dict[int, str]:
         """user id -> why they sit this pick out ("" when eligible)."""
-        return {m.user_id: self.absent[m.user_id] or (Why.AT_CAP if self._at_cap(m) else "") for m in self.members}
+        return self.why
+
+    def _served(self, member: QueueMembership) -> None:
+        """The member got a lead: their load, and whether the cap now sits them out."""
+        self.load[member.user_id] = self.load.get(member.user_id, 0) + 1
+        self.moved[member.pk] = member
+        if self._at_cap(member):
+            self.why[member.user_id] = Why.AT_CAP
+            self.eligible = [m for m in self.eligible if m is not member]
 
     def pick(self) -> QueueMembership | None:
-        queue, load = self.queue, self.load
-        why_not = self._why_not()
+        queue, load, why_not = self.queue, self.load, self.why
         # Members at the cap sit this pick out, and do not hold the round back for everyone else.
-        eligible = [m for m in self.members if not why_not[m.user_id]]
+        eligible = self.eligible
         if not eligible:
             return None
         owed = [m for m in eligible if m.turn_credits > 0]
@@ -271,9 +283,8 @@ class _Rotation:
             # since this is the turn they already had (routing/availability/credit.py).
             member = min(owed, key=lambda m: m.id)
             member.turn_credits -= 1
-            load[member.user_id] = load.get(member.user_id, 0) + 1
-            self.moved[member.pk] = member
             self.ledger.pick(weights=self.weights, why_not=why_not, picked=member.user_id)
+            self._served(member)
             return member
         floor = queue.period_virtual_time if queue.return_policy == ReturnPolicy.CATCH_UP else queue.virtual_time
 
@@ -286,9 +297,8 @@ class _Rotation:
             member = min(eligible, key=lambda m: (start(m), m.id))
         member.rotation_pass = start(member) + 1.0 / self.weights[member.user_id]
         queue.virtual_time = min(max(m.rotation_pass, queue.virtual_time) for m in eligible)
-        load[member.user_id] = load.get(member.user_id, 0) + 1
-        self.moved[member.pk] = member
         self.ledger.pick(weights=self.weights, why_not=why_not, picked=member.user_id)
+        self._served(member)
         return member
 
     def nobody(self, times: int) -> None:

@@ -39,6 +39,8 @@ def turn_credit_back(*, lead: Lead, queue_id: int | None, taken_from, by, how: s
     )
     if not given_by_strategy:
         return False
+    if AuditEvent.objects.filter(lead=lead, action=AuditAction.LEAD_CREDITED_BACK).exists():
+        return False  # the strategy's one turn for this lead was given back already (it went round by hand)
     updated = QueueMembership.objects.filter(queue=queue, user=taken_from).update(turn_credits=F("turn_credits") + 1)
     if not updated:
         return False  # no longer a member

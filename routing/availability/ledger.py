@@ -38,24 +38,35 @@ class Ledger:
     def __init__(self, queue_id: int, day: dt.date):
         self.queue_id, self.day = queue_id, day
         self.rows: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(COUNTS, 0))
+        # Picks are counted per state of the queue (who sat out and why), and spread over the members once, at
+        # write: a batch sees a handful of states, so a pick costs one tuple, not a pass over every member.
+        self.states: dict[tuple, int] = defaultdict(int)
+        self.weights: dict[int, int] = {}
 
     def pick(self, *, weights: dict[int, int], why_not: dict[int, str], picked: int | None, times: int = 1) -> None:
         """`times` picks alike: `weights` of every active member (user id -> weight), `why_not` their reason to
-        sit the pick out ("" when eligible), `picked` who was given the lead (None: nobody was)."""
-        everyone = sum(weights.values())
-        eligible = sum(w for user_id, w in weights.items() if not why_not[user_id])
-        for user_id, weight in weights.items():
-            row = self.rows[user_id]
-            row["expected_if_always_in"] += times * weight / everyone
-            reason = why_not[user_id]
-            if reason:
-                row[SKIPPED[reason]] += times
-            else:
-                row["expected"] += times * weight / eligible
+        sit the pick out ("" when eligible, same keys in the same order every call), `picked` who was given the
+        lead (None: nobody was)."""
+        self.weights = weights
+        self.states[tuple(why_not.values())] += times
         if picked is not None:
             self.rows[picked]["assigned"] += times
 
+    def _spread(self) -> None:
+        everyone = sum(self.weights.values())
+        for state, times in self.states.items():
+            eligible = sum(w for w, why in zip(self.weights.values(), state, strict=True) if not why)
+            for (user_id, weight), reason in zip(self.weights.items(), state, strict=True):
+                row = self.rows[user_id]
+                row["expected_if_always_in"] += times * weight / everyone
+                if reason:
+                    row[SKIPPED[reason]] += times
+                else:
+                    row["expected"] += times * weight / eligible
+        self.states.clear()
+
     def write(self) -> None:
+        self._spread()
         _add(
             [
                 (self.queue_id, user_id, self.day, *(row[name] for name in COUNTS))

@@ -93,7 +93,10 @@ def report_range(params, *, queue: Queue, today: dt.date) -> tuple[dt.date, dt.d
     if period not in DistributionPeriod.values:
         raise ValueError(f"period: use {', '.join(DistributionPeriod.values)}.")
     day = _date(params, "date") if params.get("date") else today
-    start, end = period_bounds(period, day)
+    try:
+        start, end = period_bounds(period, day)
+    except (OverflowError, ValueError):
+        raise ValueError("date: give a date between the years 1 and 9998.") from None
     return start, end, period
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_RANGES_A_DAY = 12  # a split shift has two or three; more is a mistake, and each costs every look-ahead
 LOOK_AHEAD_DAYS = 400  # next_available_at gives up after this: a year of time off is "not coming back soon"
 _CLOCK = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 
@@ -120,7 +121,12 @@ def parse_week(hours) -> dict[int, tuple[Range, ...]]:
             continue
         if not isinstance(ranges, list):
             raise ValueError(f'hours.{day}: give a list of ["HH:MM", "HH:MM"] ranges (an empty list: not working).')
-        parsed = sorted(_parse_range(day, i, r) for i, r in enumerate(ranges))
+        if len(ranges) > MAX_RANGES_A_DAY:
+            raise ValueError(f"hours.{day}: at most {MAX_RANGES_A_DAY} ranges a day; merge the ones that touch.")
+        # End None is 24:00, after every clock time.
+        parsed = sorted(
+            (_parse_range(day, i, r) for i, r in enumerate(ranges)), key=lambda r: (r[0], r[1] is None, r[1])
+        )
         for (_, end), (start, _) in zip(parsed, parsed[1:], strict=False):
             if end is None or start < end:
                 raise ValueError(f"hours.{day}: ranges overlap; merge them into one.")

@@ -182,13 +182,15 @@ def ical_feed_set(*, user, url: str, by) -> IcalImport:
         hours.ical_url, hours.ical_problem = "", ""
         hours.save(update_fields=["ical_url", "ical_problem", "updated_at"])
         return IcalImport(0, 0, 0, 0)
+    if url.lower().startswith("webcal://"):
+        url = "https://" + url[len("webcal://") :]  # a calendar app's link for the same https feed
     if not url.lower().startswith(("https://", "http://")):
-        raise ValueError("the feed must be an http(s) URL (a webcal:// address works as https://).")
+        raise ValueError("the feed must be an https:// (or webcal://) URL.")
     result = _feed_read(hours, url, by)
+    if hours.ical_problem:  # the feed that worked (if any) stays; this one is not kept
+        raise ValueError(hours.ical_problem.removeprefix("The feed was not read: ") + "; the feed was not changed.")
     hours.ical_url = url
     hours.save(update_fields=["ical_url", "ical_read_at", "ical_problem", "updated_at"])
-    if hours.ical_problem:
-        raise ValueError(hours.ical_problem)
     return result
 
 
@@ -254,6 +256,8 @@ def _periods(errors: dict, entries, *, where: str = "time_off") -> list[tuple[dt
         if not isinstance(entry, dict):
             errors[f"{where}[{i}]"] = 'Give {"start": ISO 8601, "end": ISO 8601, "note": "…"}.'
             continue
+        if entry.get("source") == TimeOffSource.ICAL:
+            continue  # the feed's, as a GET lists it: the feed keeps it, a PUT never copies it as manual
         start, end = (_instant(errors, f"{at}{name}", entry.get(name)) for name in ("start", "end"))
         note = entry.get("note", "") or ""
         if not isinstance(note, str) or len(note) > MAX_NOTE:
@@ -283,7 +287,13 @@ def _instant(errors: dict, field: str, value) -> dt.datetime | None:
     if parsed.tzinfo is None:
         errors[field] = "Give the offset too (e.g. +01:00 or Z): a time without one names no instant."
         return None
-    return parsed.astimezone(dt.UTC)
+    try:
+        instant = parsed.astimezone(dt.UTC)
+        instant + dt.timedelta(days=400)  # routing looks this far ahead of any period it reads
+    except OverflowError:
+        errors[field] = "Give a date between the years 1 and 9998."
+        return None
+    return instant
 
 
 def _summary(user) -> dict:

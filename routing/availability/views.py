@@ -266,7 +266,7 @@ class PersonAvailabilityView(ConsoleAccessMixin, View):
         try:
             result = services.ical_feed_set(user=person, url=url, by=request.user)
         except (ValueError, services.AvailabilityInvalid) as refused:
-            messages.error(request, f"Calendar feed: {_words(refused)}")  # what was kept, and why
+            messages.error(request, f"The feed was not saved: {_words(refused)}")
         else:
             if url:
                 messages.success(request, "Feed saved and read: " + _import_summary(result))

@@ -142,6 +142,13 @@ def test_a_put_replaces_the_manual_time_off_and_keeps_the_calendars(ann):
         ),
         ({"time_off": "tomorrow"}, "time_off", "Give a list"),
         ({"colour": "blue"}, "colour", "Unknown field"),
+        ({"hours": {"mon": [["09:00", "24:00"], ["09:00", "17:00"]]}}, "hours.mon", "ranges overlap"),
+        ({"hours": {"mon": [[f"{h:02}:00", f"{h:02}:30"] for h in range(13)]}}, "hours.mon", "at most 12 ranges a day"),
+        (
+            {"time_off": [{"start": "9999-12-31T23:00:00-05:00", "end": "9999-12-31T23:30:00-05:00"}]},
+            "time_off[0].start",
+            "between the years 1 and 9998",
+        ),
     ],
 )
 def test_a_bad_value_is_a_400_naming_the_field_and_nothing_is_written(ann, change, field, message):
@@ -220,3 +227,25 @@ def _upload(content: bytes):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("calendar.ics", content, content_type="text/calendar")
+
+
+def test_a_get_sent_back_as_a_put_changes_nothing_and_never_copies_calendar_periods_as_manual(ann):
+    TimeOffFactory(user=ann, start=dt.datetime(2026, 12, 1, tzinfo=dt.UTC), end=dt.datetime(2026, 12, 2, tzinfo=dt.UTC))
+    TimeOffFactory(
+        user=ann,
+        source=TimeOffSource.ICAL,
+        ical_uid="x",
+        start=dt.datetime(2027, 1, 4, tzinfo=dt.UTC),
+        end=dt.datetime(2027, 1, 5, tzinfo=dt.UTC),
+    )
+    api = client_of(ann)
+    got = api.get(url()).json()
+    assert api.put(url(), {k: got[k] for k in ("timezone", "hours", "time_off")}, format="json").status_code == 200
+    assert sorted(TimeOff.objects.values_list("source", flat=True)) == ["ical", "manual"]
+
+
+def test_a_webcal_link_is_read_as_https_and_a_failing_feed_is_not_kept(ann):
+    response = client_of(ann).post(url() + "ical/", {"url": "webcal://127.0.0.1:9/ann.ics"}, format="json")
+    assert response.status_code == 400
+    assert "the feed was not changed" in response.json()["url"][0]
+    assert not WorkingHours.objects.exclude(ical_url="").exists()

@@ -441,5 +441,6 @@ def test_a_feed_that_cannot_be_read_says_why_and_adds_nothing(client, ann):
     client.force_login(ann)
     response = client.post(change_url(ann, "ical-feed"), {"url": "http://127.0.0.1:9/ann.ics"}, follow=True)
     page = response.content.decode()
-    assert "Calendar feed: " in page and "The last read failed:" in page
+    assert "The feed was not saved: " in page and "the feed was not changed." in page
     assert not TimeOff.objects.filter(user=ann).exists()
+    assert not WorkingHours.objects.filter(user=ann).exclude(ical_url="").exists()  # a feed that fails is not kept

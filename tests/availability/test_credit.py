@@ -156,3 +156,14 @@ def test_a_lead_moved_by_rule_remediation_gives_its_assignee_the_turn_back(rule_
     (event,) = AuditEvent.objects.filter(action=AuditAction.LEAD_CREDITED_BACK)
     assert (event.lead_id, event.data["member"], event.data["how"]) == (lead.pk, "pia", "remediation")
     assert QueueMembership.objects.get(queue=partners, user__username="pia").turn_credits == 1
+
+
+def test_a_lead_that_goes_round_by_hand_back_to_its_first_assignee_credits_them_once(queue):
+    (first,) = route()
+    olga, pat = UserFactory(username="olga"), UserFactory(username="pat")
+    ann = queue.members.get(username="ann")
+    for person in (olga, ann, pat):  # ann -> olga -> ann -> pat
+        first.refresh_from_db()
+        take(first, person, queue)
+    assert AuditEvent.objects.filter(action=AuditAction.LEAD_CREDITED_BACK).count() == 1
+    assert QueueMembership.objects.get(user=ann).turn_credits == 1
