@@ -23,6 +23,7 @@ SCRIPTS = (
     "dashboard.py",
     "account_matching.py",
     "idle_clients.py",
+    "availability.py",
 )
 
 if "--tiny" in sys.argv:
