@@ -37,7 +37,7 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from routing.availability.ledger import Ledger
+from routing.availability.ledger import Ledger, missed_shares
 from routing.availability.models import TimeOff
 from routing.availability.schedule import Schedule, Why
 from routing.availability.selectors import schedules_for
@@ -233,6 +233,13 @@ class _Rotation:
             )
         if self.least_loaded or self.cap is not None:
             self.load = open_lead_counts(m.user_id for m in self.members)
+        # Least loaded balances open leads, so a member back from time off would be served until even: that is
+        # catch up. Under keep place the share each member missed (or got extra) while someone was out this
+        # period counts as load, so the returning member resumes level with the others instead.
+        self.missed: dict[int, float] = {}
+        if self.least_loaded and queue.return_policy == ReturnPolicy.KEEP_PLACE:
+            since = (queue.period_started_at or at).astimezone(dt.UTC).date()
+            self.missed = missed_shares(queue.pk, since=since)
         # Kept up to date pick by pick: within a batch only the picked member's load changes.
         self.why = {m.user_id: self.absent[m.user_id] or (Why.AT_CAP if self._at_cap(m) else "") for m in self.members}
         self.eligible = [m for m in self.members if not self.why[m.user_id]]
@@ -292,7 +299,8 @@ class _Rotation:
             return max(member.rotation_pass, floor)
 
         if self.least_loaded:
-            member = min(eligible, key=lambda m: (load.get(m.user_id, 0), start(m), m.id))
+            missed = self.missed
+            member = min(eligible, key=lambda m: (load.get(m.user_id, 0) + missed.get(m.user_id, 0.0), start(m), m.id))
         else:
             member = min(eligible, key=lambda m: (start(m), m.id))
         member.rotation_pass = start(member) + 1.0 / self.weights[member.user_id]

@@ -10,6 +10,7 @@ import datetime as dt
 from collections import defaultdict
 
 from django.db import connection
+from django.db.models import F, Sum
 
 from routing.availability.models import DistributionDay
 from routing.availability.schedule import Why
@@ -95,3 +96,15 @@ def _add(rows: list[tuple]) -> None:
             f"ON CONFLICT (queue_id, user_id, day) DO UPDATE SET {increments}",
             [value for row in rows for value in row],
         )
+
+
+def missed_shares(queue_id: int, *, since: dt.date) -> dict[int, float]:
+    """Per member, the share of the queue's picks since `since` they missed by being out (positive) or got
+    beyond their always-in share while others were out (negative): fair share if always in − while in."""
+    rows = (
+        DistributionDay.objects.filter(queue_id=queue_id, day__gte=since)
+        .values("user_id")
+        .annotate(missed=Sum(F("expected_if_always_in") - F("expected")))
+        .values_list("user_id", "missed")
+    )
+    return {user_id: missed for user_id, missed in rows if missed}

@@ -200,12 +200,15 @@ def test_weighted_round_robin_honours_the_return_policy(policy, light_after):
 
 
 @pytest.mark.parametrize("policy", [ReturnPolicy.KEEP_PLACE, ReturnPolicy.CATCH_UP])
-def test_least_loaded_uses_the_same_tags_between_equal_loads(policy):
-    """Picks made apart and never committed as leads leave everyone's load at 0: the tags decide."""
+def test_least_loaded_honours_the_return_policy(policy):
+    """b is away for 6 leads, which a takes (6 open leads). Catch up: b, with fewer open leads, gets the next 6.
+    Keep place: the 3 b missed count as b's load and a's 3 extra as a's (the ledger), so they alternate.
+    (These picks are not committed as leads, so the loads stay as they are after the first 6.)"""
     queue = QueueFactory(strategy=AssignmentStrategy.LEAST_LOADED, return_policy=policy)
-    member(queue, "a")
+    a = member(queue, "a")
     b = member(queue, "b")
     assert away_for_picks(queue, b, 6, MONDAY) == ["a"] * 6
+    LeadFactory.create_batch(6, assignee=a.user, status=LeadStatus.ASSIGNED)
     after = picks(queue, 6, MONDAY)
     expected = ["b"] * 6 if policy == ReturnPolicy.CATCH_UP else ["a", "b"] * 3
     assert after == expected
