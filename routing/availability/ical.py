@@ -1,4 +1,5 @@
-"""Time off from an iCalendar file or feed: all-day busy events (and timed out-of-office ones) are away.
+"""Time off from an iCalendar file or feed: all-day busy events (and timed out-of-office ones) are away, each
+occurrence of a recurring one within HORIZON of now.
 
 Parsed with `icalendar` (RFC 5545: line folding, TZIDs, VALUE=DATE). An all-day event covers whole days in the
 person's time zone, local midnight to local midnight, so a holiday is the same days whatever the UTC offset.
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 import icalendar
+import recurring_ical_events
 
 MAX_CALENDAR_BYTES = 1024 * 1024
 HORIZON = dt.timedelta(days=400)  # periods ending further back or starting further ahead are left out
@@ -38,14 +40,19 @@ def calendar_read(content: bytes, *, zone: ZoneInfo, now: dt.datetime) -> Calend
         calendar = icalendar.Calendar.from_ical(content)
     except (ValueError, IndexError, KeyError) as exc:
         raise ValueError(f"the iCalendar file cannot be read: {exc}"[:300]) from None
+    try:
+        # Recurring events (RRULE, RDATE, EXDATE, moved occurrences) as the occurrences in the window.
+        events = recurring_ical_events.of(calendar).between(now - HORIZON, now + HORIZON)
+    except Exception as exc:  # the library raises its own types for a series it cannot expand
+        raise ValueError(f"a recurring event cannot be expanded: {exc}"[:300]) from None
     periods, ignored = [], 0
-    for event in calendar.walk("VEVENT"):
+    for event in events:
         try:
             away = _away(event, zone)
         except (ValueError, TypeError, AttributeError) as exc:
             summary = str(event.get("SUMMARY", "")) or str(event.get("UID", "an event"))
             raise ValueError(f"the event {summary!r} has dates that cannot be read: {exc}"[:300]) from None
-        if away is None or away.end <= now - HORIZON or away.start >= now + HORIZON:
+        if away is None:
             ignored += 1
             continue
         periods.append(away)

@@ -249,3 +249,24 @@ def test_a_webcal_link_is_read_as_https_and_a_failing_feed_is_not_kept(ann):
     assert response.status_code == 400
     assert "the feed was not changed" in response.json()["url"][0]
     assert not WorkingHours.objects.exclude(ical_url="").exists()
+
+
+def test_a_weekly_day_off_counts_every_occurrence_except_the_one_taken_out(ann):
+    fridays = b"""BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//Handoff tests//EN\r
+BEGIN:VEVENT\r
+UID:fridays@example.com\r
+SUMMARY:Fridays off\r
+DTSTART;VALUE=DATE:20261204\r
+DTEND;VALUE=DATE:20261205\r
+RRULE:FREQ=WEEKLY;COUNT=3\r
+EXDATE;VALUE=DATE:20261211\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+    with time_machine.travel(dt.datetime(2026, 12, 1, tzinfo=dt.UTC), tick=False):
+        result = client_of(ann).post(url() + "ical/", {"file": _upload(fridays)}, format="multipart").json()
+    assert result["added"] == 2
+    days = sorted(p.start.date() for p in TimeOff.objects.filter(user=ann))
+    assert days == [dt.date(2026, 12, 4), dt.date(2026, 12, 18)]
