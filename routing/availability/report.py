@@ -15,18 +15,14 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.db.models import Sum
 
+from routing.availability.ledger import SKIPPED
 from routing.availability.models import DistributionDay
 from routing.availability.schedule import Why
 from routing.models import AssignmentStrategy, DistributionPeriod, Queue, ReturnPolicy
 from routing.text import csv_cell
 
 MAX_DAYS = 366
-SKIPS = {  # ledger column -> reason
-    "skipped_away": Why.AWAY,
-    "skipped_out_of_hours": Why.OUT_OF_HOURS,
-    "skipped_at_cap": Why.AT_CAP,
-    "skipped_unavailable": Why.UNAVAILABLE,
-}
+SKIPS = {column: reason for reason, column in SKIPPED.items()}  # ledger column -> reason
 COUNTS = ("assigned", "credited_back", "expected", "expected_if_always_in", *SKIPS)
 CSV_COLUMNS = (
     "member",

@@ -97,10 +97,7 @@ def availability_replace(*, user, data, by) -> None:
     with transaction.atomic():
         before = _summary(user)
         _hours_write(user, zone_name, week_as_hours(week))
-        TimeOff.objects.filter(user=user, source=TimeOffSource.MANUAL).delete()
-        TimeOff.objects.bulk_create(
-            TimeOff(user=user, start=start, end=end, note=note, created_by=by) for start, end, note in periods
-        )
+        _manual_time_off_replace(user, periods, by)
         _changed(user, by, "replaced", before)
 
 
@@ -214,6 +211,14 @@ def _feed_read(hours: WorkingHours, url: str, by) -> IcalImport:
         return IcalImport(0, 0, 0, 0)
     hours.ical_problem = ""
     return result
+
+
+def _manual_time_off_replace(user, periods, by) -> None:
+    """The person's manual time off becomes `periods` ((start, end, note), checked); calendar periods stay."""
+    TimeOff.objects.filter(user=user, source=TimeOffSource.MANUAL).delete()
+    TimeOff.objects.bulk_create(
+        TimeOff(user=user, start=start, end=end, note=note, created_by=by) for start, end, note in periods
+    )
 
 
 def _hours_row(user) -> WorkingHours:
@@ -338,7 +343,7 @@ def availability_problems(spec: dict, where: str) -> list[str]:
 
 def availability_of_member(user) -> dict:
     """What a rules file says of a person beyond the queue: their week and manual time off ({} when unset)."""
-    hours = getattr(user, "_prefetched_hours", None) or WorkingHours.objects.filter(user=user).first()
+    hours = WorkingHours.objects.filter(user=user).first()
     periods = TimeOff.objects.filter(user=user, source=TimeOffSource.MANUAL).order_by("start", "id")
     found = {}
     if hours is not None:
@@ -362,17 +367,14 @@ def availability_sync(*, user, spec: dict, by) -> bool:
             changed = True
     if "time_off" in spec:
         errors: dict[str, str] = {}
-        wanted = [(s, e, n) for s, e, n in _periods(errors, spec["time_off"])]
+        wanted = _periods(errors, spec["time_off"])
         if errors:
             raise AvailabilityInvalid(errors)
         have = [(parse_datetime(p["start"]), parse_datetime(p["end"]), p["note"]) for p in current.get("time_off", [])]
         if sorted(have) != sorted(wanted):
             with transaction.atomic():
                 before = _summary(user)
-                TimeOff.objects.filter(user=user, source=TimeOffSource.MANUAL).delete()
-                TimeOff.objects.bulk_create(
-                    TimeOff(user=user, start=s, end=e, note=n, created_by=by) for s, e, n in wanted
-                )
+                _manual_time_off_replace(user, wanted, by)
                 _changed(user, by, "time off set by a rules import", before)
             changed = True
     return changed
