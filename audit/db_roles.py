@@ -88,6 +88,11 @@ ORDINARY_TABLES = frozenset(
         "routing_deliveryattempt",
         "routing_deliverytarget",
         "routing_enrichmentprovider",
+        "routing_enrichmentreceipt",
+        # The capture edge: schema versions, and the posts intake refused (trimmed) with their daily counts.
+        "routing_schemaversion",
+        "routing_rejectedpost",
+        "routing_rejectionday",
         # Reports and dashboard roll-ups (recomputed in place).
         "routing_reconciliationreport",
         "routing_incident",

@@ -42,6 +42,10 @@ class AuditAction(models.TextChoices):
     ITEM_INCIDENT_RESOLVED = "item_incident.resolved", "Incident resolved (items of one cause)"
     LEAD_CREDITED_BACK = "lead.credited_back", "Turn credited back (a lead was taken from its assignee)"
     AVAILABILITY_CHANGED = "availability.changed", "Working hours or time off changed"
+    INTAKE_REPLAYED = "intake.replayed", "Rejected post fixed and replayed"
+    INTAKE_DISMISSED = "intake.dismissed", "Rejected post dismissed"
+    SCHEMA_VERSION_REGISTERED = "schema.registered", "Capture schema version registered"
+    HANDOFF_CONFIRMED = "handoff.confirmed", "Handoff confirmed by every target"
 
 
 class AppendOnlyError(Exception):

@@ -18,6 +18,10 @@ class ExceptionReason(models.TextChoices):
     DELIVERY_FAILED = "delivery_failed", "Delivery failed"
     # A lead still unassigned past its deciding rule's SLA, or past HANDOFF_ROUTING_SLO_MINUTES before any rule.
     ROUTING_SLA_BREACHED = "routing_sla_breached", "Routing SLA breached"
+    # A provider answered values that fail intake's validation (routing/integrations/enrichment.py).
+    ENRICHMENT_INVALID = "enrichment_invalid", "Enrichment answered invalid values"
+    # A delivery target did not confirm a lead's handoff within its grace period (routing/integrations/handoff.py).
+    HANDOFF_UNCONFIRMED = "handoff_unconfirmed", "Handoff unconfirmed"
 
 
 class ExceptionStatus(models.TextChoices):

@@ -13,6 +13,7 @@ from simple_history.models import HistoricalRecords
 
 from audit.history import history_person
 from exceptions.sla import BusinessHours
+from routing.capture.models import UnknownFieldPolicy
 from routing.conditions import LEAD_FIELDS
 from routing.integrations.models import EnrichmentStatus
 
@@ -33,7 +34,28 @@ class Source(models.Model):
     shares_lead_ids = models.BooleanField(
         default=False, db_default=False, help_text="Its lead_ids name the same person in every source that shares ids."
     )
+    # The capture schema (routing/capture): who answers for what this source sends, the version its leads
+    # are read as when they name none (blank: the newest in effect), and what happens to fields outside it.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="owned_sources",
+        help_text="Who answers for this capture system's schema and its rejected posts.",
+    )
+    schema_version = models.CharField(
+        max_length=32, blank=True, default="", db_default="", help_text="Blank: the newest version in effect."
+    )
+    unknown_fields = models.CharField(
+        max_length=8,
+        choices=UnknownFieldPolicy.choices,
+        default=UnknownFieldPolicy.REJECT,
+        db_default=UnknownFieldPolicy.REJECT,
+        help_text="A top-level field outside the lead's schema version.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords(get_user=history_person, excluded_fields=["token_hash"])
 
     def __str__(self):
         return self.name
@@ -423,6 +445,9 @@ class Lead(models.Model):
     intent_score = models.FloatField(null=True, blank=True)
     occurred_at = models.DateTimeField()
     attributes = models.JSONField(default=dict, blank=True)
+    # The canonical event's references to enrichment records the capture system already holds.
+    enrichment_refs = models.JSONField(default=list, db_default=[], blank=True)
+    schema_version = models.CharField(max_length=32, blank=True, default="", db_default="")
 
     received_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=LeadStatus.choices, default=LeadStatus.RECEIVED)
@@ -445,9 +470,11 @@ class Lead(models.Model):
     enrichment_status = models.CharField(max_length=16, null=True, blank=True, choices=EnrichmentStatus.choices)
     enrichment_attempts = models.PositiveIntegerField(default=0)
     enrich_after = models.DateTimeField(null=True, blank=True)  # the next attempt's time (and a claim's lease)
+    # Set once every delivery target subscribed to its assignment confirmed it (routing/integrations/handoff.py).
+    handed_off_at = models.DateTimeField(null=True, blank=True)
     history = HistoricalRecords(
         get_user=history_person,
-        excluded_fields=["requeue_after", "requeue_count", "enrichment_attempts", "enrich_after"],
+        excluded_fields=["requeue_after", "requeue_count", "enrichment_attempts", "enrich_after", "handed_off_at"],
     )
 
     # What the rules engine reads: every lead field a condition may name, plus the attributes object.
@@ -519,6 +546,7 @@ class RuleSetGeneration(models.Model):
 
 from routing.accounts.models import Account, AccountDomain, AccountMatch, AccountNameKey, LeadIdentity  # noqa: E402,F401
 from routing.availability.models import DistributionDay, TimeOff, WorkingHours  # noqa: E402,F401
+from routing.capture.models import RejectedPost, RejectionDay, SchemaVersion  # noqa: E402,F401
 from routing.dashboard.models import (  # noqa: E402,F401
     DailyDeliveryStat,
     DailyLeadStat,
@@ -534,5 +562,11 @@ from routing.governance.models import (  # noqa: E402,F401  (models of the routi
     ShadowDecision,
     SignOffReminder,
 )
-from routing.integrations.models import DeliveryAttempt, DeliveryTarget, EnrichmentProvider, OutboxEvent  # noqa: E402,F401
+from routing.integrations.models import (  # noqa: E402,F401
+    DeliveryAttempt,
+    DeliveryTarget,
+    EnrichmentProvider,
+    EnrichmentReceipt,
+    OutboxEvent,
+)
 from routing.reports.models import AnomalyReport, Incident, ReconciliationReport  # noqa: E402,F401

@@ -38,6 +38,35 @@ class EnrichmentProvider(models.Model):
 class EnrichmentStatus(models.TextChoices):
     ENRICHED = "enriched", "Enriched"
     FAILED = "failed", "Enrichment failed"
+    INVALID = "invalid", "Provider answered invalid values"
+
+
+class EnrichmentOutcome(models.TextChoices):
+    OK = "ok", "Answered"
+    INVALID = "invalid", "Answered invalid values"
+    FAILED = "failed", "Failed (error, timeout or refused)"
+
+
+class EnrichmentReceipt(models.Model):
+    """One call to an enrichment provider: what it answered, how long it took, which fields it filled and
+    which it got wrong. Success rate and latency per provider are read from these."""
+
+    provider = models.ForeignKey(EnrichmentProvider, on_delete=models.CASCADE, related_name="receipts")
+    lead = models.ForeignKey("routing.Lead", on_delete=models.CASCADE, related_name="enrichment_receipts")
+    at = models.DateTimeField()
+    attempt = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=8, choices=EnrichmentOutcome.choices)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField()
+    fields_filled = models.JSONField(default=list)
+    invalid = models.JSONField(default=dict, help_text="Field → what was wrong with the provider's value.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["provider", "at"], name="enrichment_receipt_at_idx")]
+
+    def __str__(self):
+        return f"{self.provider} for lead {self.lead_id}: {self.outcome}"
 
 
 class EventType(models.TextChoices):
@@ -76,6 +105,14 @@ class DeliveryTarget(models.Model):
     is_active = models.BooleanField(default=True)
     max_attempts = models.PositiveIntegerField(default=8, help_text="Attempts before the event is dead-lettered.")
     timeout_seconds = models.FloatField(default=10.0)
+    # Handoff confirmation (routing/integrations/handoff.py): a 2xx is the receipt, unless the receiver works
+    # asynchronously and confirms each event itself (POST /api/v1/deliveries/{id}/ack/, signed with its secret).
+    confirms_by_callback = models.BooleanField(
+        default=False, db_default=False, help_text="The receiver confirms each event by calling back."
+    )
+    confirm_within_minutes = models.PositiveIntegerField(
+        default=15, db_default=15, help_text="After this long unconfirmed, the handoff opens handoff_unconfirmed."
+    )
 
     def __str__(self):
         return self.name
@@ -117,6 +154,10 @@ class OutboxEvent(models.Model):
     dead_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     replays = models.PositiveIntegerField(default=0, help_text="Times a person sent it back from the dead letters.")
+    # The receiver's confirmation: at delivery (a 2xx) or, for a callback target, when it called back.
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmation = models.JSONField(default=dict, blank=True, help_text="The receipt: status code or callback body.")
+    unconfirmed_at = models.DateTimeField(null=True, blank=True, help_text="When handoff_unconfirmed was opened.")
 
     class Meta:
         indexes = [

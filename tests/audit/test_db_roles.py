@@ -173,6 +173,7 @@ def test_every_table_is_listed_and_granted_as_listed():
         "routing_historicalqueue",
         "routing_historicalqueuemembership",
         "routing_historicalrule",
+        "routing_historicalsource",
         "routing_historicaltimeoff",
         "routing_historicaluser",
         "routing_historicalworkinghours",
