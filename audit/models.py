@@ -46,6 +46,11 @@ class AuditAction(models.TextChoices):
     INTAKE_DISMISSED = "intake.dismissed", "Rejected post dismissed"
     SCHEMA_VERSION_REGISTERED = "schema.registered", "Capture schema version registered"
     HANDOFF_CONFIRMED = "handoff.confirmed", "Handoff confirmed by every target"
+    PERSON_ERASED = "person.erased", "Person's personal data erased"
+    PLAYBOOK_SAVED = "playbook.saved", "Playbook saved"
+    INCIDENT_POSTMORTEM = "incident.postmortem", "Incident postmortem written"
+    CONFIG_CHANGED = "config.changed", "Integration or queue settings changed"
+    CONFIG_RESTORED = "config.restored", "Integration or queue settings restored"
 
 
 class AppendOnlyError(Exception):
