@@ -24,6 +24,7 @@ SCRIPTS = (
     "account_matching.py",
     "idle_clients.py",
     "availability.py",
+    "intake_schema.py",
 )
 
 if "--tiny" in sys.argv:

@@ -22,6 +22,7 @@ TASK_PACKAGES = [
     "routing.integrations",
     "routing.reports",
     "routing.availability",
+    "routing.capture",
     "exceptions",
 ]
 app.autodiscover_tasks(TASK_PACKAGES)

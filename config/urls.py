@@ -13,6 +13,7 @@ from exceptions.urls import urlpatterns as exception_screens
 from routing.accounts.urls import console_urlpatterns as account_screens
 from routing.api.token_views import console_urlpatterns as token_screens
 from routing.availability.urls import console_urlpatterns as people_screens
+from routing.capture.urls import console_urlpatterns as capture_screens
 from routing.dashboard.urls import urlpatterns as dashboard_screens
 from routing.governance.urls import urlpatterns as rule_screens
 from routing.integrations.urls import urlpatterns as integration_screens
@@ -29,6 +30,7 @@ console_urlpatterns = [
     *account_screens,
     *token_screens,
     *people_screens,
+    *capture_screens,
 ]
 
 urlpatterns = [

@@ -17,6 +17,7 @@ from iso3166 import countries_by_alpha2
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from routing.days import day_out_of_range
+from routing.intake_schema import VERSION_FIELD, Shaped, lead_shape
 from routing.jsonbounds import NUL_MESSAGE, attribute_shape_problem
 from routing.lead_store import leads_insert_new
 from routing.models import Lead, LeadStatus, Source
@@ -30,6 +31,24 @@ _ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?
 
 OptionalText = Annotated[StrictStr | None, Field(default=None)]
 Score = Annotated[float | None, Field(default=None, ge=0, le=100, strict=True)]
+MAX_ENRICHMENT_REFS = 20
+
+
+class EnrichmentRef(BaseModel):
+    """A record an enrichment system already holds about the lead (the canonical event's enrichment_refs)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, title="EnrichmentRef")
+
+    provider: Annotated[StrictStr, Field(min_length=1, max_length=100, description="e.g. clearbit.")]
+    ref: Annotated[StrictStr, Field(min_length=1, max_length=200, description="The record's id there.")]
+
+    @field_validator("provider", "ref")
+    @classmethod
+    def plain_text(cls, value):
+        problem = refused_character(value) or ("\x00" in value and NUL_MESSAGE)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 def _ascii_domain(domain: str) -> str:
@@ -65,6 +84,24 @@ class LeadIn(BaseModel):
     # validate_default: an omitted `attributes` goes through bounded_attributes too, which stores {} (not NULL).
     attributes: Annotated[
         dict[str, Any] | None, Field(default=None, validate_default=True, description="Further fields.")
+    ]
+    schema_version: Annotated[
+        StrictStr | StrictInt | None,
+        Field(
+            default=None,
+            exclude=True,  # read by intake_schema before validation; not a lead field
+            description="The capture schema version this lead follows (GET /api/v1/schema-versions/ lists them); "
+            "default: its source's, else the newest in effect.",
+        ),
+    ]
+    enrichment_refs: Annotated[
+        list[EnrichmentRef] | None,
+        Field(
+            default=None,
+            validate_default=True,  # an omitted or null list is stored as [] (the column is NOT NULL)
+            max_length=MAX_ENRICHMENT_REFS,
+            description="Capture schema 2 on: enrichment records.",
+        ),
     ]
 
     @field_validator("lead_id", "email", "phone", "first_name", "last_name", "company", "country", "lifecycle_stage")
@@ -146,6 +183,11 @@ class LeadIn(BaseModel):
             raise ValueError(f"{value.isoformat()} is out of range (in UTC). {problem}")
         return value
 
+    @field_validator("enrichment_refs")
+    @classmethod
+    def refs_as_plain_list(cls, value):
+        return value or []
+
     @field_validator("attributes")
     @classmethod
     def bounded_attributes(cls, value):
@@ -186,6 +228,20 @@ def validate_lead(payload: Any) -> tuple[LeadIn | None, dict[str, list[str]] | N
         return None, validation_errors(exc)
 
 
+def validate_posted_lead(payload: Any, source: Source) -> tuple[LeadIn | None, Shaped | None, dict | None]:
+    """A posted lead read under its capture schema version (routing/intake_schema.py), then validated: the
+    lead, how it was read (version, warnings) and every error at once (the schema's and the fields')."""
+    if not isinstance(payload, dict):
+        return None, None, {"non_field_errors": ["Expected a JSON object with the lead's fields."]}
+    shaped = lead_shape(payload, source_default=source.schema_version, policy=source.unknown_fields)
+    if shaped.errors and VERSION_FIELD in shaped.errors:
+        return None, shaped, shaped.errors
+    lead_in, errors = validate_lead(shaped.lead)
+    if shaped.errors:
+        errors = {**shaped.errors, **(errors or {})}
+    return (None if errors else lead_in), shaped, errors
+
+
 class IntakeStatus(models.TextChoices):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
@@ -199,6 +255,8 @@ class IntakeResult:
     id: int | None = None
     lead_status: str | None = None
     errors: dict | None = field(default=None)
+    schema_version: str = ""
+    warnings: dict | None = None
 
 
 def leads_intake(*, source: Source, payloads: list[Any]) -> tuple[list[IntakeResult], list[int]]:
@@ -208,15 +266,23 @@ def leads_intake(*, source: Source, payloads: list[Any]) -> tuple[list[IntakeRes
     results: list[IntakeResult] = []
     fresh: dict[str, dict[str, Any]] = {}
     for payload in payloads:
-        lead_in, errors = validate_lead(payload)
+        lead_in, shaped, errors = validate_posted_lead(payload, source)
+        version = shaped.version if shaped else ""
         if errors is not None:
             raw_id = payload.get("lead_id") if isinstance(payload, dict) else None
             results.append(
-                IntakeResult(raw_id if isinstance(raw_id, str) else None, IntakeStatus.INVALID, errors=errors)
+                IntakeResult(
+                    raw_id if isinstance(raw_id, str) else None,
+                    IntakeStatus.INVALID,
+                    errors=errors,
+                    schema_version=version,
+                )
             )
             continue
-        results.append(IntakeResult(lead_in.lead_id, IntakeStatus.ACCEPTED))
-        fresh.setdefault(lead_in.lead_id, _new_row(source, lead_in, now))
+        results.append(
+            IntakeResult(lead_in.lead_id, IntakeStatus.ACCEPTED, schema_version=version, warnings=shaped.warnings)
+        )
+        fresh.setdefault(lead_in.lead_id, _new_row(source, lead_in, now, version))
 
     # Sorted, so overlapping batches take unique-index locks in one order and cannot deadlock.
     inserted = leads_insert_new(sorted(fresh.values(), key=lambda row: row["lead_id"]), at=now)
@@ -240,10 +306,10 @@ def leads_intake(*, source: Source, payloads: list[Any]) -> tuple[list[IntakeRes
     return results, list(inserted.values())
 
 
-def _new_row(source: Source, lead_in: LeadIn, now: dt.datetime) -> dict[str, Any]:
+def _new_row(source: Source, lead_in: LeadIn, now: dt.datetime, schema_version: str) -> dict[str, Any]:
     row = lead_in.model_dump()
     row["occurred_at"] = row["occurred_at"] or now
-    row.update(origin_id=source.pk, received_at=now, status=LeadStatus.RECEIVED)
+    row.update(origin_id=source.pk, received_at=now, status=LeadStatus.RECEIVED, schema_version=schema_version)
     return row
 
 

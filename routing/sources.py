@@ -1,25 +1,50 @@
 import time
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from audit.models import AuditAction
 from audit.services import audit_record
-from routing.models import Source
+from routing.intake_schema import version_names, version_registered
+from routing.models import Source, UnknownFieldPolicy
 from routing.text import refused_character
 
 
-def source_create(*, name: str, by=None, shares_lead_ids: bool = False) -> tuple[Source, str]:
+def source_create(
+    *,
+    name: str,
+    by=None,
+    shares_lead_ids: bool = False,
+    owner_username: str = "",
+    schema_version: str = "",
+    keep_unknown_fields: bool = False,
+) -> tuple[Source, str]:
     """Create a capture source; returns it and its token in clear (stored only as a hash). `shares_lead_ids`:
-    its lead_ids are shared with other sources that say so (the same id is the same person)."""
+    its lead_ids are shared with other sources that say so (the same id is the same person). Its owner answers
+    for its capture schema; its leads are read under `schema_version` (blank: the newest in effect)."""
     name = name.strip()
     if not name:
         raise ValueError("Give the source a name, e.g. 'website-form'.")
     if refused_character(name):
         raise ValueError(f"name: {refused_character(name)}")
-    source = Source(name=name, shares_lead_ids=shares_lead_ids)
+    owner = None
+    if owner_username:
+        owner = get_user_model().objects.filter(username=owner_username, is_active=True).first()
+        if owner is None:
+            raise ValueError(f"No active user {owner_username!r} to own the source.")
+    if schema_version and not version_registered(schema_version):
+        known = version_names()
+        raise ValueError(f"No capture schema version {schema_version!r}; registered: {known}.")
+    source = Source(
+        name=name,
+        shares_lead_ids=shares_lead_ids,
+        owner=owner,
+        schema_version=schema_version,
+        unknown_fields=UnknownFieldPolicy.KEEP if keep_unknown_fields else UnknownFieldPolicy.REJECT,
+    )
     token = source.set_new_token()
     try:
         with transaction.atomic():
@@ -28,7 +53,13 @@ def source_create(*, name: str, by=None, shares_lead_ids: bool = False) -> tuple
                 action=AuditAction.SOURCE_CREATED,
                 actor=by,
                 outcome="created",
-                data={"source": name, "token_prefix": source.token_prefix},
+                data={
+                    "source": name,
+                    "token_prefix": source.token_prefix,
+                    "owner": owner_username,
+                    "schema_version": schema_version,
+                    "unknown_fields": source.unknown_fields,
+                },
             )
     except IntegrityError:
         raise ValueError(f"A source named {name!r} exists already.") from None

@@ -2,10 +2,12 @@ from django.urls import path
 
 from routing.accounts.urls import api_urlpatterns as account_api
 from routing.api import views
+from routing.api.schema_versions import SchemaVersionsView
 from routing.availability import api as availability
 from routing.availability import report_views
 from routing.governance import api as rules
 from routing.governance import metrics_api as rule_targets
+from routing.integrations.ack_api import DeliveryAckView
 
 urlpatterns = [
     path("leads/", views.LeadIntakeView.as_view(), name="lead-intake"),
@@ -16,6 +18,7 @@ urlpatterns = [
         "people/<str:username>/availability/", availability.PersonAvailabilityView.as_view(), name="person-availability"
     ),
     path("people/<str:username>/availability/ical/", availability.PersonCalendarView.as_view(), name="person-calendar"),
+    path("deliveries/<str:pk>/ack/", DeliveryAckView.as_view(), name="delivery-ack"),
     path("queues/<int:pk>/distribution/", report_views.DistributionApiView.as_view(), name="queue-distribution"),
     path("rules/", rules.RuleListView.as_view(), name="rule-list"),
     path("rules/replay/", rules.ReplayView.as_view(), name="rule-replay"),
@@ -27,4 +30,5 @@ urlpatterns = [
     path("rules/<int:pk>/promote/", rules.PromoteView.as_view(), name="rule-promote"),
     path("rules/<int:pk>/rollback/", rules.RollbackView.as_view(), name="rule-rollback"),
     *account_api,
+    path("schema-versions/", SchemaVersionsView.as_view(), name="schema-versions"),
 ]

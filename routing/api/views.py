@@ -1,10 +1,12 @@
 """Intake and lead API: authenticate, parse, call the intake service, render."""
 
+import contextlib
 import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Prefetch
+from django.http.request import RawPostDataException
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -17,8 +19,11 @@ from config.logs import log_context
 from routing.api import schema  # noqa: F401  (registers the token scheme for the OpenAPI docs)
 from routing.api.auth import IsCaptureSource, IsSourceOrStaff
 from routing.api.serializers import AcceptedLeadSerializer, BatchResponseSerializer, LeadDetailSerializer
+from routing.capture.models import RejectionReason
+from routing.capture.rejections import Rejection, reason_of, rejections_record
 from routing.dispatch import Lane, routing_enqueue_on_commit
 from routing.intake import IntakeStatus, LeadIn, leads_intake, leads_waiting_for_routing
+from routing.integrations.handoff import lead_deliveries
 from routing.jsonbounds import JSONInputError, loads_bounded
 from routing.models import Lead, Source
 
@@ -68,6 +73,98 @@ def read_json_body(request, *, limit: int):
         raise ParseError(str(exc)) from None
 
 
+class LeadRefused(ValidationError):
+    """A single lead intake refused: its field errors, with the schema version it was read as."""
+
+    def __init__(self, result):
+        super().__init__(result.errors)
+        self.result = result
+
+
+class TooManyItems(ValidationError):
+    pass
+
+
+def _body_of(request) -> bytes | None:
+    """The raw body, when it was or can still be read within Django's limit."""
+    django_request = request._request
+    if hasattr(django_request, "_body"):
+        return django_request._body
+    try:
+        return django_request.body
+    except (RequestDataTooBig, RawPostDataException):
+        return None
+
+
+def _rejection_of(exc: APIException, request, *, batch: bool) -> Rejection | None:
+    """What to keep of a refused post, or None for refusals that are not about what was sent."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    size = int(declared) if declared.isdigit() else 0
+    common = {"status_code": exc.status_code, "batch": batch, "size": size}
+    if isinstance(exc, PayloadTooLarge):  # the body was not read: only its declared size is known
+        return Rejection(reason=RejectionReason.TOO_LARGE, errors={"detail": [str(exc.detail)]}, **common)
+    body = _body_of(request)
+    common.update(body=body, size=len(body) if body is not None else size)
+    if isinstance(exc, UnsupportedMediaType):
+        return Rejection(reason=RejectionReason.UNSUPPORTED_MEDIA_TYPE, errors={"detail": [str(exc.detail)]}, **common)
+    if isinstance(exc, ParseError):
+        return Rejection(reason=RejectionReason.UNREADABLE, errors={"detail": [str(exc.detail)]}, **common)
+    if isinstance(exc, LeadRefused):
+        result = exc.result
+        return Rejection(
+            reason=reason_of(result.errors),
+            errors=result.errors,
+            lead_id=result.lead_id or "",
+            schema_version=result.schema_version,
+            **common,
+        )
+    if isinstance(exc, TooManyItems):
+        return Rejection(reason=RejectionReason.TOO_MANY_ITEMS, errors=exc.detail, **common)
+    if isinstance(exc, ValidationError):
+        return Rejection(reason=RejectionReason.NOT_AN_OBJECT, errors=exc.detail, **common)
+    return None
+
+
+@contextlib.contextmanager
+def rejections_kept(request, *, batch: bool = False):
+    """Keep what a capture source sent when intake refuses it (400, 413, 415), then let the refusal answer."""
+    try:
+        yield
+    except APIException as exc:
+        rejection = _rejection_of(exc, request, batch=batch)
+        if rejection is not None and isinstance(request.auth, Source):
+            _keep(request.auth, [rejection])
+        raise
+
+
+def _keep(source: Source, rejections: list[Rejection]) -> None:
+    # Keeping a refusal must never turn the sender's 400 into a 500: if it cannot be kept, the log says so.
+    try:
+        rejections_record(source, rejections)
+    except Exception:
+        logger.exception("Could not keep %d rejected post(s) from %s.", len(rejections), source)
+
+
+def batch_items_keep(source: Source, items: list, results) -> None:
+    """Keep each refused item of an accepted batch (the batch answers 200 with per-item errors)."""
+    rejections = [
+        Rejection(
+            reason=reason_of(result.errors),
+            status_code=400,
+            errors=result.errors,
+            item=item,
+            batch=True,
+            batch_index=index,
+            lead_id=result.lead_id or "",
+            schema_version=result.schema_version,
+        )
+        for index, (item, result) in enumerate(zip(items, results, strict=True))
+        if result.status == IntakeStatus.INVALID
+    ]
+    if rejections:
+        _keep(source, rejections)
+
+
 def log_intake(source: Source, results) -> None:
     """One line per stored lead, with its ids in the log context (ours as lead_pk, the capture system's as
     lead_id): where a lead's trail in the logs begins."""
@@ -99,12 +196,13 @@ class LeadIntakeView(APIView):
         },
     )
     def post(self, request):
-        payload = read_json_body(request, limit=settings.HANDOFF["MAX_BODY_BYTES"])
-        if not isinstance(payload, dict):
-            raise ValidationError({"non_field_errors": ["Expected a JSON object with the lead's fields."]})
-        (result,), created = leads_intake(source=request.auth, payloads=[payload])
-        if result.status == IntakeStatus.INVALID:
-            raise ValidationError(result.errors)
+        with rejections_kept(request):
+            payload = read_json_body(request, limit=settings.HANDOFF["MAX_BODY_BYTES"])
+            if not isinstance(payload, dict):
+                raise ValidationError({"non_field_errors": ["Expected a JSON object with the lead's fields."]})
+            (result,), created = leads_intake(source=request.auth, payloads=[payload])
+            if result.status == IntakeStatus.INVALID:
+                raise LeadRefused(result)
         routing_enqueue_on_commit(created, lane=Lane.LIVE)
         log_intake(request.auth, [result])
         body = {
@@ -112,6 +210,8 @@ class LeadIntakeView(APIView):
             "lead_id": result.lead_id,
             "status": result.lead_status,
             "url": lead_url(request, result.id),
+            "schema_version": result.schema_version,
+            "warnings": result.warnings or {},
         }
         code = status.HTTP_202_ACCEPTED if result.status == IntakeStatus.ACCEPTED else status.HTTP_200_OK
         return Response(body, status=code)
@@ -142,17 +242,31 @@ class LeadBatchIntakeView(APIView):
         waiting = leads_waiting_for_routing()
         if waiting > limit:
             raise BulkBacklogFull(waiting, limit)
-        payload = read_json_body(request, limit=settings.HANDOFF["MAX_BATCH_BODY_BYTES"])
-        limit = settings.HANDOFF["MAX_BATCH_ITEMS"]
-        if not isinstance(payload, list):
-            raise ValidationError({"non_field_errors": ["Expected a JSON list of lead objects."]})
-        if len(payload) > limit:
-            raise ValidationError({"non_field_errors": [f"{len(payload)} items; send at most {limit} per batch."]})
+        with rejections_kept(request, batch=True):
+            payload = read_json_body(request, limit=settings.HANDOFF["MAX_BATCH_BODY_BYTES"])
+            limit = settings.HANDOFF["MAX_BATCH_ITEMS"]
+            if not isinstance(payload, list):
+                raise ValidationError({"non_field_errors": ["Expected a JSON list of lead objects."]})
+            if len(payload) > limit:
+                raise TooManyItems({"non_field_errors": [f"{len(payload)} items; send at most {limit} per batch."]})
         results, created = leads_intake(source=request.auth, payloads=payload)
         routing_enqueue_on_commit(created, lane=Lane.BULK)
         log_intake(request.auth, results)
+        batch_items_keep(request.auth, payload, results)
         return Response(
-            {"results": [{"lead_id": r.lead_id, "status": r.status, "id": r.id, "errors": r.errors} for r in results]}
+            {
+                "results": [
+                    {
+                        "lead_id": r.lead_id,
+                        "status": r.status,
+                        "id": r.id,
+                        "errors": r.errors,
+                        "schema_version": r.schema_version,
+                        "warnings": r.warnings or {},
+                    }
+                    for r in results
+                ]
+            }
         )
 
 
@@ -173,4 +287,6 @@ class LeadDetailView(APIView):
         source = request.auth if isinstance(request.auth, Source) else None
         if source is not None:
             leads = leads.filter(origin=source)  # a source sees only its own leads
-        return Response(LeadDetailSerializer(get_object_or_404(leads, pk=pk), context={"source": source}).data)
+        lead = get_object_or_404(leads, pk=pk)
+        lead.delivery_list = lead_deliveries(lead_id=lead.pk)  # outbox events have no relation to prefetch
+        return Response(LeadDetailSerializer(lead, context={"source": source}).data)

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate
 from django.urls import reverse
 from django.utils import timezone
@@ -21,11 +21,12 @@ from config.mail import send_batch
 from exceptions.models import ExceptionItem
 from routing.days import day_bounds, days_bounds
 from routing.integrations.models import OutboxEvent, OutboxStatus
-from routing.models import Lead, LeadStatus, Rule
+from routing.models import DailyLeadStat, Lead, LeadStatus, RejectionDay, Rule, Source
 from routing.reports.models import AnomalyReport, ReconciliationReport, ReportKind
 
 logger = logging.getLogger(__name__)
 TRAILING_DAYS = 14
+REJECTIONS_WORTH_FLAGGING = 5
 
 
 def band_check(history: list[float], value: float) -> dict:
@@ -136,6 +137,45 @@ def _overrides(day: dt.date) -> list[dict]:
     return out
 
 
+def _rejections(day: dt.date) -> list[dict]:
+    """Per capture source with posts refused in the window: the share of what it sent that intake refused,
+    yesterday against its own trailing days. A source that starts sending a new field (or a broken form)
+    shows here the next morning, and its owner is told."""
+    start = day - dt.timedelta(days=TRAILING_DAYS)
+    refused: dict[int, dict[dt.date, int]] = defaultdict(dict)
+    rows = RejectionDay.objects.filter(day__gte=start, day__lte=day).values_list("source_id", "day")
+    for source_id, d, n in rows.annotate(n=Sum("count")).order_by():
+        refused[source_id][d] = n
+    if not refused:
+        return []
+    received: dict[int, dict[dt.date, int]] = defaultdict(dict)
+    stats = DailyLeadStat.objects.filter(day__gte=start, day__lte=day, origin_id__in=list(refused))
+    for origin_id, d, n in stats.values_list("origin_id", "day").annotate(n=Sum("received")).order_by():
+        received[origin_id][d] = n
+
+    def share(source_id: int, d: dt.date) -> float:
+        bad = refused[source_id].get(d, 0)
+        total = bad + received[source_id].get(d, 0)
+        return round(100 * bad / total, 2) if total else 0.0
+
+    sources = Source.objects.select_related("owner").in_bulk(list(refused))
+    out = []
+    for source_id in sorted(refused):
+        source = sources[source_id]
+        check = band_check([share(source_id, d) for d in _days(day)], share(source_id, day))
+        # A handful of refusals is a typo, not a broken integration.
+        check["flagged"] = check["flagged"] and refused[source_id].get(day, 0) >= REJECTIONS_WORTH_FLAGGING
+        out.append(
+            {
+                "measure": f"Posts refused from {source.name}, % of what it sent",
+                **check,
+                "owner_email": source.owner.email if source.owner_id else "",
+                "link": reverse("console:rejected-posts") + f"?source={source_id}&status=",
+            }
+        )
+    return out
+
+
 def _parity(day: dt.date) -> dict:
     report = (
         ReconciliationReport.objects.filter(kind=ReportKind.PARITY, period_start__date=day)
@@ -157,7 +197,14 @@ def _parity(day: dt.date) -> dict:
 def anomaly_report_build(*, day: dt.date, now: dt.datetime | None = None) -> AnomalyReport:
     """Compute and store (replacing an earlier run for the same day) the report for `day`. Who its email has
     not reached yet (data["unsent_to"]) is kept: they get the new one when it is sent again."""
-    measures = [_latency(day), _exception_queue(day), *_overrides(day), _dead_letters(day), _parity(day)]
+    measures = [
+        _latency(day),
+        _exception_queue(day),
+        *_overrides(day),
+        _dead_letters(day),
+        *_rejections(day),
+        _parity(day),
+    ]
     flagged = [m for m in measures if m.get("flagged")]
     data = {"measures": measures, "trailing_days": TRAILING_DAYS}
     earlier = AnomalyReport.objects.filter(day=day, data__has_key="unsent_to").values_list("data", flat=True).first()

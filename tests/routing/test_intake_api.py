@@ -71,6 +71,8 @@ class TestSingleIntake:
             "lead_id": "form-1",
             "status": "received",
             "url": f"http://testserver/api/v1/leads/{lead.id}/",
+            "schema_version": "2",
+            "warnings": {},
         }
         assert lead.origin == source_client.source
         assert (lead.email, lead.country, lead.lifecycle_stage) == ("jo@example.com", "GB", "mql")
@@ -233,6 +235,8 @@ class TestBatchIntake:
             "status": "invalid",
             "id": None,
             "errors": {"email": ["Enter a valid email address."]},
+            "schema_version": "2",
+            "warnings": {},
         }
         assert results[2]["id"] == Lead.objects.get(lead_id="old").id
         assert results[4]["errors"] == {"non_field_errors": ["Expected a JSON object with the lead's fields."]}
@@ -299,7 +303,10 @@ class TestLeadDetail:
             "held_by",
             "account",
             "identity",
+            "handed_off_at",
+            "deliveries",
         }
+        assert (body["handed_off_at"], body["deliveries"]) == (None, [])  # nothing sent yet
         assert body["waiting_until"] is None  # not held (tests/availability/test_hold.py)
 
     def test_another_sources_lead_is_404(self, source_client):
@@ -363,8 +370,8 @@ class TestQueryCounts:
         for _ in range(5):
             audit_record(action=AuditAction.ROUTING_DECISION, lead=lead, outcome="no_matching_rule")
         # token, lead with origin/queue/assignee/account match, audit events with rules, exceptions, the items
-        # holding it, same person
-        with django_assert_num_queries(6):
+        # holding it, its deliveries with their targets, same person
+        with django_assert_num_queries(7):
             body = source_client.get(reverse("lead-detail", args=[lead.id])).json()
         assert len(body["decisions"]) == 5
 

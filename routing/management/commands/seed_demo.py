@@ -51,9 +51,10 @@ class Command(BaseCommand):
         rule_owners.user_set.add(owner, *get_user_model().objects.filter(owned_rules__isnull=False).distinct())
         source = Source.objects.filter(name=DEMO_SOURCE).first() or source_create(name=DEMO_SOURCE)[0]
         token = demo_source_token()
-        if source.token_hash != Source.hash_token(token):
+        if source.token_hash != Source.hash_token(token) or source.owner_id is None:
             source.token_hash = Source.hash_token(token)
             source.token_prefix = token[: Source.TOKEN_PREFIX_LENGTH]
+            source.owner = source.owner or owner  # Ada answers for the demo form's schema and rejected posts
             source.save()
         history = demo_history_seed(source=source)  # two weeks of routed leads, added once
         desk = demo_desk_seed(source=source)  # a dozen current exception items, opened once
