@@ -5,7 +5,15 @@ from rest_framework import serializers
 
 from audit.models import AuditAction
 from routing.accounts.identity import person_leads
+from routing.integrations.handoff import DeliveryState, lead_deliveries
 from routing.models import Lead
+
+
+def _warnings_field():
+    return serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Fields outside the lead's capture schema version that its source keeps under attributes.",
+    )
 
 
 class AcceptedLeadSerializer(serializers.Serializer):
@@ -13,6 +21,8 @@ class AcceptedLeadSerializer(serializers.Serializer):
     lead_id = serializers.CharField()
     status = serializers.CharField()
     url = serializers.URLField()
+    schema_version = serializers.CharField(help_text="The capture schema version the lead was read as.")
+    warnings = _warnings_field()
 
 
 class BatchResultSerializer(serializers.Serializer):
@@ -20,6 +30,8 @@ class BatchResultSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["accepted", "duplicate", "invalid"])
     id = serializers.IntegerField(allow_null=True)
     errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), allow_null=True)
+    schema_version = serializers.CharField(help_text="The capture schema version it was read as; '' if none.")
+    warnings = _warnings_field()
 
 
 class BatchResponseSerializer(serializers.Serializer):
@@ -77,6 +89,26 @@ class HeldBySerializer(serializers.Serializer):
     lead = serializers.IntegerField(source="lead_id", help_text="The lead the item is about (the person's first).")
 
 
+class LeadDeliverySerializer(serializers.Serializer):
+    """One outbox event of the lead, as its target has it (routing/integrations/handoff.py)."""
+
+    id = serializers.IntegerField(help_text="The delivery's id (a callback target confirms /deliveries/{id}/ack/).")
+    target = serializers.CharField(source="target.name")
+    event_type = serializers.CharField()
+    state = serializers.ChoiceField(
+        choices=DeliveryState.values,
+        help_text="pending (not delivered yet), delivered (2xx; a callback target has not confirmed), confirmed, or"
+        " dead (dead-lettered, or the receiver reported it failed).",
+    )
+    attempts = serializers.IntegerField()
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    confirmed_at = serializers.DateTimeField(allow_null=True)
+    receipt = serializers.DictField(
+        help_text="The confirmation: the 2xx status code, or the receiver's callback (status, reference, message);"
+        " the last error of a dead-lettered delivery; empty while unconfirmed."
+    )
+
+
 class LeadDetailSerializer(serializers.ModelSerializer):
     origin = serializers.CharField(source="origin.name")
     queue = serializers.CharField(source="queue.name", allow_null=True, default=None)
@@ -96,6 +128,12 @@ class LeadDetailSerializer(serializers.ModelSerializer):
         help_text="Held because everyone in its queue is away (the queue holds): routed at this time, when the"
         " first member's working hours start. Null unless held.",
     )
+    handed_off_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="When every delivery target subscribed to its assignment confirmed it; null while any is pending.",
+    )
+    deliveries = serializers.SerializerMethodField()
 
     class Meta:
         model = Lead
@@ -114,6 +152,8 @@ class LeadDetailSerializer(serializers.ModelSerializer):
             "held_by",
             "account",
             "identity",
+            "handed_off_at",
+            "deliveries",
         ]
 
     @extend_schema_field(DecisionSerializer(many=True))
@@ -127,6 +167,12 @@ class LeadDetailSerializer(serializers.ModelSerializer):
             or (e.action == AuditAction.LEAD_REROUTED and "held_by_item" in (e.data or {}))
         ]
         return DecisionSerializer(events, many=True).data
+
+    @extend_schema_field(LeadDeliverySerializer(many=True))
+    def get_deliveries(self, lead):
+        """Each event sent to a delivery target about the lead, with its state and receipt, oldest first."""
+        events = getattr(lead, "delivery_list", None)
+        return LeadDeliverySerializer(lead_deliveries(lead_id=lead.pk) if events is None else events, many=True).data
 
     @extend_schema_field(LeadAccountSerializer(allow_null=True))
     def get_account(self, lead):

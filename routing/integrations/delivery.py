@@ -6,7 +6,8 @@ routing/integrations/outbox.py; `events_emit` asks for delivery once its transac
    request's timeout (a lease): two workers never send the same attempt, and a worker that dies mid-request
    leaves the event to be claimed again when the lease runs out. The HTTP request runs outside any
    transaction.
-2. The answer is recorded with a conditional UPDATE: delivered; retry later (timeouts, connection errors,
+2. The answer is recorded with a conditional UPDATE: delivered (and confirmed, for a target whose 2xx is its
+   receipt: routing/integrations/handoff.py); retry later (timeouts, connection errors,
    5xx, 408/409/425/429, honouring Retry-After); or dead-lettered after the last attempt or a 4xx that
    retrying cannot fix, which opens a `delivery_failed` exception for the lead.
 """
@@ -27,6 +28,7 @@ from exceptions.models import ExceptionReason
 from exceptions.services import delivery_failure_settled, exception_open
 from routing.dispatch import deliveries_enqueue
 from routing.integrations import http
+from routing.integrations.handoff import delivery_receipt, handoff_event_confirmed
 from routing.integrations.http import Answer
 from routing.integrations.models import DeliveryAttempt, OutboxEvent, OutboxStatus
 from routing.integrations.outbox import signed_request
@@ -104,13 +106,14 @@ def _record(event: OutboxEvent, answer: Answer) -> OutboxEvent:
     )
     still_ours = OutboxEvent.objects.filter(pk=event.pk, status=OutboxStatus.PENDING, attempts=event.attempts)
     if answer.ok:
-        if (
-            still_ours.update(status=OutboxStatus.DELIVERED, delivered_at=now, last_error="")
-            and event.replays
-            and event.lead_id
-        ):
-            # It had dead-lettered: the delivery_failed item that opened is settled by the same fix.
-            delivery_failure_settled(lead_id=event.lead_id, event_id=event.pk)
+        # A 2xx is the handoff's confirmation too, unless the target confirms by calling back (handoff.py).
+        receipt = delivery_receipt(target=event.target, status_code=answer.status_code, at=now)
+        if still_ours.update(status=OutboxStatus.DELIVERED, delivered_at=now, last_error="", **receipt):
+            if event.replays and event.lead_id:
+                # It had dead-lettered: the delivery_failed item that opened is settled by the same fix.
+                delivery_failure_settled(lead_id=event.lead_id, event_id=event.pk)
+            if receipt:
+                handoff_event_confirmed(event=event, at=now)
     elif answer.retryable and event.attempts < event.target.max_attempts:
         wait = retry_wait_seconds(event.attempts, answer.retry_after)
         still_ours.update(next_attempt_at=now + dt.timedelta(seconds=wait), last_error=answer.error)

@@ -1,7 +1,7 @@
 """Daily parity: per origin, the leads captured on a day against those routed (assigned or sent to an
-exception) and those delivered to each target. A gap above the threshold opens an incident and tells the
-system owner; stuck work (leads still `received`, events undelivered past their grace) is listed and sent
-again. Set-based queries: a day of 100k leads is a handful of GROUP BYs."""
+exception), those delivered to each target and those handed off (confirmed by every target). A gap above the
+threshold opens an incident and tells the system owner; stuck work (leads still `received`, events undelivered
+past their grace) is listed and sent again. Set-based queries: a day of 100k leads is a handful of GROUP BYs."""
 
 import datetime as dt
 import logging
@@ -40,28 +40,35 @@ def parity_reconcile(*, day: dt.date, by=None, now: dt.datetime | None = None) -
             routed=Count("id", filter=Q(status__in=[LeadStatus.ASSIGNED, LeadStatus.EXCEPTION])),
             assigned=Count("id", filter=Q(status=LeadStatus.ASSIGNED)),
             waiting=Count("id", filter=Q(status=LeadStatus.RECEIVED)),
+            # Confirmed by every target subscribed to the assignment (routing/integrations/handoff.py).
+            handed_off=Count("id", filter=Q(status=LeadStatus.ASSIGNED, handed_off_at__isnull=False)),
         )
     }
     targets = [t for t in DeliveryTarget.objects.filter(is_active=True) if EventType.LEAD_ASSIGNED in t.events]
-    delivered = {
-        (row["lead__origin__name"], row["target__name"]): row["n"]
-        for row in OutboxEvent.objects.filter(
+    delivered, confirmed = {}, {}
+    for row in (
+        OutboxEvent.objects.filter(
             event_type=EventType.LEAD_ASSIGNED,
             status=OutboxStatus.DELIVERED,
             lead__received_at__gte=start,
             lead__received_at__lt=end,
         )
         .values("lead__origin__name", "target__name")
-        .annotate(n=Count("lead", distinct=True))
-    }
+        .annotate(
+            n=Count("lead", distinct=True), confirmed=Count("lead", distinct=True, filter=Q(confirmed_at__isnull=False))
+        )
+    ):
+        key = (row["lead__origin__name"], row["target__name"])
+        delivered[key], confirmed[key] = row["n"], row["confirmed"]
     origins, gaps = [], []
     for name, row in sorted(per_origin.items()):
         routing_gap = _share(row["accepted"] - row["routed"], row["accepted"])
-        deliveries = {}
+        deliveries, confirmations = {}, {}
         for target in targets:
             count = delivered.get((name, target.name), 0)
             gap = _share(row["assigned"] - count, row["assigned"])
             deliveries[target.name] = {"delivered": count, "expected": row["assigned"], "gap": gap}
+            confirmations[target.name] = {"confirmed": confirmed.get((name, target.name), 0), "delivered": count}
             if gap > threshold:
                 gaps.append(f"{name} → {target.name}: {count} of {row['assigned']} assigned leads delivered")
         if routing_gap > threshold:
@@ -75,6 +82,11 @@ def parity_reconcile(*, day: dt.date, by=None, now: dt.datetime | None = None) -
                 "waiting": row["waiting"],
                 "routing_gap": routing_gap,
                 "deliveries": deliveries,
+                # captured → routed → confirmed: reported, not flagged (each unconfirmed handoff already opens
+                # handoff_unconfirmed once its target's grace has passed).
+                "handed_off": row["handed_off"],
+                "handoff_gap": _share(row["assigned"] - row["handed_off"], row["assigned"]),
+                "confirmations": confirmations,
             }
         )
     variance = max(

@@ -15,8 +15,10 @@ from routing.governance.models import ReplayRun
 from routing.governance.replay import replay_execute, replay_request
 from routing.models import LeadStatus, RuleStage
 from tests.factories import (
+    DeliveryTargetFactory,
     LeadFactory,
     MembershipFactory,
+    OutboxEventFactory,
     QueueFactory,
     RuleFactory,
     SourceFactory,
@@ -80,6 +82,11 @@ def api_world(in_process_requests) -> ApiWorld:
     queued = ReplayRun.objects.create(requested_by=person, requested_at=timezone.now(), limit=10)
     finished = replay_execute(run_id=replay_request(by=person).pk)  # so a `result` is rendered too
     replays = [queued, finished]
+    # Deliveries of the assigned lead: one to a target that confirms by callback (its ack is signed), one not.
+    deliveries = [
+        OutboxEventFactory(lead=leads[1], target=DeliveryTargetFactory(name="Async CRM", confirms_by_callback=True)),
+        OutboxEventFactory(lead=leads[1], target=DeliveryTargetFactory(name="Sync CRM")),
+    ]
     return ApiWorld(
         source_token=source.token,
         person_token=personal_token(person),
@@ -90,5 +97,6 @@ def api_world(in_process_requests) -> ApiWorld:
             "replays": [run.pk for run in replays],
             "incidents": list(ExceptionIncident.objects.values_list("pk", flat=True)),
             "queues": [sales.pk],
+            "deliveries": [event.pk for event in deliveries],
         },
     )

@@ -225,6 +225,8 @@ def _drive_intake(source, person, objects, settings, monkeypatch):
     monkeypatch.setattr("routing.intake._waiting_cache", None)  # counted at most once a second per process
     assert source.post_json("/api/v1/leads/batch/", [LeadPayloadFactory()]).status_code == 429
     settings.HANDOFF = handoff
+    assert source.get("/api/v1/schema-versions/").json()["source"]["default_version"] == "2"
+    assert person.get("/api/v1/schema-versions/").json()["newest_live"] == "2"
     lead_id = created.json()["id"]
     assert source.get(f"/api/v1/leads/{lead_id}/").status_code == 200
     assert person.get(f"/api/v1/leads/{lead_id}/").status_code == 200
@@ -387,8 +389,42 @@ def _drive_pagerduty_webhook(anonymous, objects):
     )
 
 
+def _drive_delivery_ack(anonymous, objects):
+    """A receiver confirms a delivery signed with its target's secret (Standard Webhooks), and no token: processed
+    (200), the same again (200), failed afterwards (409), unsigned (401), a target that does not call back (403),
+    no such delivery (404), a signed body of the wrong shape (400)."""
+    import time
+
+    from routing.integrations.models import OutboxEvent
+    from routing.integrations.signing import standard_headers
+
+    def signed(event, body: dict | str):
+        raw = (body if isinstance(body, str) else json.dumps(body)).encode()
+        headers = standard_headers(msg_id="ack-1", timestamp=int(time.time()), body=raw, secrets=[event.target.secret])
+        meta = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
+        return anonymous.post(f"/api/v1/deliveries/{event.pk}/ack/", raw, content_type="application/json", **meta)
+
+    callback, sync = OutboxEvent.objects.select_related("target").filter(pk__in=objects["ids"]["deliveries"])
+    if not callback.target.confirms_by_callback:
+        callback, sync = sync, callback
+    processed = {"status": "processed", "reference": "CRM-1"}
+    assert signed(callback, processed).json()["state"] == "confirmed"
+    assert signed(callback, processed).json()["repeated"] is True
+    assert signed(callback, {"status": "failed", "message": "lost"}).status_code == 409
+    unsigned = anonymous.post(f"/api/v1/deliveries/{callback.pk}/ack/", processed, content_type="application/json")
+    assert unsigned.status_code == 401
+    assert signed(sync, processed).status_code == 403
+    missing = anonymous.post(f"/api/v1/deliveries/{NO_SUCH_ID}/ack/", processed, content_type="application/json")
+    assert missing.status_code == 404
+    assert signed(callback, {"status": "maybe"}).status_code == 400
+    assert signed(callback, "{").status_code == 400
+
+
 # Operations that take no token, each authenticated its own way, with what drives them.
-SIGNED = {"v1_integrations_pagerduty_create": _drive_pagerduty_webhook}
+SIGNED = {
+    "v1_integrations_pagerduty_create": _drive_pagerduty_webhook,
+    "v1_deliveries_ack_create": _drive_delivery_ack,
+}
 
 # Bodies these operations validate before they look the object up, so that a missing one answers 404.
 VALID_BODIES = {
@@ -399,7 +435,7 @@ VALID_BODIES = {
 
 def _for_sources(template: str) -> bool:
     """Capture sources post leads and read their own; console people use everything else."""
-    return template.startswith("/api/v1/leads/") and not template.endswith("/assign/")
+    return template.startswith(("/api/v1/leads/", "/api/v1/schema-versions/")) and not template.endswith("/assign/")
 
 
 def _real_id(template: str, objects):

@@ -49,6 +49,7 @@ ID_KINDS = [
     ("/api/v1/incidents/", "incidents"),
     ("/api/v1/leads/", "leads"),
     ("/api/v1/queues/", "queues"),
+    ("/api/v1/deliveries/", "deliveries"),
 ]
 
 

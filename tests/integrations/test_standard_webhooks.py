@@ -176,6 +176,7 @@ def target_form(**changes) -> dict:
         "is_active": "on",
         "max_attempts": 8,
         "timeout_seconds": 10,
+        "confirm_within_minutes": 15,
         **changes,
     }
 

@@ -101,6 +101,7 @@ def change_form(target, **changes) -> dict:
         "is_active": "on",
         "max_attempts": target.max_attempts,
         "timeout_seconds": target.timeout_seconds,
+        "confirm_within_minutes": target.confirm_within_minutes,
         **changes,
     }
 
