@@ -14,7 +14,7 @@ from django.utils import timezone
 from audit.models import AuditAction
 from audit.services import audit_event
 from exceptions.incidents import Cause, enrichment_cause, no_rule_cause
-from exceptions.models import ExceptionItem, ExceptionReason
+from exceptions.models import ExceptionIncident, ExceptionItem, ExceptionReason, ExceptionStatus
 from exceptions.services import Opening, exceptions_open
 from routing.accounts.identity import (
     leads_link_identities,
@@ -99,6 +99,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
         shadows: list[ShadowDecision] = []
         unroutable: list[Unroutable] = []  # what goes to a person, written together at the end
         queues: dict[int, Queue] = {}
+        outage: bool | None = None  # an enrichment incident open (routing/integrations/enrichment_health.py)
         for lead in leads:
             # The lead's account and person, found before any rule reads them (routing/accounts).
             account, identity = accounts[lead.pk], identities[lead.pk]
@@ -115,7 +116,21 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
                     )
                 )
                 continue
-            if lead.enrichment_status == EnrichmentStatus.FAILED and _needs_review(lead):
+            if lead.enrichment_status == EnrichmentStatus.INVALID:
+                unroutable.append(
+                    Unroutable(
+                        lead,
+                        reason=ExceptionReason.ENRICHMENT_INVALID,
+                        inputs={"enrichment": lead.enrichment_status, **found},
+                        detail=_invalid_detail(lead),
+                        queue=enrichment_review_queue(),
+                        known_person=known,
+                    )
+                )
+                continue
+            if lead.enrichment_status == EnrichmentStatus.FAILED and outage is None:
+                outage = _enrichment_outage_open()  # read once per batch, and only when a lead's enrichment failed
+            if lead.enrichment_status == EnrichmentStatus.FAILED and (_needs_review(lead) or outage):
                 unroutable.append(
                     Unroutable(
                         lead,
@@ -123,6 +138,9 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
                         inputs={"intent_score": lead.intent_score, "enrichment": lead.enrichment_status, **found},
                         detail=(
                             f"Enrichment failed and intent is {lead.intent_score:g}: review the lead before it routes."
+                            if _needs_review(lead)
+                            else "Enrichment failed while the provider is below its success target (an incident is"
+                            " open): review the lead before it routes."
                         ),
                         queue=enrichment_review_queue(),
                         known_person=known,
@@ -309,6 +327,19 @@ def lead_fail_routing(*, lead_id: int, error: str) -> Lead | None:
 
 def _needs_review(lead: Lead) -> bool:
     return lead.intent_score is not None and lead.intent_score > settings.HANDOFF["ENRICHMENT_REVIEW_INTENT"]
+
+
+def _enrichment_outage_open() -> bool:
+    """An enrichment incident is open: every lead whose enrichment failed goes to a person, whatever its intent."""
+    return (
+        ExceptionIncident.objects.filter(cause=enrichment_cause().key).exclude(status=ExceptionStatus.RESOLVED).exists()
+    )
+
+
+def _invalid_detail(lead: Lead) -> str:
+    invalid = ((lead.attributes or {}).get("enrichment") or {}).get("invalid") or {}
+    wrong = "; ".join(f"{name}: {message}" for name, message in sorted(invalid.items())) or "(not recorded)"
+    return f"The enrichment provider answered values intake refuses, so none of those were stored: {wrong}"[:2000]
 
 
 def enrichment_review_queue() -> Queue:

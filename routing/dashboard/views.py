@@ -19,6 +19,7 @@ from routing.dashboard.rollups import MANUAL_TOUCHES, latency_sql
 from routing.dashboard.selectors import Window, dashboard_figures, routing_lanes, window_for
 from routing.days import day_out_of_range
 from routing.governance.metrics import targets_card
+from routing.integrations.enrichment_health import enrichment_figures
 from routing.models import Lead
 
 RANGES = [("today", "Today"), ("7d", "7 days"), ("30d", "30 days"), ("custom", "Custom")]
@@ -76,6 +77,8 @@ class DashboardView(ConsoleAccessMixin, View):
                 "lanes": routing_lanes(),
                 "bulk_limit": settings.HANDOFF["BULK_BACKLOG_LIMIT"],
                 "targets": targets_card(now=now),
+                "enrichment_providers": enrichment_figures(now=now),
+                "enrichment_target": settings.HANDOFF["ENRICHMENT_SUCCESS_TARGET"],
                 **figures,
             },
             status=200 if form.is_valid() else 400,  # the page still shows 7 days, with what to fix

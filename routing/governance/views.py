@@ -41,6 +41,7 @@ from routing.governance.selectors import (
     versions_with_diffs,
 )
 from routing.intake import SampleLeadError
+from routing.integrations.handoff import handoff_summary, lead_deliveries
 from routing.models import Lead, Rule, RuleStage
 
 
@@ -365,11 +366,14 @@ class LeadView(ConsoleAccessMixin, View):
     def get(self, request, pk):
         lead = get_object_or_404(Lead.objects.select_related("origin", "queue", "assignee", "rule"), pk=pk)
         trail = lead_trail(lead)
+        deliveries = lead_deliveries(lead_id=lead.pk)
         return render(
             request,
             "console/rules/lead.html",
             {
                 "lead": lead,
+                "deliveries": deliveries,
+                "handoff": handoff_summary(lead=lead, deliveries=deliveries),
                 "why": lead_explanation(lead),
                 "decisions": lead_decisions(trail),
                 "trail": trail,
@@ -381,6 +385,7 @@ class LeadView(ConsoleAccessMixin, View):
                 ),
                 "items": lead.exceptions.select_related("queue").order_by("-opened_at"),
                 "held_by": lead.held_by_items.select_related("lead").order_by("-opened_at"),
+                "enrichment_receipts": lead.enrichment_receipts.select_related("provider").order_by("-at", "-id")[:20],
                 "now": timezone.now(),
                 "account_match": AccountMatch.objects.filter(lead=lead).select_related("account__owner").first(),
                 "same_person": person_leads(lead).select_related("origin", "assignee")[:50],

@@ -6,7 +6,14 @@ honouring Retry-After; the lead waits (`enrich_after`) and its enrichment is pub
 Enrichment has a lane of its own (settings.HANDOFF_QUEUES): routing hands a lead that needs it over and
 routes it once it is settled, so a slow or dead provider never holds a routing worker.
 When the attempts run out the lead routes on what it has, and the decision records that enrichment was
-missing; a lead with intent above the threshold goes to a person instead (routing/services.py)."""
+missing; a lead with intent above the threshold goes to a person instead (routing/services.py).
+
+Each value the provider answers is validated as intake would validate it: one it would refuse sends the lead
+to a person (`invalid`: enrichment_invalid, what was wrong field by field), keeping the valid ones. Every call
+leaves a receipt (EnrichmentReceipt: outcome, latency, fields filled, what was invalid), which /metrics, the
+dashboard and the health check read (enrichment_health.py). While an enrichment incident is open (the provider
+below its success target), a lead gets one attempt and no waits: a failure sends it to a person whatever its
+intent."""
 
 import datetime as dt
 import json
@@ -21,10 +28,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 from pydantic import ValidationError
 
+from exceptions.incidents import enrichment_cause
+from exceptions.models import ExceptionIncident, ExceptionStatus
 from routing.dispatch import Lane, enrichment_enqueue
-from routing.intake import LeadIn
+from routing.intake import LeadIn, validation_errors
 from routing.integrations import http
-from routing.integrations.models import EnrichmentProvider, EnrichmentStatus
+from routing.integrations.models import EnrichmentOutcome, EnrichmentProvider, EnrichmentReceipt, EnrichmentStatus
 from routing.models import Lead, LeadStatus
 
 logger = logging.getLogger(__name__)
@@ -47,6 +56,8 @@ LEASE_MARGIN_SECONDS = 30
 MAX_EXTRA_KEYS = 50
 MAX_EXTRA_KEY_CHARS = 64
 MAX_EXTRA_TEXT_CHARS = 500
+# Keys of attributes.enrichment that are the product's, not the provider's.
+OWN_KEYS = ("filled", "invalid", "dropped")
 READY, WAIT = "ready", "wait"
 
 
@@ -87,12 +98,26 @@ def leads_enrich(*, lead_ids: Sequence[int], provider: EnrichmentProvider | None
         return ready
     # Only the HTTP calls run in threads; every database read and write stays on this thread's connection.
     with ThreadPoolExecutor(max_workers=min(len(claimed), settings.HANDOFF["ENRICHMENT_CONCURRENCY"])) as pool:
-        answers = list(pool.map(lambda lead: _ask(provider, lead), claimed))
-    for lead, answer in zip(claimed, answers, strict=True):
-        if _settle(lead, answer, provider, lane) == READY:
+        calls = list(pool.map(lambda lead: (timezone.now(), _ask(provider, lead)), claimed))
+    outage = enrichment_outage_open()
+    receipts = []
+    for lead, (asked_at, answer) in zip(claimed, calls, strict=True):
+        state, receipt = _settle(lead, answer, provider, lane, outage=outage)
+        receipt.at = asked_at
+        receipts.append(receipt)
+        if state == READY:
             ready.append(lead.pk)
-    _breaker_record(provider, [answer.ok and isinstance(answer.body, dict) for answer in answers])
+    EnrichmentReceipt.objects.bulk_create(receipts)
+    _breaker_record(provider, [answer.ok and isinstance(answer.body, dict) for _, answer in calls])
     return ready
+
+
+def enrichment_outage_open() -> bool:
+    """Is an enrichment incident open (the provider below its success target, or its failures gathered)? Then
+    no lead waits for the provider (enrichment_health.py)."""
+    return (
+        ExceptionIncident.objects.filter(cause=enrichment_cause().key).exclude(status=ExceptionStatus.RESOLVED).exists()
+    )
 
 
 def provider_down(provider: EnrichmentProvider) -> bool:
@@ -158,24 +183,41 @@ def _claim(lead_id: int, provider: EnrichmentProvider) -> tuple[str, Lead | None
     return WAIT, lead
 
 
-def _settle(lead: Lead, answer: http.Answer, provider: EnrichmentProvider, lane: Lane) -> str:
-    """Store what the attempt brought: the answer, a failure for good, or the next attempt's time."""
+def _settle(
+    lead: Lead, answer: http.Answer, provider: EnrichmentProvider, lane: Lane, *, outage: bool
+) -> tuple[str, EnrichmentReceipt]:
+    """Store what the attempt brought: the answer (valid or not), a failure for good, or the next attempt's
+    time; and the call's receipt (saved by the caller, with the others of the batch). During an outage a
+    failure is for good at once: the lead goes to a person rather than wait."""
+    receipt = EnrichmentReceipt(
+        provider=provider,
+        lead_id=lead.pk,
+        attempt=lead.enrichment_attempts,
+        status_code=answer.status_code,
+        latency_ms=max(answer.latency_ms, 0),
+    )
     if answer.ok and isinstance(answer.body, dict):
-        _apply(lead.pk, answer.body)
-        return READY
+        filled, invalid = _apply(lead.pk, answer.body)
+        receipt.outcome = EnrichmentOutcome.INVALID if invalid else EnrichmentOutcome.OK
+        receipt.fields_filled, receipt.invalid = filled, invalid
+        return READY, receipt
     attempt = lead.enrichment_attempts
     error = answer.error or "the answer was not a JSON object"
-    if answer.ok or not answer.retryable or attempt >= provider.max_attempts:
-        logger.warning("Enrichment of lead %s failed for good after %d attempt(s): %s", lead.pk, attempt, error)
-        Lead.objects.filter(pk=lead.pk).update(enrichment_status=EnrichmentStatus.FAILED, enrich_after=None)
-        return READY
+    receipt.outcome, receipt.error = EnrichmentOutcome.FAILED, error[:2000]
+    if answer.ok or not answer.retryable or attempt >= provider.max_attempts or outage:
+        why = " (an enrichment incident is open: no waiting)" if outage else ""
+        logger.warning("Enrichment of lead %s failed for good after %d attempt(s)%s: %s", lead.pk, attempt, why, error)
+        Lead.objects.filter(pk=lead.pk, enrichment_status__isnull=True).update(
+            enrichment_status=EnrichmentStatus.FAILED, enrich_after=None
+        )
+        return READY, receipt
     wait = http.retry_wait_seconds(
         base=settings.HANDOFF["ENRICHMENT_RETRY_BASE_SECONDS"], attempt=attempt, retry_after=answer.retry_after
     )
     Lead.objects.filter(pk=lead.pk).update(enrich_after=timezone.now() + dt.timedelta(seconds=wait))
     logger.info("Enrichment of lead %s failed (%s); attempt %d in %.1f s.", lead.pk, error, attempt + 1, wait)
     enrichment_enqueue([lead.pk], lane=lane, countdown=wait)
-    return WAIT
+    return WAIT, receipt
 
 
 def _ask(provider: EnrichmentProvider, lead: Lead) -> http.Answer:
@@ -191,7 +233,7 @@ def _kept_extras(extra: dict) -> dict:
     MAX_EXTRA_TEXT_CHARS, under short keys, at most MAX_EXTRA_KEYS; `dropped` counts the rest."""
     kept = {}
     for key, value in extra.items():
-        if len(kept) >= MAX_EXTRA_KEYS or len(key) > MAX_EXTRA_KEY_CHARS or key in ("filled", "dropped"):
+        if len(kept) >= MAX_EXTRA_KEYS or len(key) > MAX_EXTRA_KEY_CHARS or key in OWN_KEYS:
             continue
         if value is None or isinstance(value, bool | int | float):
             kept[key] = value
@@ -202,23 +244,41 @@ def _kept_extras(extra: dict) -> dict:
     return kept
 
 
+def answer_check(*, lead_id: str, answer: dict) -> tuple[dict, dict[str, str]]:
+    """The provider's values for the enrichable fields, validated as intake validates a lead (LeadIn): (the
+    valid ones, cleaned; field -> what was wrong with each of the others). A field answered null or blank is
+    not an answer."""
+    answered = {name: answer[name] for name in ENRICHABLE if answer.get(name) is not None}
+    try:
+        clean = LeadIn.model_validate({"lead_id": lead_id, **answered})
+        invalid = {}
+    except ValidationError as exc:
+        invalid = {name: " ".join(messages) for name, messages in validation_errors(exc).items() if name in answered}
+        # The rest validated alone: a field's validators read only that field, so what passed above passes here.
+        clean = LeadIn.model_validate({"lead_id": lead_id, **{k: v for k, v in answered.items() if k not in invalid}})
+    valid = {name: getattr(clean, name) for name in answered if name not in invalid}
+    return {name: value for name, value in valid.items() if value is not None}, invalid
+
+
 @transaction.atomic
-def _apply(lead_id: int, answer: dict) -> None:
-    """Fill the lead's missing fields with the provider's values that pass intake validation; the rest of
-    the answer is kept under attributes.enrichment for rules and people to read."""
+def _apply(lead_id: int, answer: dict) -> tuple[list[str], dict[str, str]]:
+    """Fill the lead's missing fields with the provider's values that pass intake validation; the rest of the
+    answer is kept under attributes.enrichment for rules and people to read, with what was invalid. Any invalid
+    value makes the lead `invalid` (a person reviews it, routing/services.py). Returns (fields filled, invalid).
+    An answer that comes after the lead stopped waiting (an outage sent it to a person) is only recorded."""
     lead = Lead.objects.select_for_update().get(pk=lead_id)
-    filled = {}
-    for name in ENRICHABLE:
-        if getattr(lead, name) is None and answer.get(name) is not None:
-            try:
-                clean = LeadIn.model_validate({"lead_id": lead.lead_id, name: answer[name]})
-            except ValidationError:
-                continue  # a value intake would refuse is not stored either
-            filled[name] = getattr(clean, name)
+    valid, invalid = answer_check(lead_id=lead.lead_id, answer=answer)
+    if lead.enrichment_status is not None:
+        return [], invalid
+    filled = {name: value for name, value in valid.items() if getattr(lead, name) is None}
     for name, value in filled.items():
         setattr(lead, name, value)
     extra = _kept_extras({key: value for key, value in answer.items() if key not in ENRICHABLE})
-    lead.attributes = {**(lead.attributes or {}), "enrichment": {"filled": sorted(filled), **extra}}
-    lead.enrichment_status = EnrichmentStatus.ENRICHED
+    found = {"filled": sorted(filled), **({"invalid": invalid} if invalid else {}), **extra}
+    lead.attributes = {**(lead.attributes or {}), "enrichment": found}
+    lead.enrichment_status = EnrichmentStatus.INVALID if invalid else EnrichmentStatus.ENRICHED
     lead.enrich_after = None
     lead.save()
+    if invalid:
+        logger.warning("Enrichment of lead %s answered invalid values: %s", lead_id, invalid)
+    return sorted(filled), invalid

@@ -9,6 +9,8 @@ from django.db import InterfaceError, OperationalError
 from routing.dispatch import Lane, TaskName, deliveries_enqueue, routing_enqueue
 from routing.integrations.delivery import event_deliver, events_due
 from routing.integrations.enrichment import active_provider, leads_enrich
+from routing.integrations.enrichment_health import enrichment_health_check
+from routing.integrations.handoff import handoffs_unconfirmed_sweep
 
 logger = logging.getLogger(__name__)
 CHUNK = 50
@@ -53,3 +55,19 @@ def deliveries_due() -> int:
     for start in range(0, len(ids), CHUNK):
         deliveries_enqueue(ids[start : start + CHUNK])
     return len(ids)
+
+
+@shared_task(name=TaskName.HANDOFFS_UNCONFIRMED, acks_late=True)
+def handoffs_unconfirmed() -> int:
+    """Beat: handoffs unconfirmed past their target's grace open handoff_unconfirmed (each event once)."""
+    return handoffs_unconfirmed_sweep()
+
+
+@shared_task(name=TaskName.ENRICHMENT_HEALTH, acks_late=True)
+def enrichment_health() -> int:
+    """Beat, each minute: the active provider's last hour against its target (an incident opens or resolves);
+    while an enrichment incident is open, leads waiting too long for it are routed, to a person."""
+    check = enrichment_health_check(provider=active_provider())
+    if check.sent_to_review:
+        routing_enqueue(list(check.sent_to_review), lane=Lane.BULK)
+    return len(check.sent_to_review)

@@ -4,10 +4,11 @@ Web and worker processes come and go and each would hold its own in-process coun
 counted in memory as work happens: each scrape asks PostgreSQL, with a fixed number of queries, each bounded
 by an index whatever the history holds:
 
-- counters of append-only facts (leads accepted, delivery attempts): rows before a settled hour boundary are
-  counted once per process and kept (`SettledCounts`); a scrape counts only the rows since, by index;
-- histograms: leads received in the last 24 hours (index on received_at); a sliding window, so read the
-  buckets directly (`histogram_quantile(0.95, handoff_routing_duration_seconds_bucket)`), not with rate();
+- counters of append-only facts (leads accepted, delivery attempts, enrichment calls): rows before a settled hour
+  boundary are counted once per process and kept (`SettledCounts`); a scrape counts only the rows since, by index;
+- histograms: leads received in the last 24 hours (index on received_at), enrichment calls in the last hour
+  (index on provider and at); sliding windows, so read the buckets directly
+  (`histogram_quantile(0.95, handoff_routing_duration_seconds_bucket)`), not with rate();
 - current state (leads waiting for routing, unresolved exceptions, pending and dead-lettered deliveries):
   partial indexes on those statuses; exception totals by reason and queue: one grouped pass over the items;
 - the task queue depth: the broker.
@@ -20,21 +21,45 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, Q, Sum, Value, When
+from django.db.models import (
+    Aggregate,
+    Case,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    FilteredRelation,
+    FloatField,
+    Q,
+    Sum,
+    Value,
+    When,
+)
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
 from exceptions.models import UNRESOLVED_STATUSES, ExceptionItem, ExceptionStatus, SlaClock
 from routing.dispatch import queue_depths
-from routing.integrations.models import DeliveryAttempt, DeliveryTarget, OutboxEvent, OutboxStatus
-from routing.models import Lead, LeadStatus, Source
+from routing.integrations.models import (
+    DeliveryAttempt,
+    DeliveryTarget,
+    EnrichmentOutcome,
+    EnrichmentProvider,
+    EnrichmentReceipt,
+    OutboxEvent,
+    OutboxStatus,
+)
+from routing.models import Lead, LeadStatus, RejectionDay, Source
 
 WINDOW = dt.timedelta(hours=24)
 # Received → routed (rule decision or exception): milliseconds normally, minutes when workers are behind.
 ROUTING_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 # Conversion (the capture system's occurred_at) → assignment, through exception queues too: up to hours.
 ASSIGNMENT_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+# One call to an enrichment provider: tens of milliseconds normally, up to its timeout (3 s by default).
+ENRICHMENT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+ENRICHMENT_WINDOW = dt.timedelta(hours=1)
 
 # A row stamped before the boundary must have committed before it is counted into the kept part: the boundary
 # is the last full hour that ended at least this long ago (intake and delivery transactions take seconds).
@@ -110,14 +135,53 @@ def _attempts_by_target(since, before) -> Counter:
     return Counter({(target, code_class, retry): n for target, code_class, retry, n in rows})
 
 
+def _enrichment_calls(since, before) -> Counter:
+    """(provider id, outcome) -> calls."""
+    rows = _stamped(EnrichmentReceipt.objects.all(), "at", since, before).values_list("provider_id", "outcome")
+    return Counter({(provider, outcome): n for provider, outcome, n in rows.annotate(n=Count("pk")).order_by()})
+
+
 LEADS_ACCEPTED = SettledCounts(_leads_by_origin)
 DELIVERY_ATTEMPTS = SettledCounts(_attempts_by_target)
+ENRICHMENT_CALLS = SettledCounts(_enrichment_calls)
 
 
 def reset() -> None:
     """Forget the kept counts (tests, whose transactions roll back underneath them)."""
     LEADS_ACCEPTED.reset()
     DELIVERY_ATTEMPTS.reset()
+    ENRICHMENT_CALLS.reset()
+
+
+def _enrichment_window(now: dt.datetime) -> list[tuple]:
+    """Per provider, the calls of the last hour: (id, name, calls, answered, latency sum in ms, cumulative counts per
+    ENRICHMENT_BUCKETS, P95 latency in ms or None), in one query (every provider, at zero without calls)."""
+    recent = FilteredRelation("receipts", condition=Q(receipts__at__gt=now - ENRICHMENT_WINDOW, receipts__at__lte=now))
+    buckets = {
+        f"le_{i}": Count("recent__id", filter=Q(recent__latency_ms__lte=le * 1000))
+        for i, le in enumerate(ENRICHMENT_BUCKETS)
+    }
+    rows = (
+        EnrichmentProvider.objects.annotate(recent=recent)
+        .annotate(
+            calls=Count("recent__id"),
+            ok=Count("recent__id", filter=Q(recent__outcome=EnrichmentOutcome.OK)),
+            latency=Sum("recent__latency_ms"),
+            p95=_P95("recent__latency_ms"),
+            **buckets,
+        )
+        .order_by("name")
+        .values_list("id", "name", "calls", "ok", "latency", "p95", *buckets)
+    )
+    return [
+        (pk, name, calls, ok, latency or 0, list(counts), p95) for pk, name, calls, ok, latency, p95, *counts in rows
+    ]
+
+
+class _P95(Aggregate):
+    function = "percentile_cont"
+    template = "%(function)s(0.95) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
 
 
 def _duration(end: str, start: str):
@@ -178,6 +242,7 @@ class HandoffCollector:
             *self._leads(now),
             *self._exceptions(),
             *self._deliveries(now),
+            *self._enrichment(now),
             *self._task_queue(),
         ]
         yield from families
@@ -198,6 +263,16 @@ class HandoffCollector:
         for origin_id, name in sorted(origins.items(), key=lambda item: item[1]):
             accepted.add_metric([name], totals.get(origin_id, 0))
         yield accepted
+
+        rejected = CounterMetricFamily(
+            "handoff_intake_rejected",
+            "Posts (or batch items) intake refused, by capture source and reason (README: Rejected posts).",
+            labels=["origin", "reason"],
+        )
+        counts = RejectionDay.objects.values_list("source_id", "reason").annotate(n=Sum("count")).order_by()
+        for origin_id, reason, n in sorted(counts, key=lambda row: (origins.get(row[0], ""), row[1])):
+            rejected.add_metric([origins.get(origin_id, str(origin_id)), reason], n)
+        yield rejected
 
         waiting = GaugeMetricFamily(
             "handoff_leads_waiting_routing",
@@ -344,6 +419,49 @@ class HandoffCollector:
             pending.add_metric([name], by_status.get((target_id, OutboxStatus.PENDING), 0))
             dead.add_metric([name], by_status.get((target_id, OutboxStatus.DEAD), 0))
         yield from (pending, dead)
+
+    def _enrichment(self, now):
+        window = _enrichment_window(now)  # every provider, with its last hour
+        names = {row[0]: row[1] for row in window}
+        calls = CounterMetricFamily(
+            "handoff_enrichment_calls",
+            "Calls to enrichment providers, by provider and outcome: ok (answered valid values), invalid "
+            "(answered values intake refuses: the lead goes to review), failed (error, timeout or refused).",
+            labels=["provider", "outcome"],
+        )
+        totals: Counter = Counter(
+            {(name, outcome): 0 for name in names.values() for outcome in EnrichmentOutcome.values}
+        )
+        for (provider_id, outcome), n in ENRICHMENT_CALLS.totals(now).items():
+            totals[(names.get(provider_id, str(provider_id)), outcome)] += n
+        for (name, outcome), n in sorted(totals.items()):
+            calls.add_metric([name, outcome], n)
+        yield calls
+
+        latency = HistogramMetricFamily(
+            "handoff_enrichment_latency_seconds",
+            "Latency of the calls to each enrichment provider in the last hour. A sliding window: read the "
+            "buckets directly, not with rate().",
+            labels=["provider"],
+        )
+        success = GaugeMetricFamily(
+            "handoff_enrichment_success_ratio",
+            "Share of the last hour's calls to each enrichment provider that answered valid values (the target is "
+            "HANDOFF_ENRICHMENT_SUCCESS_TARGET); absent without calls.",
+            labels=["provider"],
+        )
+        p95 = GaugeMetricFamily(
+            "handoff_enrichment_latency_p95_seconds",
+            "P95 latency of the last hour's calls to each enrichment provider; absent without calls.",
+            labels=["provider"],
+        )
+        for _, name, n, ok, total_ms, cumulative, p95_ms in window:
+            points = [(_le(le), cumulative[i]) for i, le in enumerate(ENRICHMENT_BUCKETS)] + [("+Inf", n)]
+            latency.add_metric([name], points, total_ms / 1000)
+            if n:
+                success.add_metric([name], ok / n)
+                p95.add_metric([name], p95_ms / 1000)
+        yield from (latency, success, p95)
 
     def _task_queue(self):
         depths = queue_depths()

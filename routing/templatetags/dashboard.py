@@ -24,3 +24,17 @@ def minutes(value) -> str:
 @register.filter
 def pct(value) -> str:
     return "—" if value is None else f"{value:g}%"
+
+
+@register.filter
+def pct_share(value) -> str:
+    """A share from 0 to 1 as a percentage with one decimal ('99.5%'): targets like 99% need the decimal."""
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+@register.filter
+def ms(value) -> str:
+    """Milliseconds: '—' with nothing counted, '340 ms', '2.5 s'."""
+    if value is None:
+        return "—"
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.1f} s"

@@ -82,12 +82,13 @@ def test_a_task_asks_the_provider_for_all_its_leads_at_once(provider, fake_targe
     }
 
 
-def test_values_intake_would_refuse_are_not_stored(provider, fake_target):
+def test_values_intake_would_refuse_are_not_stored_and_the_lead_is_marked_invalid(provider, fake_target):
+    """The lead then goes to a person (tests/integrations/test_enrichment_receipts.py)."""
     lead = LeadFactory(company_size=None, country=None)
     fake_target.script = [answer({"company_size": -5, "country": "Narnia"})]
     lead_enrich(lead_id=lead.pk, provider=provider)
     lead.refresh_from_db()
-    assert (lead.company_size, lead.country, lead.enrichment_status) == (None, None, "enriched")
+    assert (lead.company_size, lead.country, lead.enrichment_status) == (None, None, "invalid")
 
 
 def test_transient_failures_retry_with_growing_waits_and_retry_after(provider, fake_target, settings):

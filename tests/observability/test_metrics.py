@@ -9,10 +9,11 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from exceptions.models import ExceptionReason, ExceptionStatus
-from routing.integrations.models import DeliveryAttempt, OutboxStatus
+from routing.integrations.models import DeliveryAttempt, EnrichmentOutcome, EnrichmentReceipt, OutboxStatus
 from routing.models import LeadStatus, Source
 from tests.factories import (
     DeliveryTargetFactory,
+    EnrichmentProviderFactory,
     ExceptionItemFactory,
     LeadFactory,
     OutboxEventFactory,
@@ -118,6 +119,7 @@ def test_metrics_parse_with_the_prometheus_text_parser(client, sample):
     families = {family.name: family.type for family in text_string_to_metric_families(response.content.decode())}
     assert families == {
         "handoff_leads_accepted": "counter",
+        "handoff_intake_rejected": "counter",
         "handoff_leads_waiting_routing": "gauge",
         "handoff_routing_duration_seconds": "histogram",
         "handoff_conversion_to_assignment_seconds": "histogram",
@@ -131,6 +133,10 @@ def test_metrics_parse_with_the_prometheus_text_parser(client, sample):
         "handoff_delivery_retries": "counter",
         "handoff_delivery_pending": "gauge",
         "handoff_dead_letters": "gauge",
+        "handoff_enrichment_calls": "counter",
+        "handoff_enrichment_latency_seconds": "histogram",
+        "handoff_enrichment_success_ratio": "gauge",
+        "handoff_enrichment_latency_p95_seconds": "gauge",
         "handoff_task_queue_readable": "gauge",
         "handoff_task_queue_depth": "gauge",
         "handoff_metrics_collect_seconds": "gauge",
@@ -322,12 +328,15 @@ def test_an_unreadable_broker_leaves_the_depth_out_and_says_so(client, db, monke
 
 
 def test_a_scrape_runs_a_fixed_number_of_queries_whatever_the_data(client, sample, django_assert_num_queries):
-    scrape(client)  # the first scrape of a process also counts the settled history: two more queries
-    with django_assert_num_queries(9):
+    scrape(client)  # the first scrape of a process also counts the settled history: three more queries
+    # 9, 2 for enrichment (the providers with their last hour, the calls since the settled hour) and 1 for the
+    # rejected posts' daily counts
+    with django_assert_num_queries(12):
         scrape(client)
 
     more_sources = [SourceFactory() for _ in range(5)]
     more_targets = [DeliveryTargetFactory() for _ in range(3)]
+    providers = [EnrichmentProviderFactory() for _ in range(2)]
     queue = QueueFactory(name="Overflow")
     for n in range(40):
         origin = more_sources[n % 5]
@@ -337,6 +346,11 @@ def test_a_scrape_runs_a_fixed_number_of_queries_whatever_the_data(client, sampl
         event = OutboxEventFactory(target=more_targets[n % 3], created_at=received)
         attempt(event, 1, received, 500 + n % 2)
         attempt(event, 2, received, 200)
-    with django_assert_num_queries(9):
+        outcome = EnrichmentOutcome.FAILED if n % 4 == 0 else EnrichmentOutcome.OK
+        EnrichmentReceipt.objects.create(
+            provider=providers[n % 2], lead=item_lead, at=received, attempt=1, outcome=outcome, latency_ms=10 * n
+        )
+    with django_assert_num_queries(12):
         samples = scrape(client)
     assert sum(samples["handoff_leads_accepted_total"].values()) == 47
+    assert sum(samples["handoff_enrichment_calls_total"].values()) == 40
