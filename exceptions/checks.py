@@ -84,3 +84,18 @@ def system_owner_check(app_configs=None, **kwargs):
             id="exceptions.W002",
         )
     ]
+
+
+@register()
+def postmortem_threshold_check(app_configs=None, **kwargs):
+    """HANDOFF_POSTMORTEM_THRESHOLD is a fraction: 5 (meant as 5%) would never require a postmortem."""
+    threshold = settings.HANDOFF["POSTMORTEM_THRESHOLD"]
+    if 0 < threshold <= 1:
+        return []
+    return [
+        Error(
+            f"HANDOFF_POSTMORTEM_THRESHOLD={threshold} is not a fraction between 0 and 1.",
+            hint="Give the share of the leads an incident must affect to need a postmortem: 0.05 for 5%.",
+            id="exceptions.E002",
+        )
+    ]

@@ -177,3 +177,12 @@ class IncidentResolveForm(forms.Form):
     )
     # How many unresolved items the page showed: the outcome says how many joined since.
     shown = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1, widget=forms.HiddenInput)
+
+
+class PostmortemForm(forms.Form):
+    """An incident's postmortem: what happened, why, and what changes (exceptions.postmortems checks its size)."""
+
+    postmortem = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 10}),
+        error_messages={"required": "Write the postmortem: what happened, why, and what changes."},
+    )

@@ -18,6 +18,7 @@ from config.logs import log_context
 from exceptions import alerts, services
 from exceptions.bulk import BulkOutcome, bulk_problems, exceptions_bulk
 from exceptions.models import UNRESOLVED, ExceptionIncident, ExceptionItem, ExceptionStatus
+from exceptions.postmortems import incident_postmortem_assess
 
 OPEN, ACKNOWLEDGED, RESOLVED = ExceptionStatus.OPEN, ExceptionStatus.ACKNOWLEDGED, ExceptionStatus.RESOLVED
 logger = logging.getLogger(__name__)
@@ -219,5 +220,8 @@ def incident_resolve(
     # An item that could not be resolved (someone held it) goes back to its own clock, so nothing is left
     # unswept under an incident that is over.
     ExceptionItem.objects.filter(UNRESOLVED, incident=fresh).update(incident=None, version=F("version") + 1)
+    # Its size, once its items are settled: a large one is "postmortem due" from now on.
+    for name, value in incident_postmortem_assess(incident_id=fresh.pk, at=now, opened_at=fresh.opened_at).items():
+        setattr(fresh, name, value)
     _logged(fresh, outcome, action=AuditAction.ITEM_INCIDENT_RESOLVED, by=by)
     return fresh, outcome

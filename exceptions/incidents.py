@@ -37,6 +37,7 @@ from exceptions.models import (
     SlaEvent,
     SlaEventKind,
 )
+from exceptions.postmortems import incident_postmortem_assess
 from exceptions.sla import add_business_time, next_open, subtract_business_time
 from routing.bulk import bulk_insert
 from routing.models import Lead
@@ -225,6 +226,7 @@ def incident_settle(*, incident_id: int, by, resolution: str, note: str, at: dt.
         data={"resolution": resolution, "note": note, "why": "its last item was resolved"},
     )
     alerts.alert_incident_resolved(incident_id=incident_id, by=by, note=note)
+    incident_postmortem_assess(incident_id=incident_id, at=at)
     return True
 
 

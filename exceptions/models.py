@@ -95,6 +95,18 @@ class ExceptionIncident(Clocked):
     opened_at = models.DateTimeField(help_text="When its first item opened: the clock starts there.")
     ack_due_at = models.DateTimeField()
     resolve_due_at = models.DateTimeField()
+    # Decided when it resolves (exceptions.postmortems): its items' share of the leads captured on the UTC days
+    # it spanned, and whether that reached HANDOFF_POSTMORTEM_THRESHOLD. A postmortem never blocks resolving
+    # (restoring service comes first, as in PagerDuty and incident.io); the incident is "postmortem due" until
+    # one is written, and overdue after postmortem_due_at.
+    affected_share = models.FloatField(null=True, blank=True, help_text="0.05 = 5% of the period's leads.")
+    postmortem_required = models.BooleanField(default=False)
+    postmortem_due_at = models.DateTimeField(null=True, blank=True)
+    postmortem = models.TextField(blank=True, default="", db_default="")
+    postmortem_written_at = models.DateTimeField(null=True, blank=True)
+    postmortem_written_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -104,10 +116,29 @@ class ExceptionIncident(Clocked):
                 fields=["cause"], condition=~Q(status="resolved"), name="incident_one_unresolved_per_cause"
             ),
         ]
-        indexes = [models.Index(fields=["status", "opened_at"], name="incident_status_opened_idx")]
+        indexes = [
+            models.Index(fields=["status", "opened_at"], name="incident_status_opened_idx"),
+            # The incident list's "postmortem due" section and the root-cause report: required, not yet written.
+            models.Index(
+                fields=["postmortem_due_at"],
+                condition=Q(postmortem_required=True, postmortem_written_at__isnull=True),
+                name="incident_postmortem_due_idx",
+            ),
+        ]
 
     def __str__(self):
         return f"Incident #{self.pk}: {self.title}"
+
+    @property
+    def postmortem_due(self) -> bool:
+        """Resolved, large enough to need a postmortem, and none written yet."""
+        return self.postmortem_required and self.postmortem_written_at is None
+
+    @property
+    def owner(self):
+        """The incident's owner (its lead, in incident.io's words) is whoever it is assigned to: assigning it
+        assigns its items, and the owner answers for its postmortem."""
+        return self.assignee
 
     @property
     def due_at(self):
@@ -117,6 +148,37 @@ class ExceptionIncident(Clocked):
         if self.status == ExceptionStatus.ACKNOWLEDGED:
             return self.resolve_due_at
         return None
+
+
+PLAYBOOK_MAX_CHARS = 4000  # a first responder's page: a few steps, not a manual
+
+
+class Playbook(models.Model):
+    """A first responder's steps for one exception reason, or for one reason in one queue (which then wins over
+    the reason's). Versioned: every save writes a new row; the highest version of a (reason, queue) is current,
+    and an empty body withdraws it (a queue's override withdrawn shows the reason's again)."""
+
+    reason = models.CharField(max_length=32, choices=ExceptionReason.choices)
+    queue = models.ForeignKey(
+        "routing.Queue", null=True, blank=True, on_delete=models.CASCADE, related_name="playbooks"
+    )
+    body = models.TextField(blank=True, max_length=PLAYBOOK_MAX_CHARS)
+    version = models.PositiveIntegerField()
+    edited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    edited_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["reason", "queue_id", "-version"]
+        constraints = [
+            # Two admins saving at once: one gets the next version, the other is told (exceptions.playbooks).
+            models.UniqueConstraint(
+                fields=["reason", "queue", "version"], nulls_distinct=False, name="playbook_one_row_per_version"
+            ),
+        ]
+
+    def __str__(self):
+        where = f" in {self.queue}" if self.queue_id else ""
+        return f"Playbook for {self.get_reason_display()}{where}, v{self.version}"
 
 
 class ExceptionItem(Clocked):

@@ -3,9 +3,11 @@
 import logging
 
 from celery import shared_task
+from django.utils import timezone
 
 from exceptions.alert_tasks import alerts_due, send_alerts  # noqa: F401 - registers the alerting tasks
 from exceptions.notifications import NOTIFICATION_BATCH, notifications_send_due
+from exceptions.root_cause import previous_month, root_cause_report_send
 from exceptions.routing_sla import routing_sla_sweep
 from exceptions.sweep import sla_sweep, sweep_record
 from routing.dispatch import TaskName, sweep_record_enqueue
@@ -63,3 +65,9 @@ def send_notifications_task(max_batches: int = 50) -> int:
         if batch < NOTIFICATION_BATCH:
             break
     return sent
+
+
+@shared_task(name=TaskName.ROOT_CAUSE_REPORT, acks_late=True)
+def root_cause_report_task() -> int:
+    """Beat, the first days of each month: last month's root-cause report by email (once; see root_cause)."""
+    return root_cause_report_send(month=previous_month(timezone.now().date()))

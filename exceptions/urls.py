@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from exceptions import incident_views, views
+from exceptions import incident_views, playbook_views, root_cause_views, views
 
 urlpatterns = [
     path("", views.OverviewView.as_view(), name="overview"),
@@ -15,4 +15,7 @@ urlpatterns = [
     path("incidents/<int:pk>/", incident_views.IncidentDetailView.as_view(), name="incident"),
     path("incidents/<int:pk>/<slug:action>/", incident_views.IncidentActionView.as_view(), name="incident-action"),
     path("notifications/", views.NotificationsView.as_view(), name="notifications"),
+    path("playbooks/", playbook_views.PlaybookListView.as_view(), name="playbooks"),
+    path("playbooks/<slug:reason>/", playbook_views.PlaybookEditView.as_view(), name="playbook"),
+    path("root-causes/", root_cause_views.RootCauseReportView.as_view(), name="root-causes"),
 ]

@@ -31,6 +31,7 @@ from exceptions.forms import (
 )
 from exceptions.models import ExceptionItem, Resolution
 from exceptions.permissions import ConsoleAccessMixin
+from exceptions.playbooks import playbook_for
 from exceptions.selectors import (
     exception_list_queryset,
     incident_groups,
@@ -222,6 +223,7 @@ class ItemDetailView(ConsoleAccessMixin, View):
                 "why": lead_explanation(item.lead),
                 "trail": trail,
                 "timeline": item_timeline(item),
+                "playbook": playbook_for(reason=item.reason, queue_id=item.queue_id),
                 "now": timezone.now(),
                 "account_match": AccountMatch.objects.filter(lead=item.lead).select_related("account__owner").first(),
                 "same_person": person_leads(item.lead).select_related("origin", "assignee")[:50],

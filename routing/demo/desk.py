@@ -160,6 +160,23 @@ DESK = [
         _lead("hs-88125", "Nadia", "Haddad", "Cedar Cloud Systems", 1200, "AE"),
     ),
     DeskItem(
+        "handoff_unconfirmed",
+        25,
+        "Account Executives",
+        ExceptionReason.HANDOFF_UNCONFIRMED,
+        "CRM took lead.assigned (HTTP 202) but has not confirmed it 15 min later (it confirms by callback).",
+        _lead("hs-88130", "Lars", "Nilsson", "Fjord Robotics", 300, "SE"),
+    ),
+    DeskItem(
+        "enrichment_invalid",
+        14,
+        "SDR",
+        ExceptionReason.ENRICHMENT_INVALID,
+        "The enrichment provider answered values intake refuses, so none of those were stored: country: 'Narnia' "
+        "is not an ISO 3166-1 alpha-2 country code (e.g. US, DE, GB).",
+        _lead("wf-20410", "Priya", "Nair", "Lotus Health", 75, "IN"),
+    ),
+    DeskItem(
         "resolved",
         1500,
         "Triage",

@@ -80,12 +80,44 @@ class Incident(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     note = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who answers for it, its postmortem included (acknowledging it makes the acknowledger owner).",
+    )
+    # Decided when it resolves (routing.reports.incidents): its report's worst discrepancy share, and whether that
+    # reached HANDOFF_POSTMORTEM_THRESHOLD (exceptions.postmortems, as for the exception queues' incidents).
+    # Resolving is never blocked; it is "postmortem due" until one is written, overdue after postmortem_due_at.
+    affected_share = models.FloatField(null=True, blank=True, help_text="The report's variance: 0.05 = 5%.")
+    postmortem_required = models.BooleanField(default=False)
+    postmortem_due_at = models.DateTimeField(null=True, blank=True)
+    postmortem = models.TextField(blank=True, default="", db_default="")
+    postmortem_written_at = models.DateTimeField(null=True, blank=True)
+    postmortem_written_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]
+        indexes = [
+            # The reconciliation page's "postmortem due" section and the root-cause report: required, not written.
+            models.Index(
+                fields=["postmortem_due_at"],
+                condition=models.Q(postmortem_required=True, postmortem_written_at__isnull=True),
+                name="recon_postmortem_due_idx",
+            ),
+        ]
 
     def __str__(self):
         return self.title
+
+    @property
+    def postmortem_due(self) -> bool:
+        """Resolved, large enough to need a postmortem, and none written yet."""
+        return self.postmortem_required and self.postmortem_written_at is None
 
 
 class AnomalyReport(models.Model):

@@ -6,6 +6,7 @@ from django.urls import path
 from routing.reports.views.attribution import AttributionReportView, AttributionRunView, AttributionView
 from routing.reports.views.reconciliation import (
     IncidentActionView,
+    IncidentView,
     ParityReportView,
     ParityRunView,
     ReconciliationView,
@@ -21,6 +22,7 @@ urlpatterns = [
     path("reconciliation/attribution/", AttributionView.as_view(), name="attribution"),
     path("reconciliation/attribution/run/", AttributionRunView.as_view(), name="attribution-run"),
     path("reconciliation/attribution/<int:pk>/", AttributionReportView.as_view(), name="attribution-report"),
+    path("reconciliation/incidents/<int:pk>/", IncidentView.as_view(), name="parity-incident"),
     path(
         "reconciliation/incidents/<int:pk>/<slug:action>/", IncidentActionView.as_view(), name="parity-incident-action"
     ),

@@ -1,22 +1,40 @@
 """Reconciliation screens: stored reports (daily parity; attribution has its own upload screen), a parity
-report's detail, and incidents with acknowledge and resolve."""
+report's detail, and incidents: acknowledge, resolve, an owner, and the postmortem a large one needs."""
 
 import datetime as dt
 
+from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views import View
 
 from audit.models import AuditAction
 from audit.services import audit_record
+from exceptions.forms import PostmortemForm
 from exceptions.permissions import ConsoleAccessMixin
+from exceptions.postmortems import PostmortemRefused, incident_postmortem_write
 from exceptions.services import InvalidAction
 from routing.days import day_out_of_range, yesterday
-from routing.reports.incidents import incident_acknowledge, incident_resolve
+from routing.reports.incidents import (
+    incident_acknowledge,
+    incident_owner_assign,
+    incident_owner_candidates,
+    incident_resolve,
+)
 from routing.reports.models import Incident, IncidentStatus, ReconciliationReport, ReportKind
 from routing.reports.parity import parity_reconcile
+
+POSTMORTEMS_DUE_SHOWN = 20
+
+
+class OwnerForm(forms.Form):
+    owner = forms.ModelChoiceField(
+        queryset=incident_owner_candidates(), error_messages={"required": "Choose who owns the incident."}
+    )
 
 
 class ReconciliationView(ConsoleAccessMixin, View):
@@ -27,9 +45,14 @@ class ReconciliationView(ConsoleAccessMixin, View):
             {
                 "reports": ReconciliationReport.objects.select_related("created_by").defer("data")[:60],
                 "incidents": Incident.objects.exclude(status=IncidentStatus.RESOLVED)
-                .select_related("report", "acknowledged_by")
+                .select_related("report", "acknowledged_by", "owner")
                 .defer("report__crm_export"),  # select_related reads every column, a kept CRM export's too
                 "resolved": Incident.objects.filter(status=IncidentStatus.RESOLVED).select_related("resolved_by")[:10],
+                # Resolved, large enough to need one, none written yet: chased here until written.
+                "postmortems_due": Incident.objects.filter(postmortem_required=True, postmortem_written_at__isnull=True)
+                .select_related("owner")
+                .order_by("postmortem_due_at", "id")[:POSTMORTEMS_DUE_SHOWN],
+                "now": timezone.now(),
             },
         )
 
@@ -64,13 +87,47 @@ class ParityReportView(ConsoleAccessMixin, View):
         return render(
             request,
             "console/parity_report.html",
-            {"report": report, "targets": targets, "incidents": report.incidents.all()},
+            {"report": report, "targets": targets, "incidents": report.incidents.select_related("owner")},
         )
 
 
+class IncidentView(ConsoleAccessMixin, View):
+    def get(self, request, pk):
+        return incident_page(request, pk)
+
+
+def incident_page(request, pk, *, postmortem_form: PostmortemForm | None = None, status: int = 200):
+    """A reconciliation incident: its owner, its state, its postmortem; with the person's refused postmortem form
+    (what they wrote kept) and a 400."""
+    incident = get_object_or_404(
+        Incident.objects.select_related(
+            "report", "owner", "acknowledged_by", "resolved_by", "postmortem_written_by"
+        ).defer("report__crm_export", "report__data"),
+        pk=pk,
+    )
+    return render(
+        request,
+        "console/parity_incident.html",
+        {
+            "incident": incident,
+            "owner_form": OwnerForm(initial={"owner": incident.owner_id}),
+            "postmortem_form": postmortem_form or PostmortemForm(initial={"postmortem": incident.postmortem}),
+            "postmortem_threshold": settings.HANDOFF["POSTMORTEM_THRESHOLD"],
+            "now": timezone.now(),
+        },
+        status=status,
+    )
+
+
 class IncidentActionView(ConsoleAccessMixin, View):
+    """POST .../incidents/<pk>/<action>/: acknowledge or resolve (back to the reconciliation page); assign its
+    owner or write its postmortem (back to the incident's page)."""
+
     def post(self, request, pk, action):
         incident = get_object_or_404(Incident, pk=pk)
+        if action == "postmortem":
+            return self.postmortem(request, incident)
+        back = reverse("console:reconciliation")
         try:
             if action == "acknowledge":
                 incident_acknowledge(incident=incident, by=request.user)
@@ -78,8 +135,27 @@ class IncidentActionView(ConsoleAccessMixin, View):
             elif action == "resolve":
                 incident_resolve(incident=incident, by=request.user, note=request.POST.get("note", ""))
                 messages.success(request, f"Incident #{pk} resolved.")
+            elif action == "assign":
+                back = reverse("console:parity-incident", args=[pk])
+                form = OwnerForm(request.POST)
+                if not form.is_valid():
+                    raise InvalidAction(" ".join(m for errors in form.errors.values() for m in errors))
+                owner = incident_owner_assign(incident=incident, to=form.cleaned_data["owner"], by=request.user).owner
+                messages.success(request, f"Incident #{pk} is owned by {owner.get_username()}.")
             else:
-                messages.error(request, f"Unknown action {action!r}.")
+                messages.error(request, f"Unknown action {action!r}: acknowledge, resolve, assign or postmortem.")
         except InvalidAction as refused:
-            messages.error(request, str(refused))
-        return HttpResponseRedirect(reverse("console:reconciliation"))
+            messages.error(request, f"Nothing was changed: {refused}")
+        return HttpResponseRedirect(back)
+
+    def postmortem(self, request, incident):
+        form = PostmortemForm(request.POST)
+        try:
+            if not form.is_valid():
+                raise PostmortemRefused(" ".join(m for errors in form.errors.values() for m in errors))
+            incident_postmortem_write(incident=incident, text=form.cleaned_data["postmortem"], by=request.user)
+        except PostmortemRefused as refused:
+            messages.error(request, f"The postmortem was not saved: {refused}")
+            return incident_page(request, incident.pk, postmortem_form=form, status=400)
+        messages.success(request, f"Postmortem of incident #{incident.pk} saved.")
+        return HttpResponseRedirect(reverse("console:parity-incident", args=[incident.pk]))
