@@ -12,6 +12,7 @@ from config.logs import log_context
 from routing.assignment import open_lead_counts_fold
 from routing.dispatch import Lane, TaskName, enrichment_enqueue, routing_backlog, routing_enqueue
 from routing.engine import routing_rulesets
+from routing.erasure import retention_apply
 from routing.integrations.enrichment import (
     active_provider,
     leads_awaiting_enrichment,
@@ -122,3 +123,21 @@ def fold_open_lead_counts() -> int:
     """Beat: fold the open-lead changes the database recorded into one row per person, so reading a
     person's load stays a few rows."""
     return open_lead_counts_fold()
+
+
+@shared_task(
+    name=TaskName.APPLY_RETENTION,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=60,
+    retry_jitter=True,
+    max_retries=3,
+)
+def apply_retention() -> dict:
+    """Beat, nightly: old leads erased and old payloads emptied (routing.erasure.retention_apply). Each batch
+    commits on its own, so a retry starts where the last one stopped."""
+    result = retention_apply()
+    if result.leads_erased or any(result.rows.values()):
+        logger.info("Retention: %d leads erased; rows changed %s.", result.leads_erased, result.rows)
+    return {"leads_erased": result.leads_erased, "rows": result.rows}
