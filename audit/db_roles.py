@@ -52,6 +52,7 @@ ORDINARY_TABLES = frozenset(
         # Exception queues.
         "exceptions_exceptionitem",
         "exceptions_exceptionincident",
+        "exceptions_playbook",
         "exceptions_notification",
         "exceptions_savedview",
         "exceptions_slaevent",

@@ -304,6 +304,8 @@ CELERY_BEAT_SCHEDULE = {
     "release-waiting-leads": {"task": "routing.availability.tasks.release_waiting_leads_task", "schedule": 60.0},
     # People's time-off calendar feeds, read again (all-day busy events = away).
     "refresh-time-off-feeds": {"task": "routing.availability.tasks.refresh_time_off_feeds_task", "schedule": 3600.0},
+    # Rejected posts beyond each source's bound or age (README: Rejected posts); their daily counts stay.
+    "trim-rejected-posts": {"task": "routing.capture.tasks.trim_rejected_posts_task", "schedule": 600.0},
     # Open leads per person (caps, least-loaded): the changes recorded since the last fold become one row each.
     "fold-open-lead-counts": {"task": "routing.tasks.fold_open_lead_counts", "schedule": 300.0},
     "send-notifications": {"task": "exceptions.tasks.send_notifications_task", "schedule": 60.0},
@@ -311,7 +313,13 @@ CELERY_BEAT_SCHEDULE = {
     "send-rule-notices": {"task": "routing.governance.tasks.send_rule_notices_task", "schedule": 60.0},
     # Pending outbox events whose next attempt has come (a lost publish or a retry whose task was lost).
     "deliveries-due": {"task": "routing.integrations.tasks.deliveries_due", "schedule": 30.0},
+    # Handoffs still unconfirmed past their target's confirm_within_minutes open handoff_unconfirmed (once each).
+    "handoffs-unconfirmed": {"task": "routing.integrations.tasks.handoffs_unconfirmed", "schedule": 60.0},
     "alerts-due": {"task": "exceptions.alert_tasks.alerts_due", "schedule": 30.0},
+    # Enrichment's success rate over the last hour: an incident opens below target (and resolves on recovery);
+    # while it is open, leads waiting for the provider go to a person (each tick: those within a minute of
+    # HANDOFF_ENRICHMENT_FALLBACK_MINUTES).
+    "enrichment-health": {"task": "routing.integrations.tasks.enrichment_health", "schedule": 60.0},
     # Dashboard rollups: today and yesterday every 5 minutes; five weeks each night (cohorts still being worked).
     "dashboard-rollup-recent": {"task": "routing.dashboard.tasks.dashboard_rollup_task", "schedule": 300.0},
     "dashboard-rollup-nightly": {
@@ -324,6 +332,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.operations.tasks.anomaly_report_task",
         "schedule": crontab(minute=30, hour=env_int("HANDOFF_RECONCILE_HOUR", 6)),
     },
+    # The 1st of each month: last month's root causes by email (exceptions.root_cause); the 2nd and 3rd send it
+    # only if the mail server did not take it before (it is recorded once sent).
+    "root-cause-report": {
+        "task": "exceptions.tasks.root_cause_report_task",
+        "schedule": crontab(minute=0, hour=7, day_of_month="1-3"),
+    },
     "monday-checklist": {
         "task": "routing.operations.tasks.monday_checklist_task",
         "schedule": crontab(minute=0, hour=8, day_of_week="mon"),
@@ -333,6 +347,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "routing.integrations.tasks.reconcile_daily",
         "schedule": crontab(minute=0, hour=env_int("HANDOFF_RECONCILE_HOUR", 6)),
     },
+    # Each night: retention (routing/erasure.py): old leads erased, old delivery and intake payloads emptied.
+    "apply-retention": {"task": "routing.tasks.apply_retention", "schedule": crontab(minute=40, hour=3)},
     # Each morning: owners of rules whose SLA adherence over 7 days is below target are told (once a week).
     "sla-target-check": {
         "task": "routing.governance.tasks.sla_target_check_task",
@@ -358,6 +374,10 @@ HANDOFF = {
     "BULK_BACKLOG_LIMIT": env_int("HANDOFF_BULK_BACKLOG_LIMIT", 250_000),
     "MAX_BODY_BYTES": 64 * 1024,
     "MAX_BATCH_ITEMS": 500,
+    # Rejected posts (inbound dead letters): the first bytes of each kept, how many per source, how long.
+    "REJECTED_EXCERPT_BYTES": env_int("HANDOFF_REJECTED_EXCERPT_BYTES", 8 * 1024),
+    "REJECTED_POSTS_PER_SOURCE": env_int("HANDOFF_REJECTED_POSTS_PER_SOURCE", 1000),
+    "REJECTED_POSTS_DAYS": env_int("HANDOFF_REJECTED_POSTS_DAYS", 30),
     "MAX_BATCH_BODY_BYTES": 8 * 1024 * 1024,
     # Leads per routing task published by the batch endpoint.
     "ROUTE_CHUNK_SIZE": 250,
@@ -395,6 +415,13 @@ HANDOFF = {
     # A lead whose enrichment failed for good, with intent_score above this, goes to a person for review.
     "ENRICHMENT_REVIEW_INTENT": env_int("HANDOFF_ENRICHMENT_REVIEW_INTENT", 70),
     "ENRICHMENT_REVIEW_QUEUE": env_str("HANDOFF_ENRICHMENT_REVIEW_QUEUE", "Manual review"),
+    # Enrichment held to its target (routing/integrations/enrichment_health.py): below this share of answered
+    # calls over the last hour (judged once there are ENRICHMENT_MIN_CALLS), an incident opens; while it is
+    # open no lead waits for the provider, and those waiting longer than ENRICHMENT_FALLBACK_MINUTES go to a
+    # person whatever their intent.
+    "ENRICHMENT_SUCCESS_TARGET": env_float("HANDOFF_ENRICHMENT_SUCCESS_TARGET", 0.99),
+    "ENRICHMENT_MIN_CALLS": env_int("HANDOFF_ENRICHMENT_MIN_CALLS", 20),
+    "ENRICHMENT_FALLBACK_MINUTES": env_int("HANDOFF_ENRICHMENT_FALLBACK_MINUTES", 15),
     # Reconciliation: a gap between captured, routed and delivered above this share opens an incident.
     "PARITY_THRESHOLD": env_float("HANDOFF_PARITY_THRESHOLD", 0.01),
     # ... and is emailed here (the system owner); also the attribution variance threshold.
@@ -413,11 +440,22 @@ HANDOFF = {
     "CHECKLIST_RECIPIENTS": env_list("HANDOFF_CHECKLIST_RECIPIENTS"),
     # The Monday checklist email the mail server did not take is tried again this often, for up to 12 tries.
     "CHECKLIST_RETRY_SECONDS": env_int("HANDOFF_CHECKLIST_RETRY_SECONDS", 300),
+    # An incident whose items reach this share (a fraction: 0.05 = 5%) of the leads captured on the days it
+    # spanned needs a postmortem, due this many days after it resolves (exceptions.postmortems).
+    "POSTMORTEM_THRESHOLD": env_float("HANDOFF_POSTMORTEM_THRESHOLD", 0.05),
+    "POSTMORTEM_DUE_DAYS": env_int("HANDOFF_POSTMORTEM_DUE_DAYS", 5),
+    # The monthly root-cause report goes to admins, queue owners, the system owner and these addresses.
+    "ROOT_CAUSE_RECIPIENTS": env_list("HANDOFF_ROOT_CAUSE_RECIPIENTS"),
     # A rule with this many manual overrides in one ISO week is flagged on its page and in sign-off.
     "OVERRIDE_FLAG_THRESHOLD": env_int("HANDOFF_OVERRIDE_FLAG_THRESHOLD", 3),
     # Sticky ownership: a person's new lead goes to whoever holds their open lead assigned within this many
     # days (unless the deciding rule says `"assignee": "queue"` or "account_owner"). 0 turns it off.
     "STICKY_OWNERSHIP_DAYS": env_int("HANDOFF_STICKY_OWNERSHIP_DAYS", 30),
+    # Retention (routing/erasure.py, nightly): leads received this many days ago have their personal values
+    # erased (0 keeps them forever); delivered events' payloads, delivery errors, enrichment answers and
+    # rejected posts are emptied after this many days (0 keeps them).
+    "RETENTION_LEAD_DAYS": env_int("HANDOFF_RETENTION_LEAD_DAYS", 0),
+    "RETENTION_PAYLOAD_DAYS": env_int("HANDOFF_RETENTION_PAYLOAD_DAYS", 90),
     # Links in notification emails point here.
     "CONSOLE_URL": env_str("HANDOFF_CONSOLE_URL", "http://127.0.0.1:8000"),
     # /metrics answers a request bearing this token ("Authorization: Bearer …"), or a direct (not proxied)

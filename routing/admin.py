@@ -1,15 +1,31 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.http import HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from audit.models import AuditAction
+from audit.services import audit_record
 from routing.availability.models import TimeOff, WorkingHours
+from routing.capture.services import (
+    schema_version_problems,
+    schema_version_register,
+    schema_version_retire,
+    schema_version_retire_problem,
+)
+from routing.config_history import ChangeKind
+from routing.erasure import person_erase
 from routing.governance.forms import BoundedJSONField, DraftChecks
 from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
 from routing.governance.services import rule_draft_save
+from routing.intake_schema import version_names, version_registered, version_retired
 from routing.integrations.addresses import url_problem
 from routing.integrations.models import (
     DeliveryAttempt,
@@ -21,7 +37,8 @@ from routing.integrations.models import (
 )
 from routing.integrations.signing import secret_generate, secret_problem
 from routing.integrations.targets import target_overlap_end, target_secret_replaced
-from routing.models import Lead, PersonalToken, Queue, QueueMembership, Rule, Source
+from routing.models import Lead, PersonalToken, Queue, QueueMembership, Rule, SchemaVersion, Source
+from routing.queue_changes import ROUTING_FIELDS
 from routing.text import refused_character
 from routing.tokens import personal_token_revoke
 
@@ -36,28 +53,142 @@ class PlainNameForm(forms.ModelForm):
         return name
 
 
+class SourceForm(PlainNameForm):
+    def clean_schema_version(self):
+        version = (self.cleaned_data.get("schema_version") or "").strip()
+        if version and not version_registered(version):
+            known = version_names()
+            raise forms.ValidationError(f"No capture schema version {version!r}; registered: {known}.")
+        if version and (retired := version_retired(version)):
+            raise forms.ValidationError(
+                f"Version {version!r} retires at {retired:%Y-%m-%d %H:%M} UTC; choose a live one."
+            )
+        return version
+
+
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
-    form = PlainNameForm
-    list_display = ["name", "token_prefix", "is_active", "shares_lead_ids", "created_at"]
+class SourceAdmin(SimpleHistoryAdmin):
+    form = SourceForm
+    list_display = ["name", "owner", "schema_version", "unknown_fields", "token_prefix", "is_active", "created_at"]
     readonly_fields = ["token_prefix", "created_at"]
-    fields = ["name", "is_active", "shares_lead_ids", "token_prefix", "created_at"]
+    fields = [
+        "name",
+        "owner",
+        "is_active",
+        "shares_lead_ids",
+        "schema_version",
+        "unknown_fields",
+        "token_prefix",
+        "created_at",
+    ]
+    autocomplete_fields = ["owner"]
 
     def has_add_permission(self, request):
         return False  # tokens are issued by `manage.py create_source`, which shows the token once
 
 
+class SchemaVersionForm(forms.ModelForm):
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None:
+            problems = schema_version_problems(
+                version=cleaned.get("version"),
+                fields=cleaned.get("fields"),
+                effective_from=cleaned.get("effective_from"),
+                retires_at=cleaned.get("retires_at"),
+            )
+            for name, messages in problems.items():
+                self.add_error(name if name in self.fields else None, messages)
+        elif "retires_at" in self.changed_data:
+            if problem := schema_version_retire_problem(self.instance, cleaned.get("retires_at")):
+                self.add_error("retires_at", problem)
+        return cleaned
+
+
+@admin.register(SchemaVersion)
+class SchemaVersionAdmin(admin.ModelAdmin):
+    """Register a capture schema version (GET /api/v1/schema-versions/ lists them). Once registered only its
+    retirement may change: leads were read under it."""
+
+    form = SchemaVersionForm
+    list_display = ["version", "effective_from", "retires_at", "created_by", "created_at"]
+    fields = ["version", "fields", "effective_from", "retires_at", "notes", "created_by", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ["created_by", "created_at"]
+        return ["version", "fields", "effective_from", "notes", "created_by", "created_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            if "retires_at" in form.changed_data:
+                schema_version_retire(version=obj, retires_at=obj.retires_at, by=request.user)  # the form checked
+            return
+        registered = schema_version_register(  # the form ran the same checks
+            version=obj.version,
+            fields=obj.fields,
+            effective_from=obj.effective_from,
+            retires_at=obj.retires_at,
+            notes=obj.notes,
+            by=request.user,
+        )
+        obj.pk = registered.pk
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class MembershipInline(admin.TabularInline):
+    """On a governed queue the members are shown, not edited: who is in, their weights and availability change
+    on the queue's settings screen, where the change is staged with its evidence (routing/queue_changes.py)."""
+
     model = QueueMembership
     extra = 0
     fields = ["user", "is_available", "weight", "rotation_pass"]
     readonly_fields = ["rotation_pass"]
     autocomplete_fields = ["user"]
 
+    # `obj` is the queue. Django also ignores posted rows of an inline without these permissions.
+    def has_add_permission(self, request, obj=None):
+        return not _governed(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return not _governed(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return not _governed(obj) and super().has_delete_permission(request, obj)
+
+
+def _governed(queue) -> bool:
+    """Whether the stored queue is governed (a history page passes an old version: its own flag may differ)."""
+    if queue is None or queue.pk is None:
+        return False
+    return Queue.objects.filter(pk=queue.pk, governed=True).exists()
+
+
+class QueueAdminForm(PlainNameForm):
+    governance_reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Why turn governance off",
+        help_text="Required to turn governance off; kept in the audit trail and the queue's history.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        turning_off = self.instance.pk and self.initial.get("governed") and not cleaned.get("governed", True)
+        if turning_off and not (cleaned.get("governance_reason") or "").strip():
+            self.add_error("governance_reason", "Say why governance is turned off: routing changes then apply at once.")
+        return cleaned
+
 
 @admin.register(Queue)
 class QueueAdmin(SimpleHistoryAdmin):
-    form = PlainNameForm
+    """On a governed queue the routing settings (queue_changes.ROUTING_FIELDS) and members are read-only here:
+    they change on the console's settings screen, staged with evidence. Only superusers set or clear
+    `governed`; turning it off needs a reason, and either way the change is audited with the save."""
+
+    form = QueueAdminForm
     list_display = [
         "name",
         "strategy",
@@ -67,9 +198,87 @@ class QueueAdmin(SimpleHistoryAdmin):
         "overflow_queue",
         "owner",
         "escalation_contact",
+        "governed",
     ]
     search_fields = ["name"]
     inlines = [MembershipInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            readonly.append("governed")
+        if _governed(obj):
+            readonly += ROUTING_FIELDS
+        return readonly
+
+    def get_fieldsets(self, request, obj=None):
+        fields = [f for f in self.get_fields(request, obj) if f != "governance_reason"]
+        if request.user.is_superuser and obj is not None:
+            fields.append("governance_reason")
+        if not _governed(obj):
+            return [(None, {"fields": fields})]
+        settings_url = reverse("console:queue-settings", args=[obj.pk])
+        return [
+            (None, {"fields": [f for f in fields if f not in ROUTING_FIELDS]}),
+            (
+                "Routing (governed)",
+                {
+                    "fields": [f for f in fields if f in ROUTING_FIELDS],
+                    "description": format_html(
+                        "This queue is governed: its routing settings and members are changed on "
+                        '<a href="{}">its settings screen</a>, where a change is staged with evidence on its '
+                        "recent leads and applies once confirmed. Only a superuser turns governance off, with a "
+                        "reason, and that is audited.",
+                        settings_url,
+                    ),
+                },
+            ),
+        ]
+
+    def save_model(self, request, obj, form, change):
+        stored = Queue.objects.filter(pk=obj.pk).values_list("governed", flat=True).first() if change else False
+        if stored != obj.governed and not request.user.is_superuser:
+            raise PermissionDenied("Only a superuser turns a queue's governance on or off.")
+        reason = (form.cleaned_data.get("governance_reason") or "").strip()
+        if stored != obj.governed:
+            obj._change_reason = reason or "Governance turned on in the admin"
+        super().save_model(request, obj, form, change)  # the admin's save is one transaction: audited with it
+        if stored != obj.governed:
+            audit_record(
+                action=AuditAction.CONFIG_CHANGED,
+                actor=request.user,
+                outcome="governance_on" if obj.governed else "governance_off",
+                data={
+                    "kind": ChangeKind.QUEUE,
+                    "object_id": obj.pk,
+                    "queue_id": obj.pk,
+                    "object": obj.name,
+                    "fields": ["governed"],
+                    "members": [],
+                    "governed": obj.governed,
+                    "reason": reason,
+                },
+            )
+
+    def revert_disabled(self, request, obj=None):
+        return _governed(obj) or super().revert_disabled(request, obj)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        """Reverting a governed queue here would skip the staging: the console's restore stages it."""
+        queue = Queue.objects.filter(pk=unquote(object_id)).first()
+        if request.method == "POST" and _governed(queue):
+            self.message_user(
+                request,
+                format_html(
+                    'Not reverted: {} is governed. Restore a version from <a href="{}">its change history</a>, '
+                    "where the restore is staged with evidence.",
+                    queue,
+                    reverse("console:object-changes", args=[ChangeKind.QUEUE, queue.pk]),
+                ),
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.path)
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 class RuleForm(DraftChecks, forms.ModelForm):
@@ -134,6 +343,45 @@ class LeadAdmin(SimpleHistoryAdmin):
 
     def has_add_permission(self, request):
         return False  # leads arrive through the intake API
+
+    actions = ["erase_person"]
+
+    def has_erase_permission(self, request):
+        return request.user.is_superuser  # an erasure request is honoured by an administrator
+
+    @admin.action(description="Erase this person's personal data", permissions=["erase"])
+    def erase_person(self, request, queryset):
+        """Per person (the selected leads' emails, with their phones): a page saying what would change, then the
+        erasure (routing.erasure.person_erase) once confirmed."""
+        people, skipped = {}, []
+        for lead in queryset.order_by("pk"):
+            if lead.email and "@" in lead.email:
+                people.setdefault(lead.email, set()).update([lead.phone] if lead.phone else [])
+            else:
+                skipped.append(lead.pk)
+        # The email finds all of a person's leads; a phone only adds leads that carry it without the email.
+        plans = [{"email": email, "phone": min(phones) if phones else None} for email, phones in people.items()]
+        confirmed = request.POST.get("confirm") == "yes"
+        for plan in plans:
+            plan["erasure"] = person_erase(
+                email=plan["email"], phone=plan["phone"], by=request.user, dry_run=not confirmed
+            )
+        if confirmed:
+            erased = sum(plan["erasure"].total for plan in plans)
+            self.message_user(request, f"Erased {len(plans)} people's personal data ({erased} rows changed).")
+            return None
+        return render(
+            request,
+            "admin/routing/lead/erase_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Erase personal data?",
+                "people": plans,
+                "skipped": skipped,
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            },
+        )
 
 
 class OutboundUrlChecks:
@@ -230,6 +478,8 @@ class DeliveryTargetForm(WriteOnlySecret, OutboundUrlChecks, forms.ModelForm):
             "is_active",
             "max_attempts",
             "timeout_seconds",
+            "confirms_by_callback",
+            "confirm_within_minutes",
         ]
 
     def __init__(self, *args, **kwargs):

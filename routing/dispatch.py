@@ -31,6 +31,8 @@ class TaskName:
     FOLD_OPEN_LEAD_COUNTS = "routing.tasks.fold_open_lead_counts"
     DELIVER_EVENTS = "routing.integrations.tasks.deliver_events"
     DELIVERIES_DUE = "routing.integrations.tasks.deliveries_due"
+    ENRICHMENT_HEALTH = "routing.integrations.tasks.enrichment_health"
+    HANDOFFS_UNCONFIRMED = "routing.integrations.tasks.handoffs_unconfirmed"
     REPLAY_RULES = "routing.governance.tasks.replay_rules_task"
     SIGN_OFF_REMINDERS = "routing.governance.tasks.sign_off_reminders_task"
     SEND_RULE_NOTICES = "routing.governance.tasks.send_rule_notices_task"
@@ -43,10 +45,13 @@ class TaskName:
     SEND_NOTIFICATIONS = "exceptions.tasks.send_notifications_task"
     SLA_SWEEP_RECORD = "exceptions.tasks.sla_sweep_record_task"
     ROUTING_SLA_SWEEP = "exceptions.tasks.routing_sla_sweep_task"
+    ROOT_CAUSE_REPORT = "exceptions.tasks.root_cause_report_task"
     SEND_ALERTS = "exceptions.alert_tasks.send_alerts"
     ALERTS_DUE = "exceptions.alert_tasks.alerts_due"
     RELEASE_WAITING_LEADS = "routing.availability.tasks.release_waiting_leads_task"
     REFRESH_TIME_OFF_FEEDS = "routing.availability.tasks.refresh_time_off_feeds_task"
+    APPLY_RETENTION = "routing.tasks.apply_retention"
+    TRIM_REJECTED_POSTS = "routing.capture.tasks.trim_rejected_posts_task"
 
     @classmethod
     def all(cls) -> set[str]:

@@ -195,6 +195,11 @@ class Queue(models.Model):
     # Catch-up's floor: the virtual time when the current distribution period began (written under the lock).
     period_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     period_virtual_time = models.FloatField(default=0.0, db_default=0.0, editable=False)
+    # Governed (routing/queue_changes.py): a console change to who gets its leads (members, caps, overflow,
+    # strategy, availability policy) is staged with its evidence on recent leads and applies once confirmed.
+    governed = models.BooleanField(
+        default=False, db_default=False, help_text="Routing changes are staged with evidence and confirmed."
+    )
     history = HistoricalRecords(
         get_user=history_person, excluded_fields=["virtual_time", "period_started_at", "period_virtual_time"]
     )
@@ -214,6 +219,18 @@ class Queue(models.Model):
     def clean(self):
         if (self.business_start is None) != (self.business_end is None):
             raise ValidationError("Set both business start and end, or neither (around the clock).")
+        # Checked whether or not hours are set: a zone or days kept now are used the day hours are.
+        try:
+            ZoneInfo(self.business_timezone or "")
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValidationError(
+                {"business_timezone": f"{self.business_timezone!r} is not an IANA time zone, e.g. Europe/Berlin."}
+            ) from None
+        days = [day.strip() for day in (self.business_days or "").split(",") if day.strip()]
+        if any(not (day.isascii() and day.isdigit()) or int(day) > 6 for day in days):
+            raise ValidationError(
+                {"business_days": "Days are 0 (Monday) to 6 (Sunday), comma-separated, e.g. 0,1,2,3,4."}
+            )
         try:
             self.business_hours()
         except (ValueError, ZoneInfoNotFoundError) as exc:

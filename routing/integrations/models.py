@@ -8,8 +8,15 @@ import uuid
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from simple_history.models import HistoricalRecords
 
+from audit.history import history_person
 from routing.integrations.sealed import SealedTextField
+
+# Never copied into the history tables: secrets (a restore leaves the current ones in place) and the state
+# the circuit breaker and secret rotation keep, which is not configuration.
+PROVIDER_UNHISTORIED_FIELDS = ["auth_value", "failures_in_a_row", "down_until"]
+TARGET_UNHISTORIED_FIELDS = ["secret", "previous_secret", "previous_secret_until"]
 
 
 class EnrichmentProvider(models.Model):
@@ -30,6 +37,7 @@ class EnrichmentProvider(models.Model):
     # leads route at once without asking it.
     failures_in_a_row = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     down_until = models.DateTimeField(null=True, blank=True, editable=False)
+    history = HistoricalRecords(get_user=history_person, excluded_fields=PROVIDER_UNHISTORIED_FIELDS)
 
     def __str__(self):
         return self.name
@@ -113,6 +121,7 @@ class DeliveryTarget(models.Model):
     confirm_within_minutes = models.PositiveIntegerField(
         default=15, db_default=15, help_text="After this long unconfirmed, the handoff opens handoff_unconfirmed."
     )
+    history = HistoricalRecords(get_user=history_person, excluded_fields=TARGET_UNHISTORIED_FIELDS)
 
     def __str__(self):
         return self.name
@@ -167,6 +176,16 @@ class OutboxEvent(models.Model):
             ),
             # The dead-letter screen: dead events by target, newest first.
             models.Index(fields=["target", "dead_at"], condition=Q(status=OutboxStatus.DEAD), name="outbox_dead_idx"),
+            # The unconfirmed-handoff sweep: events not confirmed and not flagged yet (a few in a healthy outbox).
+            models.Index(
+                fields=["created_at"],
+                condition=Q(
+                    confirmed_at__isnull=True,
+                    unconfirmed_at__isnull=True,
+                    status__in=[OutboxStatus.PENDING, OutboxStatus.DELIVERED],
+                ),
+                name="outbox_unconfirmed_idx",
+            ),
         ]
 
     def __str__(self):

@@ -169,6 +169,8 @@ def test_every_table_is_listed_and_granted_as_listed():
             expected[table] = "in no list of audit/db_roles.py"
     assert granted == expected
     assert history_tables() == {
+        "routing_historicaldeliverytarget",
+        "routing_historicalenrichmentprovider",
         "routing_historicallead",
         "routing_historicalqueue",
         "routing_historicalqueuemembership",
