@@ -97,6 +97,8 @@ class _VersionCache:
         self._lock = threading.Lock()
         self._loaded_at = -1e9
         self._versions: dict[str, Version] = {}
+        self._newest: Version | None = None
+        self._newest_until = -1.0  # epoch seconds: the next instant a version takes effect or retires
 
     def all(self) -> dict[str, Version]:
         if time.monotonic() - self._loaded_at > CACHE_SECONDS:
@@ -106,10 +108,29 @@ class _VersionCache:
                     for row in all_versions()
                 }
                 self._loaded_at = time.monotonic()
+                self._newest_until = -1.0
         return self._versions
+
+    def newest(self) -> Version | None:
+        """The newest version in effect: what most leads (naming none, from sources without a default) are read
+        as. Worked out again only when the cache is filled or a version's start or retirement has passed."""
+        versions = self.all()
+        if time.time() >= self._newest_until:
+            now = timezone.now()
+            live = [v for v in versions.values() if _is_live(v, now)]
+            boundaries = [
+                moment.timestamp()
+                for v in versions.values()
+                for moment in (v.effective_from, v.retires_at)
+                if moment is not None and moment > now
+            ]
+            self._newest = max(live, key=lambda v: v.effective_from) if live else None
+            self._newest_until = min(boundaries, default=float("inf"))
+        return self._newest
 
     def clear(self) -> None:
         self._loaded_at = -1e9
+        self._newest_until = -1.0
 
 
 versions_cache = _VersionCache()
@@ -195,10 +216,16 @@ def unknown_field_message(version: Version) -> str:
 def lead_shape(payload: dict, *, source_default: str, policy: str, now=None) -> Shaped:
     """Split one posted lead (a dict) by its schema version. The lead's own fields pass through; listed
     custom fields and (under `keep`) unknown ones move into its attributes."""
-    try:
-        version = version_for(payload.get(VERSION_FIELD), source_default=source_default, now=now)
-    except VersionProblem as problem:
-        return Shaped(lead={}, errors={VERSION_FIELD: [str(problem)]})
+    requested = payload.get(VERSION_FIELD)
+    if requested is None and not source_default and now is None:
+        version = versions_cache.newest()  # the common case, without a clock read per lead
+        if version is None:
+            return Shaped(lead={}, errors={VERSION_FIELD: ["No capture schema version is in effect."]})
+    else:
+        try:
+            version = version_for(requested, source_default=source_default, now=now)
+        except VersionProblem as problem:
+            return Shaped(lead={}, errors={VERSION_FIELD: [str(problem)]})
     if VERSION_FIELD not in payload and payload.keys() <= version.columns:
         return Shaped(lead=payload, version=version.version)  # the common case: nothing to move
     lead: dict = {}
