@@ -209,12 +209,26 @@ _MESSAGES = {
 }
 
 
+# Inside a list of objects (enrichment_refs): the lead-level wording would be wrong there.
+_NESTED_MESSAGES = {
+    **_MESSAGES,
+    "extra_forbidden": "Unknown field.",
+    "model_type": "Must be a JSON object.",
+}
+
+
 def validation_errors(exc: ValidationError) -> dict[str, list[str]]:
-    """pydantic errors in DRF's shape: {"field": ["message", …]}."""
+    """pydantic errors in DRF's shape: {"field": ["message", …]}; an error inside a field's items names the
+    item and its field first ("[0].ref: This field is required.")."""
     errors: dict[str, list[str]] = {}
     for error in exc.errors(include_url=False):
-        name = str(error["loc"][0]) if error["loc"] else "non_field_errors"
-        message = _MESSAGES.get(error["type"]) or error["msg"].removeprefix("Value error, ")
+        loc = error["loc"]
+        name = str(loc[0]) if loc else "non_field_errors"
+        messages = _NESTED_MESSAGES if len(loc) > 1 else _MESSAGES
+        message = messages.get(error["type"]) or error["msg"].removeprefix("Value error, ")
+        if len(loc) > 1:
+            path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+            message = f"{path.removeprefix('.')}: {message}"
         errors.setdefault(name, []).append(message)
     return errors
 
@@ -286,11 +300,13 @@ def leads_intake(*, source: Source, payloads: list[Any]) -> tuple[list[IntakeRes
 
     # Sorted, so overlapping batches take unique-index locks in one order and cannot deadlock.
     inserted = leads_insert_new(sorted(fresh.values(), key=lambda row: row["lead_id"]), at=now)
-    existing: dict[str, tuple[int, str]] = {}
+    existing: dict[str, tuple[int, str, str]] = {}
     missing = [key for key in fresh if key not in inserted]
     if missing:
-        rows = Lead.objects.filter(origin=source, lead_id__in=missing).values_list("id", "lead_id", "status")
-        existing = {lead_id: (pk, status) for pk, lead_id, status in rows}
+        rows = Lead.objects.filter(origin=source, lead_id__in=missing).values_list(
+            "id", "lead_id", "status", "schema_version"
+        )
+        existing = {lead_id: (pk, status, version) for pk, lead_id, status, version in rows}
 
     claimed: set[str] = set()
     for result in results:
@@ -300,9 +316,11 @@ def leads_intake(*, source: Source, payloads: list[Any]) -> tuple[list[IntakeRes
         if key in inserted and key not in claimed:
             claimed.add(key)
             result.id, result.lead_status = inserted[key], LeadStatus.RECEIVED
-        else:  # already stored, by an earlier request or earlier in this batch
+        else:  # already stored, by an earlier request or earlier in this batch: answered as it was stored
             result.status = IntakeStatus.DUPLICATE
-            result.id, result.lead_status = existing.get(key) or (inserted[key], LeadStatus.RECEIVED)
+            stored = existing.get(key) or (inserted[key], LeadStatus.RECEIVED, fresh[key]["schema_version"])
+            result.id, result.lead_status, result.schema_version = stored
+            result.warnings = None
     return results, list(inserted.values())
 
 

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views import View
 
+from audit.models import AuditAction, AuditEvent
 from exceptions.permissions import ConsoleAccessMixin
 from routing.capture.models import RejectedPost, RejectedPostStatus, RejectionDay, RejectionReason
 from routing.capture.rejections import ReplayRefused, rejected_post_dismiss, rejected_post_replay
@@ -79,6 +80,14 @@ class RejectedListView(ConsoleAccessMixin, View):
         )
 
 
+def _dismissal_note(post: RejectedPost) -> str:
+    """Why it was set aside, as its dismissal's audit event keeps it."""
+    if post.status != RejectedPostStatus.DISMISSED:
+        return ""
+    event = AuditEvent.objects.filter(action=AuditAction.INTAKE_DISMISSED, data__rejected_post=post.pk).first()
+    return (event.data.get("note") or "") if event else ""
+
+
 class RejectedDetailView(ConsoleAccessMixin, View):
     def _render(self, request, post, *, payload: str, errors: dict | None = None, status: int = 200):
         return render(
@@ -90,6 +99,7 @@ class RejectedDetailView(ConsoleAccessMixin, View):
                 "errors": errors or {},
                 "replayable": post.reason in REPLAYABLE and post.status == RejectedPostStatus.OPEN,
                 "may_settle": may_settle(request.user, post),
+                "dismissal_note": _dismissal_note(post),
             },
             status=status,
         )

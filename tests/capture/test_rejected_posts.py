@@ -161,6 +161,7 @@ def test_dismiss_records_who_and_why_and_a_second_settle_is_refused():
     post.refresh_from_db()
     assert post.status == RejectedPostStatus.DISMISSED
     assert AuditEvent.objects.get(action=AuditAction.INTAKE_DISMISSED).data["note"] == "test post"
+    assert '<q id="dismissal-note">test post</q>' in ops.get(f"/console/intake/rejected/{post.pk}/").content.decode()
     again = ops.post(f"/console/intake/rejected/{post.pk}/", {"action": "replay", "payload": "{}"})
     assert again.status_code == 400 and b"Already dismissed" in again.content
 

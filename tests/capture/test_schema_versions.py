@@ -222,3 +222,24 @@ def test_retiring_a_version_is_checked_and_audited():
     schema_version_retire(version=version, retires_at=now + dt.timedelta(days=1), by=admin)
     event = AuditEvent.objects.get(action=AuditAction.CONFIG_CHANGED)
     assert (event.actor, event.outcome, event.data["schema_version"]) == (admin, "schema version retirement set", "3")
+
+
+def test_enrichment_ref_errors_name_the_item_and_its_field():
+    payload = LeadPayloadFactory(enrichment_refs=["x", {"provider": "cb"}, {"provider": "cb", "ref": "1", "extra": 1}])
+    response = post_json(client_for(SourceFactory()), INTAKE, payload)
+    assert response.status_code == 400
+    assert response.json() == {
+        "enrichment_refs": [
+            "[0]: Must be a JSON object.",
+            "[1].ref: This field is required.",
+            "[2].extra: Unknown field.",
+        ]
+    }
+
+
+def test_a_duplicate_is_answered_with_the_version_it_was_stored_under():
+    source = SourceFactory()
+    client = client_for(source)
+    assert post_json(client, INTAKE, LeadPayloadFactory(lead_id="same", schema_version="1")).status_code == 202
+    again = post_json(client, INTAKE, LeadPayloadFactory(lead_id="same", schema_version="2"))
+    assert (again.status_code, again.json()["schema_version"]) == (200, "1")
