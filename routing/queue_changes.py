@@ -136,8 +136,9 @@ def proposal_differences(queue: Queue, proposal: dict) -> tuple[list[str], list[
 
 
 def queue_change_propose(*, queue: Queue, proposal: dict, by, restored_from: int | None = None) -> QueueChangeResult:
-    """Apply a change to a queue's settings and members, or stage it with its evidence when the queue is
-    governed and the change alters routing. `restored_from`: the history row a restore brings back."""
+    """Apply a change to a queue's settings and members, or stage it with its evidence when the change alters
+    routing and the queue is governed or this is a restore. `restored_from`: the history row a restore brings
+    back."""
     allowed = may_restore(by) if restored_from is not None else may_change_queues(by)
     if not allowed:
         raise PermissionDenied(
@@ -149,7 +150,9 @@ def queue_change_propose(*, queue: Queue, proposal: dict, by, restored_from: int
     if not fields and not members:
         raise QueueChangeError(f"{queue} already has these settings; nothing to change.")
     _validated_copy(queue, proposal)
-    if queue.governed and (members or set(fields) & set(ROUTING_FIELDS)):
+    # A restore of a queue is staged whether or not the queue is governed: bringing back an old member list can
+    # empty a queue in one click, so the admin sees who would be added or removed, and its evidence, first.
+    if (queue.governed or restored_from is not None) and (members or set(fields) & set(ROUTING_FIELDS)):
         event = audit_record(
             action=AuditAction.CONFIG_CHANGED,
             actor=by,

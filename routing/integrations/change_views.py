@@ -115,7 +115,9 @@ class RestoreView(ConsoleAccessMixin, View):
                 result = queue_restore(queue=live, kind=history_kind, history_id=history_id, by=request.user)
                 if not result.applied:
                     messages.warning(
-                        request, f"{live} is governed: the restore is staged; check its evidence and apply it."
+                        request,
+                        f"The restore of {live} is staged: check who it adds and removes, and its evidence, then "
+                        "apply it.",
                     )
                     return HttpResponseRedirect(reverse("console:staged-change", args=[result.staged.pk]))
             else:

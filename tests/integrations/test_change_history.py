@@ -198,7 +198,10 @@ def test_queue_restore_brings_back_its_members_as_they_were(admin, ops_person):
 
     result = queue_restore(queue=queue, kind=ChangeKind.MEMBERSHIP, history_id=then.history_id, by=admin)
 
-    assert result.applied
+    # Staged first, governed or not: the admin sees who it adds and removes before anything changes.
+    assert not result.applied and queue.memberships.count() == 2
+    assert {m["user"] for m in result.staged.data["members"]} == {"ada", "bob", "cy"}
+    queue_change_confirm(event_id=result.staged.pk, by=admin)
     queue.refresh_from_db()
     assert queue.max_open_per_member == 10
     assert dict(queue.memberships.values_list("user__username", "weight")) == {"ada": 2, "bob": 1}
