@@ -24,6 +24,8 @@ from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
 from audit.services import audit_record
+from routing.availability.schedule import Schedule
+from routing.availability.selectors import schedules_for
 from routing.config_history import (
     ChangeKind,
     RestoreError,
@@ -34,7 +36,7 @@ from routing.config_history import (
     validate_restored,
     version_get,
 )
-from routing.models import AssignmentStrategy, Lead, OpenLeadCount, Queue, QueueMembership
+from routing.models import AssignmentStrategy, EveryoneAway, Lead, OpenLeadCount, Queue, QueueMembership
 
 # The settings that decide who gets a queue's leads: changing them on a governed queue is staged.
 ROUTING_FIELDS = (
@@ -50,8 +52,10 @@ ROUTING_FIELDS = (
     "business_start",
     "business_end",
 )
-# Changed settings the evidence does not estimate: all but the strategy and the cap, which the replay models.
-NOT_ESTIMATED = tuple(name for name in ROUTING_FIELDS if name not in ("strategy", "max_open_per_member"))
+# Changed settings the evidence does not estimate: the replay models the strategy, who is in at each lead's time
+# (working hours, time off), where a lead with nobody in goes (overflow, the away policy) and who a cap skips now.
+MODELLED = ("strategy", "max_open_per_member", "overflow_queue", "when_everyone_away")
+NOT_ESTIMATED = tuple(name for name in ROUTING_FIELDS if name not in MODELLED)
 EVIDENCE_DAYS = 14
 REPLAYED_AT_MOST = 20_000  # the newest leads of the window: staging stays well under a second
 MOVED_LISTED = 50
@@ -386,10 +390,19 @@ def _shares(strategy: str, members: dict[int, dict]) -> dict[int, float]:
     return {uid: (spec["weight"] if weighted else 1) / total for uid, spec in eligible.items()}
 
 
-def replay_picks(strategy: str, members: dict[int, dict], count: int) -> list[int | None]:
+def replay_picks(
+    strategy: str,
+    members: dict[int, dict],
+    count: int,
+    *,
+    at: list[dt.datetime] | None = None,
+    schedules: dict[int, Schedule | None] | None = None,
+) -> list[int | None]:
     """Who the queue's strategy picks for `count` leads in a row, from a fresh rotation: the lowest pass is
-    served and moves on by 1/weight (routing/assignment.py), least loaded serves the fewest leads first.
-    Everyone available is in: hours, time off and caps are left out, the same for both sides compared."""
+    served and moves on by 1/weight (routing/assignment.py), least loaded serves the fewest leads first. Given
+    each lead's time and the members' schedules, only those in then (working hours, not on time off) are
+    picked; None where nobody was (the lead overflows or follows the away policy). Caps over time are left out,
+    the same for both sides compared."""
     eligible = sorted(uid for uid, spec in members.items() if spec["is_available"])
     if not eligible:
         return [None] * count
@@ -397,17 +410,38 @@ def replay_picks(strategy: str, members: dict[int, dict], count: int) -> list[in
     step = {uid: 1.0 / (members[uid]["weight"] if weighted else 1) for uid in eligible}
     passes, load = dict.fromkeys(eligible, 0.0), dict.fromkeys(eligible, 0)
     least_loaded = strategy == AssignmentStrategy.LEAST_LOADED
+    schedules = schedules or {}
 
     def order(uid):
         return (load[uid], passes[uid], uid) if least_loaded else (passes[uid], uid)
 
+    def is_in(uid, moment) -> bool:
+        schedule = schedules.get(uid)
+        return schedule is None or not schedule.why_not_in(moment)
+
     picks = []
-    for _ in range(count):
-        uid = min(eligible, key=order)
+    for i in range(count):
+        candidates = eligible if at is None else [uid for uid in eligible if is_in(uid, at[i])]
+        if not candidates:
+            picks.append(None)
+            continue
+        uid = min(candidates, key=order)
         passes[uid] += step[uid]
         load[uid] += 1
         picks.append(uid)
     return picks
+
+
+def _nobody_in_goes(values: dict) -> str:
+    """Where a lead with nobody in goes, as the queue's settings say (routing/assignment.py)."""
+    policy = values["when_everyone_away"]
+    if policy == EveryoneAway.HOLD:
+        return "held until the first member's hours start"
+    if policy == EveryoneAway.EXCEPTION:
+        return "an exception (no_eligible_assignee)"
+    overflow = values["overflow_queue_id"]
+    name = Queue.objects.filter(pk=overflow).values_list("name", flat=True).first() if overflow else None
+    return f"the overflow queue {name}" if name else "an exception (no_eligible_assignee): no overflow queue"
 
 
 def queue_change_evidence(*, queue: Queue, proposal: dict, fields: list[str], days: int = EVIDENCE_DAYS) -> dict:
@@ -418,15 +452,22 @@ def queue_change_evidence(*, queue: Queue, proposal: dict, fields: list[str], da
     new cap would skip now; and the changed settings the replay does not model."""
     since = timezone.now() - dt.timedelta(days=days)
     leads = Lead.objects.filter(queue=queue, assignee__isnull=False, assigned_at__gte=since)
-    rows = list(leads.order_by("-assigned_at", "-id").values_list("id", "lead_id", "assignee_id")[:REPLAYED_AT_MOST])
+    rows = list(
+        leads.order_by("-assigned_at", "-id").values_list("id", "lead_id", "assignee_id", "assigned_at")[
+            :REPLAYED_AT_MOST
+        ]
+    )
     rows.reverse()  # replayed in the order they were assigned
     total = len(rows)
-    actual = Counter(assignee for _id, _lead, assignee in rows)
+    actual = Counter(row[2] for row in rows)
     now_members = {m.user_id: {"weight": m.weight, "is_available": m.is_available} for m in queue.memberships.all()}
     new_members = {int(uid): spec for uid, spec in proposal["members"].items()}
+    new_values = {**settings_of(queue), **proposal["fields"]}
     new_strategy = _proposal_values(proposal).get("strategy", queue.strategy)
-    picks_now = replay_picks(queue.strategy, now_members, total)
-    picks_new = replay_picks(new_strategy, new_members, total)
+    times = [row[3] for row in rows]
+    schedules = schedules_for({*now_members, *new_members}, at=since)
+    picks_now = replay_picks(queue.strategy, now_members, total, at=times, schedules=schedules)
+    picks_new = replay_picks(new_strategy, new_members, total, at=times, schedules=schedules)
     share_now, share_new = _shares(queue.strategy, now_members), _shares(new_strategy, new_members)
     people = set(actual) | set(now_members) | set(new_members)
     names = dict(get_user_model().objects.filter(pk__in=people).values_list("pk", "username"))
@@ -436,7 +477,7 @@ def queue_change_evidence(*, queue: Queue, proposal: dict, fields: list[str], da
 
     moved = [
         {"id": pk, "lead_id": lead_id, "had": name(had), "from": name(before), "to": name(after)}
-        for (pk, lead_id, had), before, after in zip(rows, picks_now, picks_new, strict=True)
+        for (pk, lead_id, had, _at), before, after in zip(rows, picks_now, picks_new, strict=True)
         if before != after
     ]
     certain = [row for row in rows if row[2] not in share_new]  # removed, or made unavailable
@@ -478,4 +519,10 @@ def queue_change_evidence(*, queue: Queue, proposal: dict, fields: list[str], da
         "cap": cap,
         "at_cap_now": at_cap,
         "not_estimated": [Queue._meta.get_field(name).verbose_name for name in fields if name in NOT_ESTIMATED],
+        "nobody_in": {
+            "now": picks_now.count(None),
+            "new": picks_new.count(None),
+            "goes_now": _nobody_in_goes(settings_of(queue)),
+            "goes_new": _nobody_in_goes(new_values),
+        },
     }

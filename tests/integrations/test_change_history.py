@@ -12,7 +12,7 @@ from django.utils import timezone
 from audit.models import AuditAction, AuditEvent
 from routing.config_history import ChangeKind, RestoreError, change_list, config_restore, url_shown
 from routing.integrations.models import DeliveryTarget, EnrichmentProvider
-from routing.models import AssignmentStrategy, LeadStatus, Queue, QueueMembership, Source
+from routing.models import AssignmentStrategy, Lead, LeadStatus, Queue, QueueMembership, Source
 from routing.queue_changes import (
     APPLIED,
     DISCARDED,
@@ -34,6 +34,7 @@ from tests.factories import (
     MembershipFactory,
     QueueFactory,
     SourceFactory,
+    TimeOffFactory,
     UserFactory,
 )
 
@@ -429,7 +430,8 @@ def test_evidence_names_members_a_new_cap_would_skip_now_and_what_it_does_not_es
 
     assert evidence["at_cap_now"] == ["ada", "bob"]  # 6 and 9 open leads
     assert evidence["moved_estimate"] == 0  # shares unchanged
-    assert evidence["not_estimated"] == ["when everyone away"]
+    assert evidence["not_estimated"] == []  # the away policy is modelled: where leads with nobody in go
+    assert evidence["nobody_in"]["goes_new"] == "held until the first member's hours start"
 
 
 def test_queue_history_page_lists_queue_and_membership_changes_within_a_query_budget(
@@ -492,3 +494,23 @@ def test_console_settings_refuse_half_set_hours_saying_why(client, ops_person):
     assert response.status_code == 400
     assert "Set both business start and end" in response.content.decode()
     assert Queue.objects.get(pk=queue.pk).business_start is None
+
+
+def test_the_replay_counts_leads_nobody_was_in_for_and_where_they_would_go(ops_person, governed_queue):
+    """A member on time off at a lead's time is not picked for it; a change that leaves nobody in says where
+    those leads go under the proposed overflow and away policy."""
+    overflow = QueueFactory(name="Overflow desk")
+    members = list(governed_queue.memberships.values_list("user_id", flat=True))
+    window = timezone.now() - dt.timedelta(days=14)
+    leads = list(Lead.objects.filter(queue=governed_queue, assignee__isnull=False, assigned_at__gte=window))
+    first = min(lead.assigned_at for lead in leads)
+    for user_id in members:
+        TimeOffFactory(user_id=user_id, start=first - dt.timedelta(hours=1), end=timezone.now() + dt.timedelta(days=1))
+    proposal = queue_proposal_current(governed_queue)
+    proposal["fields"]["overflow_queue_id"] = overflow.pk
+    proposal["fields"]["when_everyone_away"] = "overflow"
+
+    evidence = queue_change_propose(queue=governed_queue, proposal=proposal, by=ops_person).staged.data["evidence"]
+
+    assert evidence["nobody_in"]["now"] == evidence["nobody_in"]["new"] == len(leads) > 0
+    assert evidence["nobody_in"]["goes_new"] == "the overflow queue Overflow desk"
