@@ -14,6 +14,7 @@ from routing.accounts.urls import console_urlpatterns as account_screens
 from routing.api.token_views import console_urlpatterns as token_screens
 from routing.availability.urls import console_urlpatterns as people_screens
 from routing.capture.urls import console_urlpatterns as capture_screens
+from routing.changes.urls import urlpatterns as change_screens
 from routing.dashboard.urls import urlpatterns as dashboard_screens
 from routing.governance.urls import urlpatterns as rule_screens
 from routing.integrations.urls import urlpatterns as integration_screens
@@ -31,6 +32,7 @@ console_urlpatterns = [
     *token_screens,
     *people_screens,
     *capture_screens,
+    *change_screens,
 ]
 
 urlpatterns = [

@@ -100,7 +100,7 @@ class ExceptionIncident(Clocked):
     # (restoring service comes first, as in PagerDuty and incident.io); the incident is "postmortem due" until
     # one is written, and overdue after postmortem_due_at.
     affected_share = models.FloatField(null=True, blank=True, help_text="0.05 = 5% of the period's leads.")
-    postmortem_required = models.BooleanField(default=False)
+    postmortem_required = models.BooleanField(default=False, db_default=False)
     postmortem_due_at = models.DateTimeField(null=True, blank=True)
     postmortem = models.TextField(blank=True, default="", db_default="")
     postmortem_written_at = models.DateTimeField(null=True, blank=True)

@@ -20,7 +20,8 @@ from routing.capture.services import (
     schema_version_retire,
     schema_version_retire_problem,
 )
-from routing.config_history import ChangeKind
+from routing.changes.history import ChangeKind
+from routing.changes.queues import ROUTING_FIELDS
 from routing.erasure import person_erase
 from routing.governance.forms import BoundedJSONField, DraftChecks
 from routing.governance.models import RulePromotion, RuleSignOff, RuleVersion
@@ -38,7 +39,6 @@ from routing.integrations.models import (
 from routing.integrations.signing import secret_generate, secret_problem
 from routing.integrations.targets import target_overlap_end, target_secret_replaced
 from routing.models import Lead, PersonalToken, Queue, QueueMembership, Rule, SchemaVersion, Source
-from routing.queue_changes import ROUTING_FIELDS
 from routing.text import refused_character
 from routing.tokens import personal_token_revoke
 
@@ -140,7 +140,7 @@ class SchemaVersionAdmin(admin.ModelAdmin):
 
 class MembershipInline(admin.TabularInline):
     """On a governed queue the members are shown, not edited: who is in, their weights and availability change
-    on the queue's settings screen, where the change is staged with its evidence (routing/queue_changes.py)."""
+    on the queue's settings screen, where the change is staged with its evidence (routing/changes/queues.py)."""
 
     model = QueueMembership
     extra = 0
@@ -184,7 +184,7 @@ class QueueAdminForm(PlainNameForm):
 
 @admin.register(Queue)
 class QueueAdmin(SimpleHistoryAdmin):
-    """On a governed queue the routing settings (queue_changes.ROUTING_FIELDS) and members are read-only here:
+    """On a governed queue the routing settings (changes.queues.ROUTING_FIELDS) and members are read-only here:
     they change on the console's settings screen, staged with evidence. Only superusers set or clear
     `governed`; turning it off needs a reason, and either way the change is audited with the save."""
 

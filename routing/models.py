@@ -195,7 +195,7 @@ class Queue(models.Model):
     # Catch-up's floor: the virtual time when the current distribution period began (written under the lock).
     period_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     period_virtual_time = models.FloatField(default=0.0, db_default=0.0, editable=False)
-    # Governed (routing/queue_changes.py): a console change to who gets its leads (members, caps, overflow,
+    # Governed (routing/changes/queues.py): a console change to who gets its leads (members, caps, overflow,
     # strategy, availability policy) is staged with its evidence on recent leads and applies once confirmed.
     governed = models.BooleanField(
         default=False, db_default=False, help_text="Routing changes are staged with evidence and confirmed."

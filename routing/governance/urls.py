@@ -15,9 +15,7 @@ urlpatterns = [
     path("rules/<int:pk>/", views.RuleDetailView.as_view(), name="rule"),
     path("rules/<int:pk>/edit/", views.RuleEditView.as_view(), name="rule-edit"),
     path("rules/<int:pk>/v<int:number>/", remediate_views.RuleVersionView.as_view(), name="rule-version"),
-    path(
-        "rules/<int:pk>/v<int:number>/reroute/", remediate_views.RerouteView.as_view(), name="rule-version-reroute"
-    ),
+    path("rules/<int:pk>/v<int:number>/reroute/", remediate_views.RerouteView.as_view(), name="rule-version-reroute"),
     path("rules/<int:pk>/<slug:action>/", views.RuleActionView.as_view(), name="rule-action"),
     path("leads/<int:pk>/", views.LeadView.as_view(), name="lead"),
 ]

@@ -165,7 +165,9 @@ class OutboxEvent(models.Model):
     replays = models.PositiveIntegerField(default=0, help_text="Times a person sent it back from the dead letters.")
     # The receiver's confirmation: at delivery (a 2xx) or, for a callback target, when it called back.
     confirmed_at = models.DateTimeField(null=True, blank=True)
-    confirmation = models.JSONField(default=dict, blank=True, help_text="The receipt: status code or callback body.")
+    confirmation = models.JSONField(
+        default=dict, db_default={}, blank=True, help_text="The receipt: status code or callback body."
+    )
     unconfirmed_at = models.DateTimeField(null=True, blank=True, help_text="When handoff_unconfirmed was opened.")
 
     class Meta:

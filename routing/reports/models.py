@@ -92,7 +92,7 @@ class Incident(models.Model):
     # reached HANDOFF_POSTMORTEM_THRESHOLD (exceptions.postmortems, as for the exception queues' incidents).
     # Resolving is never blocked; it is "postmortem due" until one is written, overdue after postmortem_due_at.
     affected_share = models.FloatField(null=True, blank=True, help_text="The report's variance: 0.05 = 5%.")
-    postmortem_required = models.BooleanField(default=False)
+    postmortem_required = models.BooleanField(default=False, db_default=False)
     postmortem_due_at = models.DateTimeField(null=True, blank=True)
     postmortem = models.TextField(blank=True, default="", db_default="")
     postmortem_written_at = models.DateTimeField(null=True, blank=True)

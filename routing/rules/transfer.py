@@ -1,7 +1,7 @@
 """`rules_import` / `rules_export`: owners, queues and rules as one document (README: Rules file).
 
-A file never changes a governed queue's routing (queue_changes.ROUTING_FIELDS and its members) at once: the
-change is staged through routing/queue_changes.py, with its evidence, as the person importing, and applies once
+A file never changes a governed queue's routing (changes.queues.ROUTING_FIELDS and its members) at once: the
+change is staged through routing/changes/queues.py, with its evidence, as the person importing, and applies once
 confirmed on the console. The queue's other settings, and its members' own hours and time off, apply as usual."""
 
 import datetime as dt
@@ -16,8 +16,7 @@ from django.urls import reverse
 from audit.models import AuditAction
 from audit.services import audit_record
 from routing.availability.services import availability_of_member, availability_sync
-from routing.models import DistributionPeriod, EveryoneAway, Queue, QueueMembership, ReturnPolicy, Rule, RuleStage
-from routing.queue_changes import (
+from routing.changes.queues import (
     ROUTING_FIELDS,
     QueueChangeError,
     may_change_queues,
@@ -27,6 +26,7 @@ from routing.queue_changes import (
     settings_of,
     staged_changes,
 )
+from routing.models import DistributionPeriod, EveryoneAway, Queue, QueueMembership, ReturnPolicy, Rule, RuleStage
 from routing.rules.changes import RELATED, ActorRequired, RuleChange, actor_problems, rule_changes, rule_changes_apply
 from routing.rules.contents import as_file, content_of, difference
 from routing.rules.document import RulesFileError, check_document
@@ -40,7 +40,7 @@ class GovernedQueueChange:
 
     where: str  # "queues[0] (Enterprise)"
     queue_id: int
-    proposal: dict  # as routing.queue_changes takes it: the queue's settings and members as they would be
+    proposal: dict  # as routing.changes.queues takes it: the queue's settings and members as they would be
     said: list[str]
     staged_id: int | None = None  # the staged change: made by this import, or the same one staged before
     already_staged: bool = False
@@ -267,7 +267,7 @@ def _hold_routing(queue: Queue, stored: dict) -> dict:
 
 
 def _governed_change(queue: Queue, index: int, routing: dict, members: list | None) -> GovernedQueueChange:
-    """The proposal (routing/queue_changes.py) a file's routing settings and members make for a governed
+    """The proposal (routing/changes/queues.py) a file's routing settings and members make for a governed
     queue, over its settings as now saved; `said` is empty when it changes nothing."""
     stored = Queue.objects.get(pk=queue.pk)
     wanted = Queue.objects.get(pk=queue.pk)

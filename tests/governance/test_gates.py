@@ -120,9 +120,7 @@ def test_an_inactive_owner_blocks_staging(draft, admin):
     draft.owner = UserFactory(username="gone", is_active=False)
     draft.save()
 
-    assert blocked(draft, RuleStage.STAGING, admin) == [
-        ("owner", inactive_owner_message(draft.owner))
-    ]
+    assert blocked(draft, RuleStage.STAGING, admin) == [("owner", inactive_owner_message(draft.owner))]
 
 
 def test_an_invalid_condition_blocks_staging_naming_where_it_is_wrong(draft, admin):

@@ -10,10 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditAction, AuditEvent
-from routing.config_history import ChangeKind, RestoreError, change_list, config_restore, url_shown
-from routing.integrations.models import DeliveryTarget, EnrichmentProvider
-from routing.models import AssignmentStrategy, Lead, LeadStatus, Queue, QueueMembership, Source
-from routing.queue_changes import (
+from routing.changes.history import ChangeKind, RestoreError, change_list, config_restore, url_shown
+from routing.changes.queues import (
     APPLIED,
     DISCARDED,
     STAGED,
@@ -27,6 +25,8 @@ from routing.queue_changes import (
     staged_changes,
     staged_get,
 )
+from routing.integrations.models import DeliveryTarget, EnrichmentProvider
+from routing.models import AssignmentStrategy, Lead, LeadStatus, Queue, QueueMembership, Source
 from tests.factories import (
     DeliveryTargetFactory,
     EnrichmentProviderFactory,
@@ -163,7 +163,7 @@ def test_admin_restores_a_provider_and_a_source(admin, ops_person):
 
     provider.refresh_from_db()
     source.refresh_from_db()
-    # Switched off stays off: whether it is in use is not a setting a restore undoes (config_history.NEVER_RESTORED).
+    # Switched off stays off: whether it is in use is not a setting a restore undoes (changes.history.NEVER_RESTORED).
     assert (provider.url, provider.is_active, provider.auth_value) == ("http://127.0.0.1:9/a", False, "Bearer new-key")
     assert (source.shares_lead_ids, source.schema_version, source.token_prefix) == (False, "", prefix)
     assert AuditEvent.objects.filter(action=AuditAction.CONFIG_RESTORED).count() == 2

@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from audit.models import AuditAction, AuditEvent
 from routing.availability.models import WorkingHours
+from routing.changes.queues import STAGED, queue_change_confirm, staged_changes
 from routing.models import AssignmentStrategy, Queue, QueueMembership
-from routing.queue_changes import STAGED, queue_change_confirm, staged_changes
 from routing.rules import ActorRequired, RulesFileError, rules_export, rules_import
 from tests.factories import MembershipFactory, QueueFactory, UserFactory
 

@@ -4,7 +4,7 @@ settings that would break routing later (second reader's findings on issue 19)."
 import pytest
 from django.test import Client
 
-from routing.config_history import ChangeKind, change_list, config_restore, url_shown
+from routing.changes.history import ChangeKind, change_list, config_restore, url_shown
 from routing.models import Queue
 from tests.factories import EnrichmentProviderFactory, QueueFactory, SourceFactory, UserFactory
 

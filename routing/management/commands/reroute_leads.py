@@ -44,8 +44,7 @@ class Command(BaseCommand):
             "--as",
             dest="as_user",
             metavar="USERNAME",
-            help="Who is doing this (recorded as the actor; the rule's owner or an admin). "
-            "Required unless --dry-run.",
+            help="Who is doing this (recorded as the actor; the rule's owner or an admin). Required unless --dry-run.",
         )
 
     def handle(self, *args, **options):

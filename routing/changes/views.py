@@ -1,7 +1,7 @@
 """Console screens for configuration changes: the change history of targets, providers, sources and queues
 (with their memberships), field by field; restoring an earlier version (admins); a queue's routing settings,
-and the changes staged on governed queues with their evidence. Thin: routing/config_history.py and
-routing/queue_changes.py decide and write; a refused action comes back as a message saying why."""
+and the changes staged on governed queues with their evidence. Thin: routing/changes/history.py and
+routing/changes/queues.py decide and write; a refused action comes back as a message saying why."""
 
 from django import forms
 from django.contrib import messages
@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views import View
 
 from exceptions.permissions import ConsoleAccessMixin
-from routing.config_history import (
+from routing.changes.history import (
     KIND_MODELS,
     RESTORABLE_KINDS,
     ChangeKind,
@@ -22,8 +22,7 @@ from routing.config_history import (
     config_restore,
     may_restore,
 )
-from routing.models import Queue
-from routing.queue_changes import (
+from routing.changes.queues import (
     ROUTING_FIELDS,
     STAGED,
     QueueChangeError,
@@ -37,6 +36,7 @@ from routing.queue_changes import (
     staged_changes,
     staged_get,
 )
+from routing.models import Queue
 
 
 class ChangeFilter(forms.Form):

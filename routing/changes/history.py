@@ -5,7 +5,7 @@ object to an earlier version.
 The history rows are django-simple-history's. Secrets are excluded from those tables (the models'
 `excluded_fields`), so they can be neither shown nor restored: a restore keeps the current secret. Only
 fields a person edits are restored, never state the system keeps (a source's token prefix, counters).
-A queue's restore goes through routing/queue_changes.py, which brings its memberships back as they were
+A queue's restore goes through routing/changes/queues.py, which brings its memberships back as they were
 and stages the change when the queue is governed."""
 
 import datetime as dt
@@ -231,7 +231,7 @@ def version_get(*, kind: str, history_id: int):
 
 def config_restore(*, kind: str, history_id: int, by):
     """Put a target, provider or source back as it was in version `history_id` (a queue: use
-    queue_changes.queue_restore, which also restores memberships). Secrets stay as they are now. Written with
+    changes.queues.queue_restore, which also restores memberships). Secrets stay as they are now. Written with
     its CONFIG_RESTORED audit event in one transaction; the history gets a new row by `by`. Returns the object."""
     if not may_restore(by):
         raise PermissionDenied("Only admins restore an earlier configuration.")

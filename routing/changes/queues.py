@@ -26,7 +26,7 @@ from audit.models import AuditAction, AuditEvent
 from audit.services import audit_record
 from routing.availability.schedule import Schedule
 from routing.availability.selectors import schedules_for
-from routing.config_history import (
+from routing.changes.history import (
     ChangeKind,
     RestoreError,
     ValueLabels,
