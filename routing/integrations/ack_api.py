@@ -83,8 +83,9 @@ class DeliveryAckView(APIView):
         description="For delivery targets that confirm by callback: `{id}` is the delivery's `webhook-id` (the "
         "UUID in the delivery's `webhook-id` header and body `id`), or its number (the `id` of the lead API's "
         "`deliveries`). Sign the raw body as Handoff signs its deliveries (Standard Webhooks: "
-        "`webhook-id` of your choice, `webhook-timestamp` now, `webhook-signature: v1,<base64 HMAC-SHA256 of "
-        '"<id>.<timestamp>.<body>">`). Sending the same outcome again answers 200 and changes nothing.',
+        "`webhook-id` the delivery's own webhook-id, `webhook-timestamp` now, "
+        '`webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`). '
+        "Sending the same outcome again answers 200 and changes nothing.",
         auth=[],
     )
     def post(self, request, pk: str):

@@ -65,6 +65,12 @@ def event_deliver(*, event_id: int) -> OutboxEvent | None:
 def _attempt(event: OutboxEvent) -> OutboxEvent | None:
     event_id = event.pk
     now = timezone.now()
+    if event.confirmed_at is not None:
+        # The receiver confirmed it by callback (it has the lead) while an earlier attempt failed: stop sending.
+        OutboxEvent.objects.filter(pk=event_id, status=OutboxStatus.PENDING).update(
+            status=OutboxStatus.DELIVERED, delivered_at=now
+        )
+        return None
     lease_until = now + dt.timedelta(seconds=event.target.timeout_seconds + LEASE_MARGIN_SECONDS)
     claimed = OutboxEvent.objects.filter(
         pk=event_id, status=OutboxStatus.PENDING, next_attempt_at__lte=now, attempts=event.attempts
@@ -105,6 +111,11 @@ def _record(event: OutboxEvent, answer: Answer) -> OutboxEvent:
         replay=event.replays > 0,
     )
     still_ours = OutboxEvent.objects.filter(pk=event.pk, status=OutboxStatus.PENDING, attempts=event.attempts)
+    if not answer.ok and OutboxEvent.objects.filter(pk=event.pk, confirmed_at__isnull=False).exists():
+        # Confirmed by callback while this attempt failed (a timeout the receiver outlived): never dead-lettered.
+        still_ours.update(status=OutboxStatus.DELIVERED, delivered_at=now, last_error=answer.error)
+        event.refresh_from_db()
+        return event
     if answer.ok:
         # A 2xx is the handoff's confirmation too, unless the target confirms by calling back (handoff.py).
         receipt = delivery_receipt(target=event.target, status_code=answer.status_code, at=now)

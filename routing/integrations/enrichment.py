@@ -170,6 +170,13 @@ def _claim(lead_id: int, provider: EnrichmentProvider) -> tuple[str, Lead | None
     now = timezone.now()
     if lead.enrich_after is not None and lead.enrich_after > now:
         return WAIT, None
+    if lead.enrichment_attempts >= provider.max_attempts:
+        # Its attempts ran out without an answer being stored (a crash between call and write): it routes on
+        # what it has, as after the last failed attempt, rather than ask the provider for ever.
+        Lead.objects.filter(pk=lead_id, enrichment_status__isnull=True).update(
+            enrichment_status=EnrichmentStatus.FAILED, enrich_after=None
+        )
+        return READY, None
     lease = now + dt.timedelta(seconds=provider.timeout_seconds + LEASE_MARGIN_SECONDS)
     claimed = Lead.objects.filter(
         Q(enrich_after__isnull=True) | Q(enrich_after__lte=now),
@@ -233,11 +240,11 @@ def _kept_extras(extra: dict) -> dict:
     MAX_EXTRA_TEXT_CHARS, under short keys, at most MAX_EXTRA_KEYS; `dropped` counts the rest."""
     kept = {}
     for key, value in extra.items():
-        if len(kept) >= MAX_EXTRA_KEYS or len(key) > MAX_EXTRA_KEY_CHARS or key in OWN_KEYS:
-            continue
+        if len(kept) >= MAX_EXTRA_KEYS or len(key) > MAX_EXTRA_KEY_CHARS or key in OWN_KEYS or "\x00" in key:
+            continue  # PostgreSQL stores no NUL in JSON: one would fail the whole batch's write
         if value is None or isinstance(value, bool | int | float):
             kept[key] = value
-        elif isinstance(value, str) and len(value) <= MAX_EXTRA_TEXT_CHARS:
+        elif isinstance(value, str) and len(value) <= MAX_EXTRA_TEXT_CHARS and "\x00" not in value:
             kept[key] = value
     if len(kept) < len(extra):
         kept["dropped"] = len(extra) - len(kept)

@@ -220,6 +220,12 @@ def ack_signature_check(*, event: OutboxEvent, headers, body: bytes, now: dt.dat
             f"Sign the callback: {signing.ID_HEADER}, {signing.STANDARD_TIMESTAMP_HEADER} and "
             f"{signing.STANDARD_SIGNATURE_HEADER} (Standard Webhooks, with the target's secret)."
         )
+    # The id signed is the delivery's own: an ack captured for one delivery cannot confirm another of the target.
+    if msg_id != str(event.idempotency_key):
+        raise AckRefused(
+            f"{signing.ID_HEADER} must be this delivery's webhook-id ({event.idempotency_key}), the one it was "
+            "delivered with: sign the callback with it."
+        )
     if not (stamp.isascii() and stamp.isdigit()) or len(stamp) > 12:
         raise AckRefused(f"{signing.STANDARD_TIMESTAMP_HEADER} must be Unix seconds.")
     if abs(now.timestamp() - int(stamp)) > ACK_TOLERANCE_SECONDS:
@@ -287,6 +293,7 @@ def handoffs_unconfirmed_sweep(*, now: dt.datetime | None = None, limit: int = S
     )
     overdue = OutboxEvent.objects.filter(
         event_type__in=HANDOFF_EVENTS,
+        target__is_active=True,  # a target switched off confirms nothing more: its handoffs are not awaited
         status__in=[OutboxStatus.PENDING, OutboxStatus.DELIVERED],
         lead__isnull=False,
         confirmed_at__isnull=True,

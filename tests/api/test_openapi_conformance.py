@@ -400,7 +400,9 @@ def _drive_delivery_ack(anonymous, objects):
 
     def signed(event, body: dict | str):
         raw = (body if isinstance(body, str) else json.dumps(body)).encode()
-        headers = standard_headers(msg_id="ack-1", timestamp=int(time.time()), body=raw, secrets=[event.target.secret])
+        headers = standard_headers(
+            msg_id=str(event.idempotency_key), timestamp=int(time.time()), body=raw, secrets=[event.target.secret]
+        )
         meta = {"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()}
         return anonymous.post(f"/api/v1/deliveries/{event.pk}/ack/", raw, content_type="application/json", **meta)
 

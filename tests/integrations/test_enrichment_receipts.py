@@ -355,3 +355,21 @@ def test_when_the_rate_recovers_the_incident_resolves_and_its_items_stay_with_pe
     assert "100 of 100 calls" in incident.resolution_note
     item.refresh_from_db()
     assert (item.status, item.incident_id) == (ExceptionStatus.OPEN, None)  # the lead still needs a person
+
+
+def test_a_nul_in_an_answers_other_values_is_dropped_and_the_lead_still_settles(provider, fake_target):
+    """PostgreSQL keeps no NUL in JSON: kept, it failed the batch's write, lost its receipts, and the lead was
+    asked again for ever (second reader's F1)."""
+    lead = LeadFactory(company_size=None)
+    fake_target.script = [answer({"industry": "a\x00b", "ta\x00g": "x", "company_size": 5})]
+    assert lead_enrich(lead_id=lead.pk, provider=provider) == READY
+    lead.refresh_from_db()
+    assert (lead.enrichment_status, lead.company_size) == (EnrichmentStatus.ENRICHED, 5)
+    assert EnrichmentReceipt.objects.filter(lead=lead, outcome=EnrichmentOutcome.OK).count() == 1
+
+
+def test_a_lead_whose_attempts_ran_out_unrecorded_routes_on_what_it_has(provider):
+    lead = LeadFactory(enrichment_attempts=provider.max_attempts)
+    assert lead_enrich(lead_id=lead.pk, provider=provider) == READY
+    lead.refresh_from_db()
+    assert lead.enrichment_status == EnrichmentStatus.FAILED

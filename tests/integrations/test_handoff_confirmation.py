@@ -11,6 +11,7 @@ import datetime as dt
 import json
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from rest_framework.test import APIClient
 from standardwebhooks import Webhook
@@ -84,9 +85,24 @@ def delivered(event) -> OutboxEvent:
     return result
 
 
-def ack(event_ref, target, body, *, secret=None, at=None, msg_id="callback-1", sign=True):
-    """The receiver's callback: the raw body signed with the target's secret by the standardwebhooks library."""
+def webhook_id_of(event_ref) -> str:
+    """The webhook-id the delivery was sent with (what a receiver signs its callback with)."""
+    ref = str(event_ref)
+    events = OutboxEvent.objects.filter(pk=int(ref)) if ref.isdigit() and len(ref) < 12 else None
+    if events is None:
+        try:
+            events = OutboxEvent.objects.filter(idempotency_key=ref)
+        except ValidationError:
+            return "callback-1"
+    event = events.first()
+    return str(event.idempotency_key) if event else "callback-1"
+
+
+def ack(event_ref, target, body, *, secret=None, at=None, msg_id=None, sign=True):
+    """The receiver's callback: the raw body signed with the target's secret by the standardwebhooks library,
+    with the delivery's own webhook-id unless told otherwise."""
     raw = json.dumps(body).encode() if not isinstance(body, bytes) else body
+    msg_id = msg_id or webhook_id_of(event_ref)
     headers = {}
     if sign:
         at = at or timezone.now()
@@ -245,7 +261,7 @@ def test_bad_bodies_are_400_saying_what_to_fix(sales, engage):
 def test_the_same_ack_twice_is_200_and_changes_nothing(sales, engage):
     event = delivered(event_of(routed_lead(), engage))
     first = ack(event.pk, engage, {"status": "processed", "reference": "ENG-1"})
-    again = ack(event.pk, engage, {"status": "processed", "reference": "ENG-1"}, msg_id="callback-2")
+    again = ack(event.pk, engage, {"status": "processed", "reference": "ENG-1"})
     assert (first.status_code, again.status_code) == (200, 200)
     assert (first.json()["repeated"], again.json()["repeated"]) == (False, True)
     assert again.json()["confirmed_at"] == first.json()["confirmed_at"]
@@ -448,3 +464,27 @@ def test_the_beat_task_runs_the_sweep(sales, engage):
     OutboxEvent.objects.filter(lead=lead).update(created_at=timezone.now() - dt.timedelta(minutes=16))
     assert handoffs_unconfirmed() == 1
     assert unconfirmed_items(lead).count() == 1
+
+
+def test_an_ack_signed_for_one_delivery_cannot_confirm_another_of_the_same_target(sales, engage):
+    first, second = (delivered(event_of(routed_lead(), engage)) for _ in range(2))
+    body = {"status": "processed", "reference": "ENG-A"}
+    captured = ack(second.pk, engage, body, msg_id=str(first.idempotency_key))
+    assert captured.status_code == 401
+    assert "must be this delivery's webhook-id" in captured.json()["detail"]
+    second.refresh_from_db()
+    assert second.confirmed_at is None
+
+
+def test_a_delivery_confirmed_by_callback_is_never_dead_lettered_by_a_failing_attempt(sales, engage, fake_target):
+    """The receiver acked while our request failed (it outlived our timeout): it has the lead, so no retry and no
+    delivery_failed (second reader's F3)."""
+    engage.max_attempts = 1
+    engage.save()
+    event = event_of(routed_lead(), engage)
+    assert ack(event.pk, engage, {"status": "processed", "reference": "ENG-5"}).status_code == 200
+    fake_target.script = [status(500)]
+    event_deliver(event_id=event.pk)
+    event.refresh_from_db()
+    assert event.status == OutboxStatus.DELIVERED and event.confirmed_at is not None
+    assert not ExceptionItem.objects.filter(reason=ExceptionReason.DELIVERY_FAILED).exists()
