@@ -84,6 +84,9 @@ ORDINARY_TABLES = frozenset(
         "routing_rulenotice",
         "routing_rulesignoff",
         "routing_signoffreminder",
+        # Routing experiments and the leads each enrolled.
+        "routing_experiment",
+        "routing_experimentlead",
         # Delivery and enrichment.
         "routing_outboxevent",
         "routing_deliveryattempt",

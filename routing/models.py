@@ -489,9 +489,18 @@ class Lead(models.Model):
     enrich_after = models.DateTimeField(null=True, blank=True)  # the next attempt's time (and a claim's lease)
     # Set once every delivery target subscribed to its assignment confirmed it (routing/integrations/handoff.py).
     handed_off_at = models.DateTimeField(null=True, blank=True)
+    # When the CRM says the lead converted (an attribution upload's stage; routing/reports/attribution.py).
+    converted_at = models.DateTimeField(null=True, blank=True)
     history = HistoricalRecords(
         get_user=history_person,
-        excluded_fields=["requeue_after", "requeue_count", "enrichment_attempts", "enrich_after", "handed_off_at"],
+        excluded_fields=[
+            "requeue_after",
+            "requeue_count",
+            "enrichment_attempts",
+            "enrich_after",
+            "handed_off_at",
+            "converted_at",
+        ],
     )
 
     # What the rules engine reads: every lead field a condition may name, plus the attributes object.
@@ -571,6 +580,7 @@ from routing.dashboard.models import (  # noqa: E402,F401
     LatencyBucket,
     RollupDay,
 )
+from routing.experiments.models import Experiment, ExperimentLead  # noqa: E402,F401
 from routing.governance.models import (  # noqa: E402,F401  (models of the routing app kept in their own module)
     ReplayRun,
     RulePromotion,
