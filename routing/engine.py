@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from routing.conditions import compile_first_match, fields_read, read_field
+from routing.experiments.models import Experiment, ExperimentStatus
 from routing.models import Rule, RuleSetGeneration, RuleVersion
 
 CONTACT_FIELDS = ("email", "phone")
@@ -86,15 +87,46 @@ def candidate_versions():
 
 
 @dataclass(frozen=True)
+class ExperimentSet:
+    """The running experiment (routing/experiments): production with the rule's candidate version in its place."""
+
+    id: int
+    rule_id: int
+    percent: int
+    seed: str
+    candidate: RuleSet
+
+
+@dataclass(frozen=True)
 class RuleSets:
     production: RuleSet
     shadow: RuleSet | None  # None while no rule has a staging version
+    experiment: ExperimentSet | None = None  # None while no experiment runs
+
+
+def _experiment_set(experiment_id: int | None, production: RuleSet) -> ExperimentSet | None:
+    experiment = (
+        Experiment.objects.filter(pk=experiment_id, status=ExperimentStatus.RUNNING).select_related("candidate").first()
+        if experiment_id
+        else None
+    )
+    if experiment is None:
+        return None
+    versions = [v for v in production.versions if v.rule_id != experiment.rule_id] + [experiment.candidate]
+    return ExperimentSet(
+        id=experiment.pk,
+        rule_id=experiment.rule_id,
+        percent=experiment.percent,
+        seed=experiment.seed,
+        candidate=RuleSet(versions),
+    )
 
 
 _cache_lock = threading.Lock()
 _FINGERPRINT_SQL = (
     f"SELECT (SELECT value FROM {RuleSetGeneration._meta.db_table} WHERE id = 1), count(*), max(updated_at), "
-    f"count(staging_version_id) FROM {Rule._meta.db_table}"
+    f"count(staging_version_id), (SELECT max(id) FROM {Experiment._meta.db_table} "
+    f"WHERE status = '{ExperimentStatus.RUNNING}') FROM {Rule._meta.db_table}"
 )
 _cached: tuple[tuple, RuleSets] | None = None
 
@@ -102,7 +134,7 @@ _cached: tuple[tuple, RuleSets] | None = None
 def routing_rulesets() -> RuleSets:
     """The production and shadow sets, compiled. One cheap query per call tells whether any rule changed:
     the rule set generation (moved by every rule write when it commits), with the rules' count and newest
-    change."""
+    change, and the running experiment."""
     global _cached
     with connection.cursor() as cursor:
         cursor.execute(_FINGERPRINT_SQL)
@@ -112,7 +144,7 @@ def routing_rulesets() -> RuleSets:
             return _cached[1]
     production = RuleSet(production_versions())
     shadow = RuleSet(candidate_versions()) if fingerprint[3] else None
-    sets = RuleSets(production=production, shadow=shadow)
+    sets = RuleSets(production=production, shadow=shadow, experiment=_experiment_set(fingerprint[4], production))
     with _cache_lock:
         _cached = (fingerprint, sets)
     return sets

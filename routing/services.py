@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from audit.models import AuditAction
 from audit.services import audit_event
-from exceptions.incidents import Cause, enrichment_cause, no_rule_cause
-from exceptions.models import ExceptionIncident, ExceptionItem, ExceptionReason, ExceptionStatus
+from exceptions.incidents import Cause, enrichment_cause, enrichment_incident_open, no_rule_cause
+from exceptions.models import ExceptionItem, ExceptionReason
 from exceptions.services import Opening, exceptions_open
 from routing.accounts.identity import (
     leads_link_identities,
@@ -27,12 +27,14 @@ from routing.accounts.leads import Availability, leads_match_accounts
 from routing.assignment import Pick, pick_assignees
 from routing.bulk import bulk_insert
 from routing.engine import CONTACT_FIELDS, CompiledRule, Match, RuleSets, routing_rulesets
+from routing.experiments.arms import Evaluated, leads_split
+from routing.experiments.models import Arm
 from routing.governance.models import ShadowDecision
 from routing.integrations import events as integration_events
 from routing.integrations.models import EnrichmentStatus
 from routing.lead_store import leads_assignment_write
 from routing.models import Lead, LeadStatus, Queue
-from routing.queue_owners import auto_queue_defaults
+from routing.queue_owners import enrichment_review_queue
 
 logger = logging.getLogger(__name__)
 MAX_REQUEUE_DOUBLINGS = 5
@@ -100,6 +102,7 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
         unroutable: list[Unroutable] = []  # what goes to a person, written together at the end
         queues: dict[int, Queue] = {}
         outage: bool | None = None  # an enrichment incident open (routing/integrations/enrichment_health.py)
+        evaluated = []  # leads the rules were evaluated on, decided once the experiment has split them
         for lead in leads:
             # The lead's account and person, found before any rule reads them (routing/accounts).
             account, identity = accounts[lead.pk], identities[lead.pk]
@@ -129,7 +132,8 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
                 )
                 continue
             if lead.enrichment_status == EnrichmentStatus.FAILED and outage is None:
-                outage = _enrichment_outage_open()  # read once per batch, and only when a lead's enrichment failed
+                # Read once per batch, and only when a lead's enrichment failed.
+                outage = enrichment_incident_open() is not None
             if lead.enrichment_status == EnrichmentStatus.FAILED and (_needs_review(lead) or outage):
                 unroutable.append(
                     Unroutable(
@@ -153,14 +157,32 @@ def _route_batch(lead_ids, rulesets: RuleSets, skip_locked: bool, *, wait_for_pe
             match = ruleset.evaluate(view)
             if rulesets.shadow is not None:
                 shadows.append(_shadow_decision(lead, match, rulesets.shadow.evaluate(view), at=now))
+            trial = rulesets.experiment.candidate.evaluate(view) if rulesets.experiment is not None else None
+            evaluated.append((lead, match, trial, found, known, account, identity))
+        # The running experiment enrols the leads its rule concerns and says which arm routes each.
+        splits = (
+            leads_split(
+                experiment=rulesets.experiment,
+                evaluated=[Evaluated(lead, match, trial) for lead, match, trial, *_ in evaluated],
+                at=now,
+            )
+            if rulesets.experiment is not None
+            else {}
+        )
+        for lead, match, _trial, found, known, account, identity in evaluated:
             inputs = {**match.inputs, **found}
+            if lead.pk in splits:
+                split = splits[lead.pk]
+                match = split.match
+                inputs = {**match.inputs, **found, "experiment": {"id": rulesets.experiment.id, "arm": split.arm}}
             if match.rule is None:
                 unroutable.append(
                     Unroutable(
                         lead,
                         reason=ExceptionReason.NO_MATCHING_RULE,
                         inputs=inputs,
-                        detail=f"None of the {len(ruleset)} production rules matched.",
+                        detail=f"None of the {len(ruleset)} production rules matched."
+                        + (" (The experiment's candidate arm routed it.)" if _candidate_arm(inputs) else ""),
                         known_person=known,
                         cause=no_rule_cause(
                             source_id=lead.origin_id, source_name=lead.origin.name if lead.origin else "no source"
@@ -313,6 +335,10 @@ def _shadow_decision(lead: Lead, production: Match, shadow: Match, *, at) -> Sha
     )
 
 
+def _candidate_arm(inputs: dict) -> bool:
+    return (inputs.get("experiment") or {}).get("arm") == Arm.CANDIDATE
+
+
 def lead_fail_routing(*, lead_id: int, error: str) -> Lead | None:
     """Routing raised something retrying will not fix: put the lead in front of a person, not in limbo."""
     with transaction.atomic():
@@ -329,25 +355,10 @@ def _needs_review(lead: Lead) -> bool:
     return lead.intent_score is not None and lead.intent_score > settings.HANDOFF["ENRICHMENT_REVIEW_INTENT"]
 
 
-def _enrichment_outage_open() -> bool:
-    """An enrichment incident is open: every lead whose enrichment failed goes to a person, whatever its intent."""
-    return (
-        ExceptionIncident.objects.filter(cause=enrichment_cause().key).exclude(status=ExceptionStatus.RESOLVED).exists()
-    )
-
-
 def _invalid_detail(lead: Lead) -> str:
     invalid = ((lead.attributes or {}).get("enrichment") or {}).get("invalid") or {}
     wrong = "; ".join(f"{name}: {message}" for name, message in sorted(invalid.items())) or "(not recorded)"
     return f"The enrichment provider answered values intake refuses, so none of those were stored: {wrong}"[:2000]
-
-
-def enrichment_review_queue() -> Queue:
-    """Where high-intent leads go when enrichment failed: a person reviews them within 30 minutes."""
-    queue, _ = Queue.objects.get_or_create(
-        name=settings.HANDOFF["ENRICHMENT_REVIEW_QUEUE"], defaults=auto_queue_defaults(ack_sla_minutes=30)
-    )
-    return queue
 
 
 @dataclass(frozen=True)
