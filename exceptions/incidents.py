@@ -64,6 +64,14 @@ def enrichment_cause() -> Cause:
     return Cause(str(ExceptionReason.ENRICHMENT_FAILED), "Enrichment fails for high-intent leads")
 
 
+def enrichment_incident_open() -> ExceptionIncident | None:
+    """The open enrichment incident (the provider below its success target, or its failures gathered), if any:
+    while one is open, no lead waits for the provider and every failed enrichment goes to a person."""
+    return (
+        ExceptionIncident.objects.filter(cause=enrichment_cause().key).exclude(status=ExceptionStatus.RESOLVED).first()
+    )
+
+
 def no_rule_cause(*, source_id: int | None, source_name: str) -> Cause:
     return Cause(
         f"{ExceptionReason.NO_MATCHING_RULE}:{source_id or 'none'}",
@@ -122,7 +130,7 @@ def incidents_gather(*, causes: dict[str, str], at: dt.datetime) -> None:
             owner = {"assignee": incident.assignee_id} if incident.assignee_id else {}  # whoever took it takes them
             joining.update(incident=incident, **owner, version=F("version") + 1)
         if opened:  # once its items are in: the notification lists them
-            _notify(incident, NotificationKind.INCIDENT, recipient_id=None, at=at)
+            incident_notify(incident, NotificationKind.INCIDENT, recipient_id=None, at=at)
 
 
 def _join_acknowledged(incident: ExceptionIncident, rows: list[tuple], at: dt.datetime) -> None:
@@ -293,11 +301,11 @@ def _sweep_one(incident: ExceptionIncident, now: dt.datetime) -> int:
                 for pk in items.values_list("pk", flat=True)
             )
         else:
-            _notify(incident, kind, recipient_id=recipient, at=now)
+            incident_notify(incident, kind, recipient_id=recipient, at=now)
     return 1
 
 
-def _notify(incident: ExceptionIncident, kind: str, *, recipient_id: int | None, at: dt.datetime) -> None:
+def incident_notify(incident: ExceptionIncident, kind: str, *, recipient_id: int | None, at: dt.datetime) -> None:
     """One notification about the incident (its items listed, the first few), once per kind."""
     items = ExceptionItem.objects.filter(incident=incident)
     ids = list(items.order_by("id").values_list("pk", flat=True)[:NOTIFICATION_LISTED_ITEMS])

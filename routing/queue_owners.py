@@ -72,3 +72,12 @@ def unreached_problem(queue: Queue, level: int) -> str:
     """The text an item carries when its level-`level` escalation reached nobody (fits escalation_problem)."""
     who = "owner" if level == 1 else "escalation contact or owner"
     return f"Level {level} escalation reached nobody: queue {queue.name} has no active {who}."[:200]
+
+
+def enrichment_review_queue() -> Queue:
+    """Where high-intent leads go when enrichment failed (and every lead during an enrichment incident, or whose
+    enrichment answer was invalid): a person reviews them within 30 minutes."""
+    queue, _ = Queue.objects.get_or_create(
+        name=settings.HANDOFF["ENRICHMENT_REVIEW_QUEUE"], defaults=auto_queue_defaults(ack_sla_minutes=30)
+    )
+    return queue

@@ -28,8 +28,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from pydantic import ValidationError
 
-from exceptions.incidents import enrichment_cause
-from exceptions.models import ExceptionIncident, ExceptionStatus
+from exceptions.incidents import enrichment_incident_open
 from routing.dispatch import Lane, enrichment_enqueue
 from routing.intake import LeadIn, validation_errors
 from routing.integrations import http
@@ -99,7 +98,7 @@ def leads_enrich(*, lead_ids: Sequence[int], provider: EnrichmentProvider | None
     # Only the HTTP calls run in threads; every database read and write stays on this thread's connection.
     with ThreadPoolExecutor(max_workers=min(len(claimed), settings.HANDOFF["ENRICHMENT_CONCURRENCY"])) as pool:
         calls = list(pool.map(lambda lead: (timezone.now(), _ask(provider, lead)), claimed))
-    outage = enrichment_outage_open()
+    outage = enrichment_incident_open() is not None
     receipts = []
     for lead, (asked_at, answer) in zip(claimed, calls, strict=True):
         state, receipt = _settle(lead, answer, provider, lane, outage=outage)
@@ -110,14 +109,6 @@ def leads_enrich(*, lead_ids: Sequence[int], provider: EnrichmentProvider | None
     EnrichmentReceipt.objects.bulk_create(receipts)
     _breaker_record(provider, [answer.ok and isinstance(answer.body, dict) for _, answer in calls])
     return ready
-
-
-def enrichment_outage_open() -> bool:
-    """Is an enrichment incident open (the provider below its success target, or its failures gathered)? Then
-    no lead waits for the provider (enrichment_health.py)."""
-    return (
-        ExceptionIncident.objects.filter(cause=enrichment_cause().key).exclude(status=ExceptionStatus.RESOLVED).exists()
-    )
 
 
 def provider_down(provider: EnrichmentProvider) -> bool:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from audit.models import AuditAction
 from audit.services import audit_record
 from exceptions import alerts
-from exceptions.incidents import _notify, enrichment_cause
+from exceptions.incidents import enrichment_cause, enrichment_incident_open, incident_notify
 from exceptions.models import (
     UNRESOLVED,
     ExceptionIncident,
@@ -35,8 +35,8 @@ from exceptions.models import (
 )
 from exceptions.services import exception_due_times
 from routing.integrations.models import EnrichmentOutcome, EnrichmentProvider, EnrichmentReceipt, EnrichmentStatus
-from routing.models import Lead, LeadStatus, Queue
-from routing.queue_owners import auto_queue_defaults
+from routing.models import Lead, LeadStatus
+from routing.queue_owners import enrichment_review_queue
 
 logger = logging.getLogger(__name__)
 HOUR = dt.timedelta(hours=1)
@@ -130,7 +130,7 @@ def enrichment_health_check(*, provider: EnrichmentProvider | None, now: dt.date
     the rate is back; while an enrichment incident is open, stop the leads waiting too long for the provider."""
     now = now or timezone.now()
     target = settings.HANDOFF["ENRICHMENT_SUCCESS_TARGET"]
-    incident = _open_incident()
+    incident = enrichment_incident_open()
     figures = last_hour(provider=provider, now=now) if provider is not None else None
     below = (
         figures is not None
@@ -168,19 +168,6 @@ def leads_stop_waiting(*, now: dt.datetime) -> list[int]:
     return waiting
 
 
-def _open_incident() -> ExceptionIncident | None:
-    cause = enrichment_cause().key
-    return ExceptionIncident.objects.filter(cause=cause).exclude(status=ExceptionStatus.RESOLVED).first()
-
-
-def _review_queue() -> Queue:
-    # The queue routing sends failed enrichments to (routing.services.enrichment_review_queue, a sibling module).
-    queue, _ = Queue.objects.get_or_create(
-        name=settings.HANDOFF["ENRICHMENT_REVIEW_QUEUE"], defaults=auto_queue_defaults(ack_sla_minutes=30)
-    )
-    return queue
-
-
 def _describe(figures: Figures) -> str:
     return f"{figures.ok} of {figures.calls} calls answered in the last hour ({figures.success:.1%})"
 
@@ -190,7 +177,7 @@ def _incident_open(
 ) -> tuple[ExceptionIncident | None, bool]:
     """The enrichment incident, opened now (audited, alerted, the queue notified), and True; or the one another
     check or an outage's items opened meanwhile, and False."""
-    queue = _review_queue()
+    queue = enrichment_review_queue()
     ack_due_at, resolve_due_at = exception_due_times(queue=queue, start=now)
     target = settings.HANDOFF["ENRICHMENT_SUCCESS_TARGET"]
     title = f"{TITLE} ({target:.0%}): {provider.name}, {_describe(figures)}"
@@ -221,9 +208,9 @@ def _incident_open(
                 },
             )
             alerts.alert_incident_opened(incident=incident)
-            _notify(incident, NotificationKind.INCIDENT, recipient_id=None, at=now)
+            incident_notify(incident, NotificationKind.INCIDENT, recipient_id=None, at=now)
     except IntegrityError:
-        return _open_incident(), False
+        return enrichment_incident_open(), False
     logger.error("Enrichment incident #%s opened: %s", incident.pk, title)
     return incident, True
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from exceptions.services import triage_queue
-from routing.services import enrichment_review_queue
+from routing.queue_owners import enrichment_review_queue
 from tests.conftest import ROOT
 from tests.factories import QueueFactory, UserFactory
 
