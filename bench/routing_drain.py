@@ -8,7 +8,10 @@ machine load. The floor writes what routing writes for an assigned lead, with no
 objects: one UPDATE of the leads from a VALUES list, one INSERT … SELECT of their history rows, one multi-row
 INSERT of their decisions and one of their outbox rows.
 
-    .venv/bin/python bench/routing_drain.py [--leads 20000] [--batch 250]
+With --experiment, a third of the batches route while an experiment runs on the first rule (its candidate
+differs only in SLA, so both arms assign alike): what enrolling costs, beside the same run's plain batches.
+
+    .venv/bin/python bench/routing_drain.py [--leads 20000] [--batch 250] [--experiment]
 """
 
 import argparse
@@ -93,6 +96,7 @@ def main():
         "--leads", type=int, default=sized(20000, 500), help="leads in all (half routed, half the floor)"
     )
     parser.add_argument("--batch", type=int, default=250, help="leads per routing task")
+    parser.add_argument("--experiment", action="store_true", help="also route batches while an experiment runs")
     args = parser.parse_args()
 
     recreate_database()
@@ -108,15 +112,18 @@ def main():
     assignees = list(QueueMembership.objects.filter(queue_id=rule.queue_id).values_list("user_id", flat=True))
     batches = [ids[i : i + args.batch] for i in range(0, len(ids), args.batch)]
     leads_route(lead_ids=batches[0][:10], rulesets=rulesets)  # warm: connection, compiled rules, caches
+    trial = experiment_start(rule) if args.experiment else None
 
     product = {"leads": 0, "wall": 0.0, "cpu": 0.0}
     floor = {"leads": 0, "wall": 0.0, "cpu": 0.0}
+    experiment = {"leads": 0, "wall": 0.0, "cpu": 0.0}
+    kinds = [product, floor, experiment] if trial else [product, floor]
     outcomes: dict[str, int] = {}
     for n, batch in enumerate(batches):
-        target = product if n % 2 == 0 else floor
+        target = kinds[n % len(kinds)]
         wall, cpu = time.perf_counter(), time.process_time()
-        if target is product:
-            for lead in leads_route(lead_ids=batch, rulesets=rulesets):
+        if target is not floor:
+            for lead in leads_route(lead_ids=batch, rulesets=trial if target is experiment else rulesets):
                 outcomes[lead.status] = outcomes.get(lead.status, 0) + 1
         else:
             floor_route(batch, assignees, rule.queue_id, rule.pk)
@@ -138,6 +145,43 @@ def main():
     )
     print(f"floor (raw SQL, same writes): {floor_rate:,.0f} leads/s, {floor['cpu'] / floor['leads'] * 1e6:,.0f} µs CPU")
     print(f"product / floor: {rate / floor_rate:.0%}")
+    if trial:
+        from routing.experiments.models import ExperimentLead
+
+        enrolled = ExperimentLead.objects.count()
+        experiment_rate = experiment["leads"] / experiment["wall"]
+        print(
+            f"with an experiment running: {experiment_rate:,.0f} leads/s, "
+            f"{experiment['cpu'] / experiment['leads'] * 1e6:,.0f} µs CPU per lead, {enrolled} leads enrolled; "
+            f"against plain batches: {experiment_rate / rate:.0%}"
+        )
+
+
+def experiment_start(rule):
+    """An experiment on `rule`: a staging version that differs only in SLA, half the leads; the rule sets with it."""
+    from django.utils import timezone
+
+    from routing.engine import routing_rulesets
+    from routing.experiments.models import Experiment
+    from routing.models import RuleVersion
+
+    live = rule.production_version
+    fields = {
+        f.name: getattr(live, f.name) for f in RuleVersion._meta.concrete_fields if f.name not in ("id", "number")
+    }
+    candidate = RuleVersion.objects.create(**{**fields, "number": live.number + 1, "sla_minutes": live.sla_minutes + 1})
+    rule.staging_version = candidate
+    rule.save(update_fields=["staging_version"])
+    Experiment.objects.create(
+        rule=rule,
+        candidate=candidate,
+        baseline=live,
+        percent=50,
+        seed="bench",
+        started_by=rule.owner,
+        started_at=timezone.now(),
+    )
+    return routing_rulesets()
 
 
 if __name__ == "__main__":
