@@ -9,6 +9,7 @@ from routing.accounts.identity import routing_choice, sample_identity
 from routing.accounts.leads import LeadAccount, recorded_account_view, sample_account
 from routing.assignment import pick_assignee
 from routing.engine import candidate_versions, production_versions
+from routing.experiments.models import Arm, ExperimentLead
 from routing.governance.explain import Explanation, explain
 from routing.governance.models import PRODUCTION_KINDS, RulePromotion, RuleVersion
 from routing.intake import sample_fields
@@ -70,13 +71,23 @@ def routing_preview(*, sample: dict, candidate: bool = False) -> Preview:
 
 
 def lead_explanation(lead: Lead) -> Explanation | None:
-    """Why the lead was decided as it was: the production versions live when it was routed, over its data and
-    the account it was matched to then."""
+    """Why the lead was decided as it was: the production versions live when it was routed (with the experiment's
+    candidate in its rule's place, for a lead the candidate arm routed), over its data and the account it was
+    matched to then."""
     if lead.routed_at is None:
         return None
     view = lead.routing_view()
     view["account"] = recorded_account_view(lead)
-    return explain(versions_live_at(lead.routed_at), view)
+    versions = versions_live_at(lead.routed_at)
+    trial = (
+        ExperimentLead.objects.filter(lead=lead, arm=Arm.CANDIDATE)
+        .select_related("experiment__candidate__queue")
+        .first()
+    )
+    if trial is not None:
+        candidate = trial.experiment.candidate
+        versions = [version for version in versions if version.rule_id != candidate.rule_id] + [candidate]
+    return explain(versions, view)
 
 
 def versions_live_at(moment) -> list[RuleVersion]:

@@ -9,6 +9,7 @@ from audit.models import AuditAction, AuditEvent
 from routing.engine import routing_rulesets
 from routing.experiments.arms import arm_for
 from routing.experiments.models import Arm, Experiment, ExperimentEnd, ExperimentLead, ExperimentStatus
+from routing.governance.preview import lead_explanation
 from routing.models import Lead, LeadStatus
 from routing.services import leads_route
 from tests.factories import ExperimentFactory, LeadFactory, RuleFactory, case
@@ -182,3 +183,15 @@ def test_an_experiment_costs_a_batch_four_queries(sales):
         leads_route(lead_ids=[lead.pk for lead in leads], rulesets=rulesets)
 
     assert len(with_experiment) - len(without) == 4
+
+
+def test_the_explanation_of_a_candidate_arm_lead_names_the_candidate_version(mql_rule, uk):
+    experiment = ExperimentFactory(rule=mql_rule, percent=50)
+    leads = LeadFactory.create_batch(12, lifecycle_stage="mql")
+    leads_route(lead_ids=[lead.pk for lead in leads])
+    arms = dict(ExperimentLead.objects.filter(experiment=experiment).values_list("lead_id", "arm"))
+
+    for lead in Lead.objects.filter(pk__in=arms):
+        decided = lead_explanation(lead).decided
+        assert decided.version.number == (2 if arms[lead.pk] == Arm.CANDIDATE else 1)
+        assert decided.version.queue.name == ("UK" if arms[lead.pk] == Arm.CANDIDATE else "Sales")
