@@ -26,6 +26,7 @@ APPEND_ONLY_TABLES = frozenset(
         "audit_override",
         "routing_ruleversion",
         "routing_rulepromotion",
+        "routing_ruleapproval",
     }
 )
 # Written by `migrate` alone.
@@ -83,6 +84,7 @@ ORDINARY_TABLES = frozenset(
         "routing_replayrun",
         "routing_rulenotice",
         "routing_rulesignoff",
+        "routing_rulechangeview",
         "routing_signoffreminder",
         # Routing experiments and the leads each enrolled.
         "routing_experiment",

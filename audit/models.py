@@ -51,6 +51,9 @@ class AuditAction(models.TextChoices):
     INCIDENT_POSTMORTEM = "incident.postmortem", "Incident postmortem written"
     CONFIG_CHANGED = "config.changed", "Integration or queue settings changed"
     CONFIG_RESTORED = "config.restored", "Integration or queue settings restored"
+    EXPERIMENT_STARTED = "experiment.started", "Experiment started"
+    EXPERIMENT_ENDED = "experiment.ended", "Experiment ended"
+    EXPERIMENT_DECIDED = "experiment.decided", "Experiment decided (candidate promoted or production kept)"
 
 
 class AppendOnlyError(Exception):

@@ -19,6 +19,7 @@ TASK_PACKAGES = [
     "routing",
     "routing.dashboard",
     "routing.governance",
+    "routing.experiments",
     "routing.integrations",
     "routing.reports",
     "routing.availability",

@@ -224,6 +224,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ResolutionEnum": "exceptions.models.Resolution",
         "ExceptionStatusEnum": "exceptions.models.ExceptionStatus",  # items and incidents share it
+        "DiffLineKindEnum": "routing.governance.diffs.DiffKind",
     },
     # Documents the 400/401/403/404/415 every endpoint can answer, with DRF's error bodies.
     "POSTPROCESSING_HOOKS": [
@@ -311,6 +312,8 @@ CELERY_BEAT_SCHEDULE = {
     "send-notifications": {"task": "exceptions.tasks.send_notifications_task", "schedule": 60.0},
     # Owner notices whose mail a lost task or a mail server outage left unsent.
     "send-rule-notices": {"task": "routing.governance.tasks.send_rule_notices_task", "schedule": 60.0},
+    # Running experiments whose end time has passed end (their lead count ends them as leads are routed).
+    "end-due-experiments": {"task": "routing.experiments.tasks.end_due_experiments_task", "schedule": 60.0},
     # Pending outbox events whose next attempt has come (a lost publish or a retry whose task was lost).
     "deliveries-due": {"task": "routing.integrations.tasks.deliveries_due", "schedule": 30.0},
     # Handoffs still unconfirmed past their target's confirm_within_minutes open handoff_unconfirmed (once each).
@@ -433,6 +436,9 @@ HANDOFF = {
     "DELIVERY_GRACE_SECONDS": env_int("HANDOFF_DELIVERY_GRACE_SECONDS", 3600),
     "ATTRIBUTION_MAX_BYTES": env_int("HANDOFF_ATTRIBUTION_MAX_BYTES", 20 * 1024 * 1024),
     "ATTRIBUTION_MAX_ROWS": env_int("HANDOFF_ATTRIBUTION_MAX_ROWS", 200_000),
+    # An attribution upload's rows with one of these stages (case-insensitive) mark our lead converted, for
+    # the experiments' conversion figures.
+    "CONVERTED_STAGES": env_list("HANDOFF_CONVERTED_STAGES", "converted,closed won,won"),
     # Anomaly band: flag a measure above mean + this many deviations (deviation at least this share of it).
     "ANOMALY_SIGMAS": env_float("HANDOFF_ANOMALY_SIGMAS", 3.0),
     "ANOMALY_MIN_SHARE": env_float("HANDOFF_ANOMALY_MIN_SHARE", 0.25),
@@ -448,6 +454,9 @@ HANDOFF = {
     "ROOT_CAUSE_RECIPIENTS": env_list("HANDOFF_ROOT_CAUSE_RECIPIENTS"),
     # A rule with this many manual overrides in one ISO week is flagged on its page and in sign-off.
     "OVERRIDE_FLAG_THRESHOLD": env_int("HANDOFF_OVERRIDE_FLAG_THRESHOLD", 3),
+    # On: a staging version goes to production only once someone other than the promoter (the rule's owner,
+    # backup owner or an admin) approved it (routing/governance/approvals.py); forced promotions excepted.
+    "PRODUCTION_APPROVAL": env_bool("HANDOFF_PRODUCTION_APPROVAL", False),
     # Sticky ownership: a person's new lead goes to whoever holds their open lead assigned within this many
     # days (unless the deciding rule says `"assignee": "queue"` or "account_owner"). 0 turns it off.
     "STICKY_OWNERSHIP_DAYS": env_int("HANDOFF_STICKY_OWNERSHIP_DAYS", 30),

@@ -16,6 +16,7 @@ from routing.availability.urls import console_urlpatterns as people_screens
 from routing.capture.urls import console_urlpatterns as capture_screens
 from routing.changes.urls import urlpatterns as change_screens
 from routing.dashboard.urls import urlpatterns as dashboard_screens
+from routing.experiments.urls import urlpatterns as experiment_screens
 from routing.governance.urls import urlpatterns as rule_screens
 from routing.integrations.urls import urlpatterns as integration_screens
 from routing.reports.urls import urlpatterns as report_screens
@@ -33,6 +34,7 @@ console_urlpatterns = [
     *people_screens,
     *capture_screens,
     *change_screens,
+    *experiment_screens,
 ]
 
 urlpatterns = [

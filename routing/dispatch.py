@@ -37,6 +37,7 @@ class TaskName:
     SIGN_OFF_REMINDERS = "routing.governance.tasks.sign_off_reminders_task"
     SEND_RULE_NOTICES = "routing.governance.tasks.send_rule_notices_task"
     SLA_TARGET_CHECK = "routing.governance.tasks.sla_target_check_task"
+    END_DUE_EXPERIMENTS = "routing.experiments.tasks.end_due_experiments_task"
     RECONCILE_DAILY = "routing.integrations.tasks.reconcile_daily"
     ANOMALY_REPORT = "routing.operations.tasks.anomaly_report_task"
     MONDAY_CHECKLIST = "routing.operations.tasks.monday_checklist_task"

@@ -7,6 +7,7 @@ from django.utils import timezone
 from exceptions.models import AlertChannel, AlertChannelKind, AlertEvent, ExceptionItem, ExceptionReason
 from routing.accounts.models import Account
 from routing.availability.models import TimeOff, WorkingHours
+from routing.experiments.models import Arm, Experiment, ExperimentLead
 from routing.governance.models import RulePromotion, RuleVersion
 from routing.governance.services import rule_tests_record
 from routing.integrations.models import DeliveryTarget, EnrichmentProvider
@@ -318,3 +319,37 @@ class TimeOffFactory(factory.django.DjangoModelFactory):
 
     user = factory.SubFactory(UserFactory)
     note = "Holiday"
+
+
+class ExperimentFactory(factory.django.DjangoModelFactory):
+    """A running experiment on a rule that has a staging version (stage the rule first: tests/governance/helpers)."""
+
+    class Meta:
+        model = Experiment
+
+    rule = factory.SubFactory(RuleFactory)
+    candidate = factory.LazyAttribute(lambda experiment: experiment.rule.staging_version)
+    baseline = factory.LazyAttribute(lambda experiment: experiment.rule.production_version)
+    percent = 50
+    max_leads = 1000
+    criteria = factory.LazyFunction(lambda: {"route_latency": -50, "manual_touches": -70})
+    seed = factory.Sequence(lambda n: f"seed-{n}")
+    started_by = factory.LazyAttribute(lambda experiment: experiment.rule.owner)
+    started_at = factory.LazyFunction(timezone.now)
+
+
+class ExperimentLeadFactory(factory.django.DjangoModelFactory):
+    """A lead an experiment enrolled, as routing leaves it: received, then assigned `latency` later (the default
+    lead is assigned a second after receipt; pass lead__assigned_at=None for one still waiting)."""
+
+    class Meta:
+        model = ExperimentLead
+
+    experiment = factory.SubFactory(ExperimentFactory)
+    arm = Arm.PRODUCTION
+    lead = factory.SubFactory(
+        LeadFactory,
+        status=LeadStatus.ASSIGNED,
+        assigned_at=factory.LazyAttribute(lambda lead: lead.received_at + timezone.timedelta(seconds=1)),
+    )
+    at = factory.LazyAttribute(lambda enrolled: enrolled.lead.received_at)

@@ -5,6 +5,7 @@ from routing.api import views
 from routing.api.schema_versions import SchemaVersionsView
 from routing.availability import api as availability
 from routing.availability import report_views
+from routing.experiments import api as experiments
 from routing.governance import api as rules
 from routing.governance import metrics_api as rule_targets
 from routing.integrations.ack_api import DeliveryAckView
@@ -29,6 +30,12 @@ urlpatterns = [
     path("rules/<int:pk>/targets/", rule_targets.RuleTargetsView.as_view(), name="rule-targets"),
     path("rules/<int:pk>/promote/", rules.PromoteView.as_view(), name="rule-promote"),
     path("rules/<int:pk>/rollback/", rules.RollbackView.as_view(), name="rule-rollback"),
+    path("rules/<int:pk>/experiments/", experiments.StartView.as_view(), name="rule-experiment-start"),
+    path("experiments/", experiments.ExperimentListView.as_view(), name="experiment-list"),
+    path("experiments/<int:pk>/", experiments.ExperimentDetailView.as_view(), name="experiment-detail"),
+    path("experiments/<int:pk>/stop/", experiments.StopView.as_view(), name="experiment-stop"),
+    path("experiments/<int:pk>/decide/", experiments.DecideView.as_view(), name="experiment-decide"),
+    path("rules/<int:pk>/approve/", rules.ApproveView.as_view(), name="rule-approve"),
     *account_api,
     path("schema-versions/", SchemaVersionsView.as_view(), name="schema-versions"),
 ]

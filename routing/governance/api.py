@@ -8,7 +8,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView, RetrieveAPIView
@@ -24,6 +24,7 @@ from routing.conditions import ConditionError, validate_condition
 from routing.dateranges import RangeBoundSerializerField
 from routing.governance import services
 from routing.governance.backup_owner import rule_backup_owner_set
+from routing.governance.diffs import DiffKind, FieldDiff, contract_diff
 from routing.governance.explain import condition_text
 from routing.governance.gates import cases_problems, cases_run
 from routing.governance.models import ReplayRun
@@ -37,6 +38,11 @@ class GateSerializer(serializers.Serializer):
     gate = serializers.CharField()
     passed = serializers.BooleanField()
     message = serializers.CharField()
+    not_applicable = serializers.BooleanField(
+        required=False,
+        help_text="True when the gate has nothing to judge (nothing to promote, nothing staged): it still stops "
+        "the promotion (passed is false) but is no fault to fix. Absent (or false) otherwise.",
+    )
 
 
 class RuleChangeSerializer(serializers.Serializer):
@@ -108,6 +114,23 @@ class VersionSerializer(serializers.Serializer):
     forced = serializers.BooleanField()
 
 
+class DiffLineSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=DiffKind.choices, help_text="Unchanged, added (+) or removed (−) on the newer side."
+    )
+    text = serializers.CharField()
+
+
+class FieldDiffSerializer(serializers.Serializer):
+    field = serializers.CharField(help_text="The contract field, e.g. condition, test_cases, sla_minutes.")
+    label = serializers.CharField(help_text="The field as the console names it, e.g. When (condition).")
+    lines = DiffLineSerializer(
+        many=True,
+        help_text="The field line by line: the condition one line per leaf indented by group, each test case on a"
+        " line, texts by their lines, a single value as the old line removed and the new one added.",
+    )
+
+
 class RuleDetailSerializer(RuleSerializer):
     description = serializers.CharField(source="rule.description")
     inputs = serializers.CharField(source="rule.inputs")
@@ -130,9 +153,34 @@ class RuleDetailSerializer(RuleSerializer):
         source="rule.target_sla_adherence", max_digits=5, decimal_places=2, allow_null=True
     )
     versions = serializers.SerializerMethodField()
+    live_version = serializers.IntegerField(
+        source="rule.production_version.number",
+        allow_null=True,
+        default=None,
+        help_text="The version live in production; null when nothing is in production yet.",
+    )
+    draft_differs = serializers.SerializerMethodField(
+        help_text="The draft is not what production runs: some contract field differs, or nothing is in production."
+    )
+    diff = serializers.SerializerMethodField(
+        help_text="The draft against the production version, field by field (every field with a value when nothing"
+        " is in production); empty when they are the same."
+    )
 
     def get_condition_text(self, row) -> str:
         return condition_text(row.rule.condition)
+
+    def _draft_diff(self, row) -> list[FieldDiff]:
+        if not hasattr(row, "draft_diff"):
+            row.draft_diff = contract_diff(row.rule.production_version, row.rule)
+        return row.draft_diff
+
+    def get_draft_differs(self, row) -> bool:
+        return row.rule.production_version_id is None or bool(self._draft_diff(row))
+
+    @extend_schema_field(FieldDiffSerializer(many=True))
+    def get_diff(self, row) -> list[dict]:
+        return [change.as_json() for change in self._draft_diff(row)]
 
     def get_versions(self, row) -> list[dict]:
         versions = row.rule.versions.select_related("queue", "owner").order_by("-number")
@@ -312,6 +360,43 @@ class PromoteView(APIView):
         return Response(PromotionSerializer(promotion).data)
 
 
+class ApproveRequest(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class ApprovalSerializer(serializers.Serializer):
+    rule = serializers.IntegerField(source="rule_id")
+    version = serializers.IntegerField(source="version.number", help_text="The staging version approved.")
+    by = serializers.CharField(source="by.username")
+    at = serializers.DateTimeField()
+    comment = serializers.CharField(allow_blank=True)
+
+
+class ApproveView(APIView):
+    permission_classes = [IsConsoleUser]
+
+    @extend_schema(
+        operation_id="rules_approve",
+        summary="Approve the rule's staging version for production (second-person approval)",
+        description="With HANDOFF_PRODUCTION_APPROVAL on, a staging version is promoted to production only once "
+        "someone other than the promoter approved it: the rule's owner, its backup owner or an admin.",
+        request=ApproveRequest,
+        responses={
+            200: ApprovalSerializer,
+            400: OpenApiResponse(
+                description="Approval is off, the rule has no staging version, or you already approved it."
+            ),
+            403: OpenApiResponse(description="Only the rule's owner, backup owner or an admin approves."),
+        },
+    )
+    def post(self, request, pk):
+        rule = get_object_or_404(Rule.objects.select_related("owner", "backup_owner"), pk=pk)
+        body = ApproveRequest(data=request.data)
+        body.is_valid(raise_exception=True)
+        approval = services.rule_approve(rule=rule, by=request.user, **body.validated_data)
+        return Response(ApprovalSerializer(approval).data)
+
+
 class RollbackRequest(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
 
@@ -349,6 +434,15 @@ class ReplaySerializer(serializers.ModelSerializer):
     class Meta:
         model = ReplayRun
         fields = ["id", "status", "candidate", "limit", "since", "until", "total", "done", "result", "error", "url"]
+        extra_kwargs = {
+            "result": {
+                "help_text": "Once done: `before` and `after` ({queue: leads}), `moved_count`, `moved` (up to 5,000:"
+                " [{id, lead_id, from, to, from_rule, to_rule, cause}], each rule {id, name, version} or null:"
+                " the rules that decided the old and new queue, and the one the move is put down to),"
+                " `moved_truncated`, and `by_rule` ([{id, name, version, moved, flows: [{from, to, count}]}])."
+                " Replays stored before attribution have no rules in `moved` and no `by_rule`."
+            }
+        }
 
     def get_url(self, run) -> str:
         return self.context["request"].build_absolute_uri(reverse("rule-replay-detail", args=[run.pk]))

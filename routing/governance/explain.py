@@ -45,6 +45,22 @@ def condition_text(node: dict) -> str:
     return f"{node['field']} {OP_WORDS[node['op']]} {node['value']!r}"
 
 
+def condition_lines(node: dict, depth: int = 0) -> list[str]:
+    """A condition as lines, one per leaf, each group's members indented under it: "all of:",
+    "  company_size ≥ 200", "  not: country = 'US'". Stable for one condition, so two versions diff line by
+    line. Raises KeyError/TypeError on a malformed condition, like `condition_text`."""
+    indent = "  " * depth
+    for key, words in (("all", "all of:"), ("any", "any of:")):
+        if key in node:
+            return [indent + words] + [line for child in node[key] for line in condition_lines(child, depth + 1)]
+    if "not" in node:
+        inner = node["not"]
+        if "all" in inner or "any" in inner or "not" in inner:
+            return [indent + "not:"] + condition_lines(inner, depth + 1)
+        return [f"{indent}not: {condition_text(inner)}"]
+    return [indent + condition_text(node)]
+
+
 @dataclass(frozen=True)
 class Failure:
     path: str  # where in the condition, e.g. when.all[1]

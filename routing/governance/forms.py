@@ -7,8 +7,9 @@ from django.contrib.auth import get_user_model
 
 from routing.conditions import ConditionError, validate_condition
 from routing.dateranges import RangeBoundField
-from routing.governance.gates import cases_problems
+from routing.governance.builder import CATCH_ALL_MIN_LEADS, EMPTY_CONDITION, condition_check
 from routing.governance.metrics import target_problem
+from routing.governance.test_cases import NO_MATCH, case_problems
 from routing.jsonbounds import JSONInputError, loads_bounded
 from routing.models import Queue, Rule
 from routing.text import refused_character
@@ -31,7 +32,33 @@ class JSONTextField(forms.CharField):
         try:
             return loads_bounded(value)  # json.loads would recurse into a RecursionError on deep input
         except JSONInputError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+            raise forms.ValidationError(json_problem(value) or f"Not valid JSON: {exc}") from None
+
+
+# json's own wording, said for a person editing by hand (the usual cause first).
+_JSON_MISTAKES = {
+    "Expecting ',' delimiter": "a comma is missing between two items (or a bracket is not closed)",
+    "Expecting ':' delimiter": "a key must be followed by a colon",
+    "Expecting property name enclosed in double quotes": "a key must be in double quotes (or a comma is left over)",
+    "Expecting value": "a value is missing (a comma left over, or a string without double quotes)",
+    "Extra data": "there is more text after the end (a bracket closed too early?)",
+    "Unterminated string starting at": "a string is not closed with a double quote",
+    "Invalid control character at": "a line break or tab inside a string; write it as \\n or \\t",
+}
+
+
+def json_problem(text: str) -> str | None:
+    """What is wrong with malformed JSON, where, and the line it is on; None when json cannot say."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        what = _JSON_MISTAKES.get(exc.msg, exc.msg)
+        line = text.splitlines()[exc.lineno - 1] if text.splitlines() else ""
+        shown = line.strip()[:80]
+        return f"Not valid JSON at line {exc.lineno}, column {exc.colno}: {what}. The line reads: {shown}"
+    except (RecursionError, ValueError):
+        return None
+    return None
 
 
 class BoundedJSONField(forms.JSONField):
@@ -72,6 +99,8 @@ class DraftChecks:
 
     def clean_condition(self):
         condition = self.cleaned_data["condition"]
+        if condition in (None, {}, ""):
+            raise forms.ValidationError(EMPTY_CONDITION)
         try:
             validate_condition(condition)
         except ConditionError as exc:
@@ -80,9 +109,10 @@ class DraftChecks:
 
     def clean_test_cases(self):
         cases = self.cleaned_data["test_cases"] or []
-        problems = cases_problems(cases)
-        if problems:
-            raise forms.ValidationError(problems)
+        # Located (which case, which field) so the editor marks the row; the flat messages say the same.
+        self.case_problems = case_problems(cases)
+        if self.case_problems:
+            raise forms.ValidationError([str(problem) for problem in self.case_problems])
         return cases
 
     def _clean_target(self, name):
@@ -106,10 +136,19 @@ class DraftChecks:
 
 
 class DraftForm(DraftChecks, forms.ModelForm):
-    condition = JSONTextField(help_text='e.g. {"all": [{"field": "lifecycle_stage", "op": "eq", "value": "mql"}]}')
+    condition = JSONTextField(
+        required=False,  # clean_condition says what to add, in words, rather than "This field is required"
+        help_text='e.g. {"all": [{"field": "lifecycle_stage", "op": "eq", "value": "mql"}]}',
+    )
     test_cases = JSONTextField(
         required=False,
         help_text='[{"name": "…", "lead": {"email": "…", …}, "expect": {"queue": "…"}}] or "expect": {"match": false}',
+    )
+
+    match_everything = forms.BooleanField(
+        required=False,
+        label="It should match every lead",
+        help_text="Needed when the condition matches every one of the last 1,000 leads (a catch-all rule).",
     )
 
     class Meta:
@@ -139,6 +178,19 @@ class DraftForm(DraftChecks, forms.ModelForm):
             "outputs": forms.Textarea(attrs={"rows": 2}),
             "rollback_plan": forms.Textarea(attrs={"rows": 2}),
         }
+
+    def clean(self):
+        data = super().clean()
+        condition = data.get("condition")
+        if condition is not None and "condition" not in self.errors and not data.get("match_everything"):
+            check = condition_check(condition=condition)
+            if check.matches_all and check.of >= CATCH_ALL_MIN_LEADS:
+                self.add_error(
+                    "condition",
+                    f"when: matches every one of the last {check.of:,} leads; narrow it, or tick"
+                    " \u201cIt should match every lead\u201d if this rule is meant as a catch-all.",
+                )
+        return data
 
     def __init__(self, *args, author=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -201,3 +253,18 @@ class BackupOwnerForm(forms.Form):
         if user is None:
             raise forms.ValidationError(f"Backup owner: there is no user {username!r}; give an existing username.")
         return user
+
+
+class LeadCaseForm(forms.Form):
+    """The "add as a test case" form on a lead's page: which rule's draft, the case's name and what it should expect.
+    The rule is a plain id: the view says whether it is gone or not yours, which a choice list could not."""
+
+    rule = forms.IntegerField(min_value=1, error_messages={"required": "Choose the rule whose draft gets the case."})
+    name = forms.CharField(max_length=200, label="Case name")
+    expect = forms.ChoiceField(label="Expect")
+
+    def __init__(self, *args, rules=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["rule"].widget = forms.Select(choices=[(rule.pk, rule.name) for rule in rules])
+        queues = Queue.objects.order_by("name").values_list("name", flat=True)
+        self.fields["expect"].choices = [(NO_MATCH, "no match")] + [(name, f"queue {name}") for name in queues]

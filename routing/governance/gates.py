@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from django.db import models
+from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from routing.conditions import ConditionError, compile_condition, fields_read, validate_condition
@@ -156,9 +158,27 @@ class Gate:
     gate: str
     passed: bool
     message: str
+    # Nothing to judge (nothing changed to promote, nothing staged): the promotion still does not happen, but
+    # there is no fault to fix, so the gate shows neutral, not as a failure.
+    not_applicable: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.not_applicable:
+            return GateState.NOT_APPLICABLE
+        return GateState.PASSED if self.passed else GateState.FAILED
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        shown = asdict(self)
+        if not self.not_applicable:
+            del shown["not_applicable"]  # stored with each promotion: the three keys it always had
+        return shown
+
+
+class GateState(models.TextChoices):
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    NOT_APPLICABLE = "not_applicable", "Not applicable"
 
 
 CONTRACT_TEXTS = (
@@ -254,3 +274,19 @@ def results_gates(results: list[CaseResult]) -> list[Gate]:
 
 def failures(gates: list[Gate]) -> list[Gate]:
     return [gate for gate in gates if not gate.passed]
+
+
+def rolled_back_gate(rolled_back, *, comment: str | None) -> Gate:
+    """The draft repeats a version rolled back out of production (diffs.RolledBack): promoting it to staging
+    again needs the promoter's reason, given as the promotion's comment, so it is a decision, not one click."""
+    number, at = rolled_back.version.number, f"{timezone.localtime(rolled_back.at):%Y-%m-%d %H:%M}"
+    reason = (comment or "").strip()
+    if reason:
+        return Gate("rolled_back", True, f"The draft repeats v{number}, rolled back on {at}; promoted again: {reason}")
+    why = f" (“{rolled_back.comment}”)" if rolled_back.comment else ""
+    return Gate(
+        "rolled_back",
+        False,
+        f"The draft is v{number}, which was rolled back out of production on {at} by {rolled_back.by}{why}."
+        " To promote it again, write in the comment why it is safe now.",
+    )

@@ -6,7 +6,8 @@ Set-based: four queries for every production rule at once, whatever their number
 received in the window that the rule decided (`Lead.rule`, any version of it):
 
 - exception rate: % of them with an exception item the rule causes (no eligible assignee, routing SLA
-  breached); delivery and enrichment failures are counted apart and never held against the rule;
+  breached); delivery failures (failed, handoff unconfirmed) and enrichment failures (failed, invalid
+  answer) are downstream of the rule: counted apart and never held against it;
 - route latency P95: received → assigned, in minutes, exact (nearest rank, as the dashboard's percentiles);
 - overrides per week: manual overrides of its leads in the window, scaled to seven days;
 - SLA adherence: % of its leads with an SLA (that of the version that decided them) assigned within it,
@@ -18,11 +19,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection, models
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from audit.models import Override
-from exceptions.models import ExceptionReason
+from exceptions.models import ExceptionItem, ExceptionReason
 from routing.governance.models import RuleNoticeKind, iso_week_start
 from routing.governance.notices import rule_notice
 from routing.models import Rule
@@ -31,9 +32,58 @@ WINDOW = dt.timedelta(days=7)
 # Fewer judged leads than this in the window and a rate says "not enough data" (and the SLA check stays
 # quiet): at 20, one late lead moves adherence by 5 points, so 1 late lead of 2 never pages anyone.
 MIN_LEADS = 20
-# Exception reasons the rule's own decision causes; the others (delivery, enrichment) are reported apart.
+# Exception reasons the rule's own decision causes: its queue had nobody eligible, or nobody took the lead
+# within the rule's SLA. (Manual overrides of its decisions are counted too, as overrides.)
 RULE_REASONS = (ExceptionReason.NO_ELIGIBLE_ASSIGNEE, ExceptionReason.ROUTING_SLA_BREACHED)
-OTHER_REASONS = (ExceptionReason.DELIVERY_FAILED, ExceptionReason.ENRICHMENT_FAILED)
+# Downstream of the rule, not caused by it: shown apart, never held against it. Exceptions of any other reason
+# (missing contact, no matching rule, routing failed) come before a rule decides, so none counts for a rule.
+DELIVERY_REASONS = (ExceptionReason.DELIVERY_FAILED, ExceptionReason.HANDOFF_UNCONFIRMED)
+ENRICHMENT_REASONS = (ExceptionReason.ENRICHMENT_FAILED, ExceptionReason.ENRICHMENT_INVALID)
+OTHER_REASONS = DELIVERY_REASONS + ENRICHMENT_REASONS
+
+
+def _plural(n: int, one: str) -> str:
+    return f"{n} {one}{'' if n == 1 else 's'}"
+
+
+def downstream_text(*, delivery: int, enrichment: int) -> str:
+    """E.g. "Downstream of this rule, not caused by it: 3 delivery failures, 1 enrichment failure"; "" for none."""
+    parts = [
+        _plural(n, label) for n, label in ((delivery, "delivery failure"), (enrichment, "enrichment failure")) if n
+    ]
+    return f"Downstream of this rule, not caused by it: {', '.join(parts)}" if parts else ""
+
+
+@dataclass
+class RuleExceptions:
+    """One rule's exception items in a window, split by who caused them."""
+
+    caused: list  # the newest items of RULE_REASONS (at most `newest`)
+    caused_count: int
+    delivery: int
+    enrichment: int
+
+    @property
+    def downstream_text(self) -> str:
+        return downstream_text(delivery=self.delivery, enrichment=self.enrichment)
+
+
+def rule_exceptions(*, rule: Rule, start: dt.datetime, end: dt.datetime, newest: int = 50) -> RuleExceptions:
+    """Exception items opened in [start, end) on leads the rule decided: those it caused (listed), and the
+    delivery and enrichment failures downstream of it (counted apart). Two queries."""
+    items = ExceptionItem.objects.filter(lead__rule=rule, opened_at__gte=start, opened_at__lt=end)
+    counts = items.aggregate(
+        caused=Count("id", filter=Q(reason__in=RULE_REASONS)),
+        delivery=Count("id", filter=Q(reason__in=DELIVERY_REASONS)),
+        enrichment=Count("id", filter=Q(reason__in=ENRICHMENT_REASONS)),
+    )
+    caused = items.filter(reason__in=RULE_REASONS).select_related("lead", "queue").order_by("-opened_at")
+    return RuleExceptions(
+        caused=list(caused[:newest]),
+        caused_count=counts["caused"],
+        delivery=counts["delivery"],
+        enrichment=counts["enrichment"],
+    )
 
 
 class MetricStatus(models.TextChoices):
@@ -78,7 +128,9 @@ class RuleMetrics:
     decided: int = 0
     assigned: int = 0
     rule_exception_leads: int = 0
-    other_exception_leads: int = 0  # delivery/enrichment failures: reported, not held against the rule
+    # Leads with delivery / enrichment failures: downstream of the rule, reported, never held against it.
+    delivery_exception_leads: int = 0
+    enrichment_exception_leads: int = 0
     sla_judged: int = 0
     sla_met: int = 0
     overrides: int = 0
@@ -95,6 +147,14 @@ class RuleMetrics:
 
     def metric(self, key: str) -> Metric:
         return next(m for m in self.metrics if m.key == key)
+
+    @property
+    def other_exception_leads(self) -> int:
+        return self.delivery_exception_leads + self.enrichment_exception_leads
+
+    @property
+    def downstream_text(self) -> str:
+        return downstream_text(delivery=self.delivery_exception_leads, enrichment=self.enrichment_exception_leads)
 
 
 def _seconds(later: str, earlier: str) -> str:
@@ -124,7 +184,8 @@ def _lead_figures(rule_ids, start, end, now) -> dict[int, dict]:
             f"""
             SELECT l.rule_id, COUNT(*), COUNT(l.assigned_at),
                 SUM(CASE WHEN {exists.format(_in_list(RULE_REASONS))} THEN 1 ELSE 0 END),
-                SUM(CASE WHEN {exists.format(_in_list(OTHER_REASONS))} THEN 1 ELSE 0 END),
+                SUM(CASE WHEN {exists.format(_in_list(DELIVERY_REASONS))} THEN 1 ELSE 0 END),
+                SUM(CASE WHEN {exists.format(_in_list(ENRICHMENT_REASONS))} THEN 1 ELSE 0 END),
                 SUM(CASE WHEN v.sla_minutes IS NOT NULL AND (l.assigned_at IS NOT NULL
                          OR {waited} > v.sla_minutes * 60) THEN 1 ELSE 0 END),
                 SUM(CASE WHEN v.sla_minutes IS NOT NULL AND l.assigned_at IS NOT NULL
@@ -139,7 +200,15 @@ def _lead_figures(rule_ids, start, end, now) -> dict[int, dict]:
         return {
             row[0]: dict(
                 zip(
-                    ("decided", "assigned", "rule_exception_leads", "other_exception_leads", "sla_judged", "sla_met"),
+                    (
+                        "decided",
+                        "assigned",
+                        "rule_exception_leads",
+                        "delivery_exception_leads",
+                        "enrichment_exception_leads",
+                        "sla_judged",
+                        "sla_met",
+                    ),
                     (int(n or 0) for n in row[1:]),
                     strict=True,
                 )

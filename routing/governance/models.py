@@ -193,6 +193,9 @@ class RuleSignOff(models.Model):
     at = models.DateTimeField()
     production_version = models.PositiveIntegerField(null=True, blank=True)
     comment = models.TextField(blank=True)
+    # The change set signed (routing/governance/sign_offs.py ChangeSet.as_record): the version numbers, draft
+    # history ids and promotions changed since the sign-off before, each with when the signer viewed its diff.
+    covers = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     class Meta:
         ordering = ["-week", "rule"]
@@ -205,6 +208,44 @@ class RuleSignOff(models.Model):
     def iso_week_label(self) -> str:
         year, week, _ = self.week.isocalendar()
         return f"{year}-W{week:02d}"
+
+
+class RuleChangeView(models.Model):
+    """Someone opened the diff of one change of a rule: written by the server when it sent them that diff, so
+    a sign-off can require that its signer saw every change it covers. The first view is kept."""
+
+    rule = models.ForeignKey("routing.Rule", on_delete=models.CASCADE, related_name="change_views")
+    # sign_offs.change_key: "version-<RuleVersion id>", "edit-<history id>" or "promotion-<RulePromotion id>".
+    change = models.CharField(max_length=40)
+    viewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "change", "viewer"], name="rule_change_view_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.viewer} viewed {self.change} of {self.rule} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class RuleApproval(AppendOnlyModel):
+    """A second person's approval of one staging version for production (HANDOFF_PRODUCTION_APPROVAL): the
+    promotion needs one by someone other than the person promoting. Tied to the frozen version, so a new
+    staging version needs a new approval."""
+
+    rule = models.ForeignKey("routing.Rule", on_delete=models.PROTECT, related_name="approvals")
+    version = models.ForeignKey(RuleVersion, on_delete=models.PROTECT, related_name="approvals")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField()
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["version", "by"], name="rule_approval_once_per_person")]
+
+    def __str__(self):
+        return f"{self.version} approved for production by {self.by}"
 
 
 class SignOffReminder(models.Model):

@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.views import View
 
 from exceptions.permissions import ConsoleAccessMixin
+from routing.governance.diffs import contract_diff
 from routing.governance.explain import condition_text
 from routing.governance.models import PromotionKind, RulePromotion, RuleVersion
 from routing.governance.remediate import LeadState, leads_reroute, misrouted_leads, require_remediator
@@ -39,6 +40,18 @@ def _version_url(version: RuleVersion) -> str:
     return reverse("console:rule-version", args=[version.rule_id, version.number])
 
 
+def _diffs(version: RuleVersion) -> dict:
+    """The version against the one before it, and against production when another version is live."""
+    previous = RuleVersion.objects.filter(rule_id=version.rule_id, number__lt=version.number).order_by("-number")
+    previous = previous.select_related("owner", "queue").first()
+    live = version.rule.production_version
+    return {
+        "previous": previous,
+        "changes": contract_diff(previous, version),
+        "live_changes": contract_diff(live, version) if live is not None and live.pk != version.pk else None,
+    }
+
+
 class RuleVersionView(ConsoleAccessMixin, View):
     def get(self, request, pk, number):
         version = _version(pk, number)
@@ -58,6 +71,7 @@ class RuleVersionView(ConsoleAccessMixin, View):
                 "rule": version.rule,
                 "condition_text": _readable(version.condition),
                 "live": version.rule.production_version_id == version.pk,
+                **_diffs(version),
                 "rollback": rollback,
                 "found": found,
                 "page": page,

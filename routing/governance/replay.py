@@ -9,6 +9,7 @@ engine time (bench/replay.py)."""
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -20,7 +21,7 @@ from routing.dispatch import replay_enqueue
 from routing.engine import RuleSet
 from routing.governance.models import ReplayRun, ReplayStatus, RuleVersion
 from routing.governance.services import current_candidate, may_author_rules
-from routing.models import Lead, LeadStatus, Queue
+from routing.models import Lead, LeadStatus, Queue, Rule
 
 DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 1_000_000
@@ -103,24 +104,41 @@ def replay_execute(*, run_id: int, on_progress: Callable[[int, int], None] | Non
     ReplayRun.objects.filter(pk=run.pk).update(status=ReplayStatus.RUNNING, started_at=started, total=total, done=0)
     ruleset = RuleSet(_candidate(run))
     queue_names = dict(Queue.objects.values_list("id", "name"))
-    decided_by = dict(
-        ((rule_id, number), queue_id)
-        for rule_id, number, queue_id in RuleVersion.objects.values_list("rule_id", "number", "queue_id")
-    )
+    decided_by, version_names = {}, {}
+    for rule_id, number, queue_id, name in RuleVersion.objects.values_list("rule_id", "number", "queue_id", "name"):
+        decided_by[rule_id, number] = queue_id
+        version_names[rule_id, number] = name
+    staged = _staged_versions(run)
     before, after, moved = Counter(), Counter(), []
+    by_rule: dict[tuple, Counter] = {}  # (rule id, version) of the rule a move is put down to -> {(from, to): n}
     moved_count = done = 0
     # The account each lead was matched to when it was routed (what its `account.*` fields were then).
     fields = ("id", "lead_id", "rule_id", "rule_version", "queue_id", *Lead.ROUTABLE_FIELDS, ACCOUNT_VIEW)
     # One ordered, limited read streamed in chunks; progress is stored after each chunk for the console.
     for row in leads.values(*fields).iterator(chunk_size=CHUNK):
         was = _recorded_decision(row, decided_by, queue_names)
-        now = _candidate_decision(row, ruleset, queue_names)
+        now, deciding = _candidate_decision(row, ruleset, queue_names)
         before[was] += 1
         after[now] += 1
         if was != now:
             moved_count += 1
+            from_rule = _rule_ref(_recorded_rule(row), version_names)
+            to_rule = _rule_ref(deciding, version_names)
+            cause = _cause(from_rule, to_rule, staged)
+            if cause is not None:
+                by_rule.setdefault(cause, Counter())[was, now] += 1
             if len(moved) < MOVED_KEPT:
-                moved.append({"id": row["id"], "lead_id": row["lead_id"], "from": was, "to": now})
+                moved.append(
+                    {
+                        "id": row["id"],
+                        "lead_id": row["lead_id"],
+                        "from": was,
+                        "to": now,
+                        "from_rule": from_rule,
+                        "to_rule": to_rule,
+                        "cause": _rule_ref(cause, version_names),  # the rule the move is put down to
+                    }
+                )
         done += 1
         if done % CHUNK == 0:
             ReplayRun.objects.filter(pk=run.pk).update(done=done)
@@ -134,6 +152,7 @@ def replay_execute(*, run_id: int, on_progress: Callable[[int, int], None] | Non
         "moved_count": moved_count,
         "moved": sorted(moved, key=lambda m: (m["from"], m["to"], m["id"])),
         "moved_truncated": moved_count > len(moved),
+        "by_rule": _by_rule_summary(by_rule, version_names),
     }
     with transaction.atomic():
         ReplayRun.objects.filter(pk=run.pk).update(
@@ -161,6 +180,58 @@ def _candidate(run: ReplayRun) -> list[RuleVersion]:
     return [v for v in versions if (v.rule_id, v.number) in wanted]
 
 
+def _staged_versions(run: ReplayRun) -> dict[int, int]:
+    """{rule id: candidate version} of the rules whose candidate is not their production version (staged, or
+    new): the changes a replay tests."""
+    production = dict(Rule.objects.exclude(production_version=None).values_list("id", "production_version__number"))
+    return {int(rule_id): number for rule_id, number in run.candidate.items() if production.get(int(rule_id)) != number}
+
+
+def _rule_ref(decider: tuple[int, int] | None, version_names: dict) -> dict | None:
+    """A rule version as a moved lead names it: {id, name, version}; None for no rule (no match, no contact)."""
+    if decider is None:
+        return None
+    rule_id, number = decider
+    return {"id": rule_id, "name": version_names.get(decider, f"Rule #{rule_id}"), "version": number}
+
+
+def _recorded_rule(row: dict) -> tuple[int, int] | None:
+    """(rule id, version) that decided the lead when it was routed."""
+    if not _has_contact(row) or row["rule_id"] is None:
+        return None
+    return row["rule_id"], row["rule_version"]
+
+
+def _cause(from_rule: dict | None, to_rule: dict | None, staged: dict[int, int]) -> tuple[int, int] | None:
+    """The rule version a move is put down to: the staged rule that now takes the lead, else the staged
+    version of the rule that decided it before and now lets it go (or is passed over), else whichever rule
+    decides it now (a lead routed by an older production version)."""
+    if to_rule is not None and to_rule["id"] in staged:
+        return to_rule["id"], to_rule["version"]
+    if from_rule is not None and from_rule["id"] in staged:
+        return from_rule["id"], staged[from_rule["id"]]
+    ref = to_rule or from_rule
+    return None if ref is None else (ref["id"], ref["version"])
+
+
+def _by_rule_summary(by_rule: dict[tuple, Counter], version_names: dict) -> list[dict]:
+    """Per rule version: the leads it moves and where from and to, most first (exact, unlike `moved`)."""
+    summary = [
+        {
+            **_rule_ref(decider, version_names),
+            "moved": sum(flows.values()),
+            "flows": [{"from": frm, "to": to, "count": n} for (frm, to), n in sorted(flows.items(), key=_most_first)],
+        }
+        for decider, flows in by_rule.items()
+    ]
+    return sorted(summary, key=lambda entry: (-entry["moved"], entry["name"], entry["version"]))
+
+
+def _most_first(item) -> tuple:
+    (frm, to), n = item
+    return -n, frm, to
+
+
 def _has_contact(row: dict) -> bool:
     return bool(row["email"] or row["phone"])
 
@@ -174,10 +245,44 @@ def _recorded_decision(row: dict, decided_by: dict, queue_names: dict) -> str:
     return queue_names.get(queue_id, NO_MATCH)
 
 
-def _candidate_decision(row: dict, ruleset: RuleSet, queue_names: dict) -> str:
+def _candidate_decision(row: dict, ruleset: RuleSet, queue_names: dict) -> tuple[str, tuple[int, int] | None]:
+    """The candidate set's queue for the lead, and the (rule id, version) that would decide it (None: none)."""
     if not _has_contact(row):
-        return MISSING_CONTACT  # routing checks contact details before any rule
+        return MISSING_CONTACT, None  # routing checks contact details before any rule
     view = Lead.view_from(row)
     view["account"] = row[ACCOUNT_VIEW]
     index = ruleset.first_match_index(view)
-    return NO_MATCH if index < 0 else queue_names[ruleset.rules[index].queue_id]
+    if index < 0:
+        return NO_MATCH, None
+    rule = ruleset.rules[index]
+    return queue_names[rule.queue_id], (rule.id, rule.version)
+
+
+@dataclass(frozen=True)
+class RuleMoves:
+    """One rule version's share of a replay's moves: how many leads, from which queues to which."""
+
+    rule_id: int
+    name: str
+    version: int
+    moved: int
+    flows: list[dict]  # [{from, to, count}], most first
+
+    @property
+    def sentence(self) -> str:
+        """ "moves 12 leads to Enterprise: 10 from Sales, 2 from Support" (one destination), else each flow."""
+        leads = f"{self.moved} lead{'s' if self.moved != 1 else ''}"
+        destinations = {flow["to"] for flow in self.flows}
+        if len(destinations) == 1:
+            parts = ", ".join(f"{flow['count']} from {flow['from']}" for flow in self.flows)
+            return f"moves {leads} to {destinations.pop()}: {parts}"
+        return f"moves {leads}: " + ", ".join(f"{f['count']} from {f['from']} to {f['to']}" for f in self.flows)
+
+
+def replay_moves(run: ReplayRun) -> list[RuleMoves]:
+    """The run's moves put down to the rules that caused them; empty for a result stored before replays
+    recorded it."""
+    return [
+        RuleMoves(rule_id=e["id"], name=e["name"], version=e["version"], moved=e["moved"], flows=e["flows"])
+        for e in run.result.get("by_rule", [])
+    ]

@@ -2,7 +2,6 @@
 the last sign-off, and version diffs."""
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -11,10 +10,11 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from audit.models import Override
-from exceptions.models import ExceptionItem
 from routing.accounts.models import accounts_state
 from routing.engine import candidate_versions
+from routing.governance.diffs import FieldDiff, contract_diff
 from routing.governance.gates import CaseResult, results_from_json
+from routing.governance.metrics import RuleExceptions, rule_exceptions
 from routing.governance.models import (
     CANDIDATE_CHANGES,
     PromotionKind,
@@ -25,10 +25,8 @@ from routing.governance.models import (
     iso_week_start,
 )
 from routing.governance.services import tests_stale
-from routing.governance.sign_offs import RuleChange, changes_after_sign_off
+from routing.governance.sign_offs import ChangeSet, PendingChange, RuleChange, change_sets, changes_after_sign_off
 from routing.models import Rule
-
-DIFF_FIELDS = Rule.DRAFT_FIELDS
 
 
 def this_week(now=None) -> dt.date:
@@ -72,6 +70,8 @@ class RuleRow:
     tests_stale: bool  # the draft (condition, cases, queue) changed since the stored results were computed
     # Changes made after this week's sign-off, which reopen it (empty when not signed this week).
     changed_since_sign_off: list[RuleChange] = field(default_factory=list)
+    # Changes since the last sign-off a sign-off would cover (set by the screens that show it: awaiting_review).
+    awaiting_review: int = 0
 
     @property
     def reopened(self) -> bool:
@@ -163,26 +163,13 @@ def shadow_summary(rule: Rule) -> ShadowSummary | None:
     return ShadowSummary(since=staged.created_at, samples=samples, **counts)
 
 
-def version_diff(older, newer) -> list[tuple[str, object, object]]:
-    """(field, before, after) for each contract field that differs between two versions (or a version and
-    the draft); `older` None means everything is new."""
-    changes = []
-    for name in DIFF_FIELDS:
-        before = getattr(older, name) if older is not None else None
-        after = getattr(newer, name)
-        if before != after:
-            changes.append((name, shown(before), shown(after)))
-    return changes
+def version_diff(older, newer) -> list[FieldDiff]:
+    """Each contract field that differs between two versions (or a version and the draft), as a line-level
+    diff people read (routing/governance/diffs.py); `older` None means everything is new."""
+    return contract_diff(older, newer)
 
 
-def shown(value):
-    """A contract value as people read it in a diff: JSON for conditions and test cases."""
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return value
-
-
-def versions_with_diffs(rule: Rule) -> list[tuple[RuleVersion, list]]:
+def versions_with_diffs(rule: Rule) -> list[tuple[RuleVersion, list[FieldDiff]]]:
     versions = list(rule.versions.select_related("owner", "queue", "created_by").order_by("number"))
     out, previous = [], None
     for version in versions:
@@ -195,65 +182,57 @@ def versions_with_diffs(rule: Rule) -> list[tuple[RuleVersion, list]]:
 class SignOffView:
     row: RuleRow
     since: dt.datetime | None  # the last sign-off, or None if never signed
-    new_versions: list  # (version, [changes from the one before])
-    draft_edits: list  # (history record, [changes])
-    forced: list  # promotions forced past the gates since the last sign-off
+    changes: ChangeSet  # every change since the last sign-off, and which of them the reader has viewed
     overrides: list
-    exceptions: list  # the newest 50
-    exceptions_count: int
+    exceptions: RuleExceptions  # caused by the rule this week, and downstream of it (counted apart)
     cases: list[CaseResult] | None
     shadow: ShadowSummary | None
 
+    @property
+    def awaiting_review(self) -> int:
+        """Changes a sign-off of this production rule would cover (0 for a rule not in production)."""
+        return len(self.changes) if self.row.rule.production_version_id else 0
+
+    @property
+    def forced(self) -> list[PendingChange]:
+        return [c for c in self.changes.changes if c.promotion == PromotionKind.FORCED]
+
 
 def my_rules(*, owner, now=None) -> list[SignOffView]:
-    """Everything an owner (or backup owner) reviews before signing each rule off for the week; rules whose
-    sign-off a later change reopened come first."""
+    """Everything an owner (or backup owner) reviews before signing each rule off for the week: rules with
+    changes awaiting review (each change's diff to open) come first, then those only due their weekly
+    sign-off."""
     now = now or timezone.now()
     start, end = week_bounds(this_week(now))
+    rows = rule_rows(now=now, signer=owner, with_results=True)
+    pending = change_sets(rule_ids=[row.rule.pk for row in rows], viewer=owner) if rows else {}
     views = []
-    rows = sorted(rule_rows(now=now, signer=owner, with_results=True), key=lambda row: not row.reopened)
     for row in rows:
         rule = row.rule
-        since = row.last_sign_off.at if row.last_sign_off else None
-        history = rule.history.filter(history_date__gt=since) if since else rule.history.all()
-        caused = ExceptionItem.objects.filter(lead__rule=rule, opened_at__gte=start, opened_at__lt=end)
-        edits = []
-        for record in history.order_by("-history_date")[:20]:
-            previous = record.prev_record
-            if previous is None:
-                continue  # the rule's creation: its first version lists everything
-            changes = [
-                (c.field, shown(c.old), shown(c.new))
-                for c in record.diff_against(previous).changes
-                if c.field in DIFF_FIELDS
-            ]
-            if changes:  # promotions save only the stage and version pointers: not draft edits
-                edits.append((record, changes))
         views.append(
             SignOffView(
                 row=row,
-                since=since,
-                new_versions=[
-                    (v, changes) for v, changes in versions_with_diffs(rule) if not since or v.created_at > since
-                ],
-                draft_edits=edits,
-                forced=list(
-                    RulePromotion.objects.filter(
-                        rule=rule, kind=PromotionKind.FORCED, **({"at__gt": since} if since else {})
-                    ).select_related("version", "by")
-                ),
+                since=row.last_sign_off.at if row.last_sign_off else None,
+                changes=pending.get(rule.pk) or ChangeSet(rule.pk),
                 overrides=list(
                     Override.objects.filter(rule=rule, at__gte=start, at__lt=end).select_related(
                         "lead", "by", "from_queue", "to_queue", "to_assignee"
                     )
                 ),
-                exceptions=list(caused.select_related("lead", "queue").order_by("-opened_at")[:50]),
-                exceptions_count=caused.count(),
+                exceptions=rule_exceptions(rule=rule, start=start, end=end),
                 cases=case_results(rule),
                 shadow=shadow_summary(rule),
             )
         )
-    return views
+    # Changes awaiting review first (those that reopened this week's sign-off before the rest), then rules
+    # only due their weekly sign-off, then those signed.
+    return sorted(views, key=lambda v: (not v.awaiting_review, not v.row.reopened, v.row.signed_this_week))
+
+
+def awaiting_review(rows: list[RuleRow]) -> dict[int, int]:
+    """{rule id: changes awaiting review} for the production rules among `rows` that have any: one query."""
+    ids = [row.rule.pk for row in rows if row.rule.production_version_id]
+    return {rule_id: len(found) for rule_id, found in change_sets(rule_ids=ids).items()} if ids else {}
 
 
 def unsigned_production_rules(*, week: dt.date) -> list[Rule]:

@@ -14,6 +14,9 @@ from audit.services import audit_record
 from routing.accounts.models import Account, accounts_state
 from routing.conditions import ACCOUNT_FIELDS, ConditionError, fields_read, validate_condition
 from routing.engine import candidate_versions
+from routing.experiments.lifecycle import experiment_supersede
+from routing.governance.approvals import approval_gate, can_approve, production_approval_required
+from routing.governance.diffs import rolled_back_twin
 from routing.governance.gates import (
     CaseResult,
     Gate,
@@ -27,6 +30,7 @@ from routing.governance.gates import (
     reads_account,
     results_from_json,
     results_gates,
+    rolled_back_gate,
     unrunnable_cases_gates,
 )
 from routing.governance.models import (
@@ -35,13 +39,14 @@ from routing.governance.models import (
     PromotionKind,
     ReplayRun,
     ReplayStatus,
+    RuleApproval,
     RulePromotion,
     RuleSignOff,
     RuleVersion,
     iso_week_start,
 )
 from routing.governance.notices import promotion_notice
-from routing.governance.sign_offs import changes_after_sign_off
+from routing.governance.sign_offs import change_set, changes_after_sign_off
 from routing.models import TEST_RESULT_FIELDS, Rule, RuleSetGeneration, RuleStage
 from routing.text import refused_character
 
@@ -111,10 +116,13 @@ def rule_draft_save(*, rule: Rule, by=None) -> Rule:
         problems.append(f"name: {refused_character(rule.name)}")
     if rule.pk is not None and rule.owner_id is None and rule.versions.exists():
         problems.append("owner: a rule with versions keeps a named owner; hand it to someone else instead")
-    try:
-        validate_condition(rule.condition)
-    except ConditionError as exc:
-        problems.append(str(exc))
+    if rule.condition in (None, {}, ""):
+        problems.append("when: Add at least one condition: a rule without one would match every lead.")
+    else:
+        try:
+            validate_condition(rule.condition)
+        except ConditionError as exc:
+            problems.append(str(exc))
     problems += cases_problems(rule.test_cases)
     if problems:
         raise RuleDraftError(problems)
@@ -236,13 +244,23 @@ def same_content(rule: Rule, version: RuleVersion | None) -> bool:
     return version is not None and all(getattr(rule, f) == getattr(version, f) for f in Rule.CONTRACT_FIELDS)
 
 
-def staging_gates(rule: Rule, *, stored: bool = False) -> list[Gate]:
-    """`stored`: the test-case gates from the stored results (the rule's page) instead of running them."""
+def staging_gates(rule: Rule, *, stored: bool = False, comment: str | None = None) -> list[Gate]:
+    """`stored`: the test-case gates from the stored results (the rule's page) instead of running them.
+    `comment`: the promoter's, which is the reason a draft repeating a rolled-back version needs."""
     gates = contract_gates(rule, test_gates=stored_test_gates(rule) if stored else None)
     current = rule.staging_version or rule.production_version
     if same_content(rule, current):
         where = "staging" if rule.staging_version_id else "production"
-        gates.append(Gate("changed", False, f"Nothing to promote: the draft is the same as {where} v{current.number}."))
+        gates.append(
+            Gate(
+                "changed",
+                False,
+                f"Nothing to promote: the draft is the same as {where} v{current.number}.",
+                not_applicable=True,
+            )
+        )
+    elif (rolled_back := rolled_back_twin(rule)) is not None:
+        gates.append(rolled_back_gate(rolled_back, comment=comment))
     return gates
 
 
@@ -266,11 +284,17 @@ def evidence_replay(rule: Rule) -> ReplayRun | None:
     return replays.order_by("-requested_at").first()
 
 
-def production_gates(rule: Rule, *, stored: bool = False) -> tuple[list[Gate], ReplayRun | None]:
+def production_gates(rule: Rule, *, stored: bool = False, promoter=None) -> tuple[list[Gate], ReplayRun | None]:
+    """`promoter`: the person promoting (or looking at the page), for the second-person approval gate."""
     staged = rule.staging_version
     if staged is None:
         return [
-            Gate("staging", False, "Promote to staging first: production only takes a version that ran there.")
+            Gate(
+                "staging",
+                False,
+                "Promote to staging first: production only takes a version that ran there.",
+                not_applicable=True,
+            )
         ], None
     test_gates = staged_test_gates(rule) if stored else None
     gates = [Gate("staging", True, f"Staging v{staged.number} is the candidate.")]
@@ -287,15 +311,18 @@ def production_gates(rule: Rule, *, stored: bool = False) -> tuple[list[Gate], R
     else:
         moved = replay.result.get("moved_count", 0)  # one deferred read, for this one replay
         gates.append(Gate("replay", True, f"Replay #{replay.pk}: {replay.total} leads, {moved} would move."))
+    if production_approval_required():
+        gates.append(approval_gate(rule, staged, promoter=promoter))
     return gates, replay
 
 
-def promotion_gates(rule: Rule, to: str) -> list[Gate]:
+def promotion_gates(rule: Rule, to: str, *, by=None) -> list[Gate]:
     """The gate results a promotion would meet now, without promoting (shown on the rule's page): the
-    test-case gates come from stored results; the promotion itself runs the cases again."""
+    test-case gates come from stored results; the promotion itself runs the cases again. `by`: the person
+    who would promote (their own approval does not count)."""
     if to == RuleStage.STAGING:
         return staging_gates(rule, stored=True)
-    return production_gates(rule, stored=True)[0]
+    return production_gates(rule, stored=True, promoter=by)[0]
 
 
 def _locked(rule: Rule) -> Rule:
@@ -327,7 +354,7 @@ def rule_promote(*, rule: Rule, to: str, by, comment: str = "") -> RulePromotion
     rule = _locked(rule)
     now = timezone.now()
     if to == RuleStage.STAGING:
-        gates = staging_gates(rule)
+        gates = staging_gates(rule, comment=comment)
         if failures(gates):
             raise PromotionBlocked(gates)
         version, replaced, replay = _freeze(rule, by=by, at=now), rule.staging_version, None
@@ -335,12 +362,13 @@ def rule_promote(*, rule: Rule, to: str, by, comment: str = "") -> RulePromotion
         if rule.stage == RuleStage.DRAFT:
             rule.stage = RuleStage.STAGING
     else:
-        gates, replay = production_gates(rule)
+        gates, replay = production_gates(rule, promoter=by)
         if failures(gates):
             raise PromotionBlocked(gates)
         version, replaced = rule.staging_version, rule.production_version
         rule.production_version, rule.staging_version, rule.stage = version, None, RuleStage.PRODUCTION
     rule.save(update_fields=["staging_version", "production_version", "stage", "updated_at"])
+    experiment_supersede(rule=rule, by=by, at=now)  # its running experiment compared what is now replaced
     promotion = RulePromotion.objects.create(
         rule=rule,
         version=version,
@@ -400,6 +428,7 @@ def rule_rollback(*, rule: Rule, by, comment: str = "") -> RulePromotion:
     replaced = rule.production_version
     rule.production_version = target
     rule.save(update_fields=["production_version", "updated_at"])
+    experiment_supersede(rule=rule, by=by, at=now)
     promotion = RulePromotion.objects.create(
         rule=rule, version=target, kind=PromotionKind.ROLLBACK, replaced=replaced, by=by, at=now, comment=comment
     )
@@ -445,6 +474,7 @@ def rule_force_production(*, rule: Rule, by, reason: str) -> RulePromotion:
     # A staging version older than the forced fix must not be promoted over it later.
     rule.production_version, rule.staging_version, rule.stage = version, None, RuleStage.PRODUCTION
     rule.save(update_fields=["production_version", "staging_version", "stage", "updated_at"])
+    experiment_supersede(rule=rule, by=by, at=now)
     promotion = RulePromotion.objects.create(
         rule=rule, version=version, kind=PromotionKind.FORCED, replaced=replaced, by=by, at=now, comment=reason
     )
@@ -465,6 +495,43 @@ def rule_force_production(*, rule: Rule, by, reason: str) -> RulePromotion:
     return promotion
 
 
+@transaction.atomic
+def rule_approve(*, rule: Rule, by, comment: str = "") -> RuleApproval:
+    """A second person approves the rule's staging version for production (HANDOFF_PRODUCTION_APPROVAL):
+    the owner, the backup owner or an admin, once per version. Whoever promotes it must be someone else."""
+    if not can_approve(by, rule):
+        owner = rule.owner.get_username() if rule.owner_id else "nobody"
+        backup = f", its backup owner ({rule.backup_owner.get_username()})" if rule.backup_owner_id else ""
+        raise PermissionDenied(f"Only the rule's owner ({owner}){backup} or an admin approves {rule.name!r}.")
+    if not production_approval_required():
+        raise GovernanceError(
+            "Production approval is off (HANDOFF_PRODUCTION_APPROVAL): promotions to production need no approval."
+        )
+    rule = _locked(rule)
+    staged = rule.staging_version
+    if staged is None:
+        raise GovernanceError(f"Nothing to approve: {rule.name!r} has no staging version.")
+    earlier = RuleApproval.objects.filter(version=staged, by=by).first()
+    if earlier is not None:
+        raise GovernanceError(
+            f"You already approved staging v{staged.number} of {rule.name!r} at"
+            f" {timezone.localtime(earlier.at):%Y-%m-%d %H:%M}."
+        )
+    now = timezone.now()
+    approval = RuleApproval.objects.create(rule=rule, version=staged, by=by, at=now, comment=comment.strip())
+    # Recorded as a step of the promotion (no action of its own): the outcome tells it apart.
+    audit_record(
+        action=AuditAction.RULE_PROMOTED,
+        actor=by,
+        rule=rule,
+        rule_version=staged.number,
+        outcome="approved for production",
+        at=now,
+        data={"approval_id": approval.pk, "comment": approval.comment},
+    )
+    return approval
+
+
 def _require_active_owner(rule: Rule) -> None:
     """A deactivated owner answers for nothing: the rule moves no stage until someone active owns it."""
     if rule.owner_id and not rule.owner.is_active:
@@ -481,7 +548,9 @@ def rule_sign_off(*, rule: Rule, by, comment: str = "", at=None) -> RuleSignOff:
     """The owner (or backup owner) signs the rule off for the ISO week of `at` (default now): once per rule
     per week, unless the rule changed after that sign-off (a draft edit, promotion, forced change or
     rollback reopens it). A re-sign updates the week's row (one per rule per week); each sign-off keeps its
-    own audit event, the re-sign's naming the sign-off it replaces and the changes that reopened it."""
+    own audit event, the re-sign's naming the sign-off it replaces and the changes that reopened it.
+    The signer must have viewed the diff of every change of the rule's change set (sign_offs.change_set, each
+    view recorded by the server that sent it); the sign-off stores the set it covers and those views."""
     if not can_sign_off(by, rule):
         owner = rule.owner.get_username() if rule.owner_id else "nobody"
         backup = f" or backup owner ({rule.backup_owner.get_username()})" if rule.backup_owner_id else ""
@@ -496,7 +565,15 @@ def rule_sign_off(*, rule: Rule, by, comment: str = "", at=None) -> RuleSignOff:
             f"{rule.name!r} is already signed off for {existing.iso_week_label} "
             f"by {existing.by.get_username()} at {timezone.localtime(existing.at):%Y-%m-%d %H:%M}."
         )
-    data = {}
+    pending = change_set(rule=rule, viewer=by)
+    if pending.unviewed:  # a view is written by the server that sent the diff, never claimed by the form
+        raise GovernanceError(
+            f"Open the diff of every change before signing {rule.name!r} off; not viewed by you yet: "
+            + "; ".join(f"{c.label} {timezone.localtime(c.at):%Y-%m-%d %H:%M}" for c in pending.unviewed)
+            + "."
+        )
+    covers = pending.as_record(viewer=by)
+    data = {"covers": covers}
     if existing is not None:  # changed after this week's sign-off: signed again, the earlier one in the audit
         data["replaces"] = {
             "by": existing.by.get_username(),
@@ -506,12 +583,18 @@ def rule_sign_off(*, rule: Rule, by, comment: str = "", at=None) -> RuleSignOff:
         }
         data["reopened_by"] = [{"at": c.at.isoformat(), "change": c.label, "by": c.by} for c in reopened]
         RuleSignOff.objects.filter(pk=existing.pk).update(
-            by=by, at=at, production_version=rule.version, comment=comment.strip()
+            by=by, at=at, production_version=rule.version, comment=comment.strip(), covers=covers
         )
         sign_off = RuleSignOff.objects.get(pk=existing.pk)
     else:
         sign_off = RuleSignOff.objects.create(
-            rule=rule, week=week, by=by, at=at, production_version=rule.version, comment=comment.strip()
+            rule=rule,
+            week=week,
+            by=by,
+            at=at,
+            production_version=rule.version,
+            comment=comment.strip(),
+            covers=covers,
         )
     audit_record(
         action=AuditAction.RULE_SIGNED_OFF,

@@ -4,7 +4,7 @@ services to act; a refused action comes back as a message saying why, a forbidde
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -15,18 +15,31 @@ from exceptions.permissions import ConsoleAccessMixin
 from exceptions.selectors import lead_decisions, lead_trail
 from routing.accounts.identity import person_leads
 from routing.accounts.models import AccountMatch
+from routing.experiments.views import rule_experiments_context
 from routing.governance import services
+from routing.governance.approvals import approvers_text, can_approve, production_approval_required, version_approvals
 from routing.governance.backup_owner import rule_backup_owner_set
+from routing.governance.builder import builder_vocabulary
+from routing.governance.diffs import draft_status
 from routing.governance.explain import condition_text
-from routing.governance.forms import BackupOwnerForm, CommentForm, DraftForm, ForceForm, PreviewForm, ReplayForm
+from routing.governance.forms import (
+    BackupOwnerForm,
+    CommentForm,
+    DraftForm,
+    ForceForm,
+    LeadCaseForm,
+    PreviewForm,
+    ReplayForm,
+)
 from routing.governance.gates import reads_account
 from routing.governance.metrics import MIN_LEADS as METRICS_MIN_LEADS
 from routing.governance.metrics import success_metrics
 from routing.governance.models import ReplayRun, ReplayStatus, RuleNotice, RuleVersion
 from routing.governance.notices import notices_mark_read, unread_notices
 from routing.governance.preview import lead_explanation, routing_preview
-from routing.governance.replay import ReplayError, replay_start
+from routing.governance.replay import ReplayError, replay_moves, replay_start
 from routing.governance.selectors import (
+    awaiting_review,
     candidate_rules,
     case_results,
     last_candidate_change,
@@ -40,6 +53,14 @@ from routing.governance.selectors import (
     version_diff,
     versions_with_diffs,
 )
+from routing.governance.sign_offs import change_diff, change_view_record
+from routing.governance.test_cases import (
+    CaseRefused,
+    case_editor_context,
+    governable_rule_choices,
+    lead_case_add,
+    lead_expected,
+)
 from routing.intake import SampleLeadError
 from routing.integrations.handoff import handoff_summary, lead_deliveries
 from routing.models import Lead, Rule, RuleStage
@@ -49,6 +70,10 @@ class RuleListView(ConsoleAccessMixin, View):
     def get(self, request):
         week = this_week()
         rows = rule_rows()
+        awaiting = awaiting_review(rows)  # rules with changes awaiting review come first
+        rows = sorted(rows, key=lambda row: row.rule.pk not in awaiting)
+        for row in rows:
+            row.awaiting_review = awaiting.get(row.rule.pk, 0)
         return render(
             request,
             "console/rules/list.html",
@@ -78,14 +103,17 @@ class RuleDetailView(ConsoleAccessMixin, View):
             {
                 "rule": rule,
                 "condition_text": _readable(rule.condition),
+                "live_condition_text": _readable(rule.production_version.condition) if rule.production_version else "",
                 "versions": versions,
                 "compare": _comparison(request, rule),
-                "draft_changes": version_diff(rule.staging_version or rule.production_version, rule),
+                "status": draft_status(rule),  # what is live, and the draft against it
+                "staging_changes": version_diff(rule.staging_version, rule) if rule.staging_version else [],
                 "cases": case_results(rule),  # stored when the draft was saved or its tests run
                 "tests_stale": services.tests_stale(rule),
                 "reads_account": reads_account(rule.condition),
                 "staging_gates": services.promotion_gates(rule, RuleStage.STAGING),
-                "production_gates": services.promotion_gates(rule, RuleStage.PRODUCTION),
+                "production_gates": services.promotion_gates(rule, RuleStage.PRODUCTION, by=request.user),
+                "approval": _approval_context(request, rule),
                 "rollback_to": services.rollback_target(rule),
                 "promotions": rule.promotions.select_related("version", "replaced", "by").order_by("-at", "-id")[:50],
                 "overrides": override_counts(this_week()).get(rule.pk, 0),
@@ -100,8 +128,24 @@ class RuleDetailView(ConsoleAccessMixin, View):
                 "last_change": last_candidate_change(),
                 "success": success_metrics(rule_ids=[rule.pk]).get(rule.pk),
                 "min_leads": METRICS_MIN_LEADS,
+                **rule_experiments_context(rule, request.user),
             },
         )
+
+
+def _approval_context(request, rule: Rule) -> dict | None:
+    """The production gate's second-person approval (HANDOFF_PRODUCTION_APPROVAL), or None when it is off."""
+    if not production_approval_required():
+        return None
+    staged = rule.staging_version
+    approvals = version_approvals(staged) if staged else []
+    return {
+        "approvals": approvals,
+        "who": approvers_text(rule),
+        "may_approve": bool(staged)
+        and can_approve(request.user, rule)
+        and all(a.by_id != request.user.pk for a in approvals),
+    }
 
 
 def _readable(condition) -> str:
@@ -143,21 +187,20 @@ class RuleEditView(ConsoleAccessMixin, View):
 
     def get(self, request, pk=None):
         rule = self._rule(request, pk)
-        return render(
-            request, "console/rules/edit.html", {"rule": rule, "form": DraftForm(instance=rule, author=request.user)}
-        )
+        form = DraftForm(instance=rule, author=request.user)
+        return render(request, "console/rules/edit.html", _editor_context(rule, form))
 
     def post(self, request, pk=None):
         rule = self._rule(request, pk)
         form = DraftForm(request.POST, instance=rule, author=request.user)
         if not form.is_valid():
             messages.error(request, "The draft was not saved; fix the fields marked below.")
-            return render(request, "console/rules/edit.html", {"rule": rule, "form": form}, status=400)
+            return render(request, "console/rules/edit.html", _editor_context(rule, form), status=400)
         try:
             saved = services.rule_draft_save(rule=form.instance, by=request.user)
         except services.RuleDraftError as exc:
             messages.error(request, f"The draft was not saved: {exc}")
-            return render(request, "console/rules/edit.html", {"rule": rule, "form": form}, status=400)
+            return render(request, "console/rules/edit.html", _editor_context(rule, form), status=400)
         live = " Production is unchanged until you promote it." if saved.production_version_id else ""
         messages.success(request, f"Draft of {saved.name!r} saved.{live}")
         if unknown := services.unknown_account_attributes(saved.condition):
@@ -172,12 +215,16 @@ class RuleEditView(ConsoleAccessMixin, View):
         if pk is None:
             if not services.may_author_rules(request.user):
                 raise PermissionDenied("Only rule owners and admins create rules.")
-            return Rule(owner=request.user, condition={"field": "email", "op": "exists"})
+            return Rule(owner=request.user, condition=None)  # the builder starts empty: nothing matches by default
         rule = get_object_or_404(Rule, pk=pk)
         if not services.can_govern(request.user, rule):
             owner = rule.owner.get_username() if rule.owner_id else "nobody yet"
             raise PermissionDenied(f"Only the rule's owner ({owner}) or an admin edits {rule.name!r}.")
         return rule
+
+
+def _editor_context(rule, form) -> dict:
+    return {"rule": rule, "form": form, "vocabulary": builder_vocabulary(), **case_editor_context(rule, form)}
 
 
 class RuleActionView(ConsoleAccessMixin, View):
@@ -228,6 +275,13 @@ class RuleActionView(ConsoleAccessMixin, View):
         promotion = services.rule_force_production(rule=rule, by=request.user, reason=reason)
         return f"Forced v{promotion.version.number} into production; it shows as unsigned until the owner signs off."
 
+    def do_approve(self, request, rule):
+        approval = services.rule_approve(rule=rule, by=request.user, comment=self._comment(request))
+        return (
+            f"You approved staging v{approval.version.number} of {rule.name!r} for production; someone other"
+            " than you promotes it."
+        )
+
     def do_sign_off(self, request, rule):
         sign_off = services.rule_sign_off(rule=rule, by=request.user, comment=self._comment(request))
         return f"Signed off {rule.name!r} for {sign_off.iso_week_label}."
@@ -269,6 +323,22 @@ class MyRulesView(ConsoleAccessMixin, View):
                 "notices": unread_notices(user=request.user),
             },
         )
+
+
+class ChangeDiffView(ConsoleAccessMixin, View):
+    """POST /console/rules/<pk>/changes/<key>/: the diff of one change of a rule, recorded as viewed by the
+    person it is sent to (what a sign-off requires). "My rules" posts it when a change is opened (htmx, the
+    fragment); without JavaScript its button shows the diff on a page of its own."""
+
+    def post(self, request, pk, key):
+        rule = get_object_or_404(Rule.objects.select_related("owner"), pk=pk)
+        change = change_diff(rule=rule, key=key)
+        if change is None:
+            raise Http404(f"{rule.name!r} has no change {key!r}.")
+        view = change_view_record(rule=rule, key=change.key, viewer=request.user)
+        context = {"rule": rule, "change": change, "changes": version_diff(change.older, change.newer), "view": view}
+        template = "console/rules/_change_diff.html" if request.htmx else "console/rules/change.html"
+        return render(request, template, context)
 
 
 class NoticesReadView(ConsoleAccessMixin, View):
@@ -327,7 +397,12 @@ class ReplayDetailView(ConsoleAccessMixin, View):
         return render(
             request,
             template,
-            {"run": run, "rules": candidate_rules(run), "running": run.status in _UNFINISHED},
+            {
+                "run": run,
+                "rules": candidate_rules(run),
+                "running": run.status in _UNFINISHED,
+                "moves": replay_moves(run),  # each move put down to the rule that caused it
+            },
         )
 
 
@@ -389,5 +464,52 @@ class LeadView(ConsoleAccessMixin, View):
                 "now": timezone.now(),
                 "account_match": AccountMatch.objects.filter(lead=lead).select_related("account__owner").first(),
                 "same_person": person_leads(lead).select_related("origin", "assignee")[:50],
+                **_lead_case_context(request, lead),
             },
         )
+
+
+def _lead_case_context(request, lead: Lead) -> dict:
+    """The "add as a test case" form: only for people who govern at least one rule, the lead's own rule first chosen."""
+    rules = governable_rule_choices(request.user)
+    if not rules:
+        return {"case_rules": [], "case_form": None}
+    initial = {"rule": lead.rule_id, "name": f"lead {lead.lead_id}"[:200], "expect": lead_expected(lead)}
+    return {"case_rules": rules, "case_form": LeadCaseForm(initial=initial, rules=rules)}
+
+
+class LeadTestCaseView(ConsoleAccessMixin, View):
+    """POST /console/leads/<pk>/test-case/: the lead's routing fields become a test case in a rule's draft, saved
+    like any draft (audited, the cases run again); then the rule's page, saying whether the case passes now."""
+
+    def post(self, request, pk):
+        lead = get_object_or_404(Lead.objects.select_related("queue", "rule__queue"), pk=pk)
+        back = HttpResponseRedirect(reverse("console:lead", args=[lead.pk]) + "#add-case")
+        form = LeadCaseForm(request.POST, rules=governable_rule_choices(request.user))
+        if not form.is_valid():
+            problems = "; ".join(f"{form.fields[f].label or f}: {' '.join(e)}" for f, e in form.errors.items())
+            messages.error(request, f"The test case was not added: {problems}")
+            return back
+        data = form.cleaned_data
+        rule = Rule.objects.select_related("owner", "queue").filter(pk=data["rule"]).first()
+        if rule is None:
+            messages.error(request, f"The test case was not added: rule #{data['rule']} no longer exists.")
+            return back
+        try:
+            result = lead_case_add(rule=rule, lead=lead, name=data["name"], expect=data["expect"], by=request.user)
+        except CaseRefused as refused:
+            messages.error(request, str(refused))
+            return back
+        if result is None:
+            outcome = "it cannot run yet (the draft's condition or cases need fixing)"
+        elif result.passed:
+            outcome = f"it passes now ({result.got})"
+        else:
+            why = f": {result.why}" if result.why else ""
+            outcome = f"it fails now: expected {result.expected}, got {result.got}{why}"
+        messages.success(
+            request,
+            f"Test case {data['name'].strip()!r} from lead {lead.lead_id} was added to the draft of {rule.name!r};"
+            f" {outcome}. Production is unchanged until the draft is promoted.",
+        )
+        return HttpResponseRedirect(reverse("console:rule", args=[rule.pk]) + "#cases")

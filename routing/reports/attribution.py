@@ -19,7 +19,9 @@ Our side is every lead *received* in the period (half-open: since <= received_at
 So our_leads = matched + misrouted + missing_in_crm + unassigned_here, crm_rows = matched + misrouted +
 unknown_to_us + outside_period, and variance = (misrouted + missing_in_crm + unknown_to_us) / max(our_leads, 1),
 flagged above HANDOFF["PARITY_THRESHOLD"]. The stored ReconciliationReport (who, when, which file and its
-SHA-256) is the record of an upload; nothing else changes, so no audit event is written.
+SHA-256) is the record of an upload. The one other change an upload makes: rows at a converted stage
+(HANDOFF["CONVERTED_STAGES"]) stamp Lead.converted_at on our leads not stamped before (conversions_stamp, for
+the experiments' conversion figures); the report records how many. No audit event is written.
 
 The latest upload keeps its file (ReconciliationReport.crm_export; the next upload clears it), so that Run now
 (attribution_run_again) reconciles it again over the same period against our assignments as they are now,
@@ -93,19 +95,39 @@ def attribution_reconcile(*, file, name: str, by, since=None, until=None) -> Rec
     if since >= until:
         raise ValueError("The period is empty: since must be before until.")
     raw = _read_limited(file)
-    fields = _reconciled(raw, name=name, since=since, until=until)
+    parsed = _parse(raw)
+    fields = _reconciled(raw, name=name, since=since, until=until, parsed=parsed)
+    now = timezone.now()
     with transaction.atomic():
         ReconciliationReport.objects.filter(kind=ReportKind.ATTRIBUTION, crm_export__isnull=False).update(
             crm_export=None
         )
+        fields["data"]["conversions"] = conversions_stamp(rows=parsed.rows, at=now)
         return ReconciliationReport.objects.create(
-            kind=ReportKind.ATTRIBUTION, created_at=timezone.now(), created_by=by, crm_export=raw, **fields
+            kind=ReportKind.ATTRIBUTION, created_at=now, created_by=by, crm_export=raw, **fields
         )
 
 
-def _reconciled(raw: bytes, *, name: str, since: dt.datetime, until: dt.datetime) -> dict:
+def conversions_stamp(*, rows: list["CrmRow"], at: dt.datetime) -> dict:
+    """Mark our leads the CRM has at a converted stage (HANDOFF["CONVERTED_STAGES"], case-insensitive) as
+    converted at `at`, for the experiments' conversion figures (README: Experiments). A lead keeps the first
+    upload that saw it converted. Returns what the report records: the stages, the rows at one, the leads
+    stamped now."""
+    stages = {stage.strip().casefold() for stage in settings.HANDOFF["CONVERTED_STAGES"]}
+    converted = [row for row in rows if row.stage.strip().casefold() in stages]
+    pks = sorted(lead[0] for lead in _leads_for(converted).values())
+    stamped = 0
+    for start in range(0, len(pks), 10_000):
+        chunk = pks[start : start + 10_000]
+        stamped += Lead.objects.filter(pk__in=chunk, converted_at__isnull=True).update(converted_at=at)
+    return {"stages": sorted(stages), "rows": len(converted), "stamped": stamped}
+
+
+def _reconciled(
+    raw: bytes, *, name: str, since: dt.datetime, until: dt.datetime, parsed: "ParsedExport | None" = None
+) -> dict:
     """A report's fields (all but who and when) for a CRM export's bytes over [since, until)."""
-    parsed = _parse(raw)
+    parsed = parsed or _parse(raw)
     data = _compare(parsed, since=since, until=until)
     totals = data["totals"]
     threshold = settings.HANDOFF["PARITY_THRESHOLD"]

@@ -11,11 +11,13 @@ from django.utils import timezone
 from exceptions.incidents import Cause
 from exceptions.models import ExceptionIncident, ExceptionReason, Resolution
 from exceptions.services import exception_acknowledge, exception_open, exception_resolve
+from routing.experiments.models import ExperimentStatus
 from routing.governance.models import ReplayRun
 from routing.governance.replay import replay_execute, replay_request
 from routing.models import LeadStatus, RuleStage
 from tests.factories import (
     DeliveryTargetFactory,
+    ExperimentFactory,
     LeadFactory,
     MembershipFactory,
     OutboxEventFactory,
@@ -79,6 +81,11 @@ def api_world(in_process_requests) -> ApiWorld:
     for _ in range(3):
         lead = LeadFactory(origin=source, status=LeadStatus.EXCEPTION)
         exception_open(lead=lead, reason=ExceptionReason.DELIVERY_FAILED, cause=crm_down)
+    # Experiments on the staging rule: one decided, one running (so a start meets its 409, a stop its 200).
+    experiments = [
+        ExperimentFactory(rule=rules[1], status=ExperimentStatus.KEPT),
+        ExperimentFactory(rule=rules[1]),
+    ]
     queued = ReplayRun.objects.create(requested_by=person, requested_at=timezone.now(), limit=10)
     finished = replay_execute(run_id=replay_request(by=person).pk)  # so a `result` is rendered too
     replays = [queued, finished]
@@ -95,6 +102,7 @@ def api_world(in_process_requests) -> ApiWorld:
             "rules": [rule.pk for rule in rules],
             "exceptions": [item.pk for item in items],
             "replays": [run.pk for run in replays],
+            "experiments": [experiment.pk for experiment in experiments],
             "incidents": list(ExceptionIncident.objects.values_list("pk", flat=True)),
             "queues": [sales.pk],
             "deliveries": [event.pk for event in deliveries],

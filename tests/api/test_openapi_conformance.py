@@ -162,6 +162,8 @@ def test_every_operation_answers_as_documented(document, api_world, settings, mo
     _drive_exceptions(person, world)
     _drive_incidents(person, world)
     _drive_rules(person, world)
+    _drive_approval(person, world, settings)
+    _drive_experiments(person, world)
     _drive_accounts(person, world)
     _drive_people(person, world)
     _drive_shared_errors(checker, person, source, world)
@@ -306,6 +308,23 @@ def _drive_rules(person, objects):
     assert person.post_json("/api/v1/rules/preview/", {"lead": "jo"}).status_code == 400
 
 
+def _drive_experiments(person, objects):
+    """The world's running experiment on the staging rule: a second start conflicts (409); stop it (200, then
+    409); start one (201); keep production (200, then 409)."""
+    staging, running = objects["staging"], objects["ids"]["experiments"][1]
+    assert person.get("/api/v1/experiments/").status_code == 200
+    assert person.get(f"/api/v1/experiments/{running}/").status_code == 200
+    body = {"percent": 50, "max_leads": 100, "criteria": {"route_latency": -50}}
+    assert person.post_json(f"/api/v1/rules/{staging.pk}/experiments/", body).status_code == 409
+    assert person.post_json(f"/api/v1/experiments/{running}/stop/").status_code == 200
+    assert person.post_json(f"/api/v1/experiments/{running}/stop/").status_code == 409
+    started = person.post_json(f"/api/v1/rules/{staging.pk}/experiments/", body)
+    assert started.status_code == 201
+    decide = f"/api/v1/experiments/{started.json()['id']}/decide/"
+    assert person.post_json(decide, {"decision": "keep", "note": "No change"}).status_code == 200
+    assert person.post_json(decide, {"decision": "keep"}).status_code == 409
+
+
 def _drive_accounts(person, objects):
     account = objects["account"]
     only = person.get("/api/v1/accounts/").json()
@@ -336,6 +355,19 @@ def _drive_people(person, objects):
     queue = objects["rule"].queue.pk
     assert person.get(f"/api/v1/queues/{queue}/distribution/?period=week&date=2026-12-01").status_code == 200
     assert person.get(f"/api/v1/queues/{queue}/distribution/?start=2026-12-09&end=2026-12-01").status_code == 400
+
+
+def _drive_approval(person, objects, settings):
+    """Second-person approval for production, switched on for this call: a staging version approved (200),
+    and approved again by the same person (400)."""
+    before = settings.HANDOFF
+    settings.HANDOFF = {**before, "PRODUCTION_APPROVAL": True}
+    staging = objects["staging"]
+    assert (
+        person.post_json(f"/api/v1/rules/{staging.pk}/approve/", {"comment": "Replay looks right"}).status_code == 200
+    )
+    assert person.post_json(f"/api/v1/rules/{staging.pk}/approve/").status_code == 400
+    settings.HANDOFF = before
 
 
 def _drive_shared_errors(checker, person, source, objects):

@@ -45,6 +45,7 @@ CHECKS = [
 ID_KINDS = [
     ("/api/v1/rules/replay/", "replays"),
     ("/api/v1/rules/", "rules"),
+    ("/api/v1/experiments/", "experiments"),
     ("/api/v1/exceptions/", "exceptions"),
     ("/api/v1/incidents/", "incidents"),
     ("/api/v1/leads/", "leads"),

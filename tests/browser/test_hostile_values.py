@@ -38,7 +38,7 @@ from exceptions.triage import lead_assign_manually
 from routing import engine
 from routing.dashboard.rollups import dashboard_rollup_days
 from routing.governance.replay import replay_execute, replay_request
-from routing.governance.services import rule_draft_save, rule_force_production, rule_promote, rule_sign_off
+from routing.governance.services import rule_draft_save, rule_force_production, rule_promote
 from routing.integrations.models import DeliveryAttempt, OutboxEvent, OutboxStatus
 from routing.models import LeadStatus, RuleStage
 from routing.reports.anomalies import anomaly_report_build
@@ -59,6 +59,7 @@ from tests.factories import (
     UserFactory,
     case,
 )
+from tests.governance.helpers import reviewed_sign_off
 
 # The tests only read (through the browser); the marker has pytest-django create the test database. The data
 # lives in the module-scoped `world`, committed outside the tests' transactions.
@@ -174,7 +175,7 @@ def build_world() -> SimpleNamespace:
     lead_assign_manually(lead=w.lead, queue=w.review, assignee=w.admin, reason=hostile("override"), by=w.admin)
 
     # A: signed off with a comment, then a draft edit forced into production (unsigned again).
-    rule_sign_off(rule=w.rule_a, by=w.admin, comment=hostile("sign-off"))
+    reviewed_sign_off(rule=w.rule_a, by=w.admin, comment=hostile("sign-off"))
     w.rule_a.description = LONG + " (edited)"
     rule_draft_save(rule=w.rule_a, by=w.admin)
     rule_force_production(rule=w.rule_a, by=w.admin, reason=hostile("forced"))

@@ -18,7 +18,7 @@ from routing import engine
 from routing.governance.models import PromotionKind, ReplayRun, ReplayStatus, RulePromotion, RuleSignOff
 from routing.governance.replay import replay_execute, replay_request
 from routing.governance.selectors import this_week
-from routing.governance.services import rule_promote, rule_sign_off
+from routing.governance.services import rule_promote
 from routing.models import Lead, Rule, RuleStage
 from routing.services import lead_route
 from tests.browser.helpers import log_in
@@ -32,6 +32,7 @@ from tests.factories import (
     case,
     promote_live,
 )
+from tests.governance.helpers import reviewed_sign_off
 
 MQL = {"field": "lifecycle_stage", "op": "eq", "value": "mql"}
 BIG_COMPANY = {"field": "company_size", "op": "gte", "value": 1000}
@@ -188,11 +189,25 @@ def test_promoting_to_staging_replaying_on_the_worker_and_promoting_to_productio
     expect(owner_page.locator("#progress")).to_contain_text("3 of 3 leads")
     expect(owner_page.locator("#moved-count")).to_have_text("1 of 3 leads would move.")
     expect(owner_page.locator("#counts tbody tr")).to_have_text(["Enterprise 0 1", "Sales 3 2"], use_inner_text=True)
-    expect(owner_page.locator("#moved tbody tr")).to_have_text(["hs-3 Sales Enterprise"], use_inner_text=True)
+    expect(owner_page.locator("#moved tbody tr")).to_have_text(
+        ["hs-3 Sales decided by MQLs to sales v1 Enterprise decided by Enterprise accounts v1 Enterprise accounts v1"],
+        use_inner_text=True,
+    )
     run.refresh_from_db()
     assert (run.status, run.requested_by, run.total) == (ReplayStatus.DONE, rule_owner, 3)
     assert run.candidate == {str(rule.pk): 1, str(mqls.pk): 1}
-    assert run.result["moved"] == [{"id": big.pk, "lead_id": "hs-3", "from": "Sales", "to": "Enterprise"}]
+    enterprise_v1 = {"id": rule.pk, "name": "Enterprise accounts", "version": 1}
+    assert run.result["moved"] == [
+        {
+            "id": big.pk,
+            "lead_id": "hs-3",
+            "from": "Sales",
+            "to": "Enterprise",
+            "from_rule": {"id": mqls.pk, "name": "MQLs to sales", "version": 1},
+            "to_rule": enterprise_v1,
+            "cause": enterprise_v1,  # the staged rule that takes it
+        }
+    ]
 
     owner_page.goto(rule_url(rule))
     expect(owner_page.locator("#to-production .gates li.fail")).to_have_count(0)
@@ -268,6 +283,9 @@ def test_signing_off_from_my_rules_marks_the_rule_signed_and_takes_it_off_the_un
     expect(owner_page.locator("section.signoff")).to_have_count(1)  # only Rowan's own rules
     section = owner_page.locator(f"#rule-{rule.pk}")
     expect(section.locator("h2 .breached")).to_have_text("not signed this week")
+    for change in section.locator("details.change").all():  # a sign-off needs each change's diff opened
+        change.locator("summary").click()
+        expect(change.locator("summary .viewed")).to_contain_text("✓ viewed")
     section.get_by_label("Comment").fill("Reviewed: no overrides, tests pass.")
     section.get_by_role("button", name="Sign off for this week").click()
 
@@ -498,7 +516,7 @@ def realistic_rules_data(page: Page, rule_owner, ops_person) -> dict:
             lead("wf-20410", "Grace", "Kim", "Harbor Logistics", 700, "US"),
         ]
         for rule in rules.values():
-            rule_sign_off(rule=rule, by=rule.owner, comment="Reviewed; no changes.")
+            reviewed_sign_off(rule=rule, by=rule.owner, comment="Reviewed; no changes.")
 
     # This week. Pat starts two new rules: one is in staging, the other still a draft without a plan.
     high_intent = RuleFactory(
@@ -530,7 +548,7 @@ def realistic_rules_data(page: Page, rule_owner, ops_person) -> dict:
         sla_minutes=None,
         test_cases=[],
     )
-    rule_sign_off(rule=rules["enterprise"], by=pat, comment="Checked the two overrides; both were partners.")
+    reviewed_sign_off(rule=rules["enterprise"], by=pat, comment="Checked the two overrides; both were partners.")
 
     # Rowan widens EMEA to Austria and Switzerland in the draft editor, and promotes it to staging.
     emea = rules["emea"]
@@ -540,7 +558,8 @@ def realistic_rules_data(page: Page, rule_owner, ops_person) -> dict:
         json.dumps({"all": [MQL, {"field": "country", "op": "in", "value": [*EMEA, "AT", "CH"]}]}, indent=2)
     )
     austria = case("an MQL from Austria", "Sales EMEA", lifecycle_stage="mql", country="AT")
-    draft.get_by_label("Test cases").fill(json.dumps([*emea.test_cases, austria], indent=2))
+    draft.locator("#test-cases").get_by_role("tab", name="JSON").click()  # the cases open as forms
+    draft.get_by_label("Test cases (JSON)").fill(json.dumps([*emea.test_cases, austria], indent=2))
     draft.get_by_role("button", name="Save draft").click()
     expect(success(page)).to_have_text("Draft of 'EMEA MQLs' saved. Production is unchanged until you promote it.")
     page.locator("#to-staging").get_by_label("Comment").fill("Austria and Switzerland go to EMEA sales too.")

@@ -1,7 +1,8 @@
 """Steps of the governance workflow, as an owner takes them, for tests that need a rule in a given state."""
 
 from routing.governance.replay import replay_execute, replay_request
-from routing.governance.services import rule_draft_save, rule_promote
+from routing.governance.services import rule_draft_save, rule_promote, rule_sign_off
+from routing.governance.sign_offs import change_set, change_view_record
 from routing.models import Lead, Rule, RuleStage
 from routing.services import lead_route
 
@@ -32,3 +33,16 @@ def routed(lead) -> Lead:
     lead_route(lead_id=lead.pk)
     lead.refresh_from_db()
     return lead
+
+
+def review(rule: Rule, by) -> None:
+    """Open the diff of every change awaiting the rule's sign-off, as `by` does on "My rules" (the service the
+    diff's screen calls records each view)."""
+    for change in change_set(rule=rule).changes:
+        change_view_record(rule=rule, key=change.key, viewer=by)
+
+
+def reviewed_sign_off(*, rule: Rule, by, **kwargs):
+    """Sign the rule off after opening every change's diff, as a careful owner does."""
+    review(rule, by)
+    return rule_sign_off(rule=rule, by=by, **kwargs)

@@ -15,8 +15,8 @@ from audit.models import AuditAction, AuditEvent
 from routing.governance.backup_owner import rule_backup_owner_set
 from routing.governance.models import RuleSignOff
 from routing.governance.selectors import my_rules
-from routing.governance.services import rule_sign_off
 from tests.factories import RuleFactory, UserFactory, personal_token
+from tests.governance.helpers import reviewed_sign_off
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ def test_the_backup_owner_signs_off_recorded_as_themselves(rule, rule_owner, bea
     rule_backup_owner_set(rule=rule, backup_owner=bea, by=rule_owner)
     rule.refresh_from_db()
 
-    sign_off = rule_sign_off(rule=rule, by=bea, at=TUESDAY)
+    sign_off = reviewed_sign_off(rule=rule, by=bea, at=TUESDAY)
 
     assert (sign_off.by, RuleSignOff.objects.get().by) == (bea, bea)
     assert AuditEvent.objects.get(action=AuditAction.RULE_SIGNED_OFF).actor == bea
@@ -99,7 +99,7 @@ def test_nobody_else_signs_off_and_the_refusal_names_owner_and_backup(rule, rule
     rule.refresh_from_db()
 
     with pytest.raises(PermissionDenied, match=r"Only the rule's owner \(rowan\) or backup owner \(bea\) signs"):
-        rule_sign_off(rule=rule, by=ops_person, at=TUESDAY)
+        reviewed_sign_off(rule=rule, by=ops_person, at=TUESDAY)
 
 
 def test_the_backup_owner_sees_the_rule_in_my_rules(client, rule, rule_owner, bea):

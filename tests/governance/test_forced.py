@@ -10,10 +10,10 @@ from django.core.exceptions import PermissionDenied
 from audit.models import AuditAction, AuditEvent
 from routing.governance.models import PromotionKind, RuleVersion
 from routing.governance.selectors import my_rules, rule_rows, unsigned_production_rules
-from routing.governance.services import GovernanceError, rule_force_production, rule_sign_off
+from routing.governance.services import GovernanceError, rule_force_production
 from routing.models import RuleStage
 from tests.factories import LeadFactory, RuleFactory, case
-from tests.governance.helpers import edit, routed, stage
+from tests.governance.helpers import edit, reviewed_sign_off, routed, stage
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ def rule(sales, rule_owner):
 
 def forced_ids(owner, now) -> list[int]:
     (view,) = my_rules(owner=owner, now=now)
-    return [promotion.pk for promotion in view.forced]
+    return [change.ref for change in view.forced]  # the forced promotions' ids
 
 
 @pytest.mark.parametrize("persona", ["rule_owner", "ops_person", "outsider"])
@@ -109,13 +109,13 @@ def test_a_forced_change_shows_as_unsigned_until_the_owner_signs_off(rule, partn
 
     assert forced_ids(rule_owner, TUESDAY + dt.timedelta(hours=1)) == [promotion.pk]
 
-    rule_sign_off(rule=rule, by=rule_owner, at=TUESDAY + dt.timedelta(hours=2))
+    reviewed_sign_off(rule=rule, by=rule_owner, at=TUESDAY + dt.timedelta(hours=2))
 
     assert forced_ids(rule_owner, TUESDAY + dt.timedelta(hours=3)) == []
 
 
 def test_a_change_forced_after_the_last_sign_off_shows_again(rule, partners, sales, rule_owner, admin):
-    rule_sign_off(rule=rule, by=rule_owner, at=TUESDAY - dt.timedelta(days=7))
+    reviewed_sign_off(rule=rule, by=rule_owner, at=TUESDAY - dt.timedelta(days=7))
     with time_machine.travel(TUESDAY - dt.timedelta(days=2), tick=False):  # after that sign-off
         edit(rule, queue=partners)
         first = rule_force_production(rule=rule, by=admin, reason="Sales are offsite")
@@ -138,7 +138,7 @@ def test_a_forced_change_withdraws_an_older_staging_version(rule, partners, uk, 
 def test_a_change_forced_after_this_weeks_sign_off_needs_the_owner_again_the_same_week(
     rule, partners, rule_owner, admin
 ):
-    rule_sign_off(rule=rule, by=rule_owner, at=TUESDAY, comment="fine")
+    reviewed_sign_off(rule=rule, by=rule_owner, at=TUESDAY, comment="fine")
     assert unsigned_production_rules(week=TUESDAY.date() - dt.timedelta(days=1)) == []
     with time_machine.travel(TUESDAY + dt.timedelta(hours=1), tick=False):
         edit(rule, queue=partners)
@@ -148,8 +148,8 @@ def test_a_change_forced_after_this_weeks_sign_off_needs_the_owner_again_the_sam
     (row,) = rule_rows(now=TUESDAY + dt.timedelta(hours=2))
     assert not row.signed_this_week
 
-    again = rule_sign_off(rule=rule, by=rule_owner, at=TUESDAY + dt.timedelta(hours=3), comment="seen the fix")
+    again = reviewed_sign_off(rule=rule, by=rule_owner, at=TUESDAY + dt.timedelta(hours=3), comment="seen the fix")
     assert (again.comment, again.production_version) == ("seen the fix", 2)
     assert unsigned_production_rules(week=monday) == []
     with pytest.raises(GovernanceError, match="already signed off for 2026-W47"):
-        rule_sign_off(rule=rule, by=rule_owner, at=TUESDAY + dt.timedelta(hours=4))
+        reviewed_sign_off(rule=rule, by=rule_owner, at=TUESDAY + dt.timedelta(hours=4))

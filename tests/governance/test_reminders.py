@@ -9,9 +9,9 @@ from django.core import mail
 
 from routing.governance.models import SignOffReminder
 from routing.governance.reminders import sign_off_reminders_send
-from routing.governance.services import rule_sign_off
 from routing.models import RuleStage
 from tests.factories import RuleFactory, UserFactory
+from tests.governance.helpers import reviewed_sign_off
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,7 @@ def rules(sales, rule_owner):
             "sam": [signed],
             "tess": [RuleFactory(name="Tess's rule", owner=tess, queue=sales)],
         }
-    rule_sign_off(rule=signed, by=sam, at=MONDAY_W47 - dt.timedelta(hours=1))
+    reviewed_sign_off(rule=signed, by=sam, at=MONDAY_W47 - dt.timedelta(hours=1))
     return made
 
 
@@ -65,7 +65,7 @@ def test_sending_reminders_twice_in_a_week_sends_nothing_more(rules):
 
 def test_an_owner_who_signed_everything_gets_nothing(rules, rule_owner):
     for rule in rules["rowan"][:2]:
-        rule_sign_off(rule=rule, by=rule_owner, at=MONDAY_W47 - dt.timedelta(minutes=5))
+        reviewed_sign_off(rule=rule, by=rule_owner, at=MONDAY_W47 - dt.timedelta(minutes=5))
 
     sign_off_reminders_send(now=MONDAY_W47)
 

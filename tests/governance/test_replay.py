@@ -4,10 +4,11 @@ production decided for them, on a sample whose every outcome is known."""
 import datetime as dt
 
 import pytest
+from django.urls import reverse
 
 from audit.models import AuditAction, AuditEvent
-from routing.governance.models import ReplayStatus
-from routing.governance.replay import MAX_LIMIT, ReplayError, replay_execute, replay_request
+from routing.governance.models import ReplayRun, ReplayStatus
+from routing.governance.replay import MAX_LIMIT, ReplayError, replay_execute, replay_moves, replay_request
 from routing.models import LeadStatus
 from tests.factories import LeadFactory, RuleFactory, case, promote_live
 from tests.governance.helpers import replay, routed, stage
@@ -69,6 +70,15 @@ def moved(lead, frm, to) -> dict:
     return {"id": lead.pk, "lead_id": lead.lead_id, "from": frm, "to": to}
 
 
+def where(entries: list[dict]) -> list[dict]:
+    """Moved leads as `moved` builds them: which lead, from and to (the rules that decided are tested apart)."""
+    return [{key: entry[key] for key in ("id", "lead_id", "from", "to")} for entry in entries]
+
+
+def ref(rule, version: int) -> dict:
+    return {"id": rule.pk, "name": rule.name, "version": version}
+
+
 def test_replay_gives_exact_counts_per_queue_and_the_leads_that_would_move(sample, rule_owner):
     run = replay(by=rule_owner)
 
@@ -77,7 +87,7 @@ def test_replay_gives_exact_counts_per_queue_and_the_leads_that_would_move(sampl
     assert run.result["before"] == {"(missing contact)": 1, "(no match)": 1, "Sales": 3, "UK": 1}
     assert run.result["after"] == {"(missing contact)": 1, "Sales": 3, "UK": 2}
     assert run.result["moved_count"] == 2
-    assert run.result["moved"] == [
+    assert where(run.result["moved"]) == [
         moved(sample["sql_us"], "(no match)", "Sales"),
         moved(sample["mql_gb"], "Sales", "UK"),
     ]
@@ -97,7 +107,7 @@ def test_replay_limit_takes_the_newest_leads(sample, rule_owner):
     assert run.total == 3
     assert run.result["before"] == {"(missing contact)": 1, "(no match)": 1, "Sales": 1}
     assert run.result["after"] == {"(missing contact)": 1, "Sales": 2}
-    assert run.result["moved"] == [moved(sample["sql_us"], "(no match)", "Sales")]
+    assert where(run.result["moved"]) == [moved(sample["sql_us"], "(no match)", "Sales")]
 
 
 def test_replay_date_range_includes_since_and_excludes_until(sample, rule_owner):
@@ -106,7 +116,7 @@ def test_replay_date_range_includes_since_and_excludes_until(sample, rule_owner)
     assert (run.limit, run.total) == (MAX_LIMIT, 2)  # mql_gb, sql_gb; sql_us at `until` is outside; a range is capped
     assert run.result["before"] == {"Sales": 1, "UK": 1}
     assert run.result["after"] == {"UK": 2}
-    assert run.result["moved"] == [moved(sample["mql_gb"], "Sales", "UK")]
+    assert where(run.result["moved"]) == [moved(sample["mql_gb"], "Sales", "UK")]
 
 
 def test_replay_since_alone_takes_every_lead_from_then_on(sample, rule_owner):
@@ -138,7 +148,7 @@ def test_replay_judges_each_lead_by_the_version_that_decided_it(sales, partners,
     assert run.candidate == {str(rule.pk): 2}
     assert run.result["before"] == {"Partners": 1, "Sales": 1}
     assert run.result["after"] == {"Partners": 2}
-    assert run.result["moved"] == [moved(by_v1, "Sales", "Partners")]
+    assert where(run.result["moved"]) == [moved(by_v1, "Sales", "Partners")]
     assert by_v2.rule_version == 2
 
 
@@ -182,3 +192,86 @@ def test_invalid_replay_requests_are_refused(rule_owner, filters, message):
 
 def test_a_replay_request_without_filters_takes_the_default_limit(rule_owner):
     assert replay_request(by=rule_owner).limit == 10_000
+
+
+def test_each_moved_lead_names_the_rules_that_decided_it_before_and_after(sample, rule_owner):
+    run = replay(by=rule_owner)
+    sales_rule = sample["sales_rule"]
+
+    by_lead = {entry["id"]: entry for entry in run.result["moved"]}
+    taken = by_lead[sample["sql_us"].pk]  # no rule matched it; staging v2 of the sales rule takes it
+    assert (taken["from_rule"], taken["to_rule"], taken["cause"]) == (None, ref(sales_rule, 2), ref(sales_rule, 2))
+    let_go = by_lead[sample["mql_gb"].pk]  # the sales rule's v1 took it; v2 lets it go to the UK rule
+    assert (let_go["from_rule"], let_go["to_rule"], let_go["cause"]) == (
+        ref(sales_rule, 1),
+        ref(sample["uk_rule"], 1),
+        ref(sales_rule, 2),
+    )
+    assert run.result["by_rule"] == [
+        {
+            **ref(sales_rule, 2),
+            "moved": 2,
+            "flows": [{"from": "(no match)", "to": "Sales", "count": 1}, {"from": "Sales", "to": "UK", "count": 1}],
+        }
+    ]
+
+
+def test_with_two_rules_in_staging_each_move_is_put_down_to_the_rule_that_caused_it(sample, rule_owner):
+    uk_rule, sales_rule = sample["uk_rule"], sample["sales_rule"]
+    stage(
+        uk_rule,
+        priority=5,  # before the sales rule now
+        condition={"field": "country", "op": "in", "value": ["GB", "US"]},
+        test_cases=[case("a US lead", "UK", country="US")],
+    )
+    sql_de = routed(LeadFactory(lifecycle_stage="sql", country="DE", **received(7)))  # production: no match
+
+    run = replay(by=rule_owner)
+
+    causes = {entry["id"]: (entry["from"], entry["to"], entry["cause"]) for entry in run.result["moved"]}
+    assert causes == {
+        sample["mql_us"].pk: ("Sales", "UK", ref(uk_rule, 2)),
+        sample["mql_gb"].pk: ("Sales", "UK", ref(uk_rule, 2)),
+        sample["sql_us"].pk: ("(no match)", "UK", ref(uk_rule, 2)),
+        sql_de.pk: ("(no match)", "Sales", ref(sales_rule, 2)),
+    }
+    assert [m.sentence for m in replay_moves(run)] == [
+        "moves 3 leads to UK: 2 from Sales, 1 from (no match)",
+        "moves 1 lead to Sales: 1 from (no match)",
+    ]
+    assert [(m.name, m.version) for m in replay_moves(run)] == [("GB to UK", 2), ("MQL to sales", 2)]
+
+
+def test_a_result_stored_before_attribution_has_no_moves_by_rule(sample, rule_owner):
+    run = replay(by=rule_owner)
+    run.result = {key: value for key, value in run.result.items() if key != "by_rule"}
+
+    assert replay_moves(run) == []
+
+
+def test_the_replay_page_links_each_moved_lead_and_the_rules_that_moved_it(client, sample, rule_owner):
+    run = replay(by=rule_owner)
+    client.force_login(rule_owner)
+
+    body = client.get(reverse("console:replay", args=[run.pk])).content.decode()
+
+    sales_url = reverse("console:rule", args=[sample["sales_rule"].pk])
+    summary = "moves 2 leads: 1 from (no match) to Sales, 1 from Sales to UK"
+    assert f'<a href="{sales_url}">MQL to sales v2</a> {summary}' in body
+    assert f'href="{reverse("console:lead", args=[sample["mql_gb"].pk])}"' in body
+    assert f'decided by <a href="{reverse("console:rule", args=[sample["uk_rule"].pk])}">GB to UK v1</a>' in body
+
+
+def test_a_replay_stored_before_attribution_still_shows_its_moves(client, sample, rule_owner):
+    run = replay(by=rule_owner)
+    old = {key: value for key, value in run.result.items() if key != "by_rule"}
+    old["moved"] = [{k: m[k] for k in ("id", "lead_id", "from", "to")} for m in run.result["moved"]]
+    ReplayRun.objects.filter(pk=run.pk).update(result=old)
+    client.force_login(rule_owner)
+
+    response = client.get(reverse("console:replay", args=[run.pk]))
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert body.count("not recorded (an older replay)") == 2
+    assert "Moves by rule" not in body

@@ -18,13 +18,12 @@ from routing.governance.services import (
     GovernanceError,
     rule_force_production,
     rule_rollback,
-    rule_sign_off,
     rule_tests_record,
 )
 from routing.models import RuleStage
 from routing.reports.checklist import monday_checklist
 from tests.factories import RuleFactory, UserFactory, promote_live
-from tests.governance.helpers import edit
+from tests.governance.helpers import edit, reviewed_sign_off
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +44,7 @@ def rule(sales, rule_owner):
 def signed(rule, rule_owner):
     """Signed off on Tuesday of W47."""
     with time_machine.travel(TUESDAY, tick=False):
-        rule_sign_off(rule=rule, by=rule_owner, comment="Looked fine")
+        reviewed_sign_off(rule=rule, by=rule_owner, comment="Looked fine")
     return rule
 
 
@@ -76,7 +75,7 @@ def test_an_edit_before_the_sign_off_is_covered_by_it(rule, rule_owner):
     with time_machine.travel(MONDAY, tick=False):
         edit(rule, description="Tweaked before review.")
     with time_machine.travel(TUESDAY, tick=False):
-        rule_sign_off(rule=rule, by=rule_owner)
+        reviewed_sign_off(rule=rule, by=rule_owner)
 
     assert row_of(rule).signed_this_week is True
 
@@ -108,7 +107,7 @@ def test_a_rollback_after_the_sign_off_reopens_it(rule, rule_owner):
     with time_machine.travel(MONDAY, tick=True):
         promote_live(rule, sla_minutes=10)
     with time_machine.travel(TUESDAY, tick=False):
-        rule_sign_off(rule=rule, by=rule_owner)
+        reviewed_sign_off(rule=rule, by=rule_owner)
     with time_machine.travel(WEDNESDAY, tick=False):
         rule_rollback(rule=rule, by=rule_owner, comment="Too eager")
 
@@ -129,12 +128,12 @@ def test_a_reopened_sign_off_is_signed_again_keeping_both_in_the_audit_trail(sig
     with time_machine.travel(WEDNESDAY, tick=False):
         edit(signed, description="Changed after review.")
     with time_machine.travel(THURSDAY, tick=False):
-        again = rule_sign_off(rule=signed, by=rule_owner, comment="Reviewed the change")
+        again = reviewed_sign_off(rule=signed, by=rule_owner, comment="Reviewed the change")
 
     assert RuleSignOff.objects.get() == again  # one row per rule and week, now the later one
     assert (again.at, again.comment) == (THURSDAY, "Reviewed the change")
     first, second = AuditEvent.objects.filter(action=AuditAction.RULE_SIGNED_OFF).order_by("occurred_at")
-    assert (first.outcome, first.data) == ("signed off", {"week": "2026-W47", "comment": "Looked fine"})
+    assert (first.outcome, first.data["week"], first.data["comment"]) == ("signed off", "2026-W47", "Looked fine")
     assert second.outcome == "signed off again"
     assert second.data["replaces"] == {
         "by": "rowan",
@@ -147,7 +146,7 @@ def test_a_reopened_sign_off_is_signed_again_keeping_both_in_the_audit_trail(sig
     ]
     assert row_of(signed, now=THURSDAY + dt.timedelta(hours=1)).signed_this_week is True
     with pytest.raises(GovernanceError, match="already signed off for 2026-W47"):
-        rule_sign_off(rule=signed, by=rule_owner, at=THURSDAY + dt.timedelta(hours=2))
+        reviewed_sign_off(rule=signed, by=rule_owner, at=THURSDAY + dt.timedelta(hours=2))
 
 
 def test_the_reminder_counts_a_reopened_sign_off_as_unsigned(signed, rule_owner):
@@ -209,7 +208,7 @@ def test_a_sign_off_after_the_week_s_changes_clears_the_checklist(signed, rule_o
     with time_machine.travel(WEDNESDAY, tick=False):
         edit(signed, description="Changed after review.")
     with time_machine.travel(THURSDAY, tick=False):
-        rule_sign_off(rule=signed, by=rule_owner)
+        reviewed_sign_off(rule=signed, by=rule_owner)
 
     assert monday_checklist(now=NEXT_MONDAY).answers[1].ok is True
 
@@ -222,16 +221,17 @@ def test_the_rules_list_reads_reopened_sign_offs_in_the_same_queries_for_3_or_30
             with time_machine.travel(MONDAY - dt.timedelta(days=30), tick=False):
                 rule = RuleFactory(owner=rule_owner, queue=sales, stage=RuleStage.PRODUCTION)
             with time_machine.travel(TUESDAY, tick=False):
-                rule_sign_off(rule=rule, by=rule_owner)
+                reviewed_sign_off(rule=rule, by=rule_owner)
             with time_machine.travel(WEDNESDAY, tick=False):
                 edit(rule, description="Changed after review.")
 
     client.force_login(rule_owner)
     signed_then_edited(3)
-    # 8 as without sign-offs, plus the promotions and the draft edits after this week's sign-offs.
-    with time_machine.travel(THURSDAY, tick=False), django_assert_num_queries(10):
+    # 8 as without sign-offs, plus the promotions and the draft edits after this week's sign-offs, plus the
+    # changes awaiting review.
+    with time_machine.travel(THURSDAY, tick=False), django_assert_num_queries(11):
         client.get(reverse("console:rules"))
     signed_then_edited(27)
-    with time_machine.travel(THURSDAY, tick=False), django_assert_num_queries(10):
+    with time_machine.travel(THURSDAY, tick=False), django_assert_num_queries(11):
         page = client.get(reverse("console:rules")).content.decode()
     assert page.count("changed since sign-off") >= 30

@@ -330,7 +330,8 @@ def test_a_target_or_source_of_truth_edit_shows_in_the_drafts_diff_against_produ
     rule.source_of_truth = "HubSpot"
     rule.save()
 
-    assert version_diff(rule.production_version, rule) == [
-        ("target_sla_adherence", Decimal("90.00"), Decimal("97.50")),
-        ("source_of_truth", "", "HubSpot"),
+    changes = version_diff(rule.production_version, rule)
+    assert [(c.field, [(line.kind, line.text) for line in c.lines]) for c in changes] == [
+        ("target_sla_adherence", [("removed", "≥ 90%"), ("added", "≥ 97.5%")]),
+        ("source_of_truth", [("added", "HubSpot")]),
     ]
