@@ -554,7 +554,8 @@ def realistic_rules_data(page: Page, rule_owner, ops_person) -> dict:
     emea = rules["emea"]
     page.goto(f"/console/rules/{emea.pk}/edit/")
     draft = page.locator("#draft")
-    draft.get_by_label("Condition").fill(
+    draft.locator("#condition-editor").get_by_role("button", name="JSON").click()  # the condition opens in the builder
+    draft.locator("#id_condition").fill(
         json.dumps({"all": [MQL, {"field": "country", "op": "in", "value": [*EMEA, "AT", "CH"]}]}, indent=2)
     )
     austria = case("an MQL from Austria", "Sales EMEA", lifecycle_stage="mql", country="AT")
