@@ -6,6 +6,7 @@ docs/screenshots; otherwise they go to a scratch folder and the assertions still
 
 import datetime as dt
 import io
+import random
 import re
 
 import pytest
@@ -17,9 +18,13 @@ from playwright.sync_api import Page, expect
 from exceptions.models import ExceptionIncident, ExceptionItem, ExceptionReason, ExceptionStatus
 from routing import engine
 from routing.demo.history import HISTORY_PREFIX
+from routing.demo.leads import synthetic_lead
+from routing.experiments.services import experiment_start
 from routing.governance.replay import replay_execute, replay_request
-from routing.management.commands.seed_demo import DEMO_LOGIN, DEMO_OWNER
-from routing.models import Lead, Queue, Rule, RuleStage
+from routing.intake import leads_intake
+from routing.management.commands.seed_demo import DEMO_LOGIN, DEMO_OWNER, DEMO_SOURCE
+from routing.models import Lead, Queue, Rule, RuleStage, Source
+from routing.services import leads_route
 from tests.browser.helpers import log_in
 from tests.browser.test_dashboard import charts_drawn, tile
 
@@ -125,3 +130,32 @@ def test_screenshots_of_the_demo_rules(page, demo, screenshots_dir):
     page.goto(f"/console/rules/replay/{run.pk}/")
     expect(page.locator(".replay-status")).to_have_text("Done")
     shoot(page, screenshots_dir, "replay.png")
+
+
+def test_screenshots_of_the_condition_builder_and_an_experiment(page, demo, screenshots_dir):
+    """The demo's trial rule in the builder, then run as an experiment on a day's worth of demo leads, as its
+    owner would start it from the rule page."""
+    owner = get_user_model().objects.get(username=DEMO_OWNER)
+    trial = Rule.objects.get(stage=RuleStage.STAGING)
+    logged_in(page, DEMO_OWNER)
+
+    page.goto(f"/console/rules/{trial.pk}/edit/")
+    expect(page.locator("#condition-builder")).to_be_visible()
+    expect(page.locator("#condition-check")).to_contain_text("of your last")  # the live check has answered
+    shoot(page, screenshots_dir, "condition-builder.png")
+
+    experiment = experiment_start(
+        rule=trial, by=owner, percent=50, max_leads=2000, criteria={"route_latency": -50, "manual_touches": -70}
+    )
+    rng = random.Random(11)
+    _, created = leads_intake(
+        source=Source.objects.get(name=DEMO_SOURCE), payloads=[synthetic_lead(rng) for _ in range(600)]
+    )
+    leads_route(lead_ids=created)
+    experiment.refresh_from_db()
+    assert experiment.enrolled > 0
+    assert {"production", "candidate"} == set(experiment.leads.values_list("arm", flat=True).distinct())
+
+    page.goto(f"/console/experiments/{experiment.pk}/")
+    expect(page.locator("h1")).to_contain_text(trial.name)
+    shoot(page, screenshots_dir, "experiment.png")

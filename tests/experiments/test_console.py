@@ -59,7 +59,7 @@ def test_the_page_shows_each_arm_and_refreshes_while_running(client, mql_rule):
     client.force_login(mql_rule.owner)
     page = client.get(reverse("console:experiment", args=[experiment.pk])).content.decode()
     assert 'id="arm-production"' in page and 'id="arm-candidate"' in page
-    assert "1000 ms (too few for an interval)" in page
+    assert "1.0 s (too few for an interval)" in page  # 1,000 ms, as the dashboard shows durations
     assert 'id="criterion-route_latency"' in page and "too early to tell" in page
     assert f'hx-get="/console/experiments/{experiment.pk}/figures/"' in page
     assert 'id="stop"' in page and 'id="promote"' in page
