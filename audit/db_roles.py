@@ -26,7 +26,6 @@ APPEND_ONLY_TABLES = frozenset(
         "audit_override",
         "routing_ruleversion",
         "routing_rulepromotion",
-        "routing_ruleapproval",
     }
 )
 # Written by `migrate` alone.
@@ -85,6 +84,7 @@ ORDINARY_TABLES = frozenset(
         "routing_rulenotice",
         "routing_rulesignoff",
         "routing_rulechangeview",
+        "routing_ruleapproval",  # append-only in code (AppendOnlyModel); no database trigger yet
         "routing_signoffreminder",
         # Routing experiments and the leads each enrolled.
         "routing_experiment",

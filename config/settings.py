@@ -225,6 +225,7 @@ SPECTACULAR_SETTINGS = {
         "ResolutionEnum": "exceptions.models.Resolution",
         "ExceptionStatusEnum": "exceptions.models.ExceptionStatus",  # items and incidents share it
         "DiffLineKindEnum": "routing.governance.diffs.DiffKind",
+        "ExperimentStatusEnum": "routing.experiments.models.ExperimentStatus",
     },
     # Documents the 400/401/403/404/415 every endpoint can answer, with DRF's error bodies.
     "POSTPROCESSING_HOOKS": [
